@@ -244,9 +244,14 @@ def fport(msg_type):
 # ------------------------------------------------------------------------------------ downlinks
 
 
-def _read(data, pos):
+_MAX_DEPTH = const(4)  # config needs 2 levels; a bound keeps a hostile downlink off the small ESP32 stack
+
+
+def _read(data, pos, depth=0):
     # Strict CBOR reader for downlinks: shortest integer heads, definite lengths, no tags,
     # floats or strings, simple values false/true/null only. Returns (value, new position).
+    if depth > _MAX_DEPTH:
+        raise DecodeError("CBOR nested too deeply")
     if pos >= len(data):
         raise DecodeError("truncated CBOR")
     ib = data[pos]
@@ -284,17 +289,17 @@ def _read(data, pos):
     if major == 4:
         items = []
         for _ in range(n):
-            item, pos = _read(data, pos)
+            item, pos = _read(data, pos, depth + 1)
             items.append(item)
         return items, pos
     out = {}
     last = -1
     for _ in range(n):
-        key, pos = _read(data, pos)
+        key, pos = _read(data, pos, depth + 1)
         if type(key) is not int or key <= last:
-            raise DecodeError("CBOR map keys must be rising integers")
+            raise DecodeError("setting indexes must be rising integers")
         last = key
-        out[key], pos = _read(data, pos)
+        out[key], pos = _read(data, pos, depth + 1)
     return out, pos
 
 
