@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from chirpstack_api import api
@@ -152,7 +152,7 @@ class ChirpStackClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> ChirpStackClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

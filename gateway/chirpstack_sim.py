@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from chirpstack_api import api
@@ -624,7 +624,7 @@ class ChirpStackSimulator:
         """Block until the server stops (the CLI's foreground mode)."""
         self._server.wait_for_termination()
 
-    def __enter__(self) -> ChirpStackSimulator:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

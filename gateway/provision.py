@@ -52,8 +52,9 @@ __all__ = [
     "BUNDLE_FORMAT",
     "MANAGED_TAG",
     "ROLE_SETTINGS",
-    "ProvisionError",
+    "Outcome",
     "Plan",
+    "ProvisionError",
     "Report",
     "RoleSettings",
     "Step",
@@ -67,7 +68,6 @@ __all__ = [
     "make_plan",
     "profile_name",
     "write_bundle",
-    "Outcome",
 ]
 
 BUNDLE_FORMAT = "citynode-node-bundle/1"
@@ -365,8 +365,9 @@ def make_plan(
         label = f"{node.dev_eui} {node.name}"
         existing = client.get_device(node.dev_eui)
         if existing is not None and existing.application_id != plan.application_id:
-            plan.steps.append(Step("device", node.dev_eui, label, "conflict",
-                                   (f"registered in application {existing.application_id}",)))
+            why = (f"registered in application {existing.application_id}; delete it there first, "
+                   "provisioning never moves devices between applications")
+            plan.steps.append(Step("device", node.dev_eui, label, "conflict", (why,)))
             continue
         profile = plan.profiles.get(node.role)
         want = desired_device(node, plan.application_id or "", profile.id if profile else "")
@@ -382,15 +383,10 @@ def make_plan(
 
         bundle_path = plan.bundles_dir / f"{node.dev_eui}.json"
         content, mode = _read_bundle(bundle_path)
-        if node.app_key:
-            key, source = node.app_key, "inventory"
-        elif actual_key:
-            key, source = actual_key, "chirpstack"
-        elif _bundle_key(content):
-            key, source = _bundle_key(content), "bundle"
-        else:
-            key, source = new_key(), "generated"
-        assert key is not None
+        candidates = [(node.app_key, "inventory"), (actual_key, "chirpstack"), (_bundle_key(content), "bundle")]
+        key, source = next(((k, s) for k, s in candidates if k), (None, "generated"))
+        if key is None:
+            key = new_key()
         plan.keys[node.dev_eui], plan.key_sources[node.dev_eui] = key, source
         if actual_key is None:
             plan.steps.append(Step("keys", node.dev_eui, label, "create", (f"nwk_key ({source})",)))

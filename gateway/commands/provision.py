@@ -73,7 +73,7 @@ def _run_profiles(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ConfigError("--out: give the directory for the device-profile tree (citynode provision profiles --out DIR)")
     written = write_profile_tree(args.out, vendor=args.vendor)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # soft wrap: lines stay whole for grep and logs
     console.print(f"wrote {len(written)} files under {args.out}")
     console.print(f"import them with: chirpstack -c /etc/chirpstack import-device-profiles -d {args.out}")
     return 0
@@ -89,7 +89,7 @@ def _run_provision(args: argparse.Namespace) -> int:
     nodes = load_inventory(args.inventory, known_boards=_known_boards())
     codec_script = load_codec_script()
     token = resolve_token(token_file=args.token_file)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # soft wrap: lines stay whole for grep and logs
     if not console.is_terminal:
         console.width = 120  # logs and pipes: wide enough that EUIs and names do not wrap
     with ChirpStackClient(args.server, token, tls=args.tls, timeout=args.timeout) as client:

@@ -18,7 +18,7 @@ def test_example_csv_and_yaml_describe_the_same_nodes() -> None:
     from_csv = load_inventory(DATA / "nodes.csv")
     from_yaml = load_inventory(DATA / "nodes.yaml")
     strip = lambda nodes: [(n.dev_eui, n.name, n.role, n.board, n.lat, n.lon, dict(n.tags), n.join_eui, n.app_key)
-                           for n in nodes]  # noqa: E731
+                           for n in nodes]
     assert strip(from_csv) == strip(from_yaml)
     assert [n.role for n in from_csv] == ["air_quality", "bin_fill", "passenger_count", "crowd_count"]
 

@@ -53,25 +53,28 @@ def test_ids_are_uuid_strings(client: ChirpStackClient) -> None:
 def test_calls_without_the_bearer_token_are_unauthenticated(
     sim: ChirpStackSimulator, metadata: tuple[tuple[str, str], ...], detail: str
 ) -> None:
-    with grpc.insecure_channel(sim.address) as channel:
-        with pytest.raises(grpc.RpcError) as info:
-            api.TenantServiceStub(channel).Get(api.GetTenantRequest(id=DEFAULT_TENANT_ID), metadata=metadata)
+    with grpc.insecure_channel(sim.address) as channel, pytest.raises(grpc.RpcError) as info:
+        api.TenantServiceStub(channel).Get(api.GetTenantRequest(id=DEFAULT_TENANT_ID), metadata=metadata)
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert info.value.details() == detail
 
 
 def test_wrong_token_becomes_a_clear_citynode_error(sim: ChirpStackSimulator) -> None:
-    with ChirpStackClient(sim.address, "not-the-token") as cs:
-        with pytest.raises(ChirpStackAuthError, match="refused the API token") as info:
-            cs.get_tenant(DEFAULT_TENANT_ID)
+    with (
+        ChirpStackClient(sim.address, "not-the-token") as cs,
+        pytest.raises(ChirpStackAuthError, match="refused the API token") as info,
+    ):
+        cs.get_tenant(DEFAULT_TENANT_ID)
     assert isinstance(info.value, CitynodeError)
     assert "not-the-token" not in str(info.value)  # tokens never end up in messages
 
 
 def test_unreachable_server_is_unavailable() -> None:
-    with ChirpStackClient("127.0.0.1:1", "t", timeout=2.0) as cs:
-        with pytest.raises(ChirpStackUnavailable, match="not reachable"):
-            cs.get_tenant(DEFAULT_TENANT_ID)
+    with (
+        ChirpStackClient("127.0.0.1:1", "t", timeout=2.0) as cs,
+        pytest.raises(ChirpStackUnavailable, match="not reachable"),
+    ):
+        cs.get_tenant(DEFAULT_TENANT_ID)
 
 
 def test_duplicate_dev_eui_is_already_exists(client: ChirpStackClient) -> None:
