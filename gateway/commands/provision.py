@@ -13,6 +13,7 @@ The API token comes from ``$CITYNODE_CHIRPSTACK_TOKEN``, ``--token-file`` or
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -75,6 +76,9 @@ def _run_profiles(args: argparse.Namespace) -> int:
     written = write_profile_tree(args.out, vendor=args.vendor)
     console = Console(highlight=False, soft_wrap=True)  # soft wrap: lines stay whole for grep and logs
     console.print(f"wrote {len(written)} files under {args.out}")
+    tests = next(p for p in written if p.name.startswith("test_decode_"))
+    if not json.loads(tests.read_text(encoding="utf-8")):
+        console.print(f"warning: no uplink test vectors found in codecs/vectors; {tests.name} is empty")
     console.print(f"import them with: chirpstack -c /etc/chirpstack import-device-profiles -d {args.out}")
     return 0
 
