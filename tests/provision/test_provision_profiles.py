@@ -173,3 +173,27 @@ def test_cli_needs_out(codecs: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("CITYNODE_ROOT", str(codecs.parent))
     assert main(["provision", "profiles"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_tree_from_the_checkout_passes_its_own_decode_tests_in_quickjs(tmp_path: Path, monkeypatch) -> None:
+    """What the repository's test runner does: every test_decode vector through decodeUplink."""
+    import quickjs
+
+    from gateway.paths import codecs_dir
+
+    monkeypatch.delenv("CITYNODE_ROOT", raising=False)
+    write_profile_tree(tmp_path)
+    codec_dir = tmp_path / "vendors/citynode/codecs"
+    assert (codec_dir / "citynode.js").read_text() == (codecs_dir() / "chirpstack" / "citynode.js").read_text()
+    tests = json.loads((codec_dir / "test_decode_citynode.json").read_text())
+    uplink_files = sorted((codecs_dir() / "vectors").glob("uplink_*.json"))
+    expected_count = sum(
+        1 for f in uplink_files for v in json.loads(f.read_text()) if "data" in v["expected"]
+    )
+    assert len(tests) == expected_count > 0
+    ctx = quickjs.Context()
+    ctx.eval((codec_dir / "citynode.js").read_text())
+    for test in tests:
+        argument = {"fPort": test["input"]["fPort"], "bytes": test["input"]["bytes"], "variables": {}}
+        result = json.loads(ctx.eval(f"JSON.stringify(decodeUplink({json.dumps(argument)}))"))
+        assert result == {"data": test["expected"]["data"]}, test["name"]

@@ -358,3 +358,16 @@ def test_missing_tenant_id_is_a_clear_error(provision, inventory, capsys, root, 
     monkeypatch.delenv("CITYNODE_CHIRPSTACK_TENANT_ID", raising=False)
     rc = main(["provision", str(inventory), "--server", "127.0.0.1:1"])
     assert rc == 2 and "--tenant-id" in capsys.readouterr().err
+
+
+def test_profiles_carry_the_checkouts_generated_codec(sim, inventory, tmp_path, monkeypatch, capsys) -> None:
+    from gateway.paths import codecs_dir
+
+    monkeypatch.delenv("CITYNODE_ROOT", raising=False)
+    monkeypatch.setenv("CITYNODE_CHIRPSTACK_TOKEN", TOKEN)
+    rc = main(["provision", str(inventory), "--server", sim.address, "--tenant-id", DEFAULT_TENANT_ID,
+               "--bundles", str(tmp_path / "bundles")])
+    assert rc == 0, capsys.readouterr().err
+    script = (codecs_dir() / "chirpstack" / "citynode.js").read_text()
+    assert "decodeUplink" in script
+    assert {p.payload_codec_script for p in sim.state.device_profiles.values()} == {script}
