@@ -283,7 +283,18 @@ def _value(message: Any, name: str) -> Any:
 
 
 def _diff(actual: Any, desired: Any, fields: Iterable[str]) -> tuple[str, ...]:
-    return tuple(f for f in fields if _value(actual, f) != _value(desired, f))
+    """Names of the fields that differ; for tags also which keys (tag values are not secret)."""
+    changes = []
+    for name in fields:
+        have, want = _value(actual, name), _value(desired, name)
+        if have == want:
+            continue
+        if name == "tags":
+            keys = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            changes.append(f"tags ({', '.join(keys)})")
+        else:
+            changes.append(name)
+    return tuple(changes)
 
 
 def _read_bundle(path: Path) -> tuple[bytes | None, int | None]:

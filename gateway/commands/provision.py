@@ -29,6 +29,7 @@ from gateway.errors import ConfigError
 __all__ = ["register"]
 
 _ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim", "conflict": "bold red"}
+_KINDS = ("application", "device-profile", "device", "keys", "bundle")
 _PROGRESS_MIN_STEPS = 20  # below this a run takes a blink and a bar is noise
 
 
@@ -152,7 +153,7 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
             continue
         style = _ACTION_STYLE[step.action]
         table.add_row(step.kind, escape(step.label), f"[{style}]{step.action}[/]", escape(", ".join(step.changes)))
-    for kind, count in hidden.items():
+    for kind, count in sorted(hidden.items(), key=lambda item: _KINDS.index(item[0])):
         table.add_row(kind, f"({count} {'object' if count == 1 else 'objects'})", "[dim]unchanged[/]", "")
     console.print(table)
     counts = plan.counts()

@@ -172,7 +172,7 @@ def test_changed_name_and_tag_are_updates_of_that_device_only(sim, provision, in
     assert "plan: 0 to create, 2 to update, 15 unchanged" in out
     assert "name, description" not in out  # the description is derived from role and board, unchanged
     device_row = next(line for line in out.splitlines() if "│ device " in line and "update" in line)
-    assert "name" in device_row and "tags" in device_row
+    assert "name" in device_row and "tags (owner)" in device_row
     assert _writes(sim) == ["DeviceService.Update"]
     dev = sim.state.devices["70b3d57ed0000001"].device
     assert dev.name == "aq-buer-marktplatz" and dev.tags["owner"] == "GE"
