@@ -111,12 +111,30 @@ DIRECTION_CASES = {
     "glitch shorter than debounce is nothing": ([(0, "A+"), (5, "A-"), (50, "B+"), (60, "B-")], 0, 0),
     "whole pattern inside debounce is noise": ([(0, "A+"), (5, "B+"), (8, "A-"), (12, "B-")], 0, 0),
     "two people back to back boarding": (
-        [(0, "A+"), (100, "B+"), (300, "A-"), (350, "A+"), (400, "B-"), (450, "B+"), (650, "A-"), (750, "B-")],
+        [
+            (0, "A+"),
+            (100, "B+"),
+            (300, "A-"),
+            (350, "A+"),
+            (400, "B-"),
+            (450, "B+"),
+            (650, "A-"),
+            (750, "B-"),
+        ],
         2,
         0,
     ),
     "two people back to back alighting": (
-        [(0, "B+"), (100, "A+"), (300, "B-"), (350, "B+"), (400, "A-"), (450, "A+"), (650, "B-"), (750, "A-")],
+        [
+            (0, "B+"),
+            (100, "A+"),
+            (300, "B-"),
+            (350, "B+"),
+            (400, "A-"),
+            (450, "A+"),
+            (650, "B-"),
+            (750, "A-"),
+        ],
         0,
         2,
     ),
@@ -149,15 +167,28 @@ def test_direction_state_machine(direction_results, name):
 # Door-open gating: the counter starts with a door-open pin that is closed (D low).
 GATING_CASES = {
     "door closed: boarding not counted": ([(0, "A+"), (100, "B+"), (300, "A-"), (400, "B-")], 0, 0),
-    "door opens then boarding counted": ([(0, "D+"), (100, "A+"), (200, "B+"), (400, "A-"), (500, "B-")], 1, 0),
+    "door opens then boarding counted": (
+        [(0, "D+"), (100, "A+"), (200, "B+"), (400, "A-"), (500, "B-")],
+        1,
+        0,
+    ),
     "door closes mid-crossing: dropped": (
         [(0, "D+"), (100, "A+"), (200, "B+"), (300, "D-"), (400, "A-"), (500, "B-")],
         0,
         0,
     ),
     "door opens while A blocked: that crossing dropped, next counted": (
-        [(0, "A+"), (50, "D+"), (200, "B+"), (400, "A-"), (500, "B-"),
-         (1000, "B+"), (1100, "A+"), (1300, "B-"), (1400, "A-")],
+        [
+            (0, "A+"),
+            (50, "D+"),
+            (200, "B+"),
+            (400, "A-"),
+            (500, "B-"),
+            (1000, "B+"),
+            (1100, "A+"),
+            (1300, "B-"),
+            (1400, "A-"),
+        ],
         0,
         1,
     ),
@@ -300,9 +331,8 @@ print(json.dumps([play(bc, pins, clock, seq), bc.occupancy]))
 )
 def test_bad_configuration_names_the_field(micropython, setup, field):
     out = micropython.eval_json(
-        HARNESS
-        + "try:\n    %s\n    print(json.dumps(None))\nexcept ValueError as e:\n    print(json.dumps(getattr(e, 'field', str(e))))\n"
-        % setup
+        HARNESS + "try:\n    %s\n    print(json.dumps(None))\n"
+        "except ValueError as e:\n    print(json.dumps(getattr(e, 'field', str(e))))\n" % setup
     )
     assert out == field
 

@@ -26,7 +26,9 @@ SOURCE = MODULE / "wifisniff.c"
 BCAST = b"\xff" * 6
 MGMT, CTRL, DATA = 0, 1, 2
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to compile the C module on the host")
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="needs gcc to compile the C module on the host"
+)
 
 
 def frame(fc0: int, addr2: bytes, body: bytes = b"\x00\x04home\x01\x02\x02\x04") -> bytes:
@@ -41,8 +43,18 @@ def mac(i: int) -> bytes:
 def harness(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("wifisniff") / "harness"
     subprocess.run(
-        ["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{STUBS}", f"-I{MODULE}", "-o", str(exe),
-         str(STUBS / "host_harness.c")],
+        [
+            "gcc",
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-I{STUBS}",
+            f"-I{MODULE}",
+            "-o",
+            str(exe),
+            str(STUBS / "host_harness.c"),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -51,7 +63,9 @@ def harness(tmp_path_factory) -> Path:
 
 
 def drive(exe: Path, commands: list[str]) -> list[str]:
-    out = subprocess.run([str(exe)], input="\n".join(commands) + "\n", capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(exe)], input="\n".join(commands) + "\n", capture_output=True, text=True, check=True
+    )
     return out.stdout.splitlines()
 
 
@@ -61,7 +75,17 @@ def pkt(kind: int, rssi: int, channel: int, data: bytes) -> str:
 
 def test_source_is_strict_c11_against_the_declared_api():
     proc = subprocess.run(
-        ["gcc", "-fsyntax-only", "-std=c11", "-pedantic", "-Wall", "-Wextra", "-Werror", f"-I{STUBS}", str(SOURCE)],
+        [
+            "gcc",
+            "-fsyntax-only",
+            "-std=c11",
+            "-pedantic",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-I{STUBS}",
+            str(SOURCE),
+        ],
         capture_output=True,
         text=True,
     )
@@ -69,8 +93,22 @@ def test_source_is_strict_c11_against_the_declared_api():
 
 
 def test_start_validates_and_configures_promiscuous_mode(harness):
-    out = drive(harness, ["mode fail", "start 6", "mode ok", "start 15", "start 0", "start 11", "state",
-                          "channel 1", "state", "stop", "state"])
+    out = drive(
+        harness,
+        [
+            "mode fail",
+            "start 6",
+            "mode ok",
+            "start 15",
+            "start 0",
+            "start 11",
+            "state",
+            "channel 1",
+            "state",
+            "stop",
+            "state",
+        ],
+    )
     assert out[0].startswith("error OSError: wifisniff: wifi not started")
     assert out[1] == "error ValueError: channel must be 1..14"
     assert out[2] == "error ValueError: channel must be 1..14"
@@ -120,7 +158,7 @@ def test_ring_full_drops_and_counts_read_returns_whole_records(harness):
 def test_records_from_the_c_module_count_on_micropython(harness, micropython, tmp_path):
     devices = [mac(i) for i in range(25)]
     cmds = ["start 6"]
-    for rnd in range(2):
+    for _round in range(2):
         cmds += [pkt(MGMT, -45 - i, 6, frame(0x40, m)) for i, m in enumerate(devices)]
         cmds += [pkt(MGMT, -30, 6, frame(0x80, mac(900)))]
     out = drive(harness, cmds + ["read 4096"])

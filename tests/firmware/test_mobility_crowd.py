@@ -240,8 +240,10 @@ print(json.dumps([free, a.last_overflow]))
 )
 def test_bad_configuration_names_the_field(micropython, code, field):
     out = micropython.eval_json(
-        "import json\nfrom citynode.crowd.anonymiser import Anonymiser\nfrom citynode.crowd.ble import BLECounter\n"
-        "try:\n    %s\n    print(json.dumps(None))\nexcept ValueError as e:\n    print(json.dumps(e.field))\n" % code
+        "import json\nfrom citynode.crowd.anonymiser import Anonymiser\n"
+        "from citynode.crowd.ble import BLECounter\n"
+        "try:\n    %s\n    print(json.dumps(None))\nexcept ValueError as e:\n    print(json.dumps(e.field))\n"
+        % code
     )
     assert out == field
 

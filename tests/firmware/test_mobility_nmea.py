@@ -25,18 +25,40 @@ GGA_REF = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
 CASES = {
     "RMC reference": (
         RMC_REF,
-        {"type": "RMC", "talker": "GP", "valid": True, "time": [12, 35, 19], "date": [1994, 3, 23],
-         "lat_udeg": 48117300, "lon_udeg": 11516667, "speed_knots": 22.4},
+        {
+            "type": "RMC",
+            "talker": "GP",
+            "valid": True,
+            "time": [12, 35, 19],
+            "date": [1994, 3, 23],
+            "lat_udeg": 48117300,
+            "lon_udeg": 11516667,
+            "speed_knots": 22.4,
+        },
     ),
     "GGA reference": (
         GGA_REF,
-        {"type": "GGA", "valid": True, "fix_quality": 1, "satellites": 8, "hdop": 0.9, "altitude_m": 545.4,
-         "lat_udeg": 48117300, "lon_udeg": 11516667},
+        {
+            "type": "GGA",
+            "valid": True,
+            "fix_quality": 1,
+            "satellites": 8,
+            "hdop": 0.9,
+            "altitude_m": 545.4,
+            "lat_udeg": 48117300,
+            "lon_udeg": 11516667,
+        },
     ),
     "GN talker RMC, Gelsenkirchen, mode A": (
         nmea("GNRMC,083015.00,A,5130.7241,N,00705.8123,E,0.012,,221126,,,A"),
-        {"talker": "GN", "valid": True, "date": [2026, 11, 22], "time": [8, 30, 15],
-         "lat_udeg": 51512068, "lon_udeg": 7096872},
+        {
+            "talker": "GN",
+            "valid": True,
+            "date": [2026, 11, 22],
+            "time": [8, 30, 15],
+            "lat_udeg": 51512068,
+            "lon_udeg": 7096872,
+        },
     ),
     "GL talker GGA": (
         nmea("GLGGA,083015.00,5130.7241,N,00705.8123,E,2,11,0.78,60.1,M,46.8,M,,"),
@@ -77,8 +99,11 @@ CASES = {
     "not a sentence": ("hello world", "format"),
 }
 
-OTHER_TYPES = [nmea("GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00"), nmea("GPVTG,,T,,M,,N,,K,N"),
-               nmea("XXRMC,123519,A,4807.038,N,01131.000,E,,,230394,,")]
+OTHER_TYPES = [
+    nmea("GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00"),
+    nmea("GPVTG,,T,,M,,N,,K,N"),
+    nmea("XXRMC,123519,A,4807.038,N,01131.000,E,,,230394,,"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +178,9 @@ def test_gps_driver_garbage_tolerant_stream(micropython):
         + (GGA_REF + "\r\n").encode()
         + b"$GPGSV,1,1,00*79\r\n"
         + (RMC_REF[:-2] + "00\r\n").encode()  # bad checksum
-        + b"$GPRMC," + b"9" * 200 + b"\r\n"  # overlong line: dropped, bounded buffer
+        + b"$GPRMC,"
+        + b"9" * 200
+        + b"\r\n"  # overlong line: dropped, bounded buffer
         + b"$GPRMC,1\x01\x02,A\r\n"  # binary noise inside a sentence
         + (RMC_REF + "\r\n").encode()
     )

@@ -18,7 +18,6 @@ import hashlib
 import json
 import struct
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -83,7 +82,9 @@ def find_macs_in_bytes(data: bytes) -> list[str]:
 
 
 def probe(mac: bytes, seq: int) -> bytes:
-    return b"\x40\x00\x00\x00" + BCAST + mac + BCAST + struct.pack("<H", seq << 4) + b"\x00\x00\x01\x02\x02\x04"
+    return (
+        b"\x40\x00\x00\x00" + BCAST + mac + BCAST + struct.pack("<H", seq << 4) + b"\x00\x00\x01\x02\x02\x04"
+    )
 
 
 RUN = r"""

@@ -68,8 +68,16 @@ class _HashSet:
                 t[o + 7] = last
                 self.count += 1
                 return True
-            if t[o + 7] == last and t[o] == d[0] and t[o + 1] == d[1] and t[o + 2] == d[2] and \
-                    t[o + 3] == d[3] and t[o + 4] == d[4] and t[o + 5] == d[5] and t[o + 6] == d[6]:
+            if (
+                t[o + 7] == last
+                and t[o] == d[0]
+                and t[o + 1] == d[1]
+                and t[o + 2] == d[2]
+                and t[o + 3] == d[3]
+                and t[o + 4] == d[4]
+                and t[o + 5] == d[5]
+                and t[o + 6] == d[6]
+            ):
                 return False
             i = (i + 1) & self._mask
 

@@ -69,14 +69,16 @@ class ReplaySource:
                 self._pending = True
             n = self._hdr[0] | (self._hdr[1] << 8)
             if n > RECORD_MAX_FRAME:
-                raise ReplayError("%s: record at byte %d claims %d frame bytes (max %d)"
-                                  % (self._path, self._offset, n, RECORD_MAX_FRAME))
+                raise ReplayError(
+                    "%s: record at byte %d claims %d frame bytes (max %d)"
+                    % (self._path, self._offset, n, RECORD_MAX_FRAME)
+                )
             if RECORD_HEADER + n > len(buf) - pos:
                 if pos == 0:
                     raise ReplayError("buffer of %d bytes cannot hold a %d-byte record" % (len(buf), n + 4))
                 return pos  # keep the header pending for the next call
-            mv[pos:pos + RECORD_HEADER] = self._hdr
-            got = self._f.readinto(mv[pos + RECORD_HEADER:pos + RECORD_HEADER + n]) if n else 0
+            mv[pos : pos + RECORD_HEADER] = self._hdr
+            got = self._f.readinto(mv[pos + RECORD_HEADER : pos + RECORD_HEADER + n]) if n else 0
             if (got or 0) < n:
                 self.truncated += 1
                 self._pending = False

@@ -43,8 +43,14 @@ def random_mac(rng, randomised):
 def probe_request(mac, seq=0, ssid=b""):
     """An 802.11 probe request (IEEE 802.11-2020 9.3.3.9) from `mac`, wildcard or given SSID."""
     return (
-        b"\x40\x00\x00\x00" + _BROADCAST + bytes(mac) + _BROADCAST + bytes(((seq << 4) & 0xFF, (seq >> 4) & 0xFF))
-        + bytes((0, len(ssid))) + ssid + _RATES_IE
+        b"\x40\x00\x00\x00"
+        + _BROADCAST
+        + bytes(mac)
+        + _BROADCAST
+        + bytes(((seq << 4) & 0xFF, (seq >> 4) & 0xFF))
+        + bytes((0, len(ssid)))
+        + ssid
+        + _RATES_IE
     )
 
 
@@ -65,8 +71,9 @@ class SyntheticWifi:
     rssi_dbm        (weakest, strongest) RSSI range of the devices
     """
 
-    def __init__(self, devices=40, probes=3, randomised_pct=50, rotate_after=0, noise=True, seed=1,
-                 rssi_dbm=(-95, -35)):
+    def __init__(
+        self, devices=40, probes=3, randomised_pct=50, rotate_after=0, noise=True, seed=1, rssi_dbm=(-95, -35)
+    ):
         self._rng = XorShift32(seed)
         self._rotate = rotate_after
         self._noise = noise
@@ -108,7 +115,9 @@ class SyntheticWifi:
                 need += RECORD_HEADER + len(f)
             if pos + need > len(buf):
                 if pos == 0:
-                    raise ValueError("buffer of %d bytes too small for %d bytes of records" % (len(buf), need))
+                    raise ValueError(
+                        "buffer of %d bytes too small for %d bytes of records" % (len(buf), need)
+                    )
                 self._pending = frames  # emitted by the next call
                 return pos
             for frame, rssi in frames:

@@ -428,7 +428,11 @@ class BeamCounter:
         out = []
         for i in range(len(self.doors)):
             out.append(
-                {"door": self.doors[i].number, "boardings": self.boardings[i], "alightings": self.alightings[i]}
+                {
+                    "door": self.doors[i].number,
+                    "boardings": self.boardings[i],
+                    "alightings": self.alightings[i],
+                }
             )
         return out
 

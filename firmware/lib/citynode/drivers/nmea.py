@@ -63,7 +63,7 @@ def _split(line):
     try:
         want = int(line[star + 1 :], 16)
     except ValueError:
-        raise NMEAError("checksum", "not hex")
+        raise NMEAError("checksum", "not hex") from None
     body = line[1:star]
     if checksum(body) != want:
         raise NMEAError("checksum", "mismatch")
@@ -127,7 +127,7 @@ def _num(s, name, kind=float):
     try:
         return kind(s)
     except ValueError:
-        raise NMEAError("field:" + name, s)
+        raise NMEAError("field:" + name, s) from None
 
 
 def parse(line):
@@ -186,8 +186,14 @@ class GPS:
     every "$", so garbage, partial sentences and line noise cost nothing but a counter.
     """
 
-    def __init__(self, uart, max_line=_MAX_SENTENCE + 14, max_bytes_per_poll=512, ticks_ms=ticks_ms,
-                 ticks_diff=ticks_diff):
+    def __init__(
+        self,
+        uart,
+        max_line=_MAX_SENTENCE + 14,
+        max_bytes_per_poll=512,
+        ticks_ms=ticks_ms,
+        ticks_diff=ticks_diff,
+    ):
         self._uart = uart
         self._line = bytearray(max_line)
         self._n = 0
