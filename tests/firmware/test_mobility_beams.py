@@ -34,9 +34,10 @@ class FakePin:
         self.trigger = None
     def value(self):
         return self.level
-    def irq(self, handler=None, trigger=None):
+    def irq(self, handler=None, trigger=None, hard=False):
         self.handler = handler
         self.trigger = trigger
+        self.hard = hard
     def fire(self, level):
         self.level = level
         if self.handler:
@@ -215,6 +216,7 @@ def test_irq_handlers_on_both_edges_and_allocation_free(micropython):
 import micropython
 bc, pins, clock = make(door_pin=True)
 trig = [pins[0][k].trigger for k in "ABD"]
+hard = [pins[0][k].hard for k in "ABD"]
 h = pins[0]["A"].handler
 p = pins[0]["A"]
 def fire_locked():
@@ -231,10 +233,11 @@ def fire_locked():
     micropython.heap_unlock()
     return i == 10
 ok = fire_locked()
-print(json.dumps({"trig": trig, "alloc_free": ok, "drained": bc.process(clock.now)}))
+print(json.dumps({"trig": trig, "hard": hard, "alloc_free": ok, "drained": bc.process(clock.now)}))
 """
     )
     assert out["trig"] == [3, 3, 3], "IRQ_RISING | IRQ_FALLING on beam A, beam B and the door pin"
+    assert out["hard"] == [True, True, True], "hard IRQs: the edge time is read in the interrupt"
     assert out["alloc_free"], "the IRQ handler allocated on the heap"
     assert out["drained"] == 10
 

@@ -385,3 +385,29 @@ print(json.dumps(res))
     (steady, truth, used0), (rotating, truth1, used1) = out
     assert steady == truth == used0 == 20
     assert truth1 == 20 and rotating == used1 > 20, "rotating randomised MACs inflate the count (known limit)"
+
+
+def test_crowd_modules_import_and_count_under_cpython():
+    import importlib
+    import sys
+
+    from gateway.paths import firmware_dir
+
+    lib = str(firmware_dir() / "lib")
+    sys.path.insert(0, lib)
+    try:
+        anon_mod = importlib.import_module("citynode.crowd.anonymiser")
+        probe_mod = importlib.import_module("citynode.crowd.probe")
+        synth = importlib.import_module("citynode.crowd.synthetic")
+        counter = importlib.import_module("citynode.crowd.counter")
+        ble = importlib.import_module("citynode.crowd.ble")
+        importlib.import_module("citynode.crowd.replay")
+        a = anon_mod.Anonymiser(rssi_floor_dbm=-127)
+        bt = synth.SyntheticBluetooth(devices=7)
+        c = counter.CrowdCounter(
+            a, probe_mod.ProbeCounter(synth.SyntheticWifi(devices=9, probes=2), a), ble.BLECounter(bt, a)
+        )
+        c.start(1000)
+        assert c.end_window(60) == {"interval": 60, "wifi_devices": 9, "ble_devices": 7}
+    finally:
+        sys.path.remove(lib)

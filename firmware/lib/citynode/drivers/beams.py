@@ -137,6 +137,7 @@ class BeamCounter:
     ring_size       events the IRQ ring can hold between two process() calls (each edge = 1 event)
     ticks_us, ticks_diff  clock functions (injected by tests; default: time.ticks_us/ticks_diff)
     attach          install the pin IRQ handlers now (tests may feed edges via `record()` instead)
+    hard_irq        request hard IRQs (pin.irq(..., hard=True)); False for ports without them
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class BeamCounter:
         ticks_us=ticks_us,
         ticks_diff=ticks_diff,
         attach=True,
+        hard_irq=True,
     ):
         if not doors or len(doors) > MAX_DOORS:
             raise ConfigError("doors", "need 1..%d doors, got %d" % (MAX_DOORS, len(doors or ())))
@@ -168,6 +170,7 @@ class BeamCounter:
         if not 4 <= ring_size <= 4096:
             raise ConfigError("ring_size", "must be 4..4096, got %r" % (ring_size,))
         self.doors = doors
+        self._hard_irq = hard_irq
         self._ticks_us = ticks_us
         self._ticks_diff = ticks_diff
         self._debounce_us = debounce_ms * 1000
@@ -224,7 +227,12 @@ class BeamCounter:
                 trigger = getattr(pin, "IRQ_RISING", _IRQ_RISING) | getattr(pin, "IRQ_FALLING", _IRQ_FALLING)
                 handler = self._make_handler(i * _CH_PER_DOOR + role)
                 self._handlers.append(handler)  # keep a reference: the IRQ table may hold a weak one
-                pin.irq(handler=handler, trigger=trigger)
+                if self._hard_irq:
+                    # Hard IRQ (ESP32 machine.Pin.irq hard=True): ticks are read at the edge, not when
+                    # the scheduler gets round to a soft callback, so A/B order stays exact.
+                    pin.irq(handler=handler, trigger=trigger, hard=True)
+                else:
+                    pin.irq(handler=handler, trigger=trigger)
 
     def detach(self):
         for d in self.doors:
