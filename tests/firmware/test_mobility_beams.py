@@ -353,3 +353,30 @@ def test_imports_under_cpython():
         assert beams.ticks_diff(5, (1 << 30) - 5) == 10, "30-bit tick wrap like MicroPython"
     finally:
         sys.path.remove(str(firmware_dir() / "lib"))
+
+
+def test_process_is_allocation_free(micropython):
+    # The main loop drains the ring every cycle for years: processing must not grow or churn the heap.
+    out = micropython.eval_json(
+        HARNESS
+        + r"""
+import micropython
+bc, pins, clock = make(n_doors=4)
+seq = [(0, 0, 0), (100000, 1, 0), (300000, 0, 1), (400000, 1, 1)]   # beam A=ch 0, B=ch 1 of door 0
+for k in range(5):
+    for t, ch, level in seq:
+        bc.record(ch, level, t + k * 1000000)
+def run():
+    micropython.heap_lock()
+    try:
+        bc.process(10000000)
+        ok = True
+    except MemoryError:
+        ok = False
+    micropython.heap_unlock()
+    return ok
+ok = run()
+print(json.dumps([ok, bc.counts()[0]["boardings"]]))
+"""
+    )
+    assert out == [True, 5]
