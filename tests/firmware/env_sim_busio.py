@@ -7,14 +7,8 @@ to the same citynode.hal.sim.SimI2C (and so the same register map) our own drive
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-FIRMWARE_LIB = Path(__file__).resolve().parents[2] / "firmware" / "lib"
-if str(FIRMWARE_LIB) not in sys.path:
-    sys.path.insert(0, str(FIRMWARE_LIB))
-
-from citynode.hal.sim import SimI2C  # noqa: E402
+import env_sim_paths  # noqa: F401  (firmware/lib on sys.path)
+from citynode.hal.sim import SimI2C
 
 
 class BusioI2CAdapter:
