@@ -110,6 +110,7 @@ class Clock:
             self.ticks_ms = time.ticks_ms
             self._diff = time.ticks_diff
             self.sleep_ms = time.sleep_ms
+            self.sleep_us = time.sleep_us
         else:  # CircuitPython and CPython
             self._diff = None
 
@@ -128,6 +129,10 @@ class Clock:
     def sleep_ms(self, ms):
         if ms > 0:
             self._time.sleep(ms / 1000)
+
+    def sleep_us(self, us):
+        if us > 0:
+            self._time.sleep(us / 1000000)
 
 
 _clock = None
