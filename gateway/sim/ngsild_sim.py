@@ -27,7 +27,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -110,7 +110,7 @@ class NgsiLdSimulator:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def __aenter__(self) -> NgsiLdSimulator:
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/ngsi-ld/v1/entityOperations/upsert", self._upsert)
         app.router.add_get("/ngsi-ld/v1/entities/{id}", self._get)

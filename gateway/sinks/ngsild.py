@@ -62,7 +62,7 @@ from gateway.errors import SinkError
 from gateway.records import Reading
 from gateway.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
 
-__all__ = ["CORE_CONTEXT", "SDM_CONTEXT", "NgsiLdConfig", "NgsiLdSink", "MappingError", "build_entity"]
+__all__ = ["CORE_CONTEXT", "SDM_CONTEXT", "MappingError", "NgsiLdConfig", "NgsiLdSink", "build_entity"]
 
 #: ETSI core context (GS CIM 009 V1.8, annex B); brokers also add it implicitly.
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"

@@ -1,6 +1,6 @@
 """The outbox delivery worker: exactly once per sink, back-off, dead letters, isolation, restart.
 
-The store is a real SQLite file; the sink is a small scripted in-process Sink (the HTTP and MQTT sinks
+The store is the real SQLite store (``gateway.store``); the sink is a small scripted in-process Sink (the HTTP and MQTT sinks
 have their own tests against simulators and mosquitto). Back-off waits go through an injected sleep
 that records the delays and returns at once, so nothing here depends on wall-clock time.
 """
@@ -18,9 +18,9 @@ import pytest
 
 from gateway.delivery import Backoff, Delivery, DeliveryWorker
 from gateway.errors import SinkError
-from gateway.records import Reading
-from gateway.sinks._outbox_sqlite import SqliteOutbox
+from gateway.records import Reading, Uplink
 from gateway.sinks.base import DeliveryResult, Row, RowFailure, Sink
+from gateway.store import Store
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -31,6 +31,20 @@ def readings(n: int, dev_eui: str = "70b3d57ed0000001") -> list[Reading]:
                 "°C", "CEL", f"dedup-{i}", i)
         for i in range(n)
     ]
+
+
+def add(store: Store, rows: list[Reading]) -> list[int]:
+    """Store readings the way ingest does (one uplink per de-duplication id); return their ids."""
+    before = store.last_reading_id()
+    uplinks: dict[str, list[Reading]] = {}
+    for r in rows:
+        uplinks.setdefault(r.deduplication_id, []).append(r)
+    for dedup, group in uplinks.items():
+        first = group[0]
+        uplink = Uplink(first.dev_eui, first.device_name, "app", 10, first.f_cnt, b"", first.time, dedup,
+                        dict(first.tags))
+        assert store.record_uplink(uplink, group)
+    return [rid for rid, _ in store.readings_after(before, 100_000)]
 
 
 class ScriptedSink(Sink):
@@ -66,14 +80,7 @@ class RecordingSleep:
         await asyncio.sleep(0)  # let other workers run, as a real sleep would
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteOutbox:
-    s = SqliteOutbox.open(tmp_path / "gateway.db")
-    yield s
-    s.close()
-
-
-def worker(sink: Sink, store: SqliteOutbox, **kw) -> tuple[DeliveryWorker, RecordingSleep]:
+def worker(sink: Sink, store: Store, **kw) -> tuple[DeliveryWorker, RecordingSleep]:
     sleep = RecordingSleep()
     kw.setdefault("backoff", Backoff(initial_s=1.0, factor=2.0, max_s=60.0, jitter=0.0))
     return DeliveryWorker(sink, store, sleep=sleep, rng=random.Random(7), **kw), sleep
@@ -105,8 +112,8 @@ def test_backoff_rejects_nonsense(bad: dict) -> None:
 
 # -- exactly once -----------------------------------------------------------------------------------
 
-def test_every_reading_is_delivered_exactly_once_in_order(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(50))
+def test_every_reading_is_delivered_exactly_once_in_order(store: Store) -> None:
+    ids = add(store, readings(50))
     sink = ScriptedSink()
     w, sleep = worker(sink, store, batch_size=7)
     assert asyncio.run(w.drain()) == 50
@@ -118,8 +125,8 @@ def test_every_reading_is_delivered_exactly_once_in_order(store: SqliteOutbox) -
     assert sleep.delays == []
 
 
-def test_sink_down_for_a_while_is_retried_with_backoff_then_catches_up(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(30))
+def test_sink_down_for_a_while_is_retried_with_backoff_then_catches_up(store: Store) -> None:
+    ids = add(store, readings(30))
 
     def down_for_four_calls(call: int, batch: Sequence[Row]) -> None:
         if call <= 4:
@@ -134,8 +141,8 @@ def test_sink_down_for_a_while_is_retried_with_backoff_then_catches_up(store: Sq
     assert w.metrics.last_error == "HTTP 503 from http://broker"
 
 
-def test_refused_batch_is_split_until_only_the_bad_row_is_dead_lettered(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(16))
+def test_refused_batch_is_split_until_only_the_bad_row_is_dead_lettered(store: Store) -> None:
+    ids = add(store, readings(16))
     poison = ids[11]
 
     def refuse_batches_with_poison(call: int, batch: Sequence[Row]) -> None:
@@ -146,14 +153,15 @@ def test_refused_batch_is_split_until_only_the_bad_row_is_dead_lettered(store: S
     w, _ = worker(sink, store, batch_size=16)
     asyncio.run(w.drain())
     assert sink.accepted == [i for i in ids if i != poison]
-    (source, reason, raw, dev_eui), = store.dead_letters()
-    assert source == "sink:test" and "BadRequestData" in reason and dev_eui == "70b3d57ed0000001"
-    assert json.loads(raw)["readingId"] == poison and json.loads(raw)["field"] == "temperature"
+    (letter,) = store.dead_letters()
+    assert letter.source == "sink:test" and "BadRequestData" in letter.reason
+    assert letter.dev_eui == "70b3d57ed0000001"
+    assert json.loads(letter.raw)["readingId"] == poison and json.loads(letter.raw)["field"] == "temperature"
     assert store.pending("test") == 0 and w.metrics.failed == 1 and w.metrics.delivered == 15
 
 
-def test_non_retryable_row_failures_are_dead_lettered_and_the_cursor_moves_on(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(5))
+def test_non_retryable_row_failures_are_dead_lettered_and_the_cursor_moves_on(store: Store) -> None:
+    ids = add(store, readings(5))
 
     def reject_second(call: int, batch: Sequence[Row]) -> DeliveryResult:
         return DeliveryResult((RowFailure(batch[1][0], "207: entity rejected (400 BadRequestData)"),))
@@ -162,12 +170,12 @@ def test_non_retryable_row_failures_are_dead_lettered_and_the_cursor_moves_on(st
     w, sleep = worker(sink, store)
     asyncio.run(w.drain())
     assert sink.accepted == [ids[0]] + ids[2:]
-    assert [r for _, r, _, _ in store.dead_letters()] == ["207: entity rejected (400 BadRequestData)"]
+    assert [d.reason for d in store.dead_letters()] == ["207: entity rejected (400 BadRequestData)"]
     assert store.get_cursor("test") == ids[-1] and sleep.delays == []
 
 
-def test_retryable_row_failures_are_sent_again_alone(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(6))
+def test_retryable_row_failures_are_sent_again_alone(store: Store) -> None:
+    ids = add(store, readings(6))
 
     def third_row_busy_twice(call: int, batch: Sequence[Row]) -> DeliveryResult | None:
         if call <= 2:
@@ -182,8 +190,8 @@ def test_retryable_row_failures_are_sent_again_alone(store: SqliteOutbox) -> Non
     assert sleep.delays == [1.0, 2.0] and store.dead_letters() == []
 
 
-def test_retryable_row_failure_gives_up_after_max_attempts(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(2))
+def test_retryable_row_failure_gives_up_after_max_attempts(store: Store) -> None:
+    ids = add(store, readings(2))
 
     def always_busy(call: int, batch: Sequence[Row]) -> DeliveryResult:
         return DeliveryResult(tuple(RowFailure(rid, "503 for entity", retryable=True)
@@ -193,13 +201,13 @@ def test_retryable_row_failure_gives_up_after_max_attempts(store: SqliteOutbox) 
     w, sleep = worker(sink, store, max_row_attempts=3)
     asyncio.run(w.drain())
     assert len(sink.calls) == 3 and len(sleep.delays) == 2
-    (_, reason, _, _), = store.dead_letters()
-    assert reason == "503 for entity (gave up after 3 attempts)"
+    (letter,) = store.dead_letters()
+    assert letter.reason == "503 for entity (gave up after 3 attempts)"
     assert store.pending("test") == 0
 
 
-def test_a_bug_in_a_sink_dead_letters_the_row_with_the_reason_instead_of_looping(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(3))
+def test_a_bug_in_a_sink_dead_letters_the_row_with_the_reason_instead_of_looping(store: Store) -> None:
+    ids = add(store, readings(3))
 
     def crash_on_middle(call: int, batch: Sequence[Row]) -> None:
         if ids[1] in [rid for rid, _ in batch]:
@@ -209,21 +217,21 @@ def test_a_bug_in_a_sink_dead_letters_the_row_with_the_reason_instead_of_looping
     w, _ = worker(sink, store)
     asyncio.run(w.drain())
     assert sink.accepted == [ids[0], ids[2]]
-    assert "KeyError('pm2_5')" in store.dead_letters()[0][1]
+    assert "KeyError('pm2_5')" in store.dead_letters()[0].reason
 
 
 # -- restart, stop, isolation -----------------------------------------------------------------------
 
 def test_restart_resumes_from_the_cursor(tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
-    first = SqliteOutbox.open(path)
-    ids = first.add_readings(readings(25))
+    first = Store.open(path)
+    ids = add(first, readings(25))
     sink1 = ScriptedSink()
     w1, _ = worker(sink1, first, batch_size=10)
     assert asyncio.run(w1.step()) == 10
     first.close()
 
-    second = SqliteOutbox.open(path)  # a new process: only the disk survives
+    second = Store.open(path)  # a new process: only the disk survives
     sink2 = ScriptedSink()
     w2, _ = worker(sink2, second, batch_size=10)
     assert w2.metrics.delivered == 0
@@ -233,8 +241,8 @@ def test_restart_resumes_from_the_cursor(tmp_path: Path) -> None:
     second.close()
 
 
-def test_stop_during_backoff_leaves_the_batch_pending(store: SqliteOutbox) -> None:
-    store.add_readings(readings(4))
+def test_stop_during_backoff_leaves_the_batch_pending(store: Store) -> None:
+    add(store, readings(4))
 
     def down(call: int, batch: Sequence[Row]) -> None:
         raise SinkError("connection refused", retryable=True)
@@ -259,8 +267,8 @@ def test_stop_during_backoff_leaves_the_batch_pending(store: SqliteOutbox) -> No
     assert store.dead_letters() == []
 
 
-def test_stop_keeps_the_finished_prefix_of_a_batch(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(4))
+def test_stop_keeps_the_finished_prefix_of_a_batch(store: Store) -> None:
+    ids = add(store, readings(4))
 
     async def main() -> ScriptedSink:
         w: DeliveryWorker
@@ -283,8 +291,8 @@ def test_stop_keeps_the_finished_prefix_of_a_batch(store: SqliteOutbox) -> None:
     assert store.get_cursor("test") == ids[1]
 
 
-def test_a_sink_that_stays_down_does_not_block_another(store: SqliteOutbox) -> None:
-    ids = store.add_readings(readings(40))
+def test_a_sink_that_stays_down_does_not_block_another(store: Store) -> None:
+    ids = add(store, readings(40))
 
     def down(call: int, batch: Sequence[Row]) -> None:
         raise SinkError("HTTP 503", retryable=True)
@@ -312,13 +320,13 @@ def test_a_sink_that_stays_down_does_not_block_another(store: SqliteOutbox) -> N
     assert all(call == ids[:8] for call in dead.calls)
 
 
-def test_sink_names_must_be_unique(store: SqliteOutbox) -> None:
+def test_sink_names_must_be_unique(store: Store) -> None:
     with pytest.raises(ValueError, match="ngsild"):
         Delivery(store, [ScriptedSink("ngsild"), ScriptedSink("ngsild")])
 
 
-def test_prometheus_exposition_names_each_sink(store: SqliteOutbox) -> None:
-    store.add_readings(readings(3))
+def test_prometheus_exposition_names_each_sink(store: Store) -> None:
+    add(store, readings(3))
     delivery = Delivery(store, [ScriptedSink("a")])
     asyncio.run(delivery.workers[0].drain())
     text = delivery.prometheus()
