@@ -204,10 +204,12 @@ class DeliveryWorker:
     async def step(self) -> int:
         """Deliver the next batch after the cursor; return how many rows were finished (0 = idle)."""
         cursor = int(await _call(self.store.get_cursor, self.name))
-        rows: list[Row] = list(await _call(self.store.readings_after, cursor, self.batch_size))
+        # One row more than a batch, to see whether the batch ends in the middle of an uplink.
+        rows: list[Row] = list(await _call(self.store.readings_after, cursor, self.batch_size + 1))
         if not rows:
             self.metrics.pending = int(await _call(self.store.pending, self.name))
             return 0
+        rows = _whole_uplinks(rows, self.batch_size)
         finished: set[int] = set()
         try:
             await self._deliver_all(rows, finished)
@@ -314,6 +316,24 @@ class DeliveryWorker:
                 task.cancel()
         if self._stop.is_set():
             raise _Stopped
+
+
+def _whole_uplinks(rows: list[Row], batch_size: int) -> list[Row]:
+    """Cut ``rows`` (up to ``batch_size + 1`` of them) to a batch that does not split an uplink.
+
+    The store writes an uplink's readings in one transaction, so they have consecutive ids; a sink that
+    turns an uplink into one entity update (NGSI-LD, MQTT) must see all of them in one batch. When the
+    row after the batch belongs to the batch's last uplink, that uplink is left for the next batch,
+    unless it alone fills the batch.
+    """
+    if len(rows) <= batch_size:
+        return rows
+    following = rows[batch_size][1].deduplication_id
+    rows = rows[:batch_size]
+    cut = len(rows)
+    while cut > 0 and rows[cut - 1][1].deduplication_id == following:
+        cut -= 1
+    return rows[:cut] if cut else rows
 
 
 def _finished_prefix(rows: Sequence[Row], finished: set[int]) -> int | None:

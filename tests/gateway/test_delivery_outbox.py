@@ -125,6 +125,27 @@ def test_every_reading_is_delivered_exactly_once_in_order(store: Store) -> None:
     assert sleep.delays == []
 
 
+def test_a_batch_never_splits_an_uplink(store: Store) -> None:
+    # three uplinks of four readings each; a batch of 6 would cut the second uplink in half
+    rows = [Reading("70b3d57ed0000001", "aq-1", "air_quality", T0 + timedelta(minutes=u), f, 1.0, None, None,
+                    f"up-{u}", u) for u in range(3) for f in ("temperature", "pm1_0", "pm2_5", "pm10")]
+    ids = add(store, rows)
+    sink = ScriptedSink()
+    w, _ = worker(sink, store, batch_size=6)
+    asyncio.run(w.drain())
+    assert sink.calls == [ids[0:4], ids[4:8], ids[8:12]]
+
+
+def test_an_uplink_larger_than_a_batch_still_moves(store: Store) -> None:
+    rows = [Reading("70b3d57ed0000001", "aq-1", "air_quality", T0, f"f{i}", i, None, None, "up-0", 0)
+            for i in range(5)]
+    ids = add(store, rows)
+    sink = ScriptedSink()
+    w, _ = worker(sink, store, batch_size=3)
+    asyncio.run(w.drain())
+    assert sink.accepted == ids
+
+
 def test_sink_down_for_a_while_is_retried_with_backoff_then_catches_up(store: Store) -> None:
     ids = add(store, readings(30))
 
