@@ -315,7 +315,7 @@ def test_whole_request_failures_are_classified_by_status(status: int, retryable:
 def test_slow_broker_times_out_as_retryable() -> None:
     async def main() -> SinkError:
         async with NgsiLdSimulator() as sim:
-            sim.delay_s = 5.0
+            sim.delay_s = 1.0
             async with NgsiLdSink(NgsiLdConfig(url=sim.url, timeout_s=0.2)) as sink:
                 with pytest.raises(SinkError) as info:
                     await sink.deliver(list(enumerate(uplink("air_quality", AIR), start=1)))
