@@ -354,13 +354,20 @@ class Delivery:
     finish, the rest stay pending) and closes the sinks.
     """
 
-    def __init__(self, store: OutboxStore, sinks: Iterable[Sink], **worker_options: Any) -> None:
-        sinks = list(sinks)
-        names = [s.name for s in sinks]
+    def __init__(self, store: OutboxStore, sinks: Iterable[Any], **worker_options: Any) -> None:
+        # Items are sinks, or specs with ``.sink`` and ``.worker_options`` (gateway.sinks.config.SinkSpec)
+        # whose options override the common ones.
+        pairs: list[tuple[Sink, dict[str, Any]]] = []
+        for item in sinks:
+            if isinstance(item, Sink):
+                pairs.append((item, dict(worker_options)))
+            else:
+                pairs.append((item.sink, {**worker_options, **item.worker_options}))
+        names = [s.name for s, _ in pairs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"sink names must be unique (they key the cursors): {', '.join(duplicates)}")
-        self.workers = [DeliveryWorker(s, store, **worker_options) for s in sinks]
+        self.workers = [DeliveryWorker(s, store, **opts) for s, opts in pairs]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Self:
@@ -397,6 +404,19 @@ class Delivery:
 
     def metrics(self) -> dict[str, SinkMetrics]:
         return {w.name: w.metrics for w in self.workers}
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Per-sink counters as ``(metric, labels, value)`` for ``gateway.metrics.Metrics.add_collector``.
+
+        ``pending`` is not included: ``/metrics`` reads it from the store, where it survives restarts.
+        """
+        out: list[tuple[str, dict[str, str], float]] = []
+        for w in self.workers:
+            labels = {"sink": w.name}
+            out.append(("citynode_sink_delivered_total", labels, float(w.metrics.delivered)))
+            out.append(("citynode_sink_failed_total", labels, float(w.metrics.failed)))
+            out.append(("citynode_sink_retries_total", labels, float(w.metrics.retries)))
+        return out
 
     def prometheus(self) -> str:
         """The per-sink counters in the Prometheus text exposition format (for ``/metrics``)."""
