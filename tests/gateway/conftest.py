@@ -78,3 +78,117 @@ def _make_uplink_fixture():
 @pytest.fixture(name="make_reading")
 def _make_reading_fixture():
     return make_reading
+
+
+class EventFactory:
+    """ChirpStack v4 integration events built from the ``chirpstack-api`` messages, as ChirpStack sends them.
+
+    ``up(...)`` returns an ``UplinkEvent``; ``body(msg, "json"|"protobuf")`` serialises it exactly like
+    ChirpStack's integrations (``MessageToJson`` camelCase JSON, or ``SerializeToString``).
+    """
+
+    APP = "3f1c1a34-5d6c-4b61-8c4e-2f9a3c1b7d20"
+
+    def __init__(self) -> None:
+        from chirpstack_api import integration
+
+        self.integration = integration
+
+    def device_info(self, dev_eui: str = "0004a30b001c0530", **tags: str):
+        info = self.integration.DeviceInfo(
+            tenant_id="52f14cd4-c6f1-4fbd-8f87-4025e1d49242",
+            tenant_name="Gelsenkirchen",
+            application_id=self.APP,
+            application_name="citynode",
+            device_profile_id="0b8a9d0e-5a4f-4c8f-a1b2-33c4d5e6f708",
+            device_profile_name="citynode-eu868",
+            device_name=f"node-{dev_eui[-4:]}",
+            dev_eui=dev_eui,
+        )
+        info.tags.update(tags or {"district": "altstadt"})
+        return info
+
+    def up(self, f_cnt: int = 1, data: bytes = b"", f_port: int = 10, dev_eui: str = "0004a30b001c0530",
+           dedup: str | None = None, time: datetime = T0, rx: list[tuple[str, int, float]] | None = None,
+           tags: dict[str, str] | None = None):
+        from chirpstack_api import gw
+
+        ev = self.integration.UplinkEvent(
+            deduplication_id=dedup or f"5c8d0b6a-0000-4000-8000-{dev_eui[-4:]}{f_cnt:08d}",
+            device_info=self.device_info(dev_eui, **(tags or {})),
+            dev_addr="01ab23cd", adr=True, dr=5, f_cnt=f_cnt, f_port=f_port, confirmed=False, data=data,
+        )
+        ev.time.FromDatetime(time)
+        for gw_id, rssi, snr in rx if rx is not None else [("0016c001ff10a235", -87, 7.5), ("0016c001ff10a236", -110, -3.0)]:
+            ev.rx_info.append(gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234, rssi=rssi, snr=snr, channel=0))
+        ev.tx_info.frequency = 868100000
+        ev.tx_info.modulation.lora.bandwidth = 125000
+        ev.tx_info.modulation.lora.spreading_factor = 7
+        ev.tx_info.modulation.lora.code_rate = gw.CodeRate.CR_4_5
+        return ev
+
+    def join(self, dev_eui: str = "0004a30b001c0530", dedup: str = "join-1"):
+        ev = self.integration.JoinEvent(deduplication_id=dedup, device_info=self.device_info(dev_eui),
+                                        dev_addr="01ab23cd")
+        ev.time.FromDatetime(T0)
+        return ev
+
+    def status(self, dev_eui: str = "0004a30b001c0530", dedup: str = "status-1", margin: int = 12,
+               battery_level: float = 87.5):
+        ev = self.integration.StatusEvent(deduplication_id=dedup, device_info=self.device_info(dev_eui),
+                                          margin=margin, battery_level=battery_level)
+        ev.time.FromDatetime(T0)
+        return ev
+
+    def ack(self, dev_eui: str = "0004a30b001c0530", dedup: str = "ack-1"):
+        ev = self.integration.AckEvent(deduplication_id=dedup, device_info=self.device_info(dev_eui),
+                                       queue_item_id="q1", acknowledged=True, f_cnt_down=3)
+        ev.time.FromDatetime(T0)
+        return ev
+
+    def txack(self, dev_eui: str = "0004a30b001c0530", downlink_id: int = 99):
+        ev = self.integration.TxAckEvent(downlink_id=downlink_id, device_info=self.device_info(dev_eui),
+                                         queue_item_id="q1", f_cnt_down=3, gateway_id="0016c001ff10a235")
+        ev.time.FromDatetime(T0)
+        return ev
+
+    def log(self, dev_eui: str = "0004a30b001c0530", code: str = "UPLINK_CODEC",
+            description: str = "TypeError: data is undefined"):
+        ev = self.integration.LogEvent(device_info=self.device_info(dev_eui),
+                                       level=self.integration.LogLevel.Value("ERROR"),
+                                       code=self.integration.LogCode.Value(code), description=description)
+        ev.context["deduplication_id"] = "5c8d0b6a"
+        ev.time.FromDatetime(T0)
+        return ev
+
+    @staticmethod
+    def body(message, encoding: str = "json") -> bytes:
+        from google.protobuf import json_format
+
+        if encoding == "json":
+            return json_format.MessageToJson(message).encode()
+        return message.SerializeToString()
+
+    @staticmethod
+    def topic(message, kind: str) -> str:
+        info = message.device_info
+        return f"application/{info.application_id}/device/{info.dev_eui}/event/{kind}"
+
+
+@pytest.fixture
+def events() -> EventFactory:
+    return EventFactory()
+
+
+def air_quality_payload(temperature: float = 21.5) -> bytes:
+    """A real citynode air_quality payload from the gateway codec."""
+    from gateway import codec
+
+    return codec.encode_uplink("air_quality", {
+        "temperature": temperature, "relative_humidity": 45.2, "pressure": 1013.2, "gas_resistance": 120000,
+        "pm1_0": 3.1, "pm2_5": 5.4, "pm10": 9.8, "battery": 3.71})
+
+
+@pytest.fixture(name="aq_payload")
+def _aq_payload():
+    return air_quality_payload
