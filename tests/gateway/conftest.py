@@ -192,3 +192,158 @@ def air_quality_payload(temperature: float = 21.5) -> bytes:
 @pytest.fixture(name="aq_payload")
 def _aq_payload():
     return air_quality_payload
+
+
+# ------------------------------------------------------------------------------------------ mosquitto
+
+import getpass  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time as _time  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_ca(directory: Path, host: str = "localhost") -> dict[str, Path]:
+    """A throw-away CA and a server certificate for ``host`` and 127.0.0.1, written as PEM files."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(timezone.utc)
+
+    def key_pem(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "citynode test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+          .not_valid_after(now + timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    srv_key = ec.generate_private_key(ec.SECP256R1())
+    srv = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+           .issuer_name(ca_name).public_key(srv_key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=2))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(host),
+                                                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                          critical=False)
+           .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    files = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(key_pem(srv_key))
+    return files
+
+
+class Mosquitto:
+    """A real mosquitto broker: ``port`` is anonymous plain MQTT, ``tls_port`` needs TLS and a password."""
+
+    username = "gateway"
+    password = "s3cret-for-tests"
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.tls = make_ca(directory)
+        self.conf = directory / "mosquitto.conf"
+        self.log = directory / "mosquitto.log"
+        passwd = directory / "passwd"
+        passwd.write_text("")
+        subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", str(passwd),
+                        self.username, self.password], check=True, capture_output=True)
+        self.conf.write_text(
+            # run as root (CI): stay root, so the broker can read the 0700 pytest directory
+            f"user {getpass.getuser()}\nper_listener_settings true\n"
+            f"persistence true\npersistence_location {directory}/\n"
+            f"max_queued_messages 200000\nmax_inflight_messages 50\n"
+            f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
+            f"cafile {self.tls['ca']}\ncertfile {self.tls['cert']}\nkeyfile {self.tls['key']}\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = _time.monotonic() + 15
+        while _time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()} (log {self.log})")
+            try:
+                socket.create_connection((self.host, self.port), 0.2).close()
+                socket.create_connection((self.host, self.tls_port), 0.2).close()
+                return
+            except OSError:
+                _time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory) -> Iterator[Mosquitto]:
+    """A real mosquitto for the whole session (plain + TLS/password listeners). Fails if it is missing."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is not installed (make sysdeps installs it)", pytrace=False)
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fails with ``what`` after ``timeout`` s (a deadlock guard, not a timing check)."""
+    deadline = _time.monotonic() + timeout
+    while not predicate():
+        if _time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        _time.sleep(0.02)
+
+
+@pytest.fixture(name="wait_until")
+def _wait_until_fixture():
+    return wait_until
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path) -> Iterator[Mosquitto]:
+    """A broker for one test only (tests that restart or stop it)."""
+    (tmp_path / "broker").mkdir()
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.stop()
