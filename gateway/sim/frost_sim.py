@@ -32,7 +32,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-__all__ = ["OBSERVATION_TYPES", "FrostSimulator"]
+__all__ = ["OBSERVATION_TYPES", "FrostSimulator", "serve"]
 
 _OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 OBSERVATION_TYPES = {
@@ -212,3 +212,19 @@ class FrostSimulator:
                 self.observations.append({**row, "Datastream": ds_id})
                 answers.append(self._self_link("Observations", len(self.observations)))
         return web.json_response(answers, status=201, dumps=json.dumps)
+
+
+async def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the simulator until cancelled (the demo's stand-in FROST-Server)."""
+    async with FrostSimulator(host=host, port=port) as sim:
+        print(f"SensorThings (FROST) simulator on {sim.url} (not a real server)", flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m gateway.sim.frost_sim [port]
+    import sys
+
+    try:
+        asyncio.run(serve(port=int(sys.argv[1]) if len(sys.argv) > 1 else 8080))
+    except KeyboardInterrupt:
+        pass

@@ -31,7 +31,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-__all__ = ["NgsiLdSimulator"]
+__all__ = ["NgsiLdSimulator", "check_entity", "serve"]
 
 _ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 _ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -180,3 +180,19 @@ class NgsiLdSimulator:
         if created:
             return web.json_response(created, status=201)
         return web.Response(status=204)
+
+
+async def serve(host: str = "127.0.0.1", port: int = 1026) -> None:
+    """Run the simulator until cancelled (the demo's stand-in broker)."""
+    async with NgsiLdSimulator(host=host, port=port) as sim:
+        print(f"NGSI-LD broker simulator on {sim.url} (not a real broker)", flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m gateway.sim.ngsild_sim [port]
+    import sys
+
+    try:
+        asyncio.run(serve(port=int(sys.argv[1]) if len(sys.argv) > 1 else 1026))
+    except KeyboardInterrupt:
+        pass
