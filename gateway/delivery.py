@@ -50,7 +50,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class OutboxStore(Protocol):
-    """The part of ``gateway.store.Store`` the outbox uses (methods may be plain or async)."""
+    """The part of ``gateway.store.Store`` the outbox uses (methods may be plain, then thread-safe, or async)."""
 
     def readings_after(self, reading_id: int, limit: int) -> Any: ...  # list[tuple[int, Reading]]
     def get_cursor(self, sink: str) -> Any: ...  # int, 0 when the sink never delivered
@@ -107,10 +107,11 @@ class _Stopped(Exception):
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+    """Call a store method: async ones are awaited, blocking ones (SQLite with fsync) run in a thread
+    so that ingest on the same event loop never waits for a sink's cursor write."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 class DeliveryWorker:
