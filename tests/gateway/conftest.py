@@ -347,3 +347,8 @@ def own_mosquitto(tmp_path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(name="free_port")
+def _free_port_fixture():
+    return free_port
