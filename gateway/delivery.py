@@ -169,6 +169,10 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until stopped. Store errors are logged and retried with back-off, never fatal."""
         failures = 0
+        try:  # register the sink's cursor at once, so /metrics shows its pending count from the start
+            await _call(self.store.set_cursor, self.name, int(await _call(self.store.get_cursor, self.name)))
+        except Exception:
+            log.exception("sink %s: cannot register its cursor", self.name)
         while not self._stop.is_set():
             try:
                 handled = await self.step()
