@@ -160,11 +160,11 @@ class NgsiLdSimulator:
         created: list[str] = []
         for entity in body:
             problem = check_entity(entity, ld_json=ctype == "application/ld+json")
-            status = None if problem else (self.reject(entity) if self.reject else None)
-            if problem or status:
-                status = status or 400
+            refused = None if problem else (self.reject(entity) if self.reject else None)
+            if problem or refused:
+                code = refused or 400
                 errors.append({"entityId": entity.get("id") if isinstance(entity, dict) else None,
-                               "error": _problem(status, "BadRequestData" if status < 500 else "InternalError",
+                               "error": _problem(code, "BadRequestData" if code < 500 else "InternalError",
                                                  problem or "rejected")})
                 continue
             eid = entity["id"]

@@ -51,7 +51,7 @@ class _Table:
     def _err(self, key: str, what: str) -> ConfigError:
         return ConfigError(f"sinks.{self.name}.{key}: {what}, got {self.data.get(key)!r}")
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
         value = self.data.get(key, default)
         if value is None and required:
             raise ConfigError(f"sinks.{self.name}.{key}: required")
@@ -61,21 +61,21 @@ class _Table:
 
     def secret(self, key: str) -> str | None:
         env = f"CITYNODE_SINKS_{self.name.upper().replace('-', '_')}_{key.upper()}"
-        return self.environ.get(env) or self.str(key)
+        return self.environ.get(env) or self.text(key)
 
-    def num(self, key: str, default: float, lo: float, hi: float) -> float:
+    def number(self, key: str, default: float, lo: float, hi: float) -> float:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
             raise self._err(key, f"expected a number in {lo}..{hi}")
         return float(value)
 
-    def int(self, key: str, default: int, lo: int, hi: int) -> int:
+    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise self._err(key, f"expected an integer in {lo}..{hi}")
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
             raise self._err(key, "expected true or false")
@@ -95,19 +95,19 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
         if not isinstance(data, Mapping):
             raise ConfigError(f"sinks.{name}: expected a table")
         t = _Table(name, data, env)
-        kind = t.str("type", name)
+        kind = t.text("type", name)
         if kind not in _KEYS:
             raise ConfigError(f"sinks.{name}.type: expected one of {', '.join(sorted(_KEYS))}, got {kind!r}")
         unknown = sorted(set(data) - _COMMON - _KEYS[kind])
         if unknown:
             raise ConfigError(f"sinks.{name}.{unknown[0]}: unknown key for a {kind} sink")
-        if not t.bool("enabled", True):
+        if not t.flag("enabled", True):
             continue
-        initial = t.num("retry_initial_s", 1.0, 0.01, 3600)
+        initial = t.number("retry_initial_s", 1.0, 0.01, 3600)
         options = {
-            "batch_size": t.int("batch_size", 100, 1, 10_000),
-            "backoff": Backoff(initial_s=initial, max_s=t.num("retry_max_s", 300.0, initial, 86_400)),
-            "max_row_attempts": t.int("max_row_attempts", 8, 1, 1000),
+            "batch_size": t.integer("batch_size", 100, 1, 10_000),
+            "backoff": Backoff(initial_s=initial, max_s=t.number("retry_max_s", 300.0, initial, 86_400)),
+            "max_row_attempts": t.integer("max_row_attempts", 8, 1, 1000),
         }
         sink: Sink
         if kind == "ngsild":
@@ -117,10 +117,10 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
             if not isinstance(context, list) or not context or not all(isinstance(c, str) for c in context):
                 raise t._err("context", "expected a URL or a list of URLs")
             sink = NgsiLdSink(NgsiLdConfig(
-                url=t.str("url", required=True) or "", name=name, context=tuple(context),
-                tenant=t.str("tenant"), token=t.secret("token"), timeout_s=t.num("timeout_s", 10.0, 0.1, 600),
-                id_prefix=t.str("id_prefix", "urn:ngsi-ld:") or "urn:ngsi-ld:",
-                burning_temperature=t.num("burning_temperature", 60.0, -40, 200)))
+                url=t.text("url", required=True) or "", name=name, context=tuple(context),
+                tenant=t.text("tenant"), token=t.secret("token"), timeout_s=t.number("timeout_s", 10.0, 0.1, 600),
+                id_prefix=t.text("id_prefix", "urn:ngsi-ld:") or "urn:ngsi-ld:",
+                burning_temperature=t.number("burning_temperature", 60.0, -40, 200)))
         elif kind == "sensorthings":
             location = data.get("default_location")
             if location is not None:
@@ -131,15 +131,15 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
                     raise t._err("default_location", "expected [longitude, latitude] in degrees")
                 location = (float(location[0]), float(location[1]))
             sink = SensorThingsSink(SensorThingsConfig(
-                url=t.str("url", required=True) or "", name=name, id_cache=t.str("id_cache", store_path),
+                url=t.text("url", required=True) or "", name=name, id_cache=t.text("id_cache", store_path),
                 username=t.secret("username"), password=t.secret("password"), token=t.secret("token"),
-                timeout_s=t.num("timeout_s", 10.0, 0.1, 600), default_location=location))
+                timeout_s=t.number("timeout_s", 10.0, 0.1, 600), default_location=location))
         else:
             sink = MqttSink(MqttConfig(
-                host=t.str("host", required=True) or "", port=t.int("port", 1883, 1, 65535), name=name,
-                topic_prefix=t.str("topic_prefix", "citynode/readings") or "citynode/readings",
-                username=t.secret("username"), password=t.secret("password"), tls=t.bool("tls", False),
-                ca_file=t.str("ca_file"), client_id=t.str("client_id"), qos=t.int("qos", 1, 0, 2),
-                retain=t.bool("retain", False), timeout_s=t.num("timeout_s", 10.0, 0.1, 600)))
+                host=t.text("host", required=True) or "", port=t.integer("port", 1883, 1, 65535), name=name,
+                topic_prefix=t.text("topic_prefix", "citynode/readings") or "citynode/readings",
+                username=t.secret("username"), password=t.secret("password"), tls=t.flag("tls", False),
+                ca_file=t.text("ca_file"), client_id=t.text("client_id"), qos=t.integer("qos", 1, 0, 2),
+                retain=t.flag("retain", False), timeout_s=t.number("timeout_s", 10.0, 0.1, 600)))
         specs.append(SinkSpec(sink, options))
     return specs
