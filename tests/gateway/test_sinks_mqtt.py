@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from gateway.store import Store
 
 pytestmark = pytest.mark.mqtt
 
-T0 = datetime(2026, 5, 4, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
 class Broker:
