@@ -168,3 +168,37 @@ def test_unreachable_broker_is_retryable() -> None:
         return info.value
 
     assert asyncio.run(main()).retryable
+
+
+def test_republish_over_tls_with_username_and_password(mosquitto: Any, store: Store) -> None:
+    """The shared broker's TLS listener (throw-away CA, password file); the subscriber uses plain MQTT."""
+    add(store, uplink(1, dev="70b3d57ed00000f1"))
+
+    async def main() -> list[tuple[str, dict[str, Any]]]:
+        got: list[tuple[str, dict[str, Any]]] = []
+        ready = asyncio.Event()
+        listener = asyncio.create_task(collect(mosquitto.port, ready, got, 1))
+        await ready.wait()
+        sink = MqttSink(MqttConfig(host="localhost", port=mosquitto.tls_port, tls=True,
+                                   ca_file=str(mosquitto.tls["ca"]), username=mosquitto.username,
+                                   password=mosquitto.password, topic_prefix="citynode/tls"))
+        await DeliveryWorker(sink, store).drain()
+        await sink.aclose()
+        await asyncio.wait_for(listener, 10)
+        return got
+
+    (topic, msg), = asyncio.run(main())
+    assert topic == "citynode/tls/70b3d57ed00000f1/air_quality" and msg["fCnt"] == 1
+
+
+def test_a_wrong_password_is_retryable_not_a_reason_to_drop_readings(mosquitto: Any) -> None:
+    async def main() -> SinkError:
+        sink = MqttSink(MqttConfig(host="localhost", port=mosquitto.tls_port, tls=True,
+                                   ca_file=str(mosquitto.tls["ca"]), username=mosquitto.username,
+                                   password="wrong", timeout_s=5.0))
+        with pytest.raises(SinkError) as info:
+            await sink.deliver([(1, uplink(1)[0])])
+        return info.value
+
+    error = asyncio.run(main())
+    assert error.retryable and "wrong" not in str(error)  # the password never appears in a message
