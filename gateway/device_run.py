@@ -3,7 +3,8 @@
 A scratch directory plays the node's flash: ``config.json`` (role, board ``sim``), ``board.json`` from
 ``boards/sim.json`` and ``sim.json``, the scenario: a seed and scripted sensor values (see
 ``firmware/lib/citynode/hal/simdev.py``), scripted downlinks, the number of cycles. The firmware runs
-from ``firmware/`` unchanged (``MICROPYPATH=firmware/lib``), with ``-X heapsize=96k`` by default.
+as a flashed node runs it: compiled by mpy-cross (``build/vdev-firmware``, rebuilt when ``firmware/``
+changes), with ``-X heapsize=96k`` by default.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import os
+
 from gateway.errors import ConfigError
-from gateway.micropython import ESP32_HEAP, find_micropython, micropython_env
-from gateway.paths import boards_dir, firmware_dir
+from gateway.firmware_build import built_firmware
+from gateway.micropython import ESP32_HEAP, find_micropython
+from gateway.paths import boards_dir
 
 __all__ = ["DeviceRun", "prepare_fs", "run_device"]
 
@@ -68,10 +72,13 @@ def prepare_fs(
 
 
 def stream_device(fs: Path, *, heapsize: str = ESP32_HEAP, timeout: float = 600.0) -> Iterator[str]:
-    """Run firmware/main.py in ``fs`` and yield its output lines as they come."""
+    """Run the compiled firmware's main.py in ``fs`` and yield its output lines as they come."""
+    tree = built_firmware()
+    env = dict(os.environ)
+    env["MICROPYPATH"] = f"{tree / 'lib'}:.frozen"
     proc = subprocess.Popen(
-        [find_micropython(), "-X", f"heapsize={heapsize}", str(firmware_dir() / "main.py")],
-        cwd=fs, env=micropython_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [find_micropython(), "-X", f"heapsize={heapsize}", str(tree / "main.py")],
+        cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert proc.stdout
     try:
