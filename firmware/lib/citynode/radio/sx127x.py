@@ -74,7 +74,6 @@ _DIO0_TX_DONE = const(0x40)
 _VERSION_SX1276 = const(0x12)
 _SYNC_PUBLIC = const(0x34)  # LoRaWAN public network
 _SYNC_PRIVATE = const(0x12)
-_FXOSC_HZ = const(32000000)
 _LF_MAX_HZ = const(525000000)  # bands 2/3 (LF port) end at 525 MHz (datasheet 2.5.1)
 _MAX_SYMB_TIMEOUT = const(1023)  # RegSymbTimeout is 10 bits
 
@@ -161,8 +160,10 @@ class SX1276(Radio):
         lf = freq < _LF_MAX_HZ
         self._opmode_base = _LONG_RANGE_MODE | (_LOW_FREQ_MODE if lf else 0)
         self._set_mode(_MODE_STDBY)
-        # 4.1.4: Frf = f_RF * 2^19 / F_XOSC, rounded to the nearest step (61.035 Hz)
-        frf = (freq * 524288 + _FXOSC_HZ // 2) // _FXOSC_HZ
+        # 4.1.4: Frf = f_RF * 2^19 / 32 MHz = f_RF * 256 / 15625, rounded to the nearest 61.035 Hz step.
+        # Split so every intermediate fits a 31-bit small int (no bignum allocation on the ESP32).
+        q, r = divmod(freq, 15625)
+        frf = q * 256 + (r * 256 + 7812) // 15625
         self._write(_REG_FRF_MSB, (frf >> 16) & 0xFF)
         self._write(_REG_FRF_MSB + 1, (frf >> 8) & 0xFF)
         self._write(_REG_FRF_MSB + 2, frf & 0xFF)
