@@ -205,3 +205,12 @@ def test_open_radio_builds_the_t_beam_sx1276(mpy):
         )
     )
     assert got == ["SX1276", [["spi", 1, 5, 27, 19, 8000000], ["pin", 18, True], ["pin", 23, True], ["pin", 26, False]], 1]
+
+
+def test_open_radio_gives_the_sim_board_a_virtual_radio(mpy):
+    got = mpy.json(
+        "import json\nfrom citynode.boards import load_board, open_radio\n"
+        f"r = open_radio(load_board('sim', dirs=({str(BOARDS)!r},)), None, None)\n"
+        "print(json.dumps([type(r).__name__, r._server == __import__('socket').getaddrinfo('127.0.0.1', 1780)[0][-1]]))"
+    )
+    assert got == ["VirtualRadio", True]
