@@ -109,7 +109,7 @@ def test_bundles_hold_what_the_node_needs(sim, provision, inventory) -> None:
         "app_key": sim.state.devices["70b3d57ed0000002"].keys.nwk_key,
         "name": "bin-heinrich-koenig-platz-3",
         "role": "bin_fill",
-        "board": "heltec_wifi_lora_32_v3",
+        "board": "ttgo_lora32_v21",
         "region": "EU868",
         "lorawan": "1.0.4",
         "fport": 11,
