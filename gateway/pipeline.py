@@ -18,6 +18,7 @@ store itself fails, so that the ingest does not acknowledge an event it did not 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -126,6 +127,15 @@ class Pipeline:
             return self._uplink(event, raw, source, now)
         return self._other(event, raw, source, now)
 
+    def handle_many(self, items: list[tuple[str, bytes | str, Encoding, str, str | None]]) -> list[Result]:
+        """Process ``(kind, body, encoding, source, dev_eui_hint)`` items in one store transaction.
+
+        Group commit for throughput: one fsync for the lot. Each event still succeeds or fails on its
+        own (a SAVEPOINT each); a :class:`StoreError` (the commit failed) means none was kept.
+        """
+        with self.store.batch():
+            return [self.handle(kind, body, enc, source, dev_eui_hint=hint) for kind, body, enc, source, hint in items]
+
     # -- uplinks -------------------------------------------------------------------------------------
 
     def _uplink(self, event: ChirpStackEvent, raw: bytes, source: str, now: datetime) -> Result:
@@ -207,6 +217,10 @@ class Pipeline:
         msg = event.message
         info = msg.device_info
         dev_eui = event.dev_eui
+        if dev_eui is None or not _EUI.match(dev_eui):
+            # ChirpStack sets deviceInfo on every device event; without it the body is not one.
+            return self._dead(source, event.kind, f"{event.kind} event: deviceInfo.devEui missing or invalid "
+                              f"({info.dev_eui!r})", raw, None)
         update = DeviceUpdate(
             dev_eui=dev_eui or "",
             name=info.device_name,
@@ -255,5 +269,6 @@ class Pipeline:
         return Result(kind, "dead_letter", dev_eui, reason=full)
 
 
+_EUI = re.compile(r"^[0-9a-f]{16}$")
 _LOG_CODES = frozenset(chirpstack.integration.LogCode.values())
 _LOG_LEVELS = frozenset(chirpstack.integration.LogLevel.values())

@@ -105,3 +105,29 @@ def test_secrets_never_appear_in_the_config_repr(tmp_path):
     assert "very-secret-token" not in text and "other-secret" not in text
     assert cfg.http.token.get() == "very-secret-token"
     assert HttpConfig(token=Secret("x")).token == Secret("x")
+
+
+def test_random_bytes_for_every_event_type_end_in_dead_letters_and_the_service_lives(tmp_path, events, aq_payload):
+    import random
+
+    rnd = random.Random(5)
+    cfg = service_config(tmp_path)
+    kinds = ["up", "join", "status", "ack", "txack", "log"]
+    bodies = [(k, rnd.randbytes(rnd.randint(1, 300))) for k in kinds for _ in range(8)]
+
+    async def main():
+        async with GatewayService(cfg) as svc:
+            outcomes = []
+            for kind, body in bodies:
+                status, doc = await post(svc, kind, body, "application/octet-stream")
+                outcomes.append((status, doc["outcome"]))
+            # and it still works afterwards
+            status, doc = await post(svc, "up", events.body(events.up(data=aq_payload())))
+            assert (status, doc["outcome"]) == (200, "stored")
+            return outcomes, svc.store.dead_letters(1000), svc.store.event_count()
+
+    outcomes, letters, stored = asyncio.run(main())
+    assert all(status == 200 for status, _ in outcomes)
+    assert [o for _, o in outcomes] == ["dead_letter"] * len(bodies)
+    assert len(letters) == len(bodies) and stored == 1
+    assert all(dl.reason and dl.source in ("http", "decode") for dl in letters)

@@ -166,3 +166,26 @@ def test_closed_store_raises_store_error(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.devices()
+
+
+def test_batch_commits_once_and_a_failing_event_undoes_only_itself(store, make_uplink, make_reading):
+    ups = [make_uplink(i) for i in range(1, 5)]
+    with store.batch():
+        assert store.record_uplink(ups[0], [make_reading(ups[0])])
+        assert not store.record_uplink(ups[0], [make_reading(ups[0])])  # duplicate inside the batch
+        with pytest.raises(TypeError):
+            store.record_uplink(ups[1], [make_reading(ups[1], value=object())])
+        assert store.record_uplink(ups[2], [make_reading(ups[2])])
+        store.dead_letter("mqtt", "bad topic", b"x")
+    assert store.dedup_ids() == [ups[0].deduplication_id, ups[2].deduplication_id]
+    assert len(store.readings()) == 2 and len(store.dead_letters()) == 1
+    assert store.device(ups[0].dev_eui).uplinks == 2
+
+
+def test_batch_rolls_back_everything_when_it_fails(store, make_uplink, make_reading):
+    up = make_uplink(1)
+    with pytest.raises(RuntimeError), store.batch():
+        store.record_uplink(up, [make_reading(up)])
+        raise RuntimeError("crash before commit")
+    assert store.event_count() == 0 and store.devices() == []
+    assert store.record_uplink(up, [make_reading(up)])
