@@ -51,6 +51,12 @@ MAX_PAYLOAD = 242
 _UINT32_MAX = 0xFFFFFFFF
 
 
+def _brief(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error message never carries a whole payload."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # --------------------------------------------------------------------------------------------- decoding
 
 
@@ -78,7 +84,7 @@ def decode(fport: int, payload: bytes) -> dict[str, Any]:
                 raise DecodeError(f"{where}: expected an array starting with the seconds since the newer reading")
             delta = entry[0]
             if type(delta) is not int or not 0 <= delta <= _UINT32_MAX:
-                raise DecodeError(f"{where}: time delta must be an unsigned integer of seconds, got {delta!r}")
+                raise DecodeError(f"{where}: time delta must be an unsigned integer of seconds, got {_brief(delta)}")
             if index == 0 and delta != 0:
                 raise DecodeError(f"{where}: the newest reading must have a time delta of 0, got {delta}")
             offset += delta
@@ -98,9 +104,13 @@ def decode_downlink(fport: int, payload: bytes) -> dict[str, Any]:
         raise DecodeError(f"{msg.name}: expected [header, {{setting index: value}}]")
     fields = msg.versions[version]
     settings: dict[str, Any] = {}
-    for key, raw in sorted(items[1].items(), key=lambda kv: kv[0] if type(kv[0]) is int else -1):
+    previous = -1
+    for key, raw in items[1].items():
         if type(key) is not int or not 0 <= key < len(fields):
-            raise DecodeError(f"{msg.name}: unknown setting index {key!r}")
+            raise DecodeError(f"{msg.name}: unknown setting index {_brief(key)}")
+        if key <= previous:
+            raise DecodeError(f"{msg.name}: setting indexes must be rising")
+        previous = key
         spec = fields[key]
         if raw is None:
             raise DecodeError(f"{msg.name}.{spec.name}: a setting cannot be null")
@@ -112,7 +122,7 @@ def decode_downlink(fport: int, payload: bytes) -> dict[str, Any]:
 
 def _message_for_port(schema: Schema, fport: int, direction: str) -> MessageSpec:
     if type(fport) is not int:
-        raise DecodeError(f"fPort must be an integer, got {fport!r}")
+        raise DecodeError(f"fPort must be an integer, got {_brief(fport)}")
     msg = schema.by_fport(fport, direction)
     if msg is None:
         known = ", ".join(f"{m.fport} ({m.name})" for m in schema.messages.values() if m.direction == direction)
@@ -172,7 +182,7 @@ def _header(schema: Schema, msg: MessageSpec, items: list[Any]) -> tuple[int, bo
         raise DecodeError(f"{msg.name}: empty array, expected a header")
     header = items[0]
     if type(header) is not int or header < 0 or header & ~(schema.version_mask | schema.batch_flag):
-        raise DecodeError(f"{msg.name}: invalid header {header!r}")
+        raise DecodeError(f"{msg.name}: invalid header {_brief(header)}")
     version = header & schema.version_mask
     if version not in msg.versions:
         known = ", ".join(str(v) for v in sorted(msg.versions))
@@ -207,11 +217,11 @@ def _decode_value(where: str, spec: FieldSpec, raw: Any) -> Any:
     kind = spec.type
     if kind == "bool":
         if type(raw) is not bool:
-            raise DecodeError(f"{where}: expected true or false, got {raw!r}")
+            raise DecodeError(f"{where}: expected true or false, got {_brief(raw)}")
         return raw
     if kind == "number":
         if type(raw) is not int:
-            raise DecodeError(f"{where}: expected an integer, got {raw!r}")
+            raise DecodeError(f"{where}: expected an integer, got {_brief(raw)}")
         units = raw + spec.offset_units
         value: float | int = units if spec.decimals == 0 else units / spec.multiplier
         assert spec.min is not None and spec.max is not None
@@ -220,11 +230,11 @@ def _decode_value(where: str, spec: FieldSpec, raw: Any) -> Any:
         return value
     if kind == "enum":
         if type(raw) is not int or not 0 <= raw < len(spec.values):
-            raise DecodeError(f"{where}: enum index {raw!r} outside 0..{len(spec.values) - 1}")
+            raise DecodeError(f"{where}: enum index {_brief(raw)} outside 0..{len(spec.values) - 1}")
         return spec.values[raw]
     if kind == "flags":
         if type(raw) is not int or raw < 0 or raw >> len(spec.values):
-            raise DecodeError(f"{where}: flag mask {raw!r} has bits beyond the {len(spec.values)} defined")
+            raise DecodeError(f"{where}: flag mask {_brief(raw)} has bits beyond the {len(spec.values)} defined")
         return [flag for bit, flag in enumerate(spec.values) if raw >> bit & 1]
     if kind == "semver":
         if (
@@ -232,7 +242,7 @@ def _decode_value(where: str, spec: FieldSpec, raw: Any) -> Any:
             or len(raw) != 3
             or any(type(part) is not int or not 0 <= part <= 255 for part in raw)
         ):
-            raise DecodeError(f"{where}: expected [major, minor, patch] with each part 0..255, got {raw!r}")
+            raise DecodeError(f"{where}: expected [major, minor, patch] with each part 0..255, got {_brief(raw)}")
         return ".".join(str(part) for part in raw)
     if kind == "list":
         width = len(spec.items)
@@ -313,7 +323,7 @@ def encode_downlink(msg: Mapping[str, Any]) -> tuple[int, bytes]:
     settings: dict[int, Any] = {}
     for name, value in msg.items():
         if name not in index:
-            raise EncodeError(f"config: unknown setting {name!r} (known: {', '.join(index)})")
+            raise EncodeError(f"config: unknown setting {_brief(name)} (known: {', '.join(index)})")
         field = fields[index[name]]
         settings[index[name]] = _encode_value(f"config.{name}", field, value)
     data = cbor2.dumps([spec.current_version, dict(sorted(settings.items()))])
@@ -326,7 +336,7 @@ def _uplink_message(schema: Schema, msg_type: str) -> MessageSpec:
     msg = schema.messages.get(msg_type)
     if msg is None or msg.direction != "uplink":
         known = ", ".join(name for name, m in schema.messages.items() if m.direction == "uplink")
-        raise EncodeError(f"unknown uplink message type {msg_type!r} (known: {known})")
+        raise EncodeError(f"unknown uplink message type {_brief(msg_type)} (known: {known})")
     return msg
 
 
@@ -339,7 +349,7 @@ def _batch_items(msg: MessageSpec, readings: Sequence[Mapping[str, Any]]) -> lis
             raise EncodeError(f"{msg.name}: batch reading {index} must be an object")
         raw = reading.get("offset_s", 0)
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
-            raise EncodeError(f"{msg.name}: batch reading {index}: offset_s must be seconds >= 0, got {raw!r}")
+            raise EncodeError(f"{msg.name}: batch reading {index}: offset_s must be seconds >= 0, got {_brief(raw)}")
         offset = int(raw + 0.5)
         if previous is None:
             first = previous = offset
@@ -358,10 +368,10 @@ def _encode_reading(msg: MessageSpec, reading: Mapping[str, Any]) -> list[Any]:
     faults_field = next((spec for spec in fields if spec.type == "flags" and spec.name == "faults"), None)
     for key in reading:
         if key not in names and key not in ("faults", "offset_s"):
-            raise EncodeError(f"{msg.name}: unknown field {key!r}")
+            raise EncodeError(f"{msg.name}: unknown field {_brief(key)}")
     faults = reading.get("faults", [])
     if not isinstance(faults, (list, tuple)):
-        raise EncodeError(f"{msg.name}.faults: expected a list of names, got {faults!r}")
+        raise EncodeError(f"{msg.name}.faults: expected a list of names, got {_brief(faults)}")
     unmeasured = set()
     flags = []
     for fault in faults:
@@ -372,7 +382,7 @@ def _encode_reading(msg: MessageSpec, reading: Mapping[str, Any]) -> list[Any]:
         elif faults_field is not None and fault in faults_field.values:
             flags.append(fault)
         else:
-            raise EncodeError(f"{msg.name}.faults: unknown fault {fault!r}")
+            raise EncodeError(f"{msg.name}.faults: unknown fault {_brief(fault)}")
     values: list[Any] = []
     for spec in fields:
         if spec is faults_field:
@@ -395,11 +405,11 @@ def _encode_value(where: str, spec: FieldSpec, value: Any) -> Any:
     kind = spec.type
     if kind == "bool":
         if type(value) is not bool:
-            raise EncodeError(f"{where}: expected true or false, got {value!r}")
+            raise EncodeError(f"{where}: expected true or false, got {_brief(value)}")
         return value
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise EncodeError(f"{where}: expected a number, got {value!r}")
+            raise EncodeError(f"{where}: expected a number, got {_brief(value)}")
         assert spec.min is not None and spec.max is not None
         if not spec.min <= value <= spec.max:
             raise EncodeError(f"{where}: {value} outside {spec.min}..{spec.max}")
@@ -408,23 +418,23 @@ def _encode_value(where: str, spec: FieldSpec, value: Any) -> Any:
         return units - spec.offset_units
     if kind == "enum":
         if value not in spec.values:
-            raise EncodeError(f"{where}: {value!r} is not one of {', '.join(spec.values)}")
+            raise EncodeError(f"{where}: {_brief(value)} is not one of {', '.join(spec.values)}")
         return spec.values.index(value)
     if kind == "flags":
         mask = 0
         for flag in value:
             if flag not in spec.values:
-                raise EncodeError(f"{where}: unknown flag {flag!r}")
+                raise EncodeError(f"{where}: unknown flag {_brief(flag)}")
             mask |= 1 << spec.values.index(flag)
         return mask
     if kind == "semver":
         parts = value.split(".") if isinstance(value, str) else []
         if len(parts) != 3 or not all(p.isdigit() and int(p) <= 255 for p in parts):
-            raise EncodeError(f"{where}: expected \"MAJOR.MINOR.PATCH\" with parts 0..255, got {value!r}")
+            raise EncodeError(f"{where}: expected \"MAJOR.MINOR.PATCH\" with parts 0..255, got {_brief(value)}")
         return [int(p) for p in parts]
     if kind == "list":
         if not isinstance(value, (list, tuple)):
-            raise EncodeError(f"{where}: expected a list, got {value!r}")
+            raise EncodeError(f"{where}: expected a list, got {_brief(value)}")
         if len(value) > spec.max_items:
             raise EncodeError(f"{where}: {len(value)} items, at most {spec.max_items}")
         flat: list[Any] = []

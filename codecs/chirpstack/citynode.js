@@ -220,9 +220,9 @@ function cnDecodeDownlink(fPort, bytes) {
   for (var i = 0; i < map.keys.length; i++) {
     var key = map.keys[i];
     if (!cnIsInt(key) || key < 0 || key >= h.fields.length) throw new CitynodeError(msg.name + ": unknown setting index " + JSON.stringify(key));
+    if (i > 0 && key <= map.keys[i - 1]) throw new CitynodeError(msg.name + ": setting indexes must be rising");
     order.push(i);
   }
-  order.sort(function (a, b) { return map.keys[a] - map.keys[b]; });
   var settings = {};
   for (var j = 0; j < order.length; j++) {
     var f = h.fields[map.keys[order[j]]];

@@ -17,8 +17,9 @@ from citynode.compat import const
 
 # RP002-1.0.3 §2.4.6: EU868 DR0..DR2 carry at most 51 bytes of application payload.
 DR0_MAX_PAYLOAD = const(51)
+# RP002-1.0.3 §2.4.6: the largest EU868 application payload (DR5..DR7).
+_MAX_PAYLOAD = const(242)
 _UINT32_MAX = const(0xFFFFFFFF)
-_OMIT = object()  # marker for a trailing optional field left out
 
 
 class EncodeError(ValueError):
@@ -31,49 +32,53 @@ class DecodeError(ValueError):
 
 # ------------------------------------------------------------------------------------ CBOR writer
 
+# One preallocated scratch buffer: the node encodes one payload at a time. 512 bytes hold the
+# largest LoRaWAN payload (242) plus one more batch entry, written before the size check.
+_SCRATCH = const(512)
+_HEADROOM = const(3)  # room in front of a payload for the array head (1-2 bytes) and the header
+_buf = bytearray(_SCRATCH)
+_pos = 0
 
-def _head(buf, major, n):
+
+def _head(major, n):
+    global _pos
     mt = major << 5
     if n < 24:
-        buf.append(mt | n)
+        _buf[_pos] = mt | n
+        _pos += 1
     elif n < 0x100:
-        buf.append(mt | 24)
-        buf.append(n)
+        _buf[_pos] = mt | 24
+        _buf[_pos + 1] = n
+        _pos += 2
     elif n < 0x10000:
-        buf.append(mt | 25)
-        buf.extend(struct.pack(">H", n))
-    elif n <= _UINT32_MAX:
-        buf.append(mt | 26)
-        buf.extend(struct.pack(">I", n))
+        _buf[_pos] = mt | 25
+        struct.pack_into(">H", _buf, _pos + 1, n)
+        _pos += 3
+    else:  # every field is bounded to 32 bits by the schema
+        _buf[_pos] = mt | 26
+        struct.pack_into(">I", _buf, _pos + 1, n)
+        _pos += 5
+
+
+def _int(n):
+    if n >= 0:
+        _head(0, n)
     else:
-        buf.append(mt | 27)
-        buf.extend(struct.pack(">Q", n))
+        _head(1, -1 - n)
 
 
-def _write(buf, value):
-    if value is None:
-        buf.append(0xF6)
-    elif value is True:
-        buf.append(0xF5)
-    elif value is False:
-        buf.append(0xF4)
-    elif isinstance(value, int):
-        if value >= 0:
-            _head(buf, 0, value)
-        else:
-            _head(buf, 1, -1 - value)
-    elif isinstance(value, (list, tuple)):
-        _head(buf, 4, len(value))
-        for item in value:
-            _write(buf, item)
-    else:  # dict: only the config downlink uses maps
-        _head(buf, 5, len(value))
-        for key in sorted(value):
-            _write(buf, key)
-            _write(buf, value[key])
+def _simple(byte):
+    global _pos
+    _buf[_pos] = byte
+    _pos += 1
 
 
 # ------------------------------------------------------------------------------------ encoding
+
+
+def _fail(msg_type, name, text):
+    # Error text is built only here, so a good reading allocates no strings.
+    raise EncodeError("%s.%s: %s" % (msg_type, name, text))
 
 
 def _spec(msg_type):
@@ -83,85 +88,56 @@ def _spec(msg_type):
     return spec
 
 
-def _value(where, field, value):
+def _put(msg_type, field, value):
+    # Write one field's value; field = (name, kind, optional, ...) from codec_tables.
     kind = field[1]
     if kind == _t.NUMBER:
         if type(value) is bool or not isinstance(value, (int, float)):
-            raise EncodeError("%s: expected a number, got %r" % (where, value))
+            _fail(msg_type, field[0], "expected a number, got %r" % (value,))
         if not field[3] <= value <= field[4]:  # also rejects NaN
-            raise EncodeError("%s: %r outside %r..%r" % (where, value, field[3], field[4]))
+            _fail(msg_type, field[0], "%r outside %r..%r" % (value, field[3], field[4]))
         scaled = value * field[5]
         units = int(scaled + 0.5) if scaled >= 0 else -int(-scaled + 0.5)  # half away from zero
-        return units - field[6]
-    if kind == _t.BOOL:
+        _int(units - field[6])
+    elif kind == _t.BOOL:
         if type(value) is not bool:
-            raise EncodeError("%s: expected true or false, got %r" % (where, value))
-        return value
-    if kind == _t.ENUM:
+            _fail(msg_type, field[0], "expected true or false, got %r" % (value,))
+        _simple(0xF5 if value else 0xF4)
+    elif kind == _t.ENUM:
         if value not in field[3]:
-            raise EncodeError("%s: %r is not a known value" % (where, value))
-        return field[3].index(value)
-    if kind == _t.FLAGS:
+            _fail(msg_type, field[0], "%r is not a known value" % (value,))
+        _int(field[3].index(value))
+    elif kind == _t.FLAGS:
         mask = 0
         for flag in value:
             if flag not in field[3]:
-                raise EncodeError("%s: unknown flag %r" % (where, flag))
+                _fail(msg_type, field[0], "unknown flag %r" % (flag,))
             mask |= 1 << field[3].index(flag)
-        return mask
-    if kind == _t.SEMVER:
+        _int(mask)
+    elif kind == _t.SEMVER:
         parts = value.split(".") if isinstance(value, str) else ()
         if len(parts) != 3 or not all(p.isdigit() and int(p) <= 255 for p in parts):
-            raise EncodeError("%s: expected MAJOR.MINOR.PATCH, got %r" % (where, value))
-        return [int(p) for p in parts]
-    # LIST: a flat array of the items' values
-    if not isinstance(value, (list, tuple)):
-        raise EncodeError("%s: expected a list" % where)
-    if len(value) > field[4]:
-        raise EncodeError("%s: %d items, at most %d" % (where, len(value), field[4]))
-    flat = []
-    for item in value:
-        for sub in field[3]:
-            if sub[0] not in item:
-                raise EncodeError("%s.%s: missing" % (where, sub[0]))
-            flat.append(_value(where + "." + sub[0], sub, item[sub[0]]))
-        if len(item) != len(field[3]):
-            raise EncodeError("%s: unknown key in item" % where)
-    return flat
-
-
-def _reading(name, fields, reading):
-    faults = reading.get("faults", ())
-    if not isinstance(faults, (list, tuple)):
-        raise EncodeError("%s.faults: expected a list of names" % name)
-    for key in reading:
-        if key != "faults" and key != "offset_s" and not _field(fields, key):
-            raise EncodeError("%s: unknown field %r" % (name, key))
-    flags = []
-    for fault in faults:
-        if fault != "faults" and _field(fields, fault):
-            if fault in reading:
-                raise EncodeError("%s.%s: has a value but is listed in faults" % (name, fault))
-        elif fault in _t.FAULT_FLAGS and _field(fields, "faults"):
-            flags.append(fault)
-        else:
-            raise EncodeError("%s.faults: unknown fault %r" % (name, fault))
-    out = []
-    for field in fields:
-        fname = field[0]
-        if field[1] == _t.FLAGS and fname == "faults":
-            out.append(_value(name + ".faults", field, flags))
-        elif fname in reading:
-            out.append(_value(name + "." + fname, field, reading[fname]))
-        elif field[2] and fname not in faults:
-            out.append(_OMIT)
-        else:
-            out.append(None)  # could not be measured
-    while out and out[-1] is _OMIT:
-        out.pop()
-    for i in range(len(out)):
-        if out[i] is _OMIT:
-            out[i] = None
-    return out
+            _fail(msg_type, field[0], "expected MAJOR.MINOR.PATCH, got %r" % (value,))
+        _head(4, 3)
+        for p in parts:
+            _int(int(p))
+    else:  # LIST: a flat array of the items' values
+        if not isinstance(value, (list, tuple)):
+            _fail(msg_type, field[0], "expected a list")
+        if len(value) > field[4]:
+            _fail(msg_type, field[0], "%d items, at most %d" % (len(value), field[4]))
+        items = field[3]
+        _head(4, len(value) * len(items))
+        for item in value:
+            if len(item) != len(items):
+                for sub in items:
+                    if sub[0] not in item:
+                        _fail(msg_type, field[0] + "." + sub[0], "missing")
+                _fail(msg_type, field[0], "unknown key in item")
+            for sub in items:
+                if sub[0] not in item:
+                    _fail(msg_type, field[0] + "." + sub[0], "missing")
+                _put(msg_type, sub, item[sub[0]])
 
 
 def _field(fields, name):
@@ -171,69 +147,133 @@ def _field(fields, name):
     return None
 
 
-def _batch_entry(name, fields, reading, previous_offset):
+def _reading(msg_type, fields, reading, lead=None):
+    # Write one reading as a CBOR array: [lead (batch time delta), values...]. A field the reading
+    # lacks is null (could not be measured), except trailing optional fields, which are left out.
+    faults = reading.get("faults", ())
+    if not isinstance(faults, (list, tuple)):
+        _fail(msg_type, "faults", "expected a list of names")
+    for key in reading:
+        if key != "faults" and key != "offset_s" and not _field(fields, key):
+            raise EncodeError("%s: unknown field %r" % (msg_type, key))
+    has_flags = False
+    for fault in faults:
+        if fault != "faults" and _field(fields, fault):
+            if fault in reading:
+                _fail(msg_type, fault, "has a value but is listed in faults")
+        elif fault in _t.FAULT_FLAGS and _field(fields, "faults"):
+            has_flags = True
+        else:
+            _fail(msg_type, "faults", "unknown fault %r" % (fault,))
+    count = len(fields)
+    while count and fields[count - 1][2] and fields[count - 1][0] not in reading and fields[count - 1][0] not in faults:
+        count -= 1  # trailing optional fields that are simply absent
+    _head(4, count + (0 if lead is None else 1))
+    if lead is not None:
+        _int(lead)
+    for i in range(count):
+        field = fields[i]
+        name = field[0]
+        if field[1] == _t.FLAGS and name == "faults":
+            _int(_flag_mask(faults) if has_flags else 0)
+        elif name in reading:
+            _put(msg_type, field, reading[name])
+        else:
+            _simple(0xF6)  # null: could not be measured
+
+
+def _flag_mask(names):
+    mask = 0
+    for name in names:
+        if name in _t.FAULT_FLAGS:
+            mask |= 1 << _t.FAULT_FLAGS.index(name)
+    return mask
+
+
+def _offset(msg_type, reading, previous):
     offset = reading.get("offset_s", 0)
     if type(offset) is bool or not isinstance(offset, (int, float)) or not 0 <= offset <= _UINT32_MAX:
-        raise EncodeError("%s.offset_s: expected seconds >= 0, got %r" % (name, offset))
+        _fail(msg_type, "offset_s", "expected seconds >= 0, got %r" % (offset,))
     offset = int(offset + 0.5)
-    if previous_offset is not None and offset < previous_offset:
-        raise EncodeError("%s: batch readings must be newest first" % name)
-    delta = 0 if previous_offset is None else offset - previous_offset
-    buf = bytearray()
-    values = _reading(name, fields, reading)
-    _head(buf, 4, len(values) + 1)
-    _write(buf, delta)
-    for value in values:
-        _write(buf, value)
-    return buf, offset
+    if previous is not None and offset < previous:
+        raise EncodeError("%s: batch readings must be newest first" % msg_type)
+    return offset
+
+
+def _finish(count, header, max_len, msg_type):
+    # Put the array head and the header byte in front of the entries at _buf[_HEADROOM:_pos].
+    items = count + 1  # the header, then the readings
+    head = 1 if items < 24 else 2
+    start = _HEADROOM - head - 1
+    _buf[start] = 0x80 | (items if items < 24 else 24)
+    if head == 2:
+        _buf[start + 1] = items
+    _buf[_HEADROOM - 1] = header
+    if _pos - start > max_len:
+        raise EncodeError("%s: payload of %d bytes exceeds %d" % (msg_type, _pos - start, max_len))
+    return bytes(_buf[start:_pos])
+
+
+def _check_limit(max_len):
+    if not 0 < max_len <= _MAX_PAYLOAD:
+        raise EncodeError("max_len must be 1..%d, got %r" % (_MAX_PAYLOAD, max_len))
 
 
 def encode(msg_type, reading_or_list, max_len=DR0_MAX_PAYLOAD):
     """One reading (a dict) or a batch (a list of dicts, newest first) -> payload bytes."""
+    global _pos
+    _check_limit(max_len)
     fport, version, fields = _spec(msg_type)
-    buf = bytearray()
     if isinstance(reading_or_list, dict):
-        values = _reading(msg_type, fields, reading_or_list)
-        _head(buf, 4, len(values) + 1)
-        _write(buf, version)
-        for value in values:
-            _write(buf, value)
-    else:
-        if not reading_or_list:
-            raise EncodeError("%s: a batch needs at least one reading" % msg_type)
-        _head(buf, 4, len(reading_or_list) + 1)
-        _write(buf, version | _t.BATCH_FLAG)
-        previous = None
-        for reading in reading_or_list:
-            entry, previous = _batch_entry(msg_type, fields, reading, previous)
-            buf.extend(entry)
-    if len(buf) > max_len:
-        raise EncodeError("%s: payload of %d bytes exceeds %d" % (msg_type, len(buf), max_len))
-    return bytes(buf)
+        _pos = _HEADROOM - 1
+        _reading(msg_type, fields, reading_or_list)
+        # _reading wrote the array head at _HEADROOM - 1; move it in front of the header byte
+        return _single(version, max_len, msg_type)
+    if not reading_or_list:
+        raise EncodeError("%s: a batch needs at least one reading" % msg_type)
+    _pos = _HEADROOM
+    previous = None
+    for reading in reading_or_list:
+        offset = _offset(msg_type, reading, previous)
+        _reading(msg_type, fields, reading, 0 if previous is None else offset - previous)
+        previous = offset
+        if _pos - _HEADROOM > max_len:
+            raise EncodeError("%s: batch exceeds %d bytes" % (msg_type, max_len))
+    return _finish(len(reading_or_list), version | _t.BATCH_FLAG, max_len, msg_type)
+
+
+def _single(version, max_len, msg_type):
+    # A single reading is [header, values...]: the array _reading wrote lacks the header, so its
+    # head (one byte: at most 23 values) gets one more item and the header goes right after it.
+    start = _HEADROOM - 2
+    _buf[start] = _buf[_HEADROOM - 1] + 1
+    _buf[_HEADROOM - 1] = version
+    if _pos - start > max_len:
+        raise EncodeError("%s: payload of %d bytes exceeds %d" % (msg_type, _pos - start, max_len))
+    return bytes(_buf[start:_pos])
 
 
 def encode_batch(msg_type, readings, max_len=DR0_MAX_PAYLOAD):
     """Pack as many of readings (newest first) as fit in max_len bytes -> (payload, count)."""
+    global _pos
+    _check_limit(max_len)
     fport, version, fields = _spec(msg_type)
-    body = bytearray()
+    _pos = _HEADROOM
     count = 0
     previous = None
     for reading in readings:
-        entry, offset = _batch_entry(msg_type, fields, reading, previous)
-        # 1 header byte + array head (1 byte up to 23 items, 2 bytes after that)
-        size = 1 + (1 if count + 1 < 24 else 2) + len(body) + len(entry)
-        if size > max_len:
+        offset = _offset(msg_type, reading, previous)
+        mark = _pos
+        _reading(msg_type, fields, reading, 0 if previous is None else offset - previous)
+        head = 1 if count + 2 < 24 else 2  # array head for the header plus count + 1 readings
+        if _pos - _HEADROOM + head + 1 > max_len:
+            _pos = mark  # this one does not fit: stop before it
             break
-        body.extend(entry)
         previous = offset
         count += 1
     if not count:
         raise EncodeError("%s: a single reading does not fit in %d bytes" % (msg_type, max_len))
-    buf = bytearray()
-    _head(buf, 4, count + 1)
-    _write(buf, version | _t.BATCH_FLAG)
-    buf.extend(body)
-    return bytes(buf), count
+    return _finish(count, version | _t.BATCH_FLAG, max_len, msg_type), count
 
 
 def fport(msg_type):
@@ -244,9 +284,14 @@ def fport(msg_type):
 # ------------------------------------------------------------------------------------ downlinks
 
 
-def _read(data, pos):
+_MAX_DEPTH = const(4)  # config needs 2 levels; a bound keeps a hostile downlink off the small ESP32 stack
+
+
+def _read(data, pos, depth=0):
     # Strict CBOR reader for downlinks: shortest integer heads, definite lengths, no tags,
     # floats or strings, simple values false/true/null only. Returns (value, new position).
+    if depth > _MAX_DEPTH:
+        raise DecodeError("CBOR nested too deeply")
     if pos >= len(data):
         raise DecodeError("truncated CBOR")
     ib = data[pos]
@@ -284,17 +329,17 @@ def _read(data, pos):
     if major == 4:
         items = []
         for _ in range(n):
-            item, pos = _read(data, pos)
+            item, pos = _read(data, pos, depth + 1)
             items.append(item)
         return items, pos
     out = {}
     last = -1
     for _ in range(n):
-        key, pos = _read(data, pos)
+        key, pos = _read(data, pos, depth + 1)
         if type(key) is not int or key <= last:
-            raise DecodeError("CBOR map keys must be rising integers")
+            raise DecodeError("setting indexes must be rising integers")
         last = key
-        out[key], pos = _read(data, pos)
+        out[key], pos = _read(data, pos, depth + 1)
     return out, pos
 
 
