@@ -80,7 +80,9 @@ class Secret:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: str = "citynode-gateway.sqlite"
+    # A SQLite file, or a PostgreSQL URL ("postgresql://user@host/db"; put its password in
+    # CITYNODE_STORE_PATH or PGPASSWORD, not in the file). Not shown by repr: a URL may hold a password.
+    path: str = field(default="citynode-gateway.sqlite", repr=False)
     synchronous: str = "FULL"  # see gateway.store: FULL because acks follow commits
 
 

@@ -185,7 +185,7 @@ async def serve(config: Config, worker_factories: list[WorkerFactory] | None = N
     async with GatewayService(config, worker_factories=worker_factories) as service:
         log.info(
             "gateway running",
-            extra={"config": config.source, "store": config.store.path,
+            extra={"config": config.source, "store": service.store.path if service.store else "",
                    "ingests": ",".join(type(i).__name__ for i in service.ingests) + (",http" if service.http_ingest else "")},
         )
         print(f"citynode gateway: ready (http port {service.http_port})", file=sys.stderr, flush=True)

@@ -370,7 +370,14 @@ def _row_to_device(row: sqlite3.Row) -> Device:
 
 
 class Store:
-    """The SQLite store. Open with :meth:`Store.open`; close with :meth:`close` (or ``with``)."""
+    """The SQLite store. Open with :meth:`Store.open`; close with :meth:`close` (or ``with``).
+
+    ``Store.open("postgresql://...")`` returns the PostgreSQL backend
+    (:class:`gateway.store_postgres.PostgresStore`), which has the same API.
+    """
+
+    _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+    _FOR_UPDATE = ""  # row lock on the device read in record_uplink (PostgreSQL: " FOR UPDATE")
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
@@ -387,6 +394,10 @@ class Store:
 
         Raises :class:`StoreError` when the file cannot be opened or was written by a newer gateway.
         """
+        if str(path).startswith(("postgresql://", "postgres://")):
+            from gateway.store_postgres import PostgresStore
+
+            return PostgresStore.connect(str(path))
         sync = synchronous.upper()
         if sync not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError(f"store.synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
@@ -529,14 +540,14 @@ class Store:
         received = format_time(uplink.received_at)
         try:
             with self._tx() as cur:
-                cur.execute(
-                    "INSERT OR IGNORE INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
-                    "VALUES ('up', ?, ?, ?, ?, ?)",
+                row = cur.execute(
+                    "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
+                    "VALUES ('up', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                     (uplink.dev_eui, received, uplink.deduplication_id, encoding, raw),
-                )
-                if cur.rowcount == 0:
+                ).fetchone()
+                if row is None:
                     return False
-                event_id = cur.lastrowid
+                event_id = row[0]
                 self._update_device_for_uplink(cur, uplink, readings, role)
                 r = uplink.radio
                 times: dict[datetime, str] = {}  # batched readings share a few times: format each once
@@ -566,7 +577,7 @@ class Store:
                     self._insert_dead_letter(
                         cur, dead_letter_source, dead_letter_reason, uplink.data, uplink.dev_eui, received
                     )
-        except sqlite3.Error as exc:
+        except self._DB_ERRORS as exc:
             raise StoreError(f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}") from exc
         return True
 
@@ -574,7 +585,7 @@ class Store:
         self, cur: sqlite3.Cursor, uplink: Uplink, readings: Sequence[Reading], role: str | None
     ) -> None:
         row = cur.execute(
-            "SELECT last_fcnt, battery, role FROM devices WHERE dev_eui = ?", (uplink.dev_eui,)
+            "SELECT last_fcnt, battery, role FROM devices WHERE dev_eui = ?" + self._FOR_UPDATE, (uplink.dev_eui,)
         ).fetchone()
         last = row["last_fcnt"] if row else None
         step = fcnt_step(last, uplink.f_cnt)
@@ -593,8 +604,8 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, 'up') "
             "ON CONFLICT (dev_eui) DO UPDATE SET name = excluded.name, application_id = excluded.application_id, "
             "tags = excluded.tags, role = excluded.role, last_fcnt = excluded.last_fcnt, "
-            "fcnt_gaps = fcnt_gaps + excluded.fcnt_gaps, resets = resets + excluded.resets, "
-            "uplinks = uplinks + 1, last_seen = excluded.last_seen, last_rssi = excluded.last_rssi, "
+            "fcnt_gaps = devices.fcnt_gaps + excluded.fcnt_gaps, resets = devices.resets + excluded.resets, "
+            "uplinks = devices.uplinks + 1, last_seen = excluded.last_seen, last_rssi = excluded.last_rssi, "
             "last_snr = excluded.last_snr, battery = excluded.battery, last_event = 'up'",
             (
                 uplink.dev_eui,
@@ -632,42 +643,42 @@ class Store:
         received = format_time(received_at)
         try:
             with self._tx() as cur:
-                cur.execute(
-                    "INSERT OR IGNORE INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                row = cur.execute(
+                    "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                     (kind, update.dev_eui or None, received, dedup_id, encoding, raw),
-                )
-                if cur.rowcount == 0:
+                ).fetchone()
+                if row is None:
                     return False
                 if update.dev_eui:
                     cur.execute(
                         "INSERT INTO devices (dev_eui, name, application_id, tags, last_fcnt, joins, battery, "
                         "margin, last_seen, last_event) VALUES (?, ?, ?, ?, NULL, ?, NULL, ?, ?, ?) "
                         "ON CONFLICT (dev_eui) DO UPDATE SET "
-                        "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
+                        "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE devices.name END, "
                         "application_id = CASE WHEN excluded.application_id != '' "
-                        "  THEN excluded.application_id ELSE application_id END, "
-                        "tags = CASE WHEN excluded.tags != '{}' THEN excluded.tags ELSE tags END, "
-                        "last_fcnt = CASE WHEN ? THEN NULL ELSE last_fcnt END, "
-                        "joins = joins + excluded.joins, "
-                        "margin = COALESCE(excluded.margin, margin), "
+                        "  THEN excluded.application_id ELSE devices.application_id END, "
+                        "tags = CASE WHEN excluded.tags != '{}' THEN excluded.tags ELSE devices.tags END, "
+                        "last_fcnt = CASE WHEN ? THEN NULL ELSE devices.last_fcnt END, "
+                        "joins = devices.joins + excluded.joins, "
+                        "margin = COALESCE(excluded.margin, devices.margin), "
                         "last_seen = excluded.last_seen, last_event = excluded.last_event",
                         (
                             update.dev_eui,
                             update.name,
                             update.application_id,
                             json.dumps(update.tags, sort_keys=True),
-                            1 if update.joined else 0,
+                            1 if update.joined else 0,  # joins: a count
                             update.margin,
                             received,
                             kind,
-                            1 if update.joined else 0,
+                            update.joined,  # CASE WHEN: a boolean
                         ),
                     )
                 if dead_letter is not None:
                     source, reason = dead_letter
                     self._insert_dead_letter(cur, source, reason, raw, update.dev_eui or None, received)
-        except sqlite3.Error as exc:
+        except self._DB_ERRORS as exc:
             raise StoreError(f"cannot store {kind} event {dedup_id}: {exc}") from exc
         return True
 
@@ -686,7 +697,7 @@ class Store:
                 return self._insert_dead_letter(
                     cur, source, reason, raw, dev_eui, format_time(received_at or _now())
                 )
-        except sqlite3.Error as exc:
+        except self._DB_ERRORS as exc:
             raise StoreError(f"cannot store dead letter from {source}: {exc}") from exc
 
     @staticmethod
@@ -695,12 +706,12 @@ class Store:
     ) -> int:
         is_text = isinstance(raw, str)
         blob = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-        cur.execute(
+        row = cur.execute(
             "INSERT INTO dead_letters (received_at, source, reason, raw, raw_is_text, dev_eui) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (received, source, reason, blob, 1 if is_text else 0, dev_eui),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return int(row[0])
 
     # -- sink outbox ---------------------------------------------------------------------------------
 
@@ -729,11 +740,12 @@ class Store:
             with self._tx() as cur:
                 cur.execute(
                     "INSERT INTO sink_cursors (sink, reading_id, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (sink) DO UPDATE SET reading_id = MAX(reading_id, excluded.reading_id), "
+                    "ON CONFLICT (sink) DO UPDATE SET reading_id = CASE WHEN excluded.reading_id > sink_cursors.reading_id "
+                    "THEN excluded.reading_id ELSE sink_cursors.reading_id END, "
                     "updated_at = excluded.updated_at",
                     (sink, reading_id, format_time(_now())),
                 )
-        except sqlite3.Error as exc:
+        except self._DB_ERRORS as exc:
             raise StoreError(f"cannot set cursor of sink {sink!r}: {exc}") from exc
 
     def pending(self, sink: str) -> int:

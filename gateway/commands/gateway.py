@@ -70,7 +70,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 def _open_store(args: argparse.Namespace) -> Store:
     path = args.store if args.store else load_config(args.config).store.path
-    if not Path(path).exists():
+    if not str(path).startswith(("postgresql://", "postgres://")) and not Path(path).exists():
         raise ConfigError(f"store {path}: no such file")
     return Store.open(path)
 
@@ -254,7 +254,7 @@ class _maybe_store:
         self.store: Store | None = None
 
     def __enter__(self) -> Store | None:
-        if Path(self.path).exists():
+        if self.path.startswith(("postgresql://", "postgres://")) or Path(self.path).exists():
             self.store = Store.open(self.path)
         return self.store
 

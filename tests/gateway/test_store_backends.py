@@ -1,4 +1,6 @@
-"""The SQLite store: exactly-once uplinks, frame-counter health, dead letters, sink cursors, migrations."""
+"""The store, on SQLite and on PostgreSQL: exactly-once uplinks, frame-counter health, dead letters,
+sink cursors, batches, migrations. Tests taking ``store`` run on both backends (PostgreSQL: marked
+``postgres``, one throw-away schema per test in the machine's ``test`` database)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,34 @@ from datetime import timedelta
 import pytest
 
 from gateway.store import SCHEMA_VERSION, DeviceUpdate, FcntStep, Store, StoreError, fcnt_step
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+
+@pytest.fixture
+def pg_schema():
+    """A fresh PostgreSQL schema; its DSN (search_path set) is yielded, the schema dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """The same store API on both backends."""
+    if request.param == "sqlite":
+        s = Store.open(tmp_path / "gateway.sqlite")
+    else:
+        s = Store.open(request.getfixturevalue("pg_schema"))
+    yield s
+    s.close()
 
 # (last FCnt, new FCnt, expected step) -- LoRaWAN 1.0.4 4.3.1.5: FCntUp increments by one per uplink.
 FCNT_CASES = [
@@ -161,8 +191,8 @@ def test_failed_transaction_leaves_nothing_behind(store, make_uplink, make_readi
     assert store.record_uplink(up, [make_reading(up)])  # the id is still free
 
 
-def test_closed_store_raises_store_error(tmp_path):
-    s = Store.open(tmp_path / "g.sqlite")
+def test_closed_store_raises_store_error(store):
+    s = store
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.devices()
@@ -189,3 +219,22 @@ def test_batch_rolls_back_everything_when_it_fails(store, make_uplink, make_read
         raise RuntimeError("crash before commit")
     assert store.event_count() == 0 and store.devices() == []
     assert store.record_uplink(up, [make_reading(up)])
+
+
+@pytest.mark.postgres
+def test_postgres_migrates_once_and_reopens(pg_schema, make_uplink, make_reading):
+    from gateway.store_postgres import PostgresStore
+
+    with Store.open(pg_schema) as s:
+        assert isinstance(s, PostgresStore) and s.schema_version == SCHEMA_VERSION
+        up = make_uplink(1)
+        s.record_uplink(up, [make_reading(up)])
+    with Store.open(pg_schema) as s:
+        assert s.schema_version == SCHEMA_VERSION and len(s.readings()) == 1
+
+
+@pytest.mark.postgres
+def test_postgres_connection_error_hides_the_password():
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql://postgres:hunter2@127.0.0.1:1/test?connect_timeout=2")
+    assert "hunter2" not in str(info.value) and "127.0.0.1:1" in str(info.value)
