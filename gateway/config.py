@@ -283,7 +283,12 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     tls = None
     if tls_table is not None:
         t = _Section("mqtt.tls", tls_table)
-        tls = TlsConfig(ca=t.opt_str("ca"), cert=t.opt_str("cert"), key=t.opt_str("key"), insecure=t.bool("insecure", False))
+        tls = TlsConfig(
+            ca=t.opt_str("ca"),
+            cert=t.opt_str("cert"),
+            key=t.opt_str("key"),
+            insecure=t.bool("insecure", False),
+        )
         t.done()
         for key in ("ca", "cert", "key"):
             path = getattr(tls, key)
@@ -362,8 +367,17 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         raise ConfigError("sinks: expected a table of sink tables")
     if not (mqtt.enabled or amqp.enabled or (http.enabled and http.ingest)):
         raise ConfigError("no ingest enabled: set mqtt.enabled, amqp.enabled or http.ingest")
-    return Config(store=store, decode=decode, mqtt=mqtt, http=http, amqp=amqp, chirpstack=cs, log=log,
-                  sinks=sinks, source=source)
+    return Config(
+        store=store,
+        decode=decode,
+        mqtt=mqtt,
+        http=http,
+        amqp=amqp,
+        chirpstack=cs,
+        log=log,
+        sinks=sinks,
+        source=source,
+    )
 
 
 def load_config(path: str | Path) -> Config:

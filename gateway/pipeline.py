@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from google.protobuf import json_format
@@ -116,7 +116,7 @@ class Pipeline:
         ``dev_eui_hint`` (from the topic or routing key) labels a dead letter when the body cannot be
         parsed. Returns what happened; raises only :class:`StoreError`.
         """
-        now = received_at or datetime.now(timezone.utc)
+        now = received_at or datetime.now(UTC)
         self.metrics.inc("citynode_events_total", type=kind, ingest=source)
         raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
         try:
@@ -134,7 +134,10 @@ class Pipeline:
         own (a SAVEPOINT each); a :class:`StoreError` (the commit failed) means none was kept.
         """
         with self.store.batch():
-            return [self.handle(kind, body, enc, source, dev_eui_hint=hint) for kind, body, enc, source, hint in items]
+            return [
+                self.handle(kind, body, enc, source, dev_eui_hint=hint)
+                for kind, body, enc, source, hint in items
+            ]
 
     # -- uplinks -------------------------------------------------------------------------------------
 
@@ -219,8 +222,13 @@ class Pipeline:
         dev_eui = event.dev_eui
         if dev_eui is None or not _EUI.match(dev_eui):
             # ChirpStack sets deviceInfo on every device event; without it the body is not one.
-            return self._dead(source, event.kind, f"{event.kind} event: deviceInfo.devEui missing or invalid "
-                              f"({info.dev_eui!r})", raw, None)
+            return self._dead(
+                source,
+                event.kind,
+                f"{event.kind} event: deviceInfo.devEui missing or invalid ({info.dev_eui!r})",
+                raw,
+                None,
+            )
         update = DeviceUpdate(
             dev_eui=dev_eui or "",
             name=info.device_name,
@@ -230,17 +238,25 @@ class Pipeline:
             margin=int(msg.margin) if event.kind == "status" else None,
             battery_level=(
                 float(msg.battery_level)
-                if event.kind == "status" and not msg.battery_level_unavailable and not msg.external_power_source
+                if event.kind == "status"
+                and not msg.battery_level_unavailable
+                and not msg.external_power_source
                 else None
             ),
         )
         dead: tuple[str, str] | None = None
         if event.kind == "log":
             code = chirpstack.integration.LogCode.Name(msg.code) if msg.code in _LOG_CODES else str(msg.code)
-            level = chirpstack.integration.LogLevel.Name(msg.level) if msg.level in _LOG_LEVELS else str(msg.level)
+            level = (
+                chirpstack.integration.LogLevel.Name(msg.level)
+                if msg.level in _LOG_LEVELS
+                else str(msg.level)
+            )
             if code == "UPLINK_CODEC":
                 context = ", ".join(f"{k}={v}" for k, v in sorted(msg.context.items()))
-                reason = f"ChirpStack {level} {code}: {msg.description}" + (f" ({context})" if context else "")
+                reason = f"ChirpStack {level} {code}: {msg.description}" + (
+                    f" ({context})" if context else ""
+                )
                 dead = ("chirpstack-log", reason)
             else:
                 log.info("chirpstack log", extra={"dev_eui": dev_eui, "code": code, "level": level})
@@ -265,7 +281,9 @@ class Pipeline:
         full = f"{source}: {reason}"
         self.store.dead_letter(source, full, body, dev_eui)
         self.metrics.inc("citynode_dead_letters_total", source=source)
-        log.warning("event not parsed", extra={"ingest": source, "type": kind, "dev_eui": dev_eui, "reason": reason})
+        log.warning(
+            "event not parsed", extra={"ingest": source, "type": kind, "dev_eui": dev_eui, "reason": reason}
+        )
         return Result(kind, "dead_letter", dev_eui, reason=full)
 
 

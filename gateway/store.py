@@ -23,12 +23,13 @@ transaction, so asyncio code may call it directly or through :func:`asyncio.to_t
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,11 @@ from gateway.errors import CitynodeError, ConfigError
 from gateway.records import RadioMeta, Reading, Uplink
 
 __all__ = [
+    "SCHEMA_VERSION",
     "DeadLetter",
     "Device",
     "DeviceUpdate",
     "FcntStep",
-    "SCHEMA_VERSION",
     "Store",
     "StoreError",
     "StoredReading",
@@ -193,9 +194,9 @@ def fcnt_step(last: int | None, new: int) -> FcntStep:
 def format_time(value: datetime) -> str:
     """UTC, fixed width, microseconds, ``Z``: sorts lexicographically in SQL."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    elif value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
     # isoformat with timespec is several times faster than strftime; years < 1000 never occur.
     return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
@@ -207,8 +208,8 @@ def parse_time(text: str) -> datetime:
     except ValueError as exc:
         raise ConfigError(f"not an ISO 8601 time: {text!r}") from exc
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 # --------------------------------------------------------------------------------------------- schema
@@ -299,7 +300,7 @@ _READING_COLUMNS = (
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _value_json(value: Any) -> str:
@@ -309,7 +310,7 @@ def _value_json(value: Any) -> str:
         return "true" if value else "false"
     if kind is int:
         return str(value)
-    if kind is float and value == value and value not in (float("inf"), float("-inf")):
+    if kind is float and math.isfinite(value):
         return repr(value)  # what json.dumps writes for a finite float
     return json.dumps(value)
 
@@ -561,11 +562,29 @@ class Store:
                     tags = tags_cache.get(key)
                     if tags is None:
                         tags = tags_cache[key] = json.dumps(x.tags, sort_keys=True)
-                    rows.append((
-                        event_id, x.dev_eui, x.device_name, x.message_type, t, x.field, _value_json(x.value),
-                        _value_num(x.value), x.unit, x.unit_code, x.deduplication_id, x.f_cnt, tags,
-                        r.rssi, r.snr, r.gateway_id, r.spreading_factor, r.frequency, r.gateway_count,
-                    ))
+                    rows.append(
+                        (
+                            event_id,
+                            x.dev_eui,
+                            x.device_name,
+                            x.message_type,
+                            t,
+                            x.field,
+                            _value_json(x.value),
+                            _value_num(x.value),
+                            x.unit,
+                            x.unit_code,
+                            x.deduplication_id,
+                            x.f_cnt,
+                            tags,
+                            r.rssi,
+                            r.snr,
+                            r.gateway_id,
+                            r.spreading_factor,
+                            r.frequency,
+                            r.gateway_count,
+                        )
+                    )
                 cur.executemany(
                     "INSERT INTO readings (event_id, dev_eui, device_name, message_type, time, field, value, "
                     "value_num, unit, unit_code, deduplication_id, f_cnt, tags, rssi, snr, gateway_id, "
@@ -578,18 +597,23 @@ class Store:
                         cur, dead_letter_source, dead_letter_reason, uplink.data, uplink.dev_eui, received
                     )
         except self._DB_ERRORS as exc:
-            raise StoreError(f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}") from exc
+            raise StoreError(
+                f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}"
+            ) from exc
         return True
 
     def _update_device_for_uplink(
         self, cur: sqlite3.Cursor, uplink: Uplink, readings: Sequence[Reading], role: str | None
     ) -> None:
         row = cur.execute(
-            "SELECT last_fcnt, battery, role FROM devices WHERE dev_eui = ?" + self._FOR_UPDATE, (uplink.dev_eui,)
+            "SELECT last_fcnt, battery, role FROM devices WHERE dev_eui = ?" + self._FOR_UPDATE,
+            (uplink.dev_eui,),
         ).fetchone()
         last = row["last_fcnt"] if row else None
         step = fcnt_step(last, uplink.f_cnt)
-        battery = next((x.value for x in readings if x.field == "battery" and _value_num(x.value) is not None), None)
+        battery = next(
+            (x.value for x in readings if x.field == "battery" and _value_num(x.value) is not None), None
+        )
         if row is None:
             battery_value = battery
             role_value = role
@@ -702,7 +726,12 @@ class Store:
 
     @staticmethod
     def _insert_dead_letter(
-        cur: sqlite3.Cursor, source: str, reason: str, raw: bytes | str | None, dev_eui: str | None, received: str
+        cur: sqlite3.Cursor,
+        source: str,
+        reason: str,
+        raw: bytes | str | None,
+        dev_eui: str | None,
+        received: str,
     ) -> int:
         is_text = isinstance(raw, str)
         blob = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
@@ -755,7 +784,10 @@ class Store:
 
     def cursors(self) -> dict[str, int]:
         """Every sink's cursor."""
-        return {row[0]: int(row[1]) for row in self._query("SELECT sink, reading_id FROM sink_cursors ORDER BY sink")}
+        return {
+            row[0]: int(row[1])
+            for row in self._query("SELECT sink, reading_id FROM sink_cursors ORDER BY sink")
+        }
 
     def last_reading_id(self) -> int:
         rows = self._query("SELECT COALESCE(MAX(id), 0) FROM readings")
@@ -838,4 +870,6 @@ class Store:
 
     def dedup_ids(self, kind: str = "up") -> list[str]:
         """Every stored de-duplication id of ``kind`` (for end-to-end counting in tests and tools)."""
-        return [row[0] for row in self._query("SELECT dedup_id FROM events WHERE kind = ? ORDER BY id", (kind,))]
+        return [
+            row[0] for row in self._query("SELECT dedup_id FROM events WHERE kind = ? ORDER BY id", (kind,))
+        ]

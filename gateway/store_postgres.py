@@ -167,7 +167,7 @@ class PostgresStore(Store):
     _DB_ERRORS = (psycopg.Error,)
     _FOR_UPDATE = " FOR UPDATE"
 
-    def __init__(self, conn: psycopg.Connection[Any], dsn: str) -> None:  # noqa: D107
+    def __init__(self, conn: psycopg.Connection[Any], dsn: str) -> None:
         self._pg = conn
         self._lock = threading.RLock()
         self.path = _redact(dsn)
@@ -207,8 +207,10 @@ class PostgresStore(Store):
                 self._pg.execute("CREATE TABLE IF NOT EXISTS citynode_schema (version INTEGER PRIMARY KEY)")
                 current = self.schema_version
                 if current > SCHEMA_VERSION:
-                    raise StoreError(f"store {self.path} has schema version {current}, "
-                                     f"this gateway knows up to {SCHEMA_VERSION}")
+                    raise StoreError(
+                        f"store {self.path} has schema version {current}, "
+                        f"this gateway knows up to {SCHEMA_VERSION}"
+                    )
                 for version in range(current + 1, SCHEMA_VERSION + 1):
                     with self._pg.transaction():
                         for statement in _MIGRATIONS[version - 1].split(";"):

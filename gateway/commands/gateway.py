@@ -1,9 +1,9 @@
 """``citynode gateway``: serve, export, deadletters, downlink.
 
-    citynode gateway serve --config gw.toml
-    citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
-    citynode gateway deadletters --config gw.toml --limit 20
-    citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
+citynode gateway serve --config gw.toml
+citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
+citynode gateway deadletters --config gw.toml --limit 20
+citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
 """
 
 from __future__ import annotations
@@ -25,8 +25,24 @@ from gateway.store import Store, StoredReading, parse_time
 __all__ = ["register"]
 
 _EXPORT_PAGE = 5000
-_CSV_COLUMNS = ("id", "time", "dev_eui", "device_name", "message_type", "field", "value", "unit", "unit_code",
-                "f_cnt", "deduplication_id", "rssi", "snr", "gateway_id", "spreading_factor", "tags")
+_CSV_COLUMNS = (
+    "id",
+    "time",
+    "dev_eui",
+    "device_name",
+    "message_type",
+    "field",
+    "value",
+    "unit",
+    "unit_code",
+    "f_cnt",
+    "deduplication_id",
+    "rssi",
+    "snr",
+    "gateway_id",
+    "spreading_factor",
+    "tags",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -186,15 +202,18 @@ def downlink_command(dev_eui: str, fport: int, data: bytes, confirmed: bool) -> 
     return integration.DownlinkCommand(dev_eui=dev_eui, confirmed=confirmed, f_port=fport, data=data)
 
 
-async def publish_downlink_mqtt(config: Config, application_id: str, dev_eui: str, fport: int, data: bytes,
-                                confirmed: bool) -> str:
+async def publish_downlink_mqtt(
+    config: Config, application_id: str, dev_eui: str, fport: int, data: bytes, confirmed: bool
+) -> str:
     from gateway.chirpstack import encode_event
     from gateway.ingest.mqtt import mqtt_client
 
     topic = config.mqtt.command_topic.format(application_id=application_id, dev_eui=dev_eui)
     body = encode_event(downlink_command(dev_eui, fport, data, confirmed), config.mqtt.encoding)  # type: ignore[arg-type]
     # A separate, non-persistent client id: never steal the serving gateway's session.
-    async with mqtt_client(config.mqtt, client_id=f"{config.mqtt.client_id}-downlink", persistent=False) as client:
+    async with mqtt_client(
+        config.mqtt, client_id=f"{config.mqtt.client_id}-downlink", persistent=False
+    ) as client:
         await client.publish(topic, body, qos=1)
     return topic
 
@@ -206,19 +225,27 @@ def enqueue_downlink_grpc(config: Config, dev_eui: str, fport: int, data: bytes,
 
     cs = config.chirpstack
     if not cs.api_token:
-        raise ConfigError("chirpstack.api_token: required for gRPC downlinks (or CITYNODE_CHIRPSTACK_API_TOKEN)")
-    channel = (grpc.secure_channel(cs.grpc_target, grpc.ssl_channel_credentials()) if cs.grpc_tls
-               else grpc.insecure_channel(cs.grpc_target))
+        raise ConfigError(
+            "chirpstack.api_token: required for gRPC downlinks (or CITYNODE_CHIRPSTACK_API_TOKEN)"
+        )
+    channel = (
+        grpc.secure_channel(cs.grpc_target, grpc.ssl_channel_credentials())
+        if cs.grpc_tls
+        else grpc.insecure_channel(cs.grpc_target)
+    )
     with channel:
         stub = api.DeviceServiceStub(channel)
         request = api.EnqueueDeviceQueueItemRequest(
-            queue_item=api.DeviceQueueItem(dev_eui=dev_eui, confirmed=confirmed, f_port=fport, data=data))
+            queue_item=api.DeviceQueueItem(dev_eui=dev_eui, confirmed=confirmed, f_port=fport, data=data)
+        )
         try:
-            response = stub.Enqueue(request, metadata=[("authorization", f"Bearer {cs.api_token.get()}")],
-                                    timeout=15)
+            response = stub.Enqueue(
+                request, metadata=[("authorization", f"Bearer {cs.api_token.get()}")], timeout=15
+            )
         except grpc.RpcError as exc:
-            raise ConfigError(f"ChirpStack {cs.grpc_target} refused the downlink: "
-                              f"{exc.code().name}: {exc.details()}") from None  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"ChirpStack {cs.grpc_target} refused the downlink: {exc.code().name}: {exc.details()}"
+            ) from None  # type: ignore[attr-defined]
     return response.id
 
 

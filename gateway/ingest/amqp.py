@@ -56,8 +56,10 @@ class AmqpIngest:
                 backoff = _BACKOFF_MIN
             except (aio_pika.exceptions.AMQPException, OSError, StoreError) as exc:
                 self.connected.clear()
-                log.warning("amqp session ended, retrying", extra={"error": str(exc) or type(exc).__name__,
-                                                                    "retry_s": backoff})
+                log.warning(
+                    "amqp session ended, retrying",
+                    extra={"error": str(exc) or type(exc).__name__, "retry_s": backoff},
+                )
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except TimeoutError:
@@ -74,12 +76,16 @@ class AmqpIngest:
             queue = await channel.declare_queue(self.config.queue, durable=True)
             await queue.bind(exchange, routing_key=self.config.routing_key)
             self.connected.set()
-            log.info("amqp consuming", extra={"queue": self.config.queue, "routing_key": self.config.routing_key})
+            log.info(
+                "amqp consuming", extra={"queue": self.config.queue, "routing_key": self.config.routing_key}
+            )
             async with queue.iterator() as messages:
                 while not self._stopping.is_set():
                     next_message = asyncio.ensure_future(messages.__anext__())
                     stopping = asyncio.ensure_future(self._stopping.wait())
-                    done, _ = await asyncio.wait({next_message, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {next_message, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
                     stopping.cancel()
                     if next_message not in done:
                         next_message.cancel()

@@ -48,7 +48,9 @@ def tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
     return ctx
 
 
-def mqtt_client(config: MqttConfig, *, client_id: str | None = None, persistent: bool = True) -> aiomqtt.Client:
+def mqtt_client(
+    config: MqttConfig, *, client_id: str | None = None, persistent: bool = True
+) -> aiomqtt.Client:
     """An aiomqtt client for ``config`` (not yet connected; use ``async with``)."""
     return aiomqtt.Client(
         config.host,
@@ -91,7 +93,11 @@ class MqttIngest:
                 self.connected.clear()
                 log.warning(
                     "mqtt session ended, retrying",
-                    extra={"broker": f"{self.config.host}:{self.config.port}", "error": str(exc), "retry_s": backoff},
+                    extra={
+                        "broker": f"{self.config.host}:{self.config.port}",
+                        "error": str(exc),
+                        "retry_s": backoff,
+                    },
                 )
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
@@ -107,7 +113,10 @@ class MqttIngest:
         async with client:
             await client.subscribe(self.config.subscription, qos=self.config.qos)
             self.connected.set()
-            log.info("mqtt subscribed", extra={"subscription": self.config.subscription, "client_id": self.config.client_id})
+            log.info(
+                "mqtt subscribed",
+                extra={"subscription": self.config.subscription, "client_id": self.config.client_id},
+            )
             messages = aiter(client.messages)
             while not self._stopping.is_set():
                 next_message = asyncio.ensure_future(anext(messages))
@@ -138,7 +147,11 @@ class MqttIngest:
     def _handle(self, message: aiomqtt.Message) -> Result:
         topic = str(message.topic)
         payload = message.payload
-        body = payload if isinstance(payload, bytes | bytearray) else str(payload if payload is not None else "").encode()
+        body = (
+            payload
+            if isinstance(payload, bytes | bytearray)
+            else str(payload if payload is not None else "").encode()
+        )
         try:
             _app, dev_eui, kind = parse_mqtt_topic(topic)
         except DecodeError as exc:

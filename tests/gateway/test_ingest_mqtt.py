@@ -29,8 +29,13 @@ async def until(predicate, timeout: float = 30.0, what: str = "condition") -> No
 
 
 def config_for(broker, app: str, **changes) -> MqttConfig:
-    base = MqttConfig(enabled=True, host=broker.host, port=broker.port, client_id=f"gw-{uuid.uuid4().hex[:8]}",
-                      topic=f"application/{app}/device/+/event/+")
+    base = MqttConfig(
+        enabled=True,
+        host=broker.host,
+        port=broker.port,
+        client_id=f"gw-{uuid.uuid4().hex[:8]}",
+        topic=f"application/{app}/device/+/event/+",
+    )
     return replace(base, **changes)
 
 
@@ -40,10 +45,14 @@ async def publish(broker, messages: list[tuple[str, bytes]], qos: int = 1) -> No
             await pub.publish(topic, body, qos=qos)
 
 
-def uplinks(events, app: str, n: int, encoding: str, aq_payload, start: int = 1, dev_eui: str = "0004a30b001c0530"):
+def uplinks(
+    events, app: str, n: int, encoding: str, aq_payload, start: int = 1, dev_eui: str = "0004a30b001c0530"
+):
     out = []
     for fcnt in range(start, start + n):
-        msg = events.up(f_cnt=fcnt, data=aq_payload(20 + fcnt / 100), dev_eui=dev_eui, dedup=f"{app}-{dev_eui}-{fcnt}")
+        msg = events.up(
+            f_cnt=fcnt, data=aq_payload(20 + fcnt / 100), dev_eui=dev_eui, dedup=f"{app}-{dev_eui}-{fcnt}"
+        )
         msg.device_info.application_id = app
         out.append((events.topic(msg, "up"), events.body(msg, encoding)))
     return out
@@ -86,8 +95,14 @@ def test_events_arrive_decoded_in_sqlite(mosquitto, store, events, aq_payload, e
 def test_tls_with_password_and_the_ca(mosquitto, store, events, aq_payload):
     app = uuid.uuid4().hex
     tls = TlsConfig(ca=str(mosquitto.tls["ca"]))
-    cfg = config_for(mosquitto, app, port=mosquitto.tls_port, tls=tls, username=Secret(mosquitto.username),
-                     password=Secret(mosquitto.password))
+    cfg = config_for(
+        mosquitto,
+        app,
+        port=mosquitto.tls_port,
+        tls=tls,
+        username=Secret(mosquitto.username),
+        password=Secret(mosquitto.password),
+    )
 
     async def main():
         ingest = MqttIngest(cfg, Pipeline(store))
@@ -101,8 +116,14 @@ def test_tls_with_password_and_the_ca(mosquitto, store, events, aq_payload):
 
 
 def test_tls_rejects_a_wrong_password(mosquitto):
-    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.tls_port, tls=TlsConfig(ca=str(mosquitto.tls["ca"])),
-                     username=Secret(mosquitto.username), password=Secret("wrong"), client_id="bad-pw")
+    cfg = MqttConfig(
+        host=mosquitto.host,
+        port=mosquitto.tls_port,
+        tls=TlsConfig(ca=str(mosquitto.tls["ca"])),
+        username=Secret(mosquitto.username),
+        password=Secret("wrong"),
+        client_id="bad-pw",
+    )
 
     async def main():
         async with mqtt_client(cfg):

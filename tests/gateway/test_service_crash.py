@@ -30,7 +30,7 @@ def write_config(tmp_path, broker, app, http_port):
     path = tmp_path / "gw.toml"
     path.write_text(f"""
 [store]
-path = "{tmp_path / 'gw.sqlite'}"
+path = "{tmp_path / "gw.sqlite"}"
 
 [mqtt]
 enabled = true
@@ -51,8 +51,11 @@ format = "json"
 
 
 def start_gateway(config, log):
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "gateway", "serve", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "gateway", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_healthy(proc, port, timeout=30.0):
@@ -74,8 +77,9 @@ def stored_up(path) -> list[str]:
         return s.dedup_ids("up")
 
 
-def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(mosquitto, tmp_path, events, aq_payload,
-                                                                     free_port):
+def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
+    mosquitto, tmp_path, events, aq_payload, free_port
+):
     app = uuid.uuid4().hex
     http_port = free_port()
     config = write_config(tmp_path, mosquitto, app, http_port)

@@ -28,16 +28,19 @@ def write_config(tmp_path, text):
 @pytest.mark.mqtt
 def test_mqtt_downlink_publishes_a_downlink_command(mosquitto, tmp_path, capsys):
     app = uuid.uuid4().hex
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
 [store]
-path = "{tmp_path / 'g.sqlite'}"
+path = "{tmp_path / "g.sqlite"}"
 [mqtt]
 enabled = true
 host = "{mosquitto.host}"
 port = {mosquitto.port}
 [chirpstack]
 application_id = "{app}"
-""")
+""",
+    )
     topic = f"application/{app}/device/0004a30b001c0530/command/down"
     got: list[bytes] = []
     subscribed, received = threading.Event(), threading.Event()
@@ -49,16 +52,32 @@ application_id = "{app}"
     sub.loop_start()
     try:
         assert subscribed.wait(10)
-        assert cli(["gateway", "downlink", "0004A30B001C0530", '{"interval": 900, "adr": true}',
-                    "--config", cfg, "--confirmed"]) == 0
+        assert (
+            cli(
+                [
+                    "gateway",
+                    "downlink",
+                    "0004A30B001C0530",
+                    '{"interval": 900, "adr": true}',
+                    "--config",
+                    cfg,
+                    "--confirmed",
+                ]
+            )
+            == 0
+        )
         assert received.wait(10)
     finally:
         sub.loop_stop()
         sub.disconnect()
     doc = json.loads(got[0])
     fport, data = codec.encode_downlink({"interval": 900, "adr": True})
-    assert doc == {"devEui": "0004a30b001c0530", "confirmed": True, "fPort": fport,
-                   "data": base64.b64encode(data).decode()}
+    assert doc == {
+        "devEui": "0004a30b001c0530",
+        "confirmed": True,
+        "fPort": fport,
+        "data": base64.b64encode(data).decode(),
+    }
     assert topic in capsys.readouterr().out
 
 
@@ -69,7 +88,7 @@ class FakeChirpStackDevices(api.DeviceServiceServicer):
         self.token = token
         self.items: list[api.DeviceQueueItem] = []
 
-    def Enqueue(self, request, context):  # noqa: N802 (gRPC method name)
+    def Enqueue(self, request, context):
         metadata = dict(context.invocation_metadata())
         if metadata.get("authorization") != f"Bearer {self.token}":
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "authorization header invalid")
@@ -93,13 +112,16 @@ def grpc_chirpstack(free_port):
 
 def test_grpc_downlink_enqueues_with_the_bearer_token(grpc_chirpstack, tmp_path, monkeypatch, capsys):
     service, port = grpc_chirpstack
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
 [store]
-path = "{tmp_path / 'g.sqlite'}"
+path = "{tmp_path / "g.sqlite"}"
 [chirpstack]
 downlink = "grpc"
 grpc_target = "127.0.0.1:{port}"
-""")
+""",
+    )
     monkeypatch.setenv("CITYNODE_CHIRPSTACK_API_TOKEN", "cs-api-token")
     assert cli(["gateway", "downlink", "0004a30b001c0530", '{"reboot": true}', "--config", cfg]) == 0
     [item] = service.items
@@ -111,13 +133,16 @@ grpc_target = "127.0.0.1:{port}"
     assert "UNAUTHENTICATED" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("eui", "settings", "message"), [
-    ("xyz", '{"interval": 900}', "devEui must be 16 hex digits"),
-    ("0004a30b001c0530", "{not json", "not JSON"),
-    ("0004a30b001c0530", "[1]", "must be a JSON object"),
-    ("0004a30b001c0530", '{"interval": 5}', "interval"),
-    ("0004a30b001c0530", '{"colour": "red"}', "unknown setting 'colour'"),
-])
+@pytest.mark.parametrize(
+    ("eui", "settings", "message"),
+    [
+        ("xyz", '{"interval": 900}', "devEui must be 16 hex digits"),
+        ("0004a30b001c0530", "{not json", "not JSON"),
+        ("0004a30b001c0530", "[1]", "must be a JSON object"),
+        ("0004a30b001c0530", '{"interval": 5}', "interval"),
+        ("0004a30b001c0530", '{"colour": "red"}', "unknown setting 'colour'"),
+    ],
+)
 def test_bad_downlinks_are_one_line_errors(tmp_path, capsys, eui, settings, message):
     cfg = write_config(tmp_path, f'[store]\npath = "{tmp_path / "g.sqlite"}"\n')
     assert cli(["gateway", "downlink", eui, settings, "--config", cfg]) == 2

@@ -39,6 +39,7 @@ def store(request, tmp_path):
     yield s
     s.close()
 
+
 # (last FCnt, new FCnt, expected step) -- LoRaWAN 1.0.4 4.3.1.5: FCntUp increments by one per uplink.
 FCNT_CASES = [
     (None, 0, FcntStep()),  # first sight: nothing known about earlier frames
@@ -100,12 +101,22 @@ def test_record_uplink_is_exactly_once_per_deduplication_id(store, make_uplink, 
 
 def test_readings_round_trip_values_units_tags_and_radio(store, make_uplink, make_reading):
     up = make_uplink(3)
-    store.record_uplink(up, [make_reading(up), make_reading(up, "tilt", True, None, None),
-                             make_reading(up, "reset_cause", "watchdog", None, None),
-                             make_reading(up, "uptime", 3600, "s", "SEC")])
+    store.record_uplink(
+        up,
+        [
+            make_reading(up),
+            make_reading(up, "tilt", True, None, None),
+            make_reading(up, "reset_cause", "watchdog", None, None),
+            make_reading(up, "uptime", 3600, "s", "SEC"),
+        ],
+    )
     rows = store.readings()
     assert [(s.reading.field, s.reading.value) for s in rows] == [
-        ("temperature", 21.5), ("tilt", True), ("reset_cause", "watchdog"), ("uptime", 3600)]
+        ("temperature", 21.5),
+        ("tilt", True),
+        ("reset_cause", "watchdog"),
+        ("uptime", 3600),
+    ]
     assert type(rows[1].reading.value) is bool and type(rows[3].reading.value) is int
     first = rows[0]
     assert first.reading == make_reading(up)
@@ -132,7 +143,9 @@ def test_device_tracks_fcnt_gaps_resets_joins_and_link(store, make_uplink, make_
     assert (dev.last_fcnt, dev.fcnt_gaps, dev.resets, dev.uplinks) == (1, 3, 1, 6)
     assert dev.battery == 3.61 and dev.role == "air_quality" and dev.last_rssi == -99
     # A join resets the expected counter: FCnt 0 after it is in order, no reset counted.
-    assert store.record_event("join", DeviceUpdate(eui, joined=True), received_at=dev.last_seen, dedup_id="j1")
+    assert store.record_event(
+        "join", DeviceUpdate(eui, joined=True), received_at=dev.last_seen, dedup_id="j1"
+    )
     up = make_uplink(0, dedup="after-join")
     store.record_uplink(up, [])
     dev = store.device(eui)
@@ -143,7 +156,9 @@ def test_device_tracks_fcnt_gaps_resets_joins_and_link(store, make_uplink, make_
 def test_record_event_dedupes_and_updates_margin(store, make_uplink):
     eui = "0004a30b001c0531"
     t = make_uplink().received_at
-    assert store.record_event("status", DeviceUpdate(eui, name="bin-7", margin=9), received_at=t, dedup_id="s1")
+    assert store.record_event(
+        "status", DeviceUpdate(eui, name="bin-7", margin=9), received_at=t, dedup_id="s1"
+    )
     assert not store.record_event("status", DeviceUpdate(eui, margin=1), received_at=t, dedup_id="s1")
     assert store.record_event("log", DeviceUpdate(eui), received_at=t, dedup_id=None)
     assert store.record_event("log", DeviceUpdate(eui), received_at=t, dedup_id=None)  # logs carry no id
