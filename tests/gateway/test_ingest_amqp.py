@@ -160,3 +160,30 @@ def test_competing_consumers_share_one_durable_queue(amqp_setup, store, events, 
     handled = asyncio.run(main())
     assert sum(handled) == 40 and all(handled)
     assert store.event_count("up") == 40
+
+
+def test_service_with_amqp_ingest_reports_health_and_stores(amqp_setup, tmp_path, events, aq_payload):
+    import aiohttp
+
+    from gateway.config import parse_config
+    from gateway.service import GatewayService
+
+    app, cfg = amqp_setup
+    config = parse_config(
+        {
+            "store": {"path": str(tmp_path / "g.sqlite")},
+            "http": {"port": 0, "ingest": False},
+            "amqp": {"enabled": True, "queue": cfg.queue, "routing_key": cfg.routing_key},
+        }
+    )
+
+    async def main():
+        async with GatewayService(config) as svc:
+            [ingest] = svc.ingests
+            await asyncio.wait_for(ingest.connected.wait(), 15)
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{svc.http_port}/health") as r:
+                assert r.status == 200
+            await publish(app, ups(events, 5, "json", aq_payload, app=app))
+            await until(lambda: svc.store.event_count("up") == 5, what="5 via the service")
+
+    asyncio.run(main())

@@ -194,3 +194,33 @@ def test_broker_restart_loses_and_duplicates_nothing(own_mosquitto, store, event
 
     asyncio.run(main())
     assert sorted(store.dedup_ids()) == sorted(f"{app}-0004a30b001c0530-{i}" for i in range(1, 21))
+
+
+@pytest.mark.postgres
+def test_mqtt_into_the_postgresql_store(mosquitto, events, aq_payload):
+    """The same ingest on the PostgreSQL backend (one throw-away schema)."""
+    import psycopg
+
+    from gateway.store import Store
+
+    schema = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    dsn = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    app = uuid.uuid4().hex
+    try:
+        store = Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
+
+        async def main():
+            ingest = MqttIngest(config_for(mosquitto, app), Pipeline(store))
+            task = await run_ingest(ingest)
+            await publish(mosquitto, uplinks(events, app, 10, "json", aq_payload) * 2)  # each one twice
+            await until(lambda: ingest.handled == 20, what="20 messages")
+            await stop_ingest(ingest, task)
+
+        asyncio.run(main())
+        assert store.event_count("up") == 10 and len(store.readings()) == 80
+        store.close()
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
