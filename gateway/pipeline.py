@@ -159,6 +159,12 @@ class Pipeline:
             role = decoded.get("type")
         except DecodeError as exc:
             reason = f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: {exc} (payload {uplink.data.hex()})"
+        except Exception as exc:  # a codec bug must not stop the service nor lose the uplink
+            log.exception("codec failed unexpectedly", extra={"dev_eui": uplink.dev_eui, "f_port": uplink.f_port})
+            reason = (
+                f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: internal codec error "
+                f"{type(exc).__name__}: {exc} (payload {uplink.data.hex()})"
+            )
         stored = self.store.record_uplink(
             uplink,
             readings,

@@ -83,22 +83,26 @@ class MqttIngest:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Consume until :meth:`stop`; reconnect with back-off after any failure."""
         backoff = _BACKOFF_MIN
         while not self._stopping.is_set():
             try:
                 await self._session()
                 backoff = _BACKOFF_MIN
-            except (aiomqtt.MqttError, StoreError) as exc:
-                # StoreError: the message in hand was not acknowledged; the broker redelivers it.
+            except Exception as exc:
+                # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
-                log.warning(
-                    "mqtt session ended, retrying",
-                    extra={
-                        "broker": f"{self.config.host}:{self.config.port}",
-                        "error": str(exc),
-                        "retry_s": backoff,
-                    },
-                )
+                if isinstance(exc, (aiomqtt.MqttError, StoreError)):
+                    log.warning(
+                        "mqtt session ended, retrying",
+                        extra={
+                            "broker": f"{self.config.host}:{self.config.port}",
+                            "error": str(exc),
+                            "retry_s": backoff,
+                        },
+                    )
+                else:  # a bug, not bad input (bad input becomes dead letters): say so loudly
+                    log.exception("mqtt ingest failed unexpectedly, retrying", extra={"retry_s": backoff})
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except TimeoutError:

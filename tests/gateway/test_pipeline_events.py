@@ -166,3 +166,13 @@ def test_object_is_ignored_unless_trusted_and_codec_tag_selects(store, events, a
 def test_fport_zero_mac_only_uplink_is_counted_without_readings(pipeline, store, events):
     res = pipeline.handle("up", events.body(events.up(f_port=0, data=b"")), "json", "mqtt")
     assert res.outcome == "ignored" and store.dead_letters() == [] and store.event_count("up") == 1
+
+
+def test_a_crashing_codec_is_a_dead_letter_not_a_crash(store, events):
+    def broken(fport, data):
+        raise ZeroDivisionError("division by zero")
+
+    pipeline = Pipeline(store, decoders={"citynode": broken})
+    res = pipeline.handle("up", events.body(events.up(data=b"\x01")), "json", "mqtt")
+    assert res.outcome == "dead_letter" and "internal codec error ZeroDivisionError" in res.reason
+    assert store.event_count("up") == 1
