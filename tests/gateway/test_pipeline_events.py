@@ -176,3 +176,27 @@ def test_a_crashing_codec_is_a_dead_letter_not_a_crash(store, events):
     res = pipeline.handle("up", events.body(events.up(data=b"\x01")), "json", "mqtt")
     assert res.outcome == "dead_letter" and "internal codec error ZeroDivisionError" in res.reason
     assert store.event_count("up") == 1
+
+
+def test_trusted_object_from_the_generated_chirpstack_codec_matches_our_decoding(
+    tmp_path, events, aq_payload
+):
+    """ChirpStack runs codecs/chirpstack/citynode.js and puts its ``data`` into ``object``; trusting it
+    must give the same readings as decoding ``data`` ourselves (run here in QuickJS)."""
+    import quickjs
+
+    from gateway.paths import codecs_dir
+    from gateway.store import Store
+
+    ctx = quickjs.Context()
+    ctx.eval((codecs_dir() / "chirpstack" / "citynode.js").read_text(encoding="utf-8"))
+    payload = aq_payload(18.25)
+    out = json.loads(ctx.eval(f"JSON.stringify(decodeUplink({{fPort: 10, bytes: {list(payload)}}}))"))
+    msg = events.up(data=payload)
+    json_format.ParseDict(out["data"], msg.object)
+    results = {}
+    for trust in (False, True):
+        with Store.open(tmp_path / f"{trust}.sqlite") as s:
+            Pipeline(s, PipelineOptions(trust_object=trust)).handle("up", events.body(msg), "json", "mqtt")
+            results[trust] = {(r.reading.field, r.reading.value, r.reading.unit) for r in s.readings()}
+    assert results[True] == results[False] and len(results[True]) == 8
