@@ -37,3 +37,10 @@ class ConsoleLink:
                 self._downlinks.remove(item)
                 return item["fport"], bytes.fromhex(item["hex"])
         return None
+
+
+def lorawan_link(cfg, board, hal, sim):
+    """The software LoRaWAN MAC over the board's radio (or the AT modem the board carries)."""
+    from citynode.config import ConfigError
+
+    raise ConfigError("radio", "board %r: no LoRaWAN link is wired for this radio yet" % (board.get("name"),))

@@ -1,0 +1,146 @@
+# citynode HAL: the only layer that builds real peripheral objects. Drivers receive what it builds.
+#
+# Three backends offer the same factory methods (i2c(), uart(name), pin(name, mode), adc(name), spi(),
+# wdt(timeout_ms), rtc(), deep_sleep(ms), reset_cause(), time_pulse_us):
+#   mpy  - MicroPython `machine` (ESP32 boards)           citynode.hal.mpy
+#   cpy  - CircuitPython busio/digitalio/analogio/alarm   citynode.hal.cpy
+#   sim  - simulated peripherals (unix port, tests)       citynode.hal.sim
+# Backends are imported lazily so a runtime never loads modules it cannot import.
+import sys
+
+# Reset causes reported in device_status, one vocabulary across backends.
+RESET_POWER_ON = "power_on"
+RESET_HARD = "hard"
+RESET_WATCHDOG = "watchdog"
+RESET_DEEP_SLEEP = "deep_sleep"
+RESET_SOFT = "soft"
+RESET_BROWNOUT = "brownout"
+RESET_UNKNOWN = "unknown"
+
+
+class BoardError(ValueError):
+    """The board definition lacks a field or holds an invalid one; `field` is its dotted path."""
+
+    def __init__(self, field, message="missing"):
+        super().__init__("board %s: %s" % (field, message))
+        self.field = field
+
+
+_MISSING = object()
+
+
+def board_get(board, path, kind=None, default=_MISSING):
+    """Value at dotted `path` ("i2c.sda") in a board dict, checked against `kind` (type or tuple).
+
+    Raises BoardError naming the path when it is absent (and no default) or has the wrong type.
+    """
+    node = board
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is not _MISSING:
+                return default
+            raise BoardError(path, "missing")
+        node = node[part]
+    if kind is not None and not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+        raise BoardError(path, "expected %s, got %r" % (_kind_name(kind), node))
+    return node
+
+
+def _kind_name(kind):
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+def board_pin(board, path, default=_MISSING):
+    """A GPIO number (int >= 0) or a pin name string ("D5", "GP4" on CircuitPython) at `path`."""
+    value = board_get(board, path, (int, str), default)
+    if value is None or isinstance(value, str):
+        return value
+    if value < 0 or value > 255:
+        raise BoardError(path, "pin number out of range: %r" % value)
+    return value
+
+
+def runtime():
+    """'circuitpython', 'micropython' or 'cpython'."""
+    return sys.implementation.name
+
+
+def backend_name(board=None):
+    """Which backend fits this runtime and board: 'sim' for the simulated board, else by runtime."""
+    if board is not None and (board.get("sim") or board.get("name") == "sim" or board.get("radio") == "sim"):
+        return "sim"
+    name = runtime()
+    if name == "circuitpython":
+        return "cpy"
+    if name == "micropython":
+        try:
+            import machine
+
+            if hasattr(machine, "I2C"):
+                return "mpy"
+        except ImportError:
+            pass
+    return "sim"  # unix port or CPython: only simulated hardware exists
+
+
+def load(board, name=None, **kwargs):
+    """Build the HAL for `board` (a board definition dict): explicit `name`, else backend_name()."""
+    name = name or backend_name(board)
+    if name == "mpy":
+        from citynode.hal.mpy import MpyHal as cls
+    elif name == "cpy":
+        from citynode.hal.cpy import CpyHal as cls
+    elif name == "sim":
+        from citynode.hal.sim import SimHal as cls
+    else:
+        raise BoardError("hal", "unknown backend %r" % name)
+    return cls(board, **kwargs)
+
+
+class Clock:
+    """Millisecond ticks and sleeps on any runtime. Drivers take a clock so tests can use SimClock."""
+
+    def __init__(self):
+        import time
+
+        self._time = time
+        if hasattr(time, "ticks_ms"):  # MicroPython
+            self.ticks_ms = time.ticks_ms
+            self._diff = time.ticks_diff
+            self.sleep_ms = time.sleep_ms
+            self.sleep_us = time.sleep_us
+        else:  # CircuitPython and CPython
+            self._diff = None
+
+    def ticks_ms(self):
+        t = self._time
+        if hasattr(t, "monotonic_ns"):
+            return t.monotonic_ns() // 1000000
+        return int(t.monotonic() * 1000)
+
+    def ticks_diff(self, a, b):
+        """a - b in ms, wrap-safe on MicroPython."""
+        if self._diff is not None:
+            return self._diff(a, b)
+        return a - b
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            self._time.sleep(ms / 1000)
+
+    def sleep_us(self, us):
+        if us > 0:
+            self._time.sleep(us / 1000000)
+
+
+_clock = None
+
+
+def clock():
+    """The shared real-time Clock."""
+    global _clock
+    if _clock is None:
+        _clock = Clock()
+    return _clock
