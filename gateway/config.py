@@ -17,7 +17,7 @@ environment variable               config key
 ``CITYNODE_HTTP_SECRET``           ``http.secret``
 ``CITYNODE_API_TOKEN``             ``http.api_token``
 ``CITYNODE_AMQP_URL``              ``amqp.url``
-``CITYNODE_CHIRPSTACK_API_TOKEN``  ``chirpstack.api_token``
+``CITYNODE_CHIRPSTACK_TOKEN``      ``chirpstack.api_token``
 ``CITYNODE_STORE_PATH``            ``store.path``
 =================================  ==============================
 
@@ -180,7 +180,7 @@ _ENV = {
     ("http", "secret"): "CITYNODE_HTTP_SECRET",
     ("http", "api_token"): "CITYNODE_API_TOKEN",
     ("amqp", "url"): "CITYNODE_AMQP_URL",
-    ("chirpstack", "api_token"): "CITYNODE_CHIRPSTACK_API_TOKEN",
+    ("chirpstack", "api_token"): "CITYNODE_CHIRPSTACK_TOKEN",  # as citynode provision
     ("store", "path"): "CITYNODE_STORE_PATH",
 }
 

@@ -219,34 +219,18 @@ async def publish_downlink_mqtt(
 
 
 def enqueue_downlink_grpc(config: Config, dev_eui: str, fport: int, data: bytes, confirmed: bool) -> str:
-    """``DeviceService.Enqueue`` on ChirpStack's gRPC API with ``authorization: Bearer <api token>``."""
-    import grpc
-    from chirpstack_api import api
+    """``DeviceService.Enqueue`` on ChirpStack's gRPC API (``authorization: Bearer <api token>``).
+
+    Uses :class:`gateway.chirpstack_client.ChirpStackClient`, whose errors (unknown device, refused
+    token, unreachable server) are one-line :class:`CitynodeError` messages. Returns the queue item id.
+    """
+    from gateway.chirpstack_client import ChirpStackClient
 
     cs = config.chirpstack
     if not cs.api_token:
-        raise ConfigError(
-            "chirpstack.api_token: required for gRPC downlinks (or CITYNODE_CHIRPSTACK_API_TOKEN)"
-        )
-    channel = (
-        grpc.secure_channel(cs.grpc_target, grpc.ssl_channel_credentials())
-        if cs.grpc_tls
-        else grpc.insecure_channel(cs.grpc_target)
-    )
-    with channel:
-        stub = api.DeviceServiceStub(channel)
-        request = api.EnqueueDeviceQueueItemRequest(
-            queue_item=api.DeviceQueueItem(dev_eui=dev_eui, confirmed=confirmed, f_port=fport, data=data)
-        )
-        try:
-            response = stub.Enqueue(
-                request, metadata=[("authorization", f"Bearer {cs.api_token.get()}")], timeout=15
-            )
-        except grpc.RpcError as exc:
-            raise ConfigError(
-                f"ChirpStack {cs.grpc_target} refused the downlink: {exc.code().name}: {exc.details()}"
-            ) from None  # type: ignore[attr-defined]
-    return response.id
+        raise ConfigError("chirpstack.api_token: required for gRPC downlinks (or CITYNODE_CHIRPSTACK_TOKEN)")
+    with ChirpStackClient(cs.grpc_target, cs.api_token.get(), tls=cs.grpc_tls) as client:
+        return client.enqueue(dev_eui, fport, data, confirmed)
 
 
 def cmd_downlink(args: argparse.Namespace) -> int:

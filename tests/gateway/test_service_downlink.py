@@ -8,9 +8,7 @@ import base64
 import json
 import threading
 import uuid
-from concurrent import futures
 
-import grpc
 import paho.mqtt.client as paho
 import pytest
 from chirpstack_api import api
@@ -81,37 +79,30 @@ application_id = "{app}"
     assert topic in capsys.readouterr().out
 
 
-class FakeChirpStackDevices(api.DeviceServiceServicer):
-    """ChirpStack's DeviceService.Enqueue: checks the bearer token and the queue item like the real API."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.items: list[api.DeviceQueueItem] = []
-
-    def Enqueue(self, request, context):
-        metadata = dict(context.invocation_metadata())
-        if metadata.get("authorization") != f"Bearer {self.token}":
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "authorization header invalid")
-        item = request.queue_item
-        if len(item.dev_eui) != 16 or not 1 <= item.f_port <= 223:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid queue item")
-        self.items.append(item)
-        return api.EnqueueDeviceQueueItemResponse(id=f"item-{len(self.items)}")
-
-
 @pytest.fixture
-def grpc_chirpstack(free_port):
-    service = FakeChirpStackDevices("cs-api-token")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    api.add_DeviceServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield service, port
-    server.stop(None)
+def chirpstack_sim():
+    """The project's ChirpStack API simulator with one provisioned device."""
+    from gateway.chirpstack_client import ChirpStackClient
+    from gateway.chirpstack_sim import DEFAULT_TENANT_ID, ChirpStackSimulator
+
+    with (
+        ChirpStackSimulator(token="cs-api-token") as sim,
+        ChirpStackClient(sim.address, "cs-api-token") as cs,
+    ):
+        app = cs.create_application(api.Application(name="citynode", tenant_id=DEFAULT_TENANT_ID))
+        profile = cs.create_device_profile(
+            api.DeviceProfile(name="citynode-eu868", tenant_id=DEFAULT_TENANT_ID)
+        )
+        cs.create_device(
+            api.Device(
+                dev_eui="0004a30b001c0530", name="bin-7", application_id=app, device_profile_id=profile
+            )
+        )
+        yield sim, cs
 
 
-def test_grpc_downlink_enqueues_with_the_bearer_token(grpc_chirpstack, tmp_path, monkeypatch, capsys):
-    service, port = grpc_chirpstack
+def test_grpc_downlink_enqueues_with_the_bearer_token(chirpstack_sim, tmp_path, monkeypatch, capsys):
+    sim, cs = chirpstack_sim
     cfg = write_config(
         tmp_path,
         f"""
@@ -119,18 +110,21 @@ def test_grpc_downlink_enqueues_with_the_bearer_token(grpc_chirpstack, tmp_path,
 path = "{tmp_path / "g.sqlite"}"
 [chirpstack]
 downlink = "grpc"
-grpc_target = "127.0.0.1:{port}"
+grpc_target = "{sim.address}"
 """,
     )
-    monkeypatch.setenv("CITYNODE_CHIRPSTACK_API_TOKEN", "cs-api-token")
+    monkeypatch.setenv("CITYNODE_CHIRPSTACK_TOKEN", "cs-api-token")
     assert cli(["gateway", "downlink", "0004a30b001c0530", '{"reboot": true}', "--config", cfg]) == 0
-    [item] = service.items
+    [item] = cs.get_queue("0004a30b001c0530")
     fport, data = codec.encode_downlink({"reboot": True})
     assert (item.dev_eui, item.f_port, item.data, item.confirmed) == ("0004a30b001c0530", fport, data, False)
-    assert "queued downlink item-1" in capsys.readouterr().out
-    monkeypatch.setenv("CITYNODE_CHIRPSTACK_API_TOKEN", "wrong")
+    assert f"queued downlink {item.id}" in capsys.readouterr().out
+    # an unknown device and a wrong token are one-line errors
+    assert cli(["gateway", "downlink", "00000000000000ff", '{"reboot": true}', "--config", cfg]) == 2
+    assert "NOT_FOUND" in capsys.readouterr().err
+    monkeypatch.setenv("CITYNODE_CHIRPSTACK_TOKEN", "wrong")
     assert cli(["gateway", "downlink", "0004a30b001c0530", '{"reboot": true}', "--config", cfg]) == 2
-    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    assert "refused the API token" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
