@@ -189,13 +189,15 @@ async def serve(config: Config, worker_factories: list[WorkerFactory] | None = N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with GatewayService(config, worker_factories=worker_factories) as service:
+        ingests = [type(i).__name__.removesuffix("Ingest").lower() for i in service.ingests]
+        if service.http_ingest is not None:
+            ingests.append("http")
         log.info(
             "gateway running",
             extra={
                 "config": config.source,
                 "store": service.store.path if service.store else "",
-                "ingests": ",".join(type(i).__name__ for i in service.ingests)
-                + (",http" if service.http_ingest else ""),
+                "ingests": ",".join(ingests),
             },
         )
         print(f"citynode gateway: ready (http port {service.http_port})", file=sys.stderr, flush=True)
