@@ -97,8 +97,9 @@ class Api:
         except ValueError:
             value = -1
         if not 0 <= value <= hi:
-            raise web.HTTPBadRequest(text=f'{{"error": "{name} must be an integer 0..{hi}"}}',
-                                     content_type="application/json")
+            raise web.HTTPBadRequest(
+                text=f'{{"error": "{name} must be an integer 0..{hi}"}}', content_type="application/json"
+            )
         return value
 
     async def devices(self, request: web.Request) -> web.Response:
@@ -113,13 +114,18 @@ class Api:
             try:
                 since = parse_time(request.query["since"])
             except ConfigError:
-                raise web.HTTPBadRequest(text='{"error": "since must be an ISO 8601 time"}',
-                                         content_type="application/json") from None
+                raise web.HTTPBadRequest(
+                    text='{"error": "since must be an ISO 8601 time"}', content_type="application/json"
+                ) from None
         limit = self._int(request, "limit", 1000, _MAX_LIMIT)
         after = self._int(request, "after", 0, 2**63 - 1)
         rows = await asyncio.to_thread(
-            self.store.readings, request.query.get("device") or None, request.query.get("field") or None,
-            since, limit, after_id=after,
+            self.store.readings,
+            request.query.get("device") or None,
+            request.query.get("field") or None,
+            since,
+            limit,
+            after_id=after,
         )
         return web.json_response({"readings": [r.to_json() for r in rows]})
 
@@ -145,5 +151,6 @@ class Api:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         text = await asyncio.to_thread(self.metrics.render)
-        return web.Response(body=text.encode("utf-8"),
-                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(
+            body=text.encode("utf-8"), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from chirpstack_api import integration
@@ -85,7 +85,7 @@ class ChirpStackEvent:
     def time(self, default: datetime) -> datetime:
         """The event's ``time`` (UTC), or ``default`` when ChirpStack left it unset."""
         if self.message.HasField("time"):
-            return self.message.time.ToDatetime(tzinfo=timezone.utc)
+            return self.message.time.ToDatetime(tzinfo=UTC)
         return default
 
 
@@ -173,7 +173,7 @@ def uplink_from_event(event: ChirpStackEvent, *, received_at: datetime | None = 
         f_port=int(up.f_port),
         f_cnt=int(up.f_cnt),
         data=bytes(up.data),
-        received_at=event.time(received_at or datetime.now(timezone.utc)),
+        received_at=event.time(received_at or datetime.now(UTC)),
         deduplication_id=up.deduplication_id,
         tags=dict(info.tags),
         radio=radio,
@@ -208,7 +208,9 @@ def encoding_for_content_type(content_type: str | None, default: Encoding = "jso
         return "json"
     if ct in ("application/octet-stream", "application/protobuf", "application/x-protobuf"):
         return "protobuf"
-    raise DecodeError(f"unsupported Content-Type {content_type!r} (application/json or application/octet-stream)")
+    raise DecodeError(
+        f"unsupported Content-Type {content_type!r} (application/json or application/octet-stream)"
+    )
 
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")

@@ -17,7 +17,7 @@ environment variable               config key
 ``CITYNODE_HTTP_SECRET``           ``http.secret``
 ``CITYNODE_API_TOKEN``             ``http.api_token``
 ``CITYNODE_AMQP_URL``              ``amqp.url``
-``CITYNODE_CHIRPSTACK_API_TOKEN``  ``chirpstack.api_token``
+``CITYNODE_CHIRPSTACK_TOKEN``      ``chirpstack.api_token``
 ``CITYNODE_STORE_PATH``            ``store.path``
 =================================  ==============================
 
@@ -80,7 +80,9 @@ class Secret:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: str = "citynode-gateway.sqlite"
+    # A SQLite file, or a PostgreSQL URL ("postgresql://user@host/db"; put its password in
+    # CITYNODE_STORE_PATH or PGPASSWORD, not in the file). Not shown by repr: a URL may hold a password.
+    path: str = field(default="citynode-gateway.sqlite", repr=False)
     synchronous: str = "FULL"  # see gateway.store: FULL because acks follow commits
 
 
@@ -178,7 +180,7 @@ _ENV = {
     ("http", "secret"): "CITYNODE_HTTP_SECRET",
     ("http", "api_token"): "CITYNODE_API_TOKEN",
     ("amqp", "url"): "CITYNODE_AMQP_URL",
-    ("chirpstack", "api_token"): "CITYNODE_CHIRPSTACK_API_TOKEN",
+    ("chirpstack", "api_token"): "CITYNODE_CHIRPSTACK_TOKEN",  # as citynode provision
     ("store", "path"): "CITYNODE_STORE_PATH",
 }
 
@@ -281,7 +283,12 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     tls = None
     if tls_table is not None:
         t = _Section("mqtt.tls", tls_table)
-        tls = TlsConfig(ca=t.opt_str("ca"), cert=t.opt_str("cert"), key=t.opt_str("key"), insecure=t.bool("insecure", False))
+        tls = TlsConfig(
+            ca=t.opt_str("ca"),
+            cert=t.opt_str("cert"),
+            key=t.opt_str("key"),
+            insecure=t.bool("insecure", False),
+        )
         t.done()
         for key in ("ca", "cert", "key"):
             path = getattr(tls, key)
@@ -360,8 +367,17 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         raise ConfigError("sinks: expected a table of sink tables")
     if not (mqtt.enabled or amqp.enabled or (http.enabled and http.ingest)):
         raise ConfigError("no ingest enabled: set mqtt.enabled, amqp.enabled or http.ingest")
-    return Config(store=store, decode=decode, mqtt=mqtt, http=http, amqp=amqp, chirpstack=cs, log=log,
-                  sinks=sinks, source=source)
+    return Config(
+        store=store,
+        decode=decode,
+        mqtt=mqtt,
+        http=http,
+        amqp=amqp,
+        chirpstack=cs,
+        log=log,
+        sinks=sinks,
+        source=source,
+    )
 
 
 def load_config(path: str | Path) -> Config:

@@ -22,7 +22,10 @@ _HELP: dict[str, tuple[str, str]] = {
     "citynode_uplinks_decoded_total": ("counter", "Uplinks decoded into readings."),
     "citynode_readings_total": ("counter", "Readings stored."),
     "citynode_duplicates_total": ("counter", "Events dropped as already stored (same deduplication id)."),
-    "citynode_dead_letters_total": ("counter", "Events or payloads kept in the dead-letter store, by source."),
+    "citynode_dead_letters_total": (
+        "counter",
+        "Events or payloads kept in the dead-letter store, by source.",
+    ),
     "citynode_fcnt_gaps": ("gauge", "Uplinks lost according to frame-counter gaps, all devices (stored)."),
     "citynode_fcnt_resets": ("gauge", "Frame-counter resets, all devices (stored)."),
     "citynode_devices": ("gauge", "Devices known to the store."),

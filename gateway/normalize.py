@@ -100,4 +100,6 @@ def _scalar(name: str, value: Any) -> Any:
         return value
     if isinstance(value, list) and all(isinstance(v, int) for v in value):  # semver left as a list
         return ".".join(str(v) for v in value)
-    raise DecodeError(f"field {name} has a value of type {type(value).__name__}, expected a number, bool or string")
+    raise DecodeError(
+        f"field {name} has a value of type {type(value).__name__}, expected a number, bool or string"
+    )

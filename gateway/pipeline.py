@@ -18,9 +18,10 @@ store itself fails, so that the ingest does not acknowledge an event it did not 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from google.protobuf import json_format
@@ -115,7 +116,7 @@ class Pipeline:
         ``dev_eui_hint`` (from the topic or routing key) labels a dead letter when the body cannot be
         parsed. Returns what happened; raises only :class:`StoreError`.
         """
-        now = received_at or datetime.now(timezone.utc)
+        now = received_at or datetime.now(UTC)
         self.metrics.inc("citynode_events_total", type=kind, ingest=source)
         raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
         try:
@@ -125,6 +126,18 @@ class Pipeline:
         if kind == "up":
             return self._uplink(event, raw, source, now)
         return self._other(event, raw, source, now)
+
+    def handle_many(self, items: list[tuple[str, bytes | str, Encoding, str, str | None]]) -> list[Result]:
+        """Process ``(kind, body, encoding, source, dev_eui_hint)`` items in one store transaction.
+
+        Group commit for throughput: one fsync for the lot. Each event still succeeds or fails on its
+        own (a SAVEPOINT each); a :class:`StoreError` (the commit failed) means none was kept.
+        """
+        with self.store.batch():
+            return [
+                self.handle(kind, body, enc, source, dev_eui_hint=hint)
+                for kind, body, enc, source, hint in items
+            ]
 
     # -- uplinks -------------------------------------------------------------------------------------
 
@@ -146,6 +159,12 @@ class Pipeline:
             role = decoded.get("type")
         except DecodeError as exc:
             reason = f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: {exc} (payload {uplink.data.hex()})"
+        except Exception as exc:  # a codec bug must not stop the service nor lose the uplink
+            log.exception("codec failed unexpectedly", extra={"dev_eui": uplink.dev_eui, "f_port": uplink.f_port})
+            reason = (
+                f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: internal codec error "
+                f"{type(exc).__name__}: {exc} (payload {uplink.data.hex()})"
+            )
         stored = self.store.record_uplink(
             uplink,
             readings,
@@ -207,6 +226,15 @@ class Pipeline:
         msg = event.message
         info = msg.device_info
         dev_eui = event.dev_eui
+        if dev_eui is None or not _EUI.match(dev_eui):
+            # ChirpStack sets deviceInfo on every device event; without it the body is not one.
+            return self._dead(
+                source,
+                event.kind,
+                f"{event.kind} event: deviceInfo.devEui missing or invalid ({info.dev_eui!r})",
+                raw,
+                None,
+            )
         update = DeviceUpdate(
             dev_eui=dev_eui or "",
             name=info.device_name,
@@ -216,17 +244,25 @@ class Pipeline:
             margin=int(msg.margin) if event.kind == "status" else None,
             battery_level=(
                 float(msg.battery_level)
-                if event.kind == "status" and not msg.battery_level_unavailable and not msg.external_power_source
+                if event.kind == "status"
+                and not msg.battery_level_unavailable
+                and not msg.external_power_source
                 else None
             ),
         )
         dead: tuple[str, str] | None = None
         if event.kind == "log":
             code = chirpstack.integration.LogCode.Name(msg.code) if msg.code in _LOG_CODES else str(msg.code)
-            level = chirpstack.integration.LogLevel.Name(msg.level) if msg.level in _LOG_LEVELS else str(msg.level)
+            level = (
+                chirpstack.integration.LogLevel.Name(msg.level)
+                if msg.level in _LOG_LEVELS
+                else str(msg.level)
+            )
             if code == "UPLINK_CODEC":
                 context = ", ".join(f"{k}={v}" for k, v in sorted(msg.context.items()))
-                reason = f"ChirpStack {level} {code}: {msg.description}" + (f" ({context})" if context else "")
+                reason = f"ChirpStack {level} {code}: {msg.description}" + (
+                    f" ({context})" if context else ""
+                )
                 dead = ("chirpstack-log", reason)
             else:
                 log.info("chirpstack log", extra={"dev_eui": dev_eui, "code": code, "level": level})
@@ -251,9 +287,12 @@ class Pipeline:
         full = f"{source}: {reason}"
         self.store.dead_letter(source, full, body, dev_eui)
         self.metrics.inc("citynode_dead_letters_total", source=source)
-        log.warning("event not parsed", extra={"ingest": source, "type": kind, "dev_eui": dev_eui, "reason": reason})
+        log.warning(
+            "event not parsed", extra={"ingest": source, "type": kind, "dev_eui": dev_eui, "reason": reason}
+        )
         return Result(kind, "dead_letter", dev_eui, reason=full)
 
 
+_EUI = re.compile(r"^[0-9a-f]{16}$")
 _LOG_CODES = frozenset(chirpstack.integration.LogCode.values())
 _LOG_LEVELS = frozenset(chirpstack.integration.LogLevel.values())

@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -61,7 +61,9 @@ class JsonFormatter(logging.Formatter):
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        extras = " ".join(
+            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
+        )
         return f"{base} {extras}" if extras else base
 
 
@@ -113,7 +115,9 @@ class GatewayService:
     async def start(self) -> None:
         cfg = self.config
         if self.store is None:
-            self.store = await asyncio.to_thread(Store.open, cfg.store.path, synchronous=cfg.store.synchronous)
+            self.store = await asyncio.to_thread(
+                Store.open, cfg.store.path, synchronous=cfg.store.synchronous
+            )
         self.metrics.add_collector(store_samples(self.store))
         self.pipeline = Pipeline(self.store, cfg.decode, self.metrics)
         checks: dict[str, Callable[[], str | None]] = {}
@@ -138,7 +142,9 @@ class GatewayService:
                 self.http_ingest.add_routes(self.app)
                 if not (cfg.http.token or cfg.http.secret):
                     log.warning("http ingest accepts unauthenticated requests: set http.token or http.secret")
-            Api(self.store, self.metrics, api_token=cfg.http.api_token.get(), health_checks=checks).add_routes(self.app)
+            Api(
+                self.store, self.metrics, api_token=cfg.http.api_token.get(), health_checks=checks
+            ).add_routes(self.app)
             self._runner = web.AppRunner(self.app, shutdown_timeout=30.0, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
@@ -183,10 +189,16 @@ async def serve(config: Config, worker_factories: list[WorkerFactory] | None = N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with GatewayService(config, worker_factories=worker_factories) as service:
+        ingests = [type(i).__name__.removesuffix("Ingest").lower() for i in service.ingests]
+        if service.http_ingest is not None:
+            ingests.append("http")
         log.info(
             "gateway running",
-            extra={"config": config.source, "store": config.store.path,
-                   "ingests": ",".join(type(i).__name__ for i in service.ingests) + (",http" if service.http_ingest else "")},
+            extra={
+                "config": config.source,
+                "store": service.store.path if service.store else "",
+                "ingests": ",".join(ingests),
+            },
         )
         print(f"citynode gateway: ready (http port {service.http_port})", file=sys.stderr, flush=True)
         await stop.wait()

@@ -1,9 +1,9 @@
 """``citynode gateway``: serve, export, deadletters, downlink.
 
-    citynode gateway serve --config gw.toml
-    citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
-    citynode gateway deadletters --config gw.toml --limit 20
-    citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
+citynode gateway serve --config gw.toml
+citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
+citynode gateway deadletters --config gw.toml --limit 20
+citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
 """
 
 from __future__ import annotations
@@ -25,8 +25,24 @@ from gateway.store import Store, StoredReading, parse_time
 __all__ = ["register"]
 
 _EXPORT_PAGE = 5000
-_CSV_COLUMNS = ("id", "time", "dev_eui", "device_name", "message_type", "field", "value", "unit", "unit_code",
-                "f_cnt", "deduplication_id", "rssi", "snr", "gateway_id", "spreading_factor", "tags")
+_CSV_COLUMNS = (
+    "id",
+    "time",
+    "dev_eui",
+    "device_name",
+    "message_type",
+    "field",
+    "value",
+    "unit",
+    "unit_code",
+    "f_cnt",
+    "deduplication_id",
+    "rssi",
+    "snr",
+    "gateway_id",
+    "spreading_factor",
+    "tags",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +86,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 def _open_store(args: argparse.Namespace) -> Store:
     path = args.store if args.store else load_config(args.config).store.path
-    if not Path(path).exists():
+    if not str(path).startswith(("postgresql://", "postgres://")) and not Path(path).exists():
         raise ConfigError(f"store {path}: no such file")
     return Store.open(path)
 
@@ -186,40 +202,35 @@ def downlink_command(dev_eui: str, fport: int, data: bytes, confirmed: bool) -> 
     return integration.DownlinkCommand(dev_eui=dev_eui, confirmed=confirmed, f_port=fport, data=data)
 
 
-async def publish_downlink_mqtt(config: Config, application_id: str, dev_eui: str, fport: int, data: bytes,
-                                confirmed: bool) -> str:
+async def publish_downlink_mqtt(
+    config: Config, application_id: str, dev_eui: str, fport: int, data: bytes, confirmed: bool
+) -> str:
     from gateway.chirpstack import encode_event
     from gateway.ingest.mqtt import mqtt_client
 
     topic = config.mqtt.command_topic.format(application_id=application_id, dev_eui=dev_eui)
     body = encode_event(downlink_command(dev_eui, fport, data, confirmed), config.mqtt.encoding)  # type: ignore[arg-type]
     # A separate, non-persistent client id: never steal the serving gateway's session.
-    async with mqtt_client(config.mqtt, client_id=f"{config.mqtt.client_id}-downlink", persistent=False) as client:
+    async with mqtt_client(
+        config.mqtt, client_id=f"{config.mqtt.client_id}-downlink", persistent=False
+    ) as client:
         await client.publish(topic, body, qos=1)
     return topic
 
 
 def enqueue_downlink_grpc(config: Config, dev_eui: str, fport: int, data: bytes, confirmed: bool) -> str:
-    """``DeviceService.Enqueue`` on ChirpStack's gRPC API with ``authorization: Bearer <api token>``."""
-    import grpc
-    from chirpstack_api import api
+    """``DeviceService.Enqueue`` on ChirpStack's gRPC API (``authorization: Bearer <api token>``).
+
+    Uses :class:`gateway.chirpstack_client.ChirpStackClient`, whose errors (unknown device, refused
+    token, unreachable server) are one-line :class:`CitynodeError` messages. Returns the queue item id.
+    """
+    from gateway.chirpstack_client import ChirpStackClient
 
     cs = config.chirpstack
     if not cs.api_token:
-        raise ConfigError("chirpstack.api_token: required for gRPC downlinks (or CITYNODE_CHIRPSTACK_API_TOKEN)")
-    channel = (grpc.secure_channel(cs.grpc_target, grpc.ssl_channel_credentials()) if cs.grpc_tls
-               else grpc.insecure_channel(cs.grpc_target))
-    with channel:
-        stub = api.DeviceServiceStub(channel)
-        request = api.EnqueueDeviceQueueItemRequest(
-            queue_item=api.DeviceQueueItem(dev_eui=dev_eui, confirmed=confirmed, f_port=fport, data=data))
-        try:
-            response = stub.Enqueue(request, metadata=[("authorization", f"Bearer {cs.api_token.get()}")],
-                                    timeout=15)
-        except grpc.RpcError as exc:
-            raise ConfigError(f"ChirpStack {cs.grpc_target} refused the downlink: "
-                              f"{exc.code().name}: {exc.details()}") from None  # type: ignore[attr-defined]
-    return response.id
+        raise ConfigError("chirpstack.api_token: required for gRPC downlinks (or CITYNODE_CHIRPSTACK_TOKEN)")
+    with ChirpStackClient(cs.grpc_target, cs.api_token.get(), tls=cs.grpc_tls) as client:
+        return client.enqueue(dev_eui, fport, data, confirmed)
 
 
 def cmd_downlink(args: argparse.Namespace) -> int:
@@ -254,7 +265,7 @@ class _maybe_store:
         self.store: Store | None = None
 
     def __enter__(self) -> Store | None:
-        if Path(self.path).exists():
+        if self.path.startswith(("postgresql://", "postgres://")) or Path(self.path).exists():
             self.store = Store.open(self.path)
         return self.store
 

@@ -49,15 +49,22 @@ class AmqpIngest:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Consume until :meth:`stop`; reconnect with back-off after any failure."""
         backoff = _BACKOFF_MIN
         while not self._stopping.is_set():
             try:
                 await self._session()
                 backoff = _BACKOFF_MIN
-            except (aio_pika.exceptions.AMQPException, OSError, StoreError) as exc:
+            except Exception as exc:
+                # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
-                log.warning("amqp session ended, retrying", extra={"error": str(exc) or type(exc).__name__,
-                                                                    "retry_s": backoff})
+                if isinstance(exc, (aio_pika.exceptions.AMQPException, OSError, StoreError)):
+                    log.warning(
+                        "amqp session ended, retrying",
+                        extra={"error": str(exc) or type(exc).__name__, "retry_s": backoff},
+                    )
+                else:  # a bug, not bad input (bad input becomes dead letters): say so loudly
+                    log.exception("amqp ingest failed unexpectedly, retrying", extra={"retry_s": backoff})
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except TimeoutError:
@@ -74,12 +81,16 @@ class AmqpIngest:
             queue = await channel.declare_queue(self.config.queue, durable=True)
             await queue.bind(exchange, routing_key=self.config.routing_key)
             self.connected.set()
-            log.info("amqp consuming", extra={"queue": self.config.queue, "routing_key": self.config.routing_key})
+            log.info(
+                "amqp consuming", extra={"queue": self.config.queue, "routing_key": self.config.routing_key}
+            )
             async with queue.iterator() as messages:
                 while not self._stopping.is_set():
                     next_message = asyncio.ensure_future(messages.__anext__())
                     stopping = asyncio.ensure_future(self._stopping.wait())
-                    done, _ = await asyncio.wait({next_message, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {next_message, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
                     stopping.cancel()
                     if next_message not in done:
                         next_message.cancel()

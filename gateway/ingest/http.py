@@ -73,7 +73,9 @@ class ChirpStackHttpIngest:
         if request.content_length is not None and request.content_length > self.config.max_body:
             return web.json_response({"error": f"body larger than {self.config.max_body} bytes"}, status=413)
         try:
-            body = await request.content.read(self.config.max_body + 1)
+            body = await request.read()  # bounded by the application's client_max_size too
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response({"error": f"body larger than {self.config.max_body} bytes"}, status=413)
         except (ConnectionError, asyncio.IncompleteReadError):
             return web.json_response({"error": "body not received"}, status=400)
         if len(body) > self.config.max_body:
@@ -104,6 +106,10 @@ class ChirpStackHttpIngest:
         # Shielded: a client that hangs up does not cancel a half-done store call; the thread finishes.
         result = await asyncio.shield(asyncio.to_thread(self.pipeline.handle, kind, body, encoding, "http"))
         return web.json_response(
-            {"outcome": result.outcome, "reason": result.reason, "readings": result.readings,
-             "dev_eui": result.dev_eui}
+            {
+                "outcome": result.outcome,
+                "reason": result.reason,
+                "readings": result.readings,
+                "dev_eui": result.dev_eui,
+            }
         )

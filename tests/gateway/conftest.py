@@ -6,8 +6,13 @@ with a throw-away CA made with ``cryptography``); the ``store`` fixture is a fre
 
 from __future__ import annotations
 
+import getpass
+import shutil
+import socket
+import subprocess
+import time as _time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ import pytest
 from gateway.records import RadioMeta, Reading, Uplink
 from gateway.store import Store
 
-T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -47,13 +52,24 @@ def make_uplink(
         received_at=received_at,
         deduplication_id=dedup or f"dedup-{dev_eui}-{f_cnt}",
         tags={"district": "altstadt"},
-        radio=RadioMeta(rssi=rssi, snr=snr, gateway_id="0016c001ff10a235", spreading_factor=7,
-                        frequency=868100000, gateway_count=2),
+        radio=RadioMeta(
+            rssi=rssi,
+            snr=snr,
+            gateway_id="0016c001ff10a235",
+            spreading_factor=7,
+            frequency=868100000,
+            gateway_count=2,
+        ),
     )
 
 
-def make_reading(uplink: Uplink, field: str = "temperature", value: object = 21.5,
-                 unit: str | None = "°C", unit_code: str | None = "CEL") -> Reading:
+def make_reading(
+    uplink: Uplink,
+    field: str = "temperature",
+    value: object = 21.5,
+    unit: str | None = "°C",
+    unit_code: str | None = "CEL",
+) -> Reading:
     return Reading(
         dev_eui=uplink.dev_eui,
         device_name=uplink.device_name,
@@ -108,19 +124,37 @@ class EventFactory:
         info.tags.update(tags or {"district": "altstadt"})
         return info
 
-    def up(self, f_cnt: int = 1, data: bytes = b"", f_port: int = 10, dev_eui: str = "0004a30b001c0530",
-           dedup: str | None = None, time: datetime = T0, rx: list[tuple[str, int, float]] | None = None,
-           tags: dict[str, str] | None = None):
+    def up(
+        self,
+        f_cnt: int = 1,
+        data: bytes = b"",
+        f_port: int = 10,
+        dev_eui: str = "0004a30b001c0530",
+        dedup: str | None = None,
+        time: datetime = T0,
+        rx: list[tuple[str, int, float]] | None = None,
+        tags: dict[str, str] | None = None,
+    ):
         from chirpstack_api import gw
 
         ev = self.integration.UplinkEvent(
             deduplication_id=dedup or f"5c8d0b6a-0000-4000-8000-{dev_eui[-4:]}{f_cnt:08d}",
             device_info=self.device_info(dev_eui, **(tags or {})),
-            dev_addr="01ab23cd", adr=True, dr=5, f_cnt=f_cnt, f_port=f_port, confirmed=False, data=data,
+            dev_addr="01ab23cd",
+            adr=True,
+            dr=5,
+            f_cnt=f_cnt,
+            f_port=f_port,
+            confirmed=False,
+            data=data,
         )
         ev.time.FromDatetime(time)
-        for gw_id, rssi, snr in rx if rx is not None else [("0016c001ff10a235", -87, 7.5), ("0016c001ff10a236", -110, -3.0)]:
-            ev.rx_info.append(gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234, rssi=rssi, snr=snr, channel=0))
+        for gw_id, rssi, snr in (
+            rx if rx is not None else [("0016c001ff10a235", -87, 7.5), ("0016c001ff10a236", -110, -3.0)]
+        ):
+            ev.rx_info.append(
+                gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234, rssi=rssi, snr=snr, channel=0)
+            )
         ev.tx_info.frequency = 868100000
         ev.tx_info.modulation.lora.bandwidth = 125000
         ev.tx_info.modulation.lora.spreading_factor = 7
@@ -128,35 +162,62 @@ class EventFactory:
         return ev
 
     def join(self, dev_eui: str = "0004a30b001c0530", dedup: str = "join-1"):
-        ev = self.integration.JoinEvent(deduplication_id=dedup, device_info=self.device_info(dev_eui),
-                                        dev_addr="01ab23cd")
+        ev = self.integration.JoinEvent(
+            deduplication_id=dedup, device_info=self.device_info(dev_eui), dev_addr="01ab23cd"
+        )
         ev.time.FromDatetime(T0)
         return ev
 
-    def status(self, dev_eui: str = "0004a30b001c0530", dedup: str = "status-1", margin: int = 12,
-               battery_level: float = 87.5):
-        ev = self.integration.StatusEvent(deduplication_id=dedup, device_info=self.device_info(dev_eui),
-                                          margin=margin, battery_level=battery_level)
+    def status(
+        self,
+        dev_eui: str = "0004a30b001c0530",
+        dedup: str = "status-1",
+        margin: int = 12,
+        battery_level: float = 87.5,
+    ):
+        ev = self.integration.StatusEvent(
+            deduplication_id=dedup,
+            device_info=self.device_info(dev_eui),
+            margin=margin,
+            battery_level=battery_level,
+        )
         ev.time.FromDatetime(T0)
         return ev
 
     def ack(self, dev_eui: str = "0004a30b001c0530", dedup: str = "ack-1"):
-        ev = self.integration.AckEvent(deduplication_id=dedup, device_info=self.device_info(dev_eui),
-                                       queue_item_id="q1", acknowledged=True, f_cnt_down=3)
+        ev = self.integration.AckEvent(
+            deduplication_id=dedup,
+            device_info=self.device_info(dev_eui),
+            queue_item_id="q1",
+            acknowledged=True,
+            f_cnt_down=3,
+        )
         ev.time.FromDatetime(T0)
         return ev
 
     def txack(self, dev_eui: str = "0004a30b001c0530", downlink_id: int = 99):
-        ev = self.integration.TxAckEvent(downlink_id=downlink_id, device_info=self.device_info(dev_eui),
-                                         queue_item_id="q1", f_cnt_down=3, gateway_id="0016c001ff10a235")
+        ev = self.integration.TxAckEvent(
+            downlink_id=downlink_id,
+            device_info=self.device_info(dev_eui),
+            queue_item_id="q1",
+            f_cnt_down=3,
+            gateway_id="0016c001ff10a235",
+        )
         ev.time.FromDatetime(T0)
         return ev
 
-    def log(self, dev_eui: str = "0004a30b001c0530", code: str = "UPLINK_CODEC",
-            description: str = "TypeError: data is undefined"):
-        ev = self.integration.LogEvent(device_info=self.device_info(dev_eui),
-                                       level=self.integration.LogLevel.Value("ERROR"),
-                                       code=self.integration.LogCode.Value(code), description=description)
+    def log(
+        self,
+        dev_eui: str = "0004a30b001c0530",
+        code: str = "UPLINK_CODEC",
+        description: str = "TypeError: data is undefined",
+    ):
+        ev = self.integration.LogEvent(
+            device_info=self.device_info(dev_eui),
+            level=self.integration.LogLevel.Value("ERROR"),
+            code=self.integration.LogCode.Value(code),
+            description=description,
+        )
         ev.context["deduplication_id"] = "5c8d0b6a"
         ev.time.FromDatetime(T0)
         return ev
@@ -184,9 +245,19 @@ def air_quality_payload(temperature: float = 21.5) -> bytes:
     """A real citynode air_quality payload from the gateway codec."""
     from gateway import codec
 
-    return codec.encode_uplink("air_quality", {
-        "temperature": temperature, "relative_humidity": 45.2, "pressure": 1013.2, "gas_resistance": 120000,
-        "pm1_0": 3.1, "pm2_5": 5.4, "pm10": 9.8, "battery": 3.71})
+    return codec.encode_uplink(
+        "air_quality",
+        {
+            "temperature": temperature,
+            "relative_humidity": 45.2,
+            "pressure": 1013.2,
+            "gas_resistance": 120000,
+            "pm1_0": 3.1,
+            "pm2_5": 5.4,
+            "pm10": 9.8,
+            "battery": 3.71,
+        },
+    )
 
 
 @pytest.fixture(name="aq_payload")
@@ -195,12 +266,6 @@ def _aq_payload():
 
 
 # ------------------------------------------------------------------------------------------ mosquitto
-
-import getpass  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import time as _time  # noqa: E402
 
 
 def free_port() -> int:
@@ -219,33 +284,62 @@ def make_ca(directory: Path, host: str = "localhost") -> dict[str, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def key_pem(key) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "citynode test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-          .not_valid_after(now + timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    srv = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-           .issuer_name(ca_name).public_key(srv_key.public_key()).serial_number(x509.random_serial_number())
-           .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=2))
-           .add_extension(x509.SubjectAlternativeName([x509.DNSName(host),
-                                                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                          critical=False)
-           .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-           .sign(ca_key, hashes.SHA256()))
+    srv = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(srv_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     files = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
     files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files["cert"].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
@@ -269,8 +363,17 @@ class Mosquitto:
         self.log = directory / "mosquitto.log"
         passwd = directory / "passwd"
         passwd.write_text("")
-        subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", str(passwd),
-                        self.username, self.password], check=True, capture_output=True)
+        subprocess.run(
+            [
+                shutil.which("mosquitto_passwd") or "mosquitto_passwd",
+                "-b",
+                str(passwd),
+                self.username,
+                self.password,
+            ],
+            check=True,
+            capture_output=True,
+        )
         self.conf.write_text(
             # run as root (CI): stay root, so the broker can read the 0700 pytest directory
             f"user {getpass.getuser()}\nper_listener_settings true\n"
@@ -285,8 +388,9 @@ class Mosquitto:
 
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = _time.monotonic() + 15
         while _time.monotonic() < deadline:
             if self.proc.poll() is not None:

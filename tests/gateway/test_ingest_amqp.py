@@ -35,8 +35,13 @@ async def until(predicate, timeout: float = 30.0, what: str = "condition") -> No
 def amqp_setup():
     """A unique application id and queue; the queue is deleted after the test."""
     app = uuid.uuid4().hex
-    cfg = AmqpConfig(enabled=True, url=Secret(URL), queue=f"citynode-test-{app[:12]}",
-                     routing_key=f"application.{app}.device.*.event.*", prefetch=10)
+    cfg = AmqpConfig(
+        enabled=True,
+        url=Secret(URL),
+        queue=f"citynode-test-{app[:12]}",
+        routing_key=f"application.{app}.device.*.event.*",
+        prefetch=10,
+    )
     yield app, cfg
 
     async def delete():
@@ -55,14 +60,21 @@ async def publish(app, items):
         channel = await conn.channel()
         exchange = await channel.get_exchange("amq.topic")
         for dev_eui, kind, body in items:
-            await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                   routing_key=f"application.{app}.device.{dev_eui}.event.{kind}")
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=f"application.{app}.device.{dev_eui}.event.{kind}",
+            )
 
 
 def ups(events, n, encoding, aq_payload, start=1, app="x"):
-    return [("0004a30b001c0530", "up",
-             events.body(events.up(f_cnt=i, data=aq_payload(), dedup=f"{app}-{i}"), encoding))
-            for i in range(start, start + n)]
+    return [
+        (
+            "0004a30b001c0530",
+            "up",
+            events.body(events.up(f_cnt=i, data=aq_payload(), dedup=f"{app}-{i}"), encoding),
+        )
+        for i in range(start, start + n)
+    ]
 
 
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
@@ -74,9 +86,14 @@ def test_events_arrive_decoded_and_are_acked(amqp_setup, store, events, aq_paylo
         ingest = AmqpIngest(cfg, Pipeline(store))
         task = asyncio.create_task(ingest.run())
         await asyncio.wait_for(ingest.connected.wait(), 15)
-        await publish(app, ups(events, 15, encoding, aq_payload, app=app)
-                      + [("0004a30b001c0530", "up", b"\x07random"),
-                         ("0004a30b001c0530", "status", events.body(events.status(), encoding))])
+        await publish(
+            app,
+            ups(events, 15, encoding, aq_payload, app=app)
+            + [
+                ("0004a30b001c0530", "up", b"\x07random"),
+                ("0004a30b001c0530", "status", events.body(events.status(), encoding)),
+            ],
+        )
         await until(lambda: ingest.handled == 17, what="17 messages")
         ingest.stop()
         await asyncio.wait_for(task, 15)
@@ -143,3 +160,30 @@ def test_competing_consumers_share_one_durable_queue(amqp_setup, store, events, 
     handled = asyncio.run(main())
     assert sum(handled) == 40 and all(handled)
     assert store.event_count("up") == 40
+
+
+def test_service_with_amqp_ingest_reports_health_and_stores(amqp_setup, tmp_path, events, aq_payload):
+    import aiohttp
+
+    from gateway.config import parse_config
+    from gateway.service import GatewayService
+
+    app, cfg = amqp_setup
+    config = parse_config(
+        {
+            "store": {"path": str(tmp_path / "g.sqlite")},
+            "http": {"port": 0, "ingest": False},
+            "amqp": {"enabled": True, "queue": cfg.queue, "routing_key": cfg.routing_key},
+        }
+    )
+
+    async def main():
+        async with GatewayService(config) as svc:
+            [ingest] = svc.ingests
+            await asyncio.wait_for(ingest.connected.wait(), 15)
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{svc.http_port}/health") as r:
+                assert r.status == 200
+            await publish(app, ups(events, 5, "json", aq_payload, app=app))
+            await until(lambda: svc.store.event_count("up") == 5, what="5 via the service")
+
+    asyncio.run(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import pytest
@@ -17,8 +16,10 @@ SECRET = "shh"
 
 
 def service_config(tmp_path, **http):
-    doc = {"store": {"path": str(tmp_path / "g.sqlite")},
-           "http": {"host": "127.0.0.1", "port": 0, "max_body": 4096, **http}}
+    doc = {
+        "store": {"path": str(tmp_path / "g.sqlite")},
+        "http": {"host": "127.0.0.1", "port": 0, "max_body": 4096, **http},
+    }
     return parse_config(doc)
 
 
@@ -26,15 +27,19 @@ async def post(service, kind, body, content_type="application/json", headers=Non
     url = f"http://127.0.0.1:{service.http_port}{path}"
     params = {"event": kind} if kind is not None else {}
     hdrs = {"Content-Type": content_type, **(headers or {})}
-    async with aiohttp.ClientSession() as session, session.post(url, params=params, data=body, headers=hdrs) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, params=params, data=body, headers=hdrs) as r,
+    ):
         return r.status, await r.json(content_type=None)
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.mark.parametrize(("encoding", "content_type"), [("json", "application/json"),
-                                                        ("protobuf", "application/octet-stream")])
+@pytest.mark.parametrize(
+    ("encoding", "content_type"), [("json", "application/json"), ("protobuf", "application/octet-stream")]
+)
 def test_events_are_stored_before_the_200(tmp_path, events, aq_payload, encoding, content_type):
     cfg = service_config(tmp_path, token=TOKEN)
 
@@ -54,16 +59,23 @@ def test_events_are_stored_before_the_200(tmp_path, events, aq_payload, encoding
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(("headers", "http", "status"), [
-    ({}, {"token": TOKEN}, 401),
-    ({"Authorization": "Bearer wrong"}, {"token": TOKEN}, 401),
-    ({"Authorization": f"Basic {TOKEN}"}, {"token": TOKEN}, 401),
-    (AUTH, {"token": TOKEN}, 200),
-    ({"X-Citynode-Secret": SECRET}, {"secret": SECRET}, 200),
-    ({"X-Citynode-Secret": "nope"}, {"secret": SECRET}, 401),
-    ({"X-Citynode-Secret": SECRET}, {"secret": SECRET, "token": TOKEN}, 401),  # both configured: both needed
-    ({"X-Citynode-Secret": SECRET, **AUTH}, {"secret": SECRET, "token": TOKEN}, 200),
-])
+@pytest.mark.parametrize(
+    ("headers", "http", "status"),
+    [
+        ({}, {"token": TOKEN}, 401),
+        ({"Authorization": "Bearer wrong"}, {"token": TOKEN}, 401),
+        ({"Authorization": f"Basic {TOKEN}"}, {"token": TOKEN}, 401),
+        (AUTH, {"token": TOKEN}, 200),
+        ({"X-Citynode-Secret": SECRET}, {"secret": SECRET}, 200),
+        ({"X-Citynode-Secret": "nope"}, {"secret": SECRET}, 401),
+        (
+            {"X-Citynode-Secret": SECRET},
+            {"secret": SECRET, "token": TOKEN},
+            401,
+        ),  # both configured: both needed
+        ({"X-Citynode-Secret": SECRET, **AUTH}, {"secret": SECRET, "token": TOKEN}, 200),
+    ],
+)
 def test_bearer_token_and_shared_secret(tmp_path, events, headers, http, status):
     cfg = service_config(tmp_path, **http)
 
@@ -84,6 +96,12 @@ def test_size_limit_bad_event_and_content_type(tmp_path, events):
         async with GatewayService(cfg) as svc:
             big = b"{" + b" " * 5000 + b"}"
             assert (await post(svc, "up", big))[0] == 413
+
+            async def chunked():  # no Content-Length: the limit still holds
+                for _ in range(10):
+                    yield b" " * 1000
+
+            assert (await post(svc, "up", chunked()))[0] == 413
             status, doc = await post(svc, "bogus", b"{}")
             assert status == 400 and "bogus" in doc["reason"]
             status, doc = await post(svc, None, b"{}")
@@ -105,3 +123,31 @@ def test_secrets_never_appear_in_the_config_repr(tmp_path):
     assert "very-secret-token" not in text and "other-secret" not in text
     assert cfg.http.token.get() == "very-secret-token"
     assert HttpConfig(token=Secret("x")).token == Secret("x")
+
+
+def test_random_bytes_for_every_event_type_end_in_dead_letters_and_the_service_lives(
+    tmp_path, events, aq_payload
+):
+    import random
+
+    rnd = random.Random(5)
+    cfg = service_config(tmp_path)
+    kinds = ["up", "join", "status", "ack", "txack", "log"]
+    bodies = [(k, rnd.randbytes(rnd.randint(1, 300))) for k in kinds for _ in range(8)]
+
+    async def main():
+        async with GatewayService(cfg) as svc:
+            outcomes = []
+            for kind, body in bodies:
+                status, doc = await post(svc, kind, body, "application/octet-stream")
+                outcomes.append((status, doc["outcome"]))
+            # and it still works afterwards
+            status, doc = await post(svc, "up", events.body(events.up(data=aq_payload())))
+            assert (status, doc["outcome"]) == (200, "stored")
+            return outcomes, svc.store.dead_letters(1000), svc.store.event_count()
+
+    outcomes, letters, stored = asyncio.run(main())
+    assert all(status == 200 for status, _ in outcomes)
+    assert [o for _, o in outcomes] == ["dead_letter"] * len(bodies)
+    assert len(letters) == len(bodies) and stored == 1
+    assert all(dl.reason and dl.source in ("http", "decode") for dl in letters)

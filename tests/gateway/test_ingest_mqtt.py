@@ -29,8 +29,13 @@ async def until(predicate, timeout: float = 30.0, what: str = "condition") -> No
 
 
 def config_for(broker, app: str, **changes) -> MqttConfig:
-    base = MqttConfig(enabled=True, host=broker.host, port=broker.port, client_id=f"gw-{uuid.uuid4().hex[:8]}",
-                      topic=f"application/{app}/device/+/event/+")
+    base = MqttConfig(
+        enabled=True,
+        host=broker.host,
+        port=broker.port,
+        client_id=f"gw-{uuid.uuid4().hex[:8]}",
+        topic=f"application/{app}/device/+/event/+",
+    )
     return replace(base, **changes)
 
 
@@ -40,10 +45,14 @@ async def publish(broker, messages: list[tuple[str, bytes]], qos: int = 1) -> No
             await pub.publish(topic, body, qos=qos)
 
 
-def uplinks(events, app: str, n: int, encoding: str, aq_payload, start: int = 1, dev_eui: str = "0004a30b001c0530"):
+def uplinks(
+    events, app: str, n: int, encoding: str, aq_payload, start: int = 1, dev_eui: str = "0004a30b001c0530"
+):
     out = []
     for fcnt in range(start, start + n):
-        msg = events.up(f_cnt=fcnt, data=aq_payload(20 + fcnt / 100), dev_eui=dev_eui, dedup=f"{app}-{dev_eui}-{fcnt}")
+        msg = events.up(
+            f_cnt=fcnt, data=aq_payload(20 + fcnt / 100), dev_eui=dev_eui, dedup=f"{app}-{dev_eui}-{fcnt}"
+        )
         msg.device_info.application_id = app
         out.append((events.topic(msg, "up"), events.body(msg, encoding)))
     return out
@@ -86,8 +95,14 @@ def test_events_arrive_decoded_in_sqlite(mosquitto, store, events, aq_payload, e
 def test_tls_with_password_and_the_ca(mosquitto, store, events, aq_payload):
     app = uuid.uuid4().hex
     tls = TlsConfig(ca=str(mosquitto.tls["ca"]))
-    cfg = config_for(mosquitto, app, port=mosquitto.tls_port, tls=tls, username=Secret(mosquitto.username),
-                     password=Secret(mosquitto.password))
+    cfg = config_for(
+        mosquitto,
+        app,
+        port=mosquitto.tls_port,
+        tls=tls,
+        username=Secret(mosquitto.username),
+        password=Secret(mosquitto.password),
+    )
 
     async def main():
         ingest = MqttIngest(cfg, Pipeline(store))
@@ -101,8 +116,14 @@ def test_tls_with_password_and_the_ca(mosquitto, store, events, aq_payload):
 
 
 def test_tls_rejects_a_wrong_password(mosquitto):
-    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.tls_port, tls=TlsConfig(ca=str(mosquitto.tls["ca"])),
-                     username=Secret(mosquitto.username), password=Secret("wrong"), client_id="bad-pw")
+    cfg = MqttConfig(
+        host=mosquitto.host,
+        port=mosquitto.tls_port,
+        tls=TlsConfig(ca=str(mosquitto.tls["ca"])),
+        username=Secret(mosquitto.username),
+        password=Secret("wrong"),
+        client_id="bad-pw",
+    )
 
     async def main():
         async with mqtt_client(cfg):
@@ -173,3 +194,33 @@ def test_broker_restart_loses_and_duplicates_nothing(own_mosquitto, store, event
 
     asyncio.run(main())
     assert sorted(store.dedup_ids()) == sorted(f"{app}-0004a30b001c0530-{i}" for i in range(1, 21))
+
+
+@pytest.mark.postgres
+def test_mqtt_into_the_postgresql_store(mosquitto, events, aq_payload):
+    """The same ingest on the PostgreSQL backend (one throw-away schema)."""
+    import psycopg
+
+    from gateway.store import Store
+
+    schema = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    dsn = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    app = uuid.uuid4().hex
+    try:
+        store = Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
+
+        async def main():
+            ingest = MqttIngest(config_for(mosquitto, app), Pipeline(store))
+            task = await run_ingest(ingest)
+            await publish(mosquitto, uplinks(events, app, 10, "json", aq_payload) * 2)  # each one twice
+            await until(lambda: ingest.handled == 20, what="20 messages")
+            await stop_ingest(ingest, task)
+
+        asyncio.run(main())
+        assert store.event_count("up") == 10 and len(store.readings()) == 80
+        store.close()
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -43,17 +43,27 @@ def test_fcnt_gaps_and_resets_are_counted(pipeline, store, events, aq_payload):
 def test_join_resets_the_expected_counter(pipeline, store, events, aq_payload):
     pipeline.handle("up", events.body(events.up(f_cnt=500, data=aq_payload())), "json", "mqtt")
     assert pipeline.handle("join", events.body(events.join()), "json", "mqtt").outcome == "stored"
-    pipeline.handle("up", events.body(events.up(f_cnt=0, data=aq_payload(), dedup="after-join")), "json", "mqtt")
+    pipeline.handle(
+        "up", events.body(events.up(f_cnt=0, data=aq_payload(), dedup="after-join")), "json", "mqtt"
+    )
     dev = store.device("0004a30b001c0530")
     assert (dev.joins, dev.resets, dev.fcnt_gaps) == (1, 0, 0)
 
 
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
 def test_status_ack_txack_update_the_device(pipeline, store, events, encoding):
-    assert pipeline.handle("status", events.body(events.status(margin=7), encoding), encoding, "http").outcome == "stored"
-    assert pipeline.handle("status", events.body(events.status(margin=7), encoding), encoding, "http").outcome == "duplicate"
+    assert (
+        pipeline.handle("status", events.body(events.status(margin=7), encoding), encoding, "http").outcome
+        == "stored"
+    )
+    assert (
+        pipeline.handle("status", events.body(events.status(margin=7), encoding), encoding, "http").outcome
+        == "duplicate"
+    )
     assert pipeline.handle("ack", events.body(events.ack(), encoding), encoding, "http").outcome == "stored"
-    assert pipeline.handle("txack", events.body(events.txack(), encoding), encoding, "http").outcome == "stored"
+    assert (
+        pipeline.handle("txack", events.body(events.txack(), encoding), encoding, "http").outcome == "stored"
+    )
     dev = store.device("0004a30b001c0530")
     assert (dev.margin, dev.last_event, dev.name) == (7, "txack", "node-0530")
     assert store.event_count() == 3
@@ -62,7 +72,12 @@ def test_status_ack_txack_update_the_device(pipeline, store, events, encoding):
 def test_uplink_codec_log_is_a_dead_letter_other_logs_are_not(pipeline, store, events):
     res = pipeline.handle("log", events.body(events.log()), "json", "mqtt")
     assert res.outcome == "dead_letter"
-    assert pipeline.handle("log", events.body(events.log(code="OTAA", description="join ok")), "json", "mqtt").outcome == "stored"
+    assert (
+        pipeline.handle(
+            "log", events.body(events.log(code="OTAA", description="join ok")), "json", "mqtt"
+        ).outcome
+        == "stored"
+    )
     [dl] = store.dead_letters()
     assert dl.source == "chirpstack-log" and dl.dev_eui == "0004a30b001c0530"
     assert "ERROR UPLINK_CODEC: TypeError: data is undefined" in dl.reason
@@ -85,7 +100,13 @@ def _bad_inputs(events):
         ("truncated CBOR", "up", events.body(events.up(data=valid[:-3])), "json", "fPort 10"),
         ("wrong fPort", "up", events.body(events.up(data=valid, f_port=99)), "json", "fPort 99"),
         ("empty payload", "up", events.body(events.up(data=b"")), "json", "fPort 10"),
-        ("random payload", "up", events.body(events.up(data=rnd.randbytes(20)), "protobuf"), "protobuf", "fPort 10"),
+        (
+            "random payload",
+            "up",
+            events.body(events.up(data=rnd.randbytes(20)), "protobuf"),
+            "protobuf",
+            "fPort 10",
+        ),
         ("random body", "up", rnd.randbytes(64), "protobuf", "up event"),
         ("random json", "join", os.urandom(0) + b'"just a string"', "json", "not an object"),
         ("no devEui", "up", _json_with(events, deviceInfo={}), "json", "devEui"),
@@ -108,7 +129,9 @@ def test_bad_input_all_ends_in_dead_letters_with_a_reason_and_never_raises(pipel
     assert len(letters) == len(cases)
     assert all(dl.reason for dl in letters)
     # undecodable uplinks are also stored as events (exactly-once, FCnt health), their payload kept
-    [truncated] = [dl for dl in letters if dl.raw == cbor2.dumps([1, 2150, 452, 132, 120000, 31, 54, 98, 71])[:-3]]
+    [truncated] = [
+        dl for dl in letters if dl.raw == cbor2.dumps([1, 2150, 452, 132, 120000, 31, 54, 98, 71])[:-3]
+    ]
     assert truncated.source == "decode" and truncated.raw.hex() in truncated.reason
     assert pipeline.metrics.value("citynode_dead_letters_total") == len(cases)
 
@@ -116,11 +139,14 @@ def test_bad_input_all_ends_in_dead_letters_with_a_reason_and_never_raises(pipel
 def test_trusted_object_is_used_instead_of_data(store, events):
     pipeline = Pipeline(store, PipelineOptions(trust_object=True))
     msg = events.up(data=b"\xff")  # not a valid citynode payload: must not be decoded
-    json_format.ParseDict({"type": "bin_fill", "version": 1, "readings": [{"fill_level": 40, "tilt": True}]},
-                          msg.object)
+    json_format.ParseDict(
+        {"type": "bin_fill", "version": 1, "readings": [{"fill_level": 40, "tilt": True}]}, msg.object
+    )
     assert pipeline.handle("up", events.body(msg), "json", "mqtt").readings == 2
     assert {s.reading.field: (s.reading.value, s.reading.unit) for s in store.readings()} == {
-        "fill_level": (40, "%"), "tilt": (True, None)}
+        "fill_level": (40, "%"),
+        "tilt": (True, None),
+    }
 
 
 def test_object_is_ignored_unless_trusted_and_codec_tag_selects(store, events, aq_payload):
@@ -140,3 +166,37 @@ def test_object_is_ignored_unless_trusted_and_codec_tag_selects(store, events, a
 def test_fport_zero_mac_only_uplink_is_counted_without_readings(pipeline, store, events):
     res = pipeline.handle("up", events.body(events.up(f_port=0, data=b"")), "json", "mqtt")
     assert res.outcome == "ignored" and store.dead_letters() == [] and store.event_count("up") == 1
+
+
+def test_a_crashing_codec_is_a_dead_letter_not_a_crash(store, events):
+    def broken(fport, data):
+        raise ZeroDivisionError("division by zero")
+
+    pipeline = Pipeline(store, decoders={"citynode": broken})
+    res = pipeline.handle("up", events.body(events.up(data=b"\x01")), "json", "mqtt")
+    assert res.outcome == "dead_letter" and "internal codec error ZeroDivisionError" in res.reason
+    assert store.event_count("up") == 1
+
+
+def test_trusted_object_from_the_generated_chirpstack_codec_matches_our_decoding(
+    tmp_path, events, aq_payload
+):
+    """ChirpStack runs codecs/chirpstack/citynode.js and puts its ``data`` into ``object``; trusting it
+    must give the same readings as decoding ``data`` ourselves (run here in QuickJS)."""
+    import quickjs
+
+    from gateway.paths import codecs_dir
+    from gateway.store import Store
+
+    ctx = quickjs.Context()
+    ctx.eval((codecs_dir() / "chirpstack" / "citynode.js").read_text(encoding="utf-8"))
+    payload = aq_payload(18.25)
+    out = json.loads(ctx.eval(f"JSON.stringify(decodeUplink({{fPort: 10, bytes: {list(payload)}}}))"))
+    msg = events.up(data=payload)
+    json_format.ParseDict(out["data"], msg.object)
+    results = {}
+    for trust in (False, True):
+        with Store.open(tmp_path / f"{trust}.sqlite") as s:
+            Pipeline(s, PipelineOptions(trust_object=trust)).handle("up", events.body(msg), "json", "mqtt")
+            results[trust] = {(r.reading.field, r.reading.value, r.reading.unit) for r in s.readings()}
+    assert results[True] == results[False] and len(results[True]) == 8

@@ -15,18 +15,24 @@ from gateway.service import GatewayService
 
 
 def config(tmp_path, **http):
-    return parse_config({"store": {"path": str(tmp_path / "g.sqlite")},
-                         "http": {"host": "127.0.0.1", "port": 0, **http}})
+    return parse_config(
+        {"store": {"path": str(tmp_path / "g.sqlite")}, "http": {"host": "127.0.0.1", "port": 0, **http}}
+    )
 
 
 async def get(svc, path, headers=None):
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{svc.http_port}{path}", headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{svc.http_port}{path}", headers=headers) as r,
+    ):
         return r.status, r.headers.get("Content-Type", ""), await r.text()
 
 
 def _feed(svc, events, aq_payload):
     for fcnt in (1, 2, 5):  # 3 and 4 lost
-        svc.pipeline.handle("up", events.body(events.up(f_cnt=fcnt, data=aq_payload(20 + fcnt))), "json", "http")
+        svc.pipeline.handle(
+            "up", events.body(events.up(f_cnt=fcnt, data=aq_payload(20 + fcnt))), "json", "http"
+        )
     svc.pipeline.handle("up", b"{broken", "json", "http")
 
 
@@ -38,7 +44,12 @@ def test_devices_readings_health_and_metrics(tmp_path, events, aq_payload):
             status, _, body = await get(svc, "/api/devices")
             [dev] = json.loads(body)["devices"]
             assert (status, dev["dev_eui"], dev["fcnt_gaps"], dev["role"], dev["last_rssi"]) == (
-                200, "0004a30b001c0530", 2, "air_quality", -87)
+                200,
+                "0004a30b001c0530",
+                2,
+                "air_quality",
+                -87,
+            )
             _, _, body = await get(svc, "/api/readings?device=0004a30b001c0530&field=temperature")
             temps = json.loads(body)["readings"]
             assert [r["value"] for r in temps] == [21.0, 22.0, 25.0]
@@ -79,8 +90,13 @@ def test_api_token_protects_api_but_not_health(tmp_path):
 
 
 def test_health_reports_a_disconnected_mqtt_ingest(tmp_path):
-    cfg = parse_config({"store": {"path": str(tmp_path / "g.sqlite")}, "http": {"port": 0, "ingest": False},
-                        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": 1}})  # nothing listens on port 1
+    cfg = parse_config(
+        {
+            "store": {"path": str(tmp_path / "g.sqlite")},
+            "http": {"port": 0, "ingest": False},
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "port": 1},
+        }
+    )  # nothing listens on port 1
 
     async def main():
         async with GatewayService(cfg) as svc:
@@ -103,8 +119,10 @@ def test_export_csv_and_jsonl_and_deadletters_commands(tmp_path, events, aq_payl
     assert cli(["gateway", "export", "--store", store, "--format", "csv", "--field", "pm10"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["value"] for r in rows] == ["9.8"] * 3 and rows[0]["unit"] == "µg/m³"
-    assert cli(["gateway", "export", "--store", store, "--format", "jsonl",
-                "--since", "2026-05-04T12:00:00Z"]) == 0
+    assert (
+        cli(["gateway", "export", "--store", store, "--format", "jsonl", "--since", "2026-05-04T12:00:00Z"])
+        == 0
+    )
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(docs) == 24 and docs[0]["field"] == "temperature"
     assert cli(["gateway", "deadletters", "--store", store]) == 0

@@ -66,21 +66,24 @@ def test_example_config_loads(tmp_path, monkeypatch):
     assert "env-pw" not in repr(cfg) and "env-token" not in repr(cfg) and "guest" not in repr(cfg)
 
 
-@pytest.mark.parametrize(("doc", "names"), [
-    ({"mqtt": {"enabled": True, "port": "abc"}}, "mqtt.port"),
-    ({"mqtt": {"enabled": True, "prot": 1883}}, "mqtt: unknown key(s) prot"),
-    ({"mqtt": {"enabled": True, "encoding": "xml"}}, "mqtt.encoding"),
-    ({"mqtt": {"enabled": True, "client_id": ""}}, "mqtt.client_id"),
-    ({"mqtt": {"enabled": True, "shared_group": "a/b"}}, "mqtt.shared_group"),
-    ({"mqtt": {"enabled": True, "tls": {"ca": "/nonexistent.pem"}}}, "mqtt.tls.ca"),
-    ({"http": {"max_body": 10}}, "http.max_body"),
-    ({"store": {"synchronous": "OFF"}}, "store.synchronous"),
-    ({"amqp": {"enabled": "yes"}}, "amqp.enabled"),
-    ({"decode": {"profile_codecs": {"p": 1}}}, "decode.profile_codecs.p"),
-    ({"mqtt": {"password": 123}}, "mqtt.password"),
-    ({"nonsense": {}}, "unknown section(s) nonsense"),
-    ({"http": {"ingest": False}}, "no ingest enabled"),
-])
+@pytest.mark.parametrize(
+    ("doc", "names"),
+    [
+        ({"mqtt": {"enabled": True, "port": "abc"}}, "mqtt.port"),
+        ({"mqtt": {"enabled": True, "prot": 1883}}, "mqtt: unknown key(s) prot"),
+        ({"mqtt": {"enabled": True, "encoding": "xml"}}, "mqtt.encoding"),
+        ({"mqtt": {"enabled": True, "client_id": ""}}, "mqtt.client_id"),
+        ({"mqtt": {"enabled": True, "shared_group": "a/b"}}, "mqtt.shared_group"),
+        ({"mqtt": {"enabled": True, "tls": {"ca": "/nonexistent.pem"}}}, "mqtt.tls.ca"),
+        ({"http": {"max_body": 10}}, "http.max_body"),
+        ({"store": {"synchronous": "OFF"}}, "store.synchronous"),
+        ({"amqp": {"enabled": "yes"}}, "amqp.enabled"),
+        ({"decode": {"profile_codecs": {"p": 1}}}, "decode.profile_codecs.p"),
+        ({"mqtt": {"password": 123}}, "mqtt.password"),
+        ({"nonsense": {}}, "unknown section(s) nonsense"),
+        ({"http": {"ingest": False}}, "no ingest enabled"),
+    ],
+)
 def test_invalid_values_name_the_field(doc, names):
     with pytest.raises(ConfigError, match=names.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
         parse_config(doc)

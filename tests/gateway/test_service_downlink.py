@@ -8,9 +8,7 @@ import base64
 import json
 import threading
 import uuid
-from concurrent import futures
 
-import grpc
 import paho.mqtt.client as paho
 import pytest
 from chirpstack_api import api
@@ -28,16 +26,19 @@ def write_config(tmp_path, text):
 @pytest.mark.mqtt
 def test_mqtt_downlink_publishes_a_downlink_command(mosquitto, tmp_path, capsys):
     app = uuid.uuid4().hex
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
 [store]
-path = "{tmp_path / 'g.sqlite'}"
+path = "{tmp_path / "g.sqlite"}"
 [mqtt]
 enabled = true
 host = "{mosquitto.host}"
 port = {mosquitto.port}
 [chirpstack]
 application_id = "{app}"
-""")
+""",
+    )
     topic = f"application/{app}/device/0004a30b001c0530/command/down"
     got: list[bytes] = []
     subscribed, received = threading.Event(), threading.Event()
@@ -49,75 +50,93 @@ application_id = "{app}"
     sub.loop_start()
     try:
         assert subscribed.wait(10)
-        assert cli(["gateway", "downlink", "0004A30B001C0530", '{"interval": 900, "adr": true}',
-                    "--config", cfg, "--confirmed"]) == 0
+        assert (
+            cli(
+                [
+                    "gateway",
+                    "downlink",
+                    "0004A30B001C0530",
+                    '{"interval": 900, "adr": true}',
+                    "--config",
+                    cfg,
+                    "--confirmed",
+                ]
+            )
+            == 0
+        )
         assert received.wait(10)
     finally:
         sub.loop_stop()
         sub.disconnect()
     doc = json.loads(got[0])
     fport, data = codec.encode_downlink({"interval": 900, "adr": True})
-    assert doc == {"devEui": "0004a30b001c0530", "confirmed": True, "fPort": fport,
-                   "data": base64.b64encode(data).decode()}
+    assert doc == {
+        "devEui": "0004a30b001c0530",
+        "confirmed": True,
+        "fPort": fport,
+        "data": base64.b64encode(data).decode(),
+    }
     assert topic in capsys.readouterr().out
 
 
-class FakeChirpStackDevices(api.DeviceServiceServicer):
-    """ChirpStack's DeviceService.Enqueue: checks the bearer token and the queue item like the real API."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.items: list[api.DeviceQueueItem] = []
-
-    def Enqueue(self, request, context):  # noqa: N802 (gRPC method name)
-        metadata = dict(context.invocation_metadata())
-        if metadata.get("authorization") != f"Bearer {self.token}":
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "authorization header invalid")
-        item = request.queue_item
-        if len(item.dev_eui) != 16 or not 1 <= item.f_port <= 223:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid queue item")
-        self.items.append(item)
-        return api.EnqueueDeviceQueueItemResponse(id=f"item-{len(self.items)}")
-
-
 @pytest.fixture
-def grpc_chirpstack(free_port):
-    service = FakeChirpStackDevices("cs-api-token")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    api.add_DeviceServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield service, port
-    server.stop(None)
+def chirpstack_sim():
+    """The project's ChirpStack API simulator with one provisioned device."""
+    from gateway.chirpstack_client import ChirpStackClient
+    from gateway.chirpstack_sim import DEFAULT_TENANT_ID, ChirpStackSimulator
+
+    with (
+        ChirpStackSimulator(token="cs-api-token") as sim,
+        ChirpStackClient(sim.address, "cs-api-token") as cs,
+    ):
+        app = cs.create_application(api.Application(name="citynode", tenant_id=DEFAULT_TENANT_ID))
+        profile = cs.create_device_profile(
+            api.DeviceProfile(name="citynode-eu868", tenant_id=DEFAULT_TENANT_ID)
+        )
+        cs.create_device(
+            api.Device(
+                dev_eui="0004a30b001c0530", name="bin-7", application_id=app, device_profile_id=profile
+            )
+        )
+        yield sim, cs
 
 
-def test_grpc_downlink_enqueues_with_the_bearer_token(grpc_chirpstack, tmp_path, monkeypatch, capsys):
-    service, port = grpc_chirpstack
-    cfg = write_config(tmp_path, f"""
+def test_grpc_downlink_enqueues_with_the_bearer_token(chirpstack_sim, tmp_path, monkeypatch, capsys):
+    sim, cs = chirpstack_sim
+    cfg = write_config(
+        tmp_path,
+        f"""
 [store]
-path = "{tmp_path / 'g.sqlite'}"
+path = "{tmp_path / "g.sqlite"}"
 [chirpstack]
 downlink = "grpc"
-grpc_target = "127.0.0.1:{port}"
-""")
-    monkeypatch.setenv("CITYNODE_CHIRPSTACK_API_TOKEN", "cs-api-token")
+grpc_target = "{sim.address}"
+""",
+    )
+    monkeypatch.setenv("CITYNODE_CHIRPSTACK_TOKEN", "cs-api-token")
     assert cli(["gateway", "downlink", "0004a30b001c0530", '{"reboot": true}', "--config", cfg]) == 0
-    [item] = service.items
+    [item] = cs.get_queue("0004a30b001c0530")
     fport, data = codec.encode_downlink({"reboot": True})
     assert (item.dev_eui, item.f_port, item.data, item.confirmed) == ("0004a30b001c0530", fport, data, False)
-    assert "queued downlink item-1" in capsys.readouterr().out
-    monkeypatch.setenv("CITYNODE_CHIRPSTACK_API_TOKEN", "wrong")
+    assert f"queued downlink {item.id}" in capsys.readouterr().out
+    # an unknown device and a wrong token are one-line errors
+    assert cli(["gateway", "downlink", "00000000000000ff", '{"reboot": true}', "--config", cfg]) == 2
+    assert "NOT_FOUND" in capsys.readouterr().err
+    monkeypatch.setenv("CITYNODE_CHIRPSTACK_TOKEN", "wrong")
     assert cli(["gateway", "downlink", "0004a30b001c0530", '{"reboot": true}', "--config", cfg]) == 2
-    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    assert "refused the API token" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("eui", "settings", "message"), [
-    ("xyz", '{"interval": 900}', "devEui must be 16 hex digits"),
-    ("0004a30b001c0530", "{not json", "not JSON"),
-    ("0004a30b001c0530", "[1]", "must be a JSON object"),
-    ("0004a30b001c0530", '{"interval": 5}', "interval"),
-    ("0004a30b001c0530", '{"colour": "red"}', "unknown setting 'colour'"),
-])
+@pytest.mark.parametrize(
+    ("eui", "settings", "message"),
+    [
+        ("xyz", '{"interval": 900}', "devEui must be 16 hex digits"),
+        ("0004a30b001c0530", "{not json", "not JSON"),
+        ("0004a30b001c0530", "[1]", "must be a JSON object"),
+        ("0004a30b001c0530", '{"interval": 5}', "interval"),
+        ("0004a30b001c0530", '{"colour": "red"}', "unknown setting 'colour'"),
+    ],
+)
 def test_bad_downlinks_are_one_line_errors(tmp_path, capsys, eui, settings, message):
     cfg = write_config(tmp_path, f'[store]\npath = "{tmp_path / "g.sqlite"}"\n')
     assert cli(["gateway", "downlink", eui, settings, "--config", cfg]) == 2

@@ -1,4 +1,6 @@
-"""The SQLite store: exactly-once uplinks, frame-counter health, dead letters, sink cursors, migrations."""
+"""The store, on SQLite and on PostgreSQL: exactly-once uplinks, frame-counter health, dead letters,
+sink cursors, batches, migrations. Tests taking ``store`` run on both backends (PostgreSQL: marked
+``postgres``, one throw-away schema per test in the machine's ``test`` database)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,35 @@ from datetime import timedelta
 import pytest
 
 from gateway.store import SCHEMA_VERSION, DeviceUpdate, FcntStep, Store, StoreError, fcnt_step
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+
+@pytest.fixture
+def pg_schema():
+    """A fresh PostgreSQL schema; its DSN (search_path set) is yielded, the schema dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """The same store API on both backends."""
+    if request.param == "sqlite":
+        s = Store.open(tmp_path / "gateway.sqlite")
+    else:
+        s = Store.open(request.getfixturevalue("pg_schema"))
+    yield s
+    s.close()
+
 
 # (last FCnt, new FCnt, expected step) -- LoRaWAN 1.0.4 4.3.1.5: FCntUp increments by one per uplink.
 FCNT_CASES = [
@@ -70,12 +101,22 @@ def test_record_uplink_is_exactly_once_per_deduplication_id(store, make_uplink, 
 
 def test_readings_round_trip_values_units_tags_and_radio(store, make_uplink, make_reading):
     up = make_uplink(3)
-    store.record_uplink(up, [make_reading(up), make_reading(up, "tilt", True, None, None),
-                             make_reading(up, "reset_cause", "watchdog", None, None),
-                             make_reading(up, "uptime", 3600, "s", "SEC")])
+    store.record_uplink(
+        up,
+        [
+            make_reading(up),
+            make_reading(up, "tilt", True, None, None),
+            make_reading(up, "reset_cause", "watchdog", None, None),
+            make_reading(up, "uptime", 3600, "s", "SEC"),
+        ],
+    )
     rows = store.readings()
     assert [(s.reading.field, s.reading.value) for s in rows] == [
-        ("temperature", 21.5), ("tilt", True), ("reset_cause", "watchdog"), ("uptime", 3600)]
+        ("temperature", 21.5),
+        ("tilt", True),
+        ("reset_cause", "watchdog"),
+        ("uptime", 3600),
+    ]
     assert type(rows[1].reading.value) is bool and type(rows[3].reading.value) is int
     first = rows[0]
     assert first.reading == make_reading(up)
@@ -102,7 +143,9 @@ def test_device_tracks_fcnt_gaps_resets_joins_and_link(store, make_uplink, make_
     assert (dev.last_fcnt, dev.fcnt_gaps, dev.resets, dev.uplinks) == (1, 3, 1, 6)
     assert dev.battery == 3.61 and dev.role == "air_quality" and dev.last_rssi == -99
     # A join resets the expected counter: FCnt 0 after it is in order, no reset counted.
-    assert store.record_event("join", DeviceUpdate(eui, joined=True), received_at=dev.last_seen, dedup_id="j1")
+    assert store.record_event(
+        "join", DeviceUpdate(eui, joined=True), received_at=dev.last_seen, dedup_id="j1"
+    )
     up = make_uplink(0, dedup="after-join")
     store.record_uplink(up, [])
     dev = store.device(eui)
@@ -113,7 +156,9 @@ def test_device_tracks_fcnt_gaps_resets_joins_and_link(store, make_uplink, make_
 def test_record_event_dedupes_and_updates_margin(store, make_uplink):
     eui = "0004a30b001c0531"
     t = make_uplink().received_at
-    assert store.record_event("status", DeviceUpdate(eui, name="bin-7", margin=9), received_at=t, dedup_id="s1")
+    assert store.record_event(
+        "status", DeviceUpdate(eui, name="bin-7", margin=9), received_at=t, dedup_id="s1"
+    )
     assert not store.record_event("status", DeviceUpdate(eui, margin=1), received_at=t, dedup_id="s1")
     assert store.record_event("log", DeviceUpdate(eui), received_at=t, dedup_id=None)
     assert store.record_event("log", DeviceUpdate(eui), received_at=t, dedup_id=None)  # logs carry no id
@@ -161,8 +206,50 @@ def test_failed_transaction_leaves_nothing_behind(store, make_uplink, make_readi
     assert store.record_uplink(up, [make_reading(up)])  # the id is still free
 
 
-def test_closed_store_raises_store_error(tmp_path):
-    s = Store.open(tmp_path / "g.sqlite")
+def test_closed_store_raises_store_error(store):
+    s = store
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.devices()
+
+
+def test_batch_commits_once_and_a_failing_event_undoes_only_itself(store, make_uplink, make_reading):
+    ups = [make_uplink(i) for i in range(1, 5)]
+    with store.batch():
+        assert store.record_uplink(ups[0], [make_reading(ups[0])])
+        assert not store.record_uplink(ups[0], [make_reading(ups[0])])  # duplicate inside the batch
+        with pytest.raises(TypeError):
+            store.record_uplink(ups[1], [make_reading(ups[1], value=object())])
+        assert store.record_uplink(ups[2], [make_reading(ups[2])])
+        store.dead_letter("mqtt", "bad topic", b"x")
+    assert store.dedup_ids() == [ups[0].deduplication_id, ups[2].deduplication_id]
+    assert len(store.readings()) == 2 and len(store.dead_letters()) == 1
+    assert store.device(ups[0].dev_eui).uplinks == 2
+
+
+def test_batch_rolls_back_everything_when_it_fails(store, make_uplink, make_reading):
+    up = make_uplink(1)
+    with pytest.raises(RuntimeError), store.batch():
+        store.record_uplink(up, [make_reading(up)])
+        raise RuntimeError("crash before commit")
+    assert store.event_count() == 0 and store.devices() == []
+    assert store.record_uplink(up, [make_reading(up)])
+
+
+@pytest.mark.postgres
+def test_postgres_migrates_once_and_reopens(pg_schema, make_uplink, make_reading):
+    from gateway.store_postgres import PostgresStore
+
+    with Store.open(pg_schema) as s:
+        assert isinstance(s, PostgresStore) and s.schema_version == SCHEMA_VERSION
+        up = make_uplink(1)
+        s.record_uplink(up, [make_reading(up)])
+    with Store.open(pg_schema) as s:
+        assert s.schema_version == SCHEMA_VERSION and len(s.readings()) == 1
+
+
+@pytest.mark.postgres
+def test_postgres_connection_error_hides_the_password():
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql://postgres:hunter2@127.0.0.1:1/test?connect_timeout=2")
+    assert "hunter2" not in str(info.value) and "127.0.0.1:1" in str(info.value)
