@@ -33,7 +33,8 @@ _HELP: dict[str, tuple[str, str]] = {
     "citynode_stored_dead_letters": ("gauge", "Dead letters in the store."),
     "citynode_sink_pending": ("gauge", "Readings not yet delivered, per sink."),
     "citynode_sink_delivered_total": ("counter", "Readings delivered, per sink."),
-    "citynode_sink_failed_total": ("counter", "Failed delivery attempts, per sink."),
+    "citynode_sink_failed_total": ("counter", "Readings dead-lettered by a sink, per sink."),
+    "citynode_sink_retries_total": ("counter", "Back-off waits before sending again, per sink."),
 }
 
 
