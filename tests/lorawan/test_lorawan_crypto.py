@@ -46,6 +46,7 @@ RFC4493_K1 = "fbeed618357133667c85e08f7236a8de"
 RFC4493_K2 = "f7ddac306ae266ccf90bc11ee46d513b"
 
 MP_SCRIPT = """
+import json
 from binascii import hexlify, unhexlify
 from citynode.lorawan import aes
 from citynode.lorawan.aes import AES
