@@ -2,8 +2,10 @@
 #   MicroPython   cryptolib.aes(key, 1)            (mode 1 = ECB; `ucryptolib` on old firmware)
 #   CircuitPython aes.AES(key, aes.MODE_ECB)
 #   CPython       cryptography's AES/ECB           (gateway CLI, tests, network-server simulator)
-# LoRaWAN 1.0.4 only ever needs the forward cipher (§6.2.3: even the join-accept is "decrypted" with
-# aes128_encrypt), so no decrypt is offered: that keeps the CircuitPython and cryptolib paths identical.
+# A LoRaWAN 1.0.4 end-device only ever needs the forward cipher (§6.2.6: even the join-accept is
+# "decrypted" with aes128_encrypt). The network side encrypts a join-accept with aes128_decrypt, which
+# the network-server simulator needs: decrypt_into() builds a second cipher object on first use,
+# because cryptolib refuses to switch one object between directions.
 from citynode.compat import const
 from citynode.lorawan import LoRaWANError
 
@@ -47,6 +49,8 @@ class AES:
     def __init__(self, key):
         if len(key) != 16:
             raise LoRaWANError("AES key: need 16 bytes, got %d" % len(key))
+        self._key = bytes(key)
+        self._d = None
         if _backend == "cryptolib":
             self._c = _cl.aes(bytes(key), _ECB)
         elif _backend == "circuitpython":
@@ -63,6 +67,25 @@ class AES:
             self._c.encrypt_into(src, dst)
         else:
             dst[:] = self._c.update(bytes(src))
+
+    def decrypt_into(self, src, dst):
+        """AES-128 inverse cipher of one block (network side only: join-accept encryption, §6.2.6)."""
+        d = self._d
+        if d is None:
+            key = self._key
+            if _backend == "cryptolib":
+                d = _cl.aes(key, _ECB)
+            elif _backend == "circuitpython":
+                d = _cp.AES(key, _cp.MODE_ECB)
+            else:
+                d = _Cipher(_alg.AES(key), _modes.ECB()).decryptor()
+            self._d = d
+        if _backend == "cryptolib":
+            d.decrypt(src, dst)
+        elif _backend == "circuitpython":
+            d.decrypt_into(src, dst)
+        else:
+            dst[:] = d.update(bytes(src))
 
     def encrypt(self, block):
         if len(block) != 16:

@@ -1,4 +1,4 @@
-# AES-CMAC (RFC 4493), the MIC primitive of LoRaWAN 1.0.4 §4.4 and §6.2.4/§6.2.5.
+# AES-CMAC (RFC 4493), the MIC primitive of LoRaWAN 1.0.4 §4.4 and §6.2.5/§6.2.6.
 # Subkeys K1/K2 are derived once per key (RFC 4493 §2.3); digest() reuses two preallocated 16-byte
 # buffers and walks the message through a memoryview, so a MIC costs one 16-byte allocation (the result).
 from citynode.compat import const
@@ -32,14 +32,24 @@ class CMAC:
         self._k1 = _dbl(l_block)
         self._k2 = _dbl(self._k1)
 
-    def digest(self, msg, end=-1):
-        """Tag over ``msg[:end]`` (all of it when ``end`` is -1). ``msg`` is any bytes-like object."""
+    def digest(self, msg, end=-1, prefix=None):
+        """Tag over ``prefix + msg[:end]`` (all of ``msg`` when ``end`` is -1).
+
+        ``prefix`` is an optional 16-byte block processed first (LoRaWAN's B0 block, §4.4), so a MIC
+        needs no concatenated copy of the frame. ``msg`` is any bytes-like object.
+        """
         mv = memoryview(msg)
         n = len(mv) if end < 0 else end
         x = self._x
         y = self._y
         for i in range(16):
             x[i] = 0
+        if prefix is not None:
+            if n == 0:  # the prefix alone is the (complete) last block
+                mv = memoryview(prefix)
+                n = 16
+            else:
+                self._aes.encrypt_into(prefix, x)
         # RFC 4493 §2.4 steps 2-3: n blocks, the last one complete (flag) or padded.
         nblocks = (n + 15) // 16
         complete = n > 0 and n % 16 == 0
