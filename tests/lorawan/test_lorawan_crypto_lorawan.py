@@ -5,6 +5,7 @@ independent implementation; tests/lorawan/lorapacket.js) and are fixed here, so 
 Node.js. Every case is an expression evaluated both on the real MicroPython unix port and on CPython.
 """
 
+# ruff: noqa: E501  (vector tables: one case per line reads better than wrapped strings)
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ here; the live cross-check against lora-packet is in test_lorawan_xval.py. Every
 evaluated on the real MicroPython unix port and on CPython; error cases evaluate to "ErrorClass: message".
 """
 
+# ruff: noqa: E501  (vector tables: one case per line reads better than wrapped strings)
 from __future__ import annotations
 
 import json
@@ -93,8 +94,8 @@ CASES = [
      f"h(F.build_join_accept(OTHER, 7, 0x13, 0x26011234, 1, 3, 5, {EU868_EXTRA}))", JA_CFLIST),
     ("RXDelay 0 on air means 1 s (§5.7)", f"ja('{APPKEY}', h(F.build_join_accept(u('{APPKEY}'), 2, 0, 1, rx_delay_s=0)))[5]", 1),
     ("CFList type 1 yields channel masks",
-     f"(lambda j: [j.cflist_type, j.ch_masks, j.frequencies])(F.parse_join_accept(OTHER, "
-     f"F.build_join_accept(OTHER, 2, 0, 1, cflist=u('ff00' + '0000' * 4 + '000000000001'))))", [1, [0xFF, 0, 0, 0, 0], None]),
+     "(lambda j: [j.cflist_type, j.ch_masks, j.frequencies])(F.parse_join_accept(OTHER, "
+     "F.build_join_accept(OTHER, 2, 0, 1, cflist=u('ff00' + '0000' * 4 + '000000000001'))))", [1, [0xFF, 0, 0, 0, 0], None]),
     ("join-accept with the wrong AppKey", f"err(lambda: F.parse_join_accept(OTHER, u('{JA_PLAIN}')))",
      "MICError: join-accept: MIC mismatch (wrong AppKey, or a join-accept for another device)"),
     ("join-accept of a wrong length", f"err(lambda: F.parse_join_accept(OTHER, u('{JA_PLAIN}00')))",

@@ -13,14 +13,16 @@ from citynode.lorawan.cmac import CMAC
 
 _B0 = const(0x49)  # §4.4: first byte of the MIC block B0
 _A0 = const(0x01)  # §4.3.3.1: first byte of the encryption blocks A_i
-_KEY_NWK = const(0x01)  # §6.2.6: NwkSKey = aes128_encrypt(AppKey, 0x01 | JoinNonce | NetID | DevNonce | pad16)
+# §6.2.6: NwkSKey = aes128_encrypt(AppKey, 0x01 | JoinNonce | NetID | DevNonce | pad16)
+_KEY_NWK = const(0x01)
 _KEY_APP = const(0x02)  # §6.2.6: AppSKey, same with 0x02
 _MAX_DEV_NONCE = const(0xFFFF)
 
 
 def _check_key(key, name):
     if key is None or len(key) != 16:
-        raise LoRaWANError("%s: need a 16-byte key, got %s" % (name, "none" if key is None else "%d bytes" % len(key)))
+        got = "none" if key is None else "%d bytes" % len(key)
+        raise LoRaWANError("%s: need a 16-byte key, got %s" % (name, got))
 
 
 def _put_le(buf, pos, value, n):
@@ -182,7 +184,9 @@ def check_join_nonce(join_nonce, last):
     ``last`` is the JoinNonce of the last accepted join-accept (None if none). Raises ReplayError.
     """
     if last is not None and join_nonce <= last:
-        raise ReplayError("JoinNonce %d is not greater than the last accepted %d: replayed join-accept" % (join_nonce, last))
+        raise ReplayError(
+            "JoinNonce %d is not greater than the last accepted %d: replayed join-accept" % (join_nonce, last)
+        )
 
 
 def netid_type(net_id):

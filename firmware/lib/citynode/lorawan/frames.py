@@ -9,8 +9,7 @@
 # reversed on air; FCnt is the 32-bit counter (only its 16 low bits travel, §4.3.1.5).
 # Errors: FrameError (malformed), MICError (wrong key / corrupted), ReplayError (old counter).
 from citynode.compat import const
-from citynode.lorawan import FrameError, MICError, ReplayError
-from citynode.lorawan import crypto
+from citynode.lorawan import FrameError, MICError, ReplayError, crypto
 
 # §4.2.1 Table 2: MType (MHDR bits 7..5)
 JOIN_REQUEST = const(0)
@@ -401,19 +400,24 @@ def unpack_data(phy):
 def _parse_data(phy, nwkskey, appskey, dev_addr, last_fcnt, want_up):
     f = unpack_data(phy)
     if f.uplink != want_up:
-        raise FrameError("MType: %s, expected a%s" % (MTYPE_NAMES[f.mtype], "n uplink" if want_up else " downlink"))
+        want = "an uplink" if want_up else "a downlink"
+        raise FrameError("MType: %s, expected %s" % (MTYPE_NAMES[f.mtype], want))
     if dev_addr is not None and f.dev_addr != dev_addr:
         raise FrameError("DevAddr: frame is for %08X, not %08X" % (f.dev_addr, dev_addr))
     down = not want_up
     end = len(phy) - 4
-    c = reconstruct_fcnt(f.fcnt, None if last_fcnt is None else last_fcnt)
+    c = reconstruct_fcnt(f.fcnt, last_fcnt)
     if last_fcnt is not None:
-        same_epoch = (last_fcnt & 0xFFFF0000) | f.fcnt
-        if same_epoch <= last_fcnt and crypto.data_mic(nwkskey, phy, f.dev_addr, same_epoch, down, end) == f.mic:
-            # §4.3.1.5: a genuine frame, but its counter is not above the last one accepted.
-            raise ReplayError("FCnt %d is not above the last accepted %d: replayed or old frame" % (same_epoch, last_fcnt))
+        # §4.3.1.5: try the counter in the last one's epoch first; a valid MIC there means a genuine
+        # frame whose counter is not above the last accepted one: a replay, reported as such.
+        old = (last_fcnt & 0xFFFF0000) | f.fcnt
+        if old <= last_fcnt and crypto.data_mic(nwkskey, phy, f.dev_addr, old, down, end) == f.mic:
+            raise ReplayError("FCnt %d is not above the last accepted %d: replayed or old frame" % (
+                old, last_fcnt))
     if c > _FCNT_MAX or crypto.data_mic(nwkskey, phy, f.dev_addr, c, down, end) != f.mic:
-        raise MICError("data frame: MIC mismatch for DevAddr %08X FCnt %d (wrong NwkSKey, or corrupted)" % (f.dev_addr, c))
+        raise MICError(
+            "data frame: MIC mismatch for DevAddr %08X FCnt %d (wrong NwkSKey, or corrupted)" % (f.dev_addr, c)
+        )
     f.mic_ok = True
     f.fcnt = c
     if f.payload:
