@@ -415,9 +415,8 @@ def _parse_data(phy, nwkskey, appskey, dev_addr, last_fcnt, want_up):
             raise ReplayError("FCnt %d is not above the last accepted %d: replayed or old frame" % (
                 old, last_fcnt))
     if c > _FCNT_MAX or crypto.data_mic(nwkskey, phy, f.dev_addr, c, down, end) != f.mic:
-        raise MICError(
-            "data frame: MIC mismatch for DevAddr %08X FCnt %d (wrong NwkSKey, or corrupted)" % (f.dev_addr, c)
-        )
+        raise MICError("data frame: MIC mismatch for DevAddr %08X FCnt %d (wrong NwkSKey, or corrupted)" % (
+            f.dev_addr, c))
     f.mic_ok = True
     f.fcnt = c
     if f.payload:
