@@ -78,6 +78,8 @@ const ops = {
       payload: hx(q.payload),
     };
     const p = lp.fromFields(fields, hx(q.appskey), hx(q.nwkskey), undefined, msb(q.fcnt));
+    // fromFields only computes the MIC when the frame has an FPort; a FOpts-only frame needs it here.
+    if (q.nwkskey) lp.recalculateMIC(p, hx(q.nwkskey), undefined, msb(q.fcnt));
     return { phy: out(p.getPHYPayload()) };
   },
   // Build an encrypted join-accept as a network server would send it.
