@@ -151,12 +151,15 @@ class Session:
     """
 
     def __init__(self):
+        # Kept across sessions: the next DevNonce, the last accepted JoinNonce (-1 = none; TR007 §4.13:
+        # a replayed join-accept is refused) and the session epoch (one per join).
         self.devnonce_next = 0
+        self.join_nonce = -1
         self.epoch = 0
         self.reset()
 
     def reset(self):
-        """Forget the network session (not the DevNonce counter or epoch)."""
+        """Forget the network session (not DevNonce, JoinNonce or epoch)."""
         self.joined = False
         self.activation = None
         self.dev_addr = 0
@@ -167,12 +170,11 @@ class Session:
         self.fcnt_down = -1
         self.reset_radio_params()
         self.dutycycle = None
-        self.last_rx_ms = None
 
     def reset_radio_params(self):
         """Region defaults for data rate, power, channels and receive windows (RP002 §2.4)."""
         self.dr = region.JOIN_DR_RANGE[0]
-        self.tx_power = 1  # 14 dBm: the ceiling of most SX127x boards at 16 dBm MaxEIRP with 2 dBi antenna
+        self.tx_power = 0  # RP002 §2.4.3: TXPower 0 = MaxEIRP (16 dBm) is the default
         self.nb_trans = 1
         self.adr = True
         self.adr_ack_cnt = 0
@@ -187,7 +189,7 @@ class Session:
 
     _INTS = ("dev_addr", "fcnt_up", "fcnt_limit", "fcnt_down", "dr", "tx_power", "nb_trans", "adr_ack_cnt",
              "ch_mask", "rx1_dr_offset", "rx2_dr", "rx2_freq_hz", "rx1_delay_ms", "max_dcycle",
-             "devnonce_next", "epoch")
+             "devnonce_next", "join_nonce", "epoch")
 
     def to_dict(self):
         d = {"joined": self.joined, "activation": self.activation, "adr": self.adr,
@@ -253,6 +255,8 @@ class SessionStore:
                 s.fcnt_limit = fs.fcnt_limit
                 if fs.devnonce_next > s.devnonce_next:
                     s.devnonce_next = fs.devnonce_next
+                if fs.join_nonce > s.join_nonce:
+                    s.join_nonce = fs.join_nonce
         if s is fs:
             # Cold boot after power loss: resume at the reserve limit, skipping forward, never back.
             if s.fcnt_up < s.fcnt_limit:
@@ -306,9 +310,7 @@ class SessionStore:
         """Begin a new session after a join accept (or ABP activation); persisted to flash and RTC."""
         s = self.session
         s.epoch += 1
-        devnonce = s.devnonce_next
         s.reset()
-        s.devnonce_next = devnonce
         s.joined = True
         s.activation = activation
         s.dev_addr = dev_addr
@@ -327,8 +329,7 @@ class SessionStore:
     def forget(self):
         """Drop the network session (before a rejoin); DevNonce and epoch are kept."""
         s = self.session
-        devnonce, epoch = s.devnonce_next, s.epoch
         s.reset()
-        s.devnonce_next, s.epoch = devnonce, epoch + 1
+        s.epoch += 1
         self._write_flash()
         self._write_rtc()
