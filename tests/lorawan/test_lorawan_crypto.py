@@ -6,6 +6,7 @@ Each vector runs on the real MicroPython unix port (``cryptolib``) and on CPytho
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -134,3 +135,47 @@ def test_aes_rejects_a_key_that_is_not_128_bits(length):
 def test_aes_rejects_a_short_block():
     with pytest.raises(LoRaWANError, match="AES block: need 16 bytes, got 15"):
         AES(bytes(16)).encrypt(bytes(15))
+
+
+# The plain-Python fallback (aes_soft) for runtimes with no native AES, forced on both runtimes.
+SOFT_SCRIPT = """
+import json
+from binascii import hexlify, unhexlify
+from citynode.lorawan import aes
+aes._backend = "soft"
+from citynode.lorawan.aes import AES
+from citynode.lorawan.cmac import aes_cmac
+from citynode.lorawan import crypto
+h = lambda b: hexlify(bytes(b)).decode()
+a = AES(unhexlify("000102030405060708090a0b0c0d0e0f"))
+ct = a.encrypt(unhexlify("00112233445566778899aabbccddeeff"))
+pt = bytearray(16)
+a.decrypt_into(ct, pt)
+print(json.dumps({
+    "backend": a._b,
+    "encrypt": h(ct),
+    "decrypt": h(pt),
+    "cmac": h(aes_cmac(unhexlify("%(key)s"), unhexlify("%(msg)s"))),
+    "keys": [h(k) for k in crypto.derive_session_keys(bytes(range(16)), 1, 0x13, 0)],
+}))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_soft_aes_fallback_meets_fips197_and_rfc4493(runtime, micropython):
+    code = SOFT_SCRIPT % {"key": RFC4493_KEY, "msg": RFC4493_MSG}
+    if runtime == "micropython":
+        out = micropython.eval_json(code)
+    else:
+        import subprocess
+
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={"PYTHONPATH": str(firmware_dir() / "lib")})
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {
+        "backend": "soft",
+        "encrypt": "69c4e0d86a7b0430d8cdb78070b4c55a",  # FIPS-197 C.1
+        "decrypt": "00112233445566778899aabbccddeeff",
+        "cmac": CMAC_VECTORS[3][2],  # RFC 4493 Example 4
+        "keys": ["d9f5d591bf8ded9992217f494b8f34c0", "dd28c12ef2d381e467dd9ae29a4466f2"],  # lora-packet
+    }

@@ -2,6 +2,7 @@
 #   MicroPython   cryptolib.aes(key, 1)            (mode 1 = ECB; `ucryptolib` on old firmware)
 #   CircuitPython aes.AES(key, aes.MODE_ECB)
 #   CPython       cryptography's AES/ECB           (gateway CLI, tests, network-server simulator)
+#   anything else aes_soft.SoftAES (plain Python FIPS-197), loaded only when none of the above exists
 # A LoRaWAN 1.0.4 end-device only ever needs the forward cipher (§6.2.6: even the join-accept is
 # "decrypted" with aes128_encrypt). The network side encrypts a join-accept with aes128_decrypt, which
 # the network-server simulator needs: decrypt_into() builds a second cipher object on first use,
@@ -34,16 +35,17 @@ except ImportError:
 
                 _backend = "cryptography"
             except ImportError:
-                _backend = None
+                _backend = "soft"
 
 BACKEND = _backend
 
 
 class AES:
-    """AES-128 in ECB mode, encrypt only. ``key`` is 16 bytes.
+    """AES-128 on single 16-byte blocks (ECB). ``key`` is 16 bytes.
 
     ``encrypt(block)`` returns a new 16-byte ``bytes``; ``encrypt_into(src, dst)`` writes into a
     caller-owned 16-byte ``bytearray`` (``dst`` must not be ``src``) so hot paths allocate nothing.
+    ``decrypt_into`` exists for the network side only. The backend is fixed when the object is made.
     """
 
     def __init__(self, key):
@@ -51,41 +53,48 @@ class AES:
             raise LoRaWANError("AES key: need 16 bytes, got %d" % len(key))
         self._key = bytes(key)
         self._d = None
-        if _backend == "cryptolib":
+        self._b = b = _backend
+        if b == "cryptolib":
             self._c = _cl.aes(bytes(key), _ECB)
-        elif _backend == "circuitpython":
+        elif b == "circuitpython":
             self._c = _cp.AES(bytes(key), _cp.MODE_ECB)
-        elif _backend == "cryptography":
+        elif b == "cryptography":
             self._c = _Cipher(_alg.AES(bytes(key)), _modes.ECB()).encryptor()
         else:
-            raise LoRaWANError("AES: no backend (need cryptolib, aes or the cryptography package)")
+            from citynode.lorawan.aes_soft import SoftAES
+
+            self._c = SoftAES(bytes(key))
 
     def encrypt_into(self, src, dst):
-        if _backend == "cryptolib":
+        b = self._b
+        if b == "cryptolib":
             self._c.encrypt(src, dst)
-        elif _backend == "circuitpython":
-            self._c.encrypt_into(src, dst)
-        else:
+        elif b == "cryptography":
             dst[:] = self._c.update(bytes(src))
+        else:
+            self._c.encrypt_into(src, dst)
 
     def decrypt_into(self, src, dst):
         """AES-128 inverse cipher of one block (network side only: join-accept encryption, §6.2.6)."""
         d = self._d
+        b = self._b
         if d is None:
             key = self._key
-            if _backend == "cryptolib":
+            if b == "cryptolib":
                 d = _cl.aes(key, _ECB)
-            elif _backend == "circuitpython":
+            elif b == "circuitpython":
                 d = _cp.AES(key, _cp.MODE_ECB)
-            else:
+            elif b == "cryptography":
                 d = _Cipher(_alg.AES(key), _modes.ECB()).decryptor()
+            else:
+                d = self._c  # SoftAES does both directions
             self._d = d
-        if _backend == "cryptolib":
+        if b == "cryptolib":
             d.decrypt(src, dst)
-        elif _backend == "circuitpython":
-            d.decrypt_into(src, dst)
-        else:
+        elif b == "cryptography":
             dst[:] = d.update(bytes(src))
+        else:
+            d.decrypt_into(src, dst)  # CircuitPython aes and SoftAES share this name
 
     def encrypt(self, block):
         if len(block) != 16:
