@@ -57,7 +57,7 @@ def _parse(phy: bytes, nwk: bytes, app: bytes, d: dict, last: int | None):
     return parse(phy, nwk, app, d["dev_addr"], last)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(nwk=keys, app=keys, d=data_frames())
 def test_a_built_frame_parses_back_to_its_fields(nwk, app, d):
     phy = _build(nwk, app, d)
@@ -70,7 +70,7 @@ def test_a_built_frame_parses_back_to_its_fields(nwk, app, d):
     assert f.mic_ok is True
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(nwk=keys, app=keys, d=data_frames(), where=st.integers(min_value=0), bit=st.integers(0, 7))
 def test_any_flipped_bit_is_rejected(nwk, app, d, where, bit):
     phy = bytearray(_build(nwk, app, d))
@@ -84,7 +84,7 @@ def test_any_flipped_bit_is_rejected(nwk, app, d, where, bit):
     raise AssertionError(f"flipped bit {bit} of byte {i} went through: {vars(f)}")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(d=data_frames(), nwk=keys, app=keys)
 def test_a_frame_at_or_below_the_last_counter_is_a_replay(d, nwk, app):
     phy = _build(nwk, app, d)
@@ -124,7 +124,7 @@ def command_sequences(draw):
     return uplink, [(n, draw(_field_values(n))) for n in seq]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(command_sequences())
 def test_mac_commands_round_trip_in_both_directions(case):
     uplink, cmds = case
