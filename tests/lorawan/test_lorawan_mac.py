@@ -108,6 +108,7 @@ out({"ok": ok, "joined": mac.joined, "devnonce": net.joins[0].dev_nonce, "dev_eu
     assert r["dev_addr"] == 0x260B1234 and r["keys_match"]
     assert r["channels"] == [868100000, 868300000, 868500000, 867100000, 867300000, 867500000, 867700000, 867900000]
     assert r["ch_mask"] == 0xFF
+    assert r["dr"] == 5  # data continues at the data rate the join went through (DR5 first)
     assert r["power"] == 14  # TXPower 0 = 16 dBm EIRP minus a 2 dBi antenna
 
 
@@ -478,7 +479,7 @@ reqs = [u.fcnt for u in net.uplinks if u.adr_ack_req]
 out({"reqs": reqs, "cnt": mac.session.adr_ack_cnt, "dr": mac.datarate})
 """)
     assert r["reqs"] == [63]  # answered at once, so only one ADRACKReq
-    assert r["cnt"] == 6 and r["dr"] == 0
+    assert r["cnt"] == 6 and r["dr"] == 5  # the join went through at DR5; no backoff happened
 
 
 def test_session_survives_deep_sleep_and_power_loss(micropython) -> None:
@@ -543,3 +544,16 @@ gc.collect()
 print(json.dumps(gc.mem_alloc() - a))
 """)
     assert used < 90_000
+
+
+def test_tx_power_is_clamped_to_the_chip_range(micropython) -> None:
+    r = run(micropython, joined_prelude(
+        'lambda net, kind, f: [(1, {"fopts": mac_cmds(("LinkADRReq", {"data_rate": 5, "tx_power": 7, '
+        '"ch_mask": 0x07}))})] if f.fcnt == 0 else []') + r"""
+radio.POWER_MIN_DBM, radio.POWER_MAX_DBM = 2, 20  # an SX1276 on PA_BOOST
+mac.send(10, b"x")
+radio.log = []
+mac.send(10, b"y")
+out({"p": mac.session.tx_power, "dbm": radio.txs()[0]["power"]})
+""")
+    assert r == {"p": 7, "dbm": 2}  # TXPower 7 = 2 dBm EIRP = 0 dBm conducted, clamped to 2 dBm

@@ -199,13 +199,13 @@ class ClassA:
             rx = self.region
             ja = self._receive_windows(
                 t_end, rx.JOIN_ACCEPT_DELAY1_MS, freq, rx.rx1_dr(dr, 0), rx.RX2_FREQ_HZ, rx.RX2_DR,
-                lambda phy, rssi, snr, w: self._accept_join(phy, devnonce))
+                lambda phy, rssi, snr, w: self._accept_join(phy, devnonce, dr))
             self._persist()
             if ja:
                 return True
         return False
 
-    def _accept_join(self, phy, devnonce):
+    def _accept_join(self, phy, devnonce, dr):
         try:
             if frames.mtype_of(phy) != frames.JOIN_ACCEPT:
                 raise FrameError("not a join-accept")
@@ -229,6 +229,7 @@ class ClassA:
         if self.region.dr_supported(ja.rx2_dr):
             s.rx2_dr = ja.rx2_dr
         s.rx1_delay_ms = ja.rx_delay_s * 1000
+        s.dr = dr  # the data rate the join went through: proven to reach the network; ADR takes over
         self.dc.join_succeeded()
         self._answers = []
         self._sticky = []
@@ -340,9 +341,21 @@ class ClassA:
             return ready[self._rand(16) % len(ready)], 0
         return best, best_wait
 
+    def _power_dbm(self):
+        """Conducted power for the radio: the region's EIRP for TXPower minus the antenna gain, clamped
+        to what the chip can do (an SX1276 on PA_BOOST cannot go below 2 dBm)."""
+        p = self.region.tx_power_dbm(self.session.tx_power) - self._gain
+        lo = getattr(self.radio, "POWER_MIN_DBM", None)
+        hi = getattr(self.radio, "POWER_MAX_DBM", None)
+        if lo is not None and p < lo:
+            p = lo
+        if hi is not None and p > hi:
+            p = hi
+        return p
+
     def _transmit(self, phy, freq, dr, join=False):
         sf, bw = self.region.dr_params(dr)
-        power = self.region.tx_power_dbm(self.session.tx_power) - self._gain
+        power = self._power_dbm()
         self.radio.configure(freq, sf, bw, cr=_CR_4_5, tx_power_dbm=power, preamble=_PREAMBLE,
                              invert_iq=False, crc=True)
         toa_ms = airtime.time_on_air_ms(len(phy), sf, bw)
@@ -366,8 +379,8 @@ class ClassA:
             self._sleep(start - now)
         timeout = 2 * _RX_MARGIN_MS + (_RX_SYMBOLS * airtime.symbol_time_us(sf, bw) + 999) // 1000
         # Downlinks: inverted IQ, no payload CRC (LoRaWAN 1.0.4 §3.2 / RP002 §2.4.1)
-        self.radio.configure(freq, sf, bw, cr=_CR_4_5, tx_power_dbm=self.region.tx_power_dbm(self.session.tx_power)
-                             - self._gain, preamble=_PREAMBLE, invert_iq=True, crc=False)
+        self.radio.configure(freq, sf, bw, cr=_CR_4_5, tx_power_dbm=self._power_dbm(), preamble=_PREAMBLE,
+                             invert_iq=True, crc=False)
         return self.radio.recv(timeout)
 
     def _receive_windows(self, t_end, delay1_ms, rx1_freq, rx1_dr, rx2_freq, rx2_dr, accept):
