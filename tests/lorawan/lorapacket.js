@@ -74,7 +74,7 @@ const ops = {
       FCtrl: { ADR: !!q.adr, ACK: !!q.ack, ADRACKReq: !!q.adr_ack_req, FPending: !!q.fpending },
       FCnt: (q.fcnt || 0) & 0xffff,
       FOpts: hx(q.fopts),
-      FPort: q.fport,
+      FPort: q.fport == null ? undefined : q.fport, // lora-packet takes a JSON null for port 0
       payload: hx(q.payload),
     };
     const p = lp.fromFields(fields, hx(q.appskey), hx(q.nwkskey), undefined, msb(q.fcnt));

@@ -227,3 +227,72 @@ REJECTIONS = [
 @pytest.mark.parametrize("case,reason", REJECTIONS, ids=[r[0] for r in REJECTIONS])
 def test_citynode_rejects_bad_lora_packet_frames_with_the_reason(downlinks, case, reason):
     assert downlinks[1][case] == reason
+
+
+def _random_frames(seed: int, n: int) -> list[dict[str, Any]]:
+    """Seeded random data frames: counters across 16-bit epochs, FOpts, FPort 0/none/application."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = rnd.choice(["app", "app", "port0", "fopts-only"])
+        fport = {"app": rnd.randint(1, 223), "port0": 0, "fopts-only": None}[kind]
+        fopts = "" if kind == "port0" else bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 15 if kind == "app" else 15))).hex()
+        if kind == "fopts-only" and not fopts:
+            fopts = "02"
+        payload = "" if fport is None else bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1 if kind == "port0" else 0, 60))).hex()
+        out.append({
+            "i": i, "fport": fport, "fopts": fopts, "payload": payload, "confirmed": rnd.random() < 0.5,
+            "adr": rnd.random() < 0.5, "ack": rnd.random() < 0.5, "flag": rnd.random() < 0.5,
+            "devaddr": f"{rnd.getrandbits(32):08x}", "fcnt": rnd.choice([rnd.randint(0, 0xFFFF), rnd.randint(0x10000, 0xFFFFFFFF)]),
+        })
+    return out
+
+
+def test_random_citynode_uplinks_agree_with_lora_packet(micropython, session):
+    cases = _random_frames(seed=4, n=40)
+    code = PRELUDE + f"NWK = u('{session['nwkskey']}')\nAPP = u('{session['appskey']}')\n" + """
+import sys
+while True:
+    line = sys.stdin.readline()  # one frame per line: the heap never holds the whole batch as text
+    if not line:
+        break
+    c = json.loads(line)
+    print(h(F.build_uplink(NWK, APP, int(c["devaddr"], 16), c["fcnt"], c["fport"], u(c["payload"]), u(c["fopts"]),
+                           c["confirmed"], adr=c["adr"], adr_ack_req=c["flag"], ack=c["ack"])))
+"""
+    phys = micropython.run(code, stdin="".join(json.dumps(c) + "\n" for c in cases)).split()
+    decoded = lorapacket([
+        {"op": "decode", "phy": phy, "nwkskey": session["nwkskey"], "appskey": session["appskey"], "fcnt": c["fcnt"]}
+        for phy, c in zip(phys, cases, strict=True)
+    ])
+    for c, d in zip(cases, decoded, strict=True):
+        want = {"mtype": "Confirmed Data Up" if c["confirmed"] else "Unconfirmed Data Up", "devaddr": c["devaddr"],
+                "fcnt16": c["fcnt"] & 0xFFFF, "fport": c["fport"], "fopts": c["fopts"], "adr": c["adr"], "ack": c["ack"],
+                "adr_ack_req": c["flag"], "mic_ok": True, "payload": c["payload"] or None}
+        assert {k: d.get(k) for k in want} == want, f"case {c}"
+
+
+def test_random_lora_packet_downlinks_are_accepted_by_citynode(micropython, session):
+    cases = _random_frames(seed=5, n=40)
+    reqs = [{"op": "build_data", "mtype": "Confirmed Data Down" if c["confirmed"] else "Unconfirmed Data Down",
+             "devaddr": c["devaddr"], "fcnt": c["fcnt"], "fport": c["fport"], "fopts": c["fopts"], "payload": c["payload"],
+             "adr": c["adr"], "ack": c["ack"], "fpending": c["flag"], "nwkskey": session["nwkskey"], "appskey": session["appskey"]}
+            for c in cases]
+    phys = [r["phy"] for r in lorapacket(reqs)]
+    frames = [[phy, int(c["devaddr"], 16), c["fcnt"] - 1 if c["fcnt"] else None] for phy, c in zip(phys, cases, strict=True)]
+    code = PRELUDE + f"NWK = u('{session['nwkskey']}')\nAPP = u('{session['appskey']}')\n" + """
+import sys
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    phy, addr, last = json.loads(line)
+    f = F.parse_downlink(u(phy), NWK, APP, addr, last)
+    print(json.dumps([f.confirmed, f.fcnt, f.fport, h(f.fopts), h(f.payload), f.adr, f.ack, f.fpending]))
+"""
+    out = micropython.run(code, stdin="".join(json.dumps(f) + "\n" for f in frames))
+    got = [json.loads(line) for line in out.splitlines()]
+    for c, g in zip(cases, got, strict=True):
+        assert g == [c["confirmed"], c["fcnt"], c["fport"], c["fopts"], c["payload"], c["adr"], c["ack"], c["flag"]], f"case {c}"
