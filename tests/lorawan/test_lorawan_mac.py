@@ -557,3 +557,19 @@ mac.send(10, b"y")
 out({"p": mac.session.tx_power, "dbm": radio.txs()[0]["power"]})
 """)
     assert r == {"p": 7, "dbm": 2}  # TXPower 7 = 2 dBm EIRP = 0 dBm conducted, clamped to 2 dBm
+
+
+def test_exhausted_frame_counter_forces_a_rejoin(micropython) -> None:
+    r = run(micropython, joined_prelude() + r"""
+s = mac.session
+s.fcnt_up = s.fcnt_limit = 0xFFFFFFFF  # the last counter value of this session
+net.fcnt_up_last = 0xFFFFFFFE
+mac.send(10, b"last")
+last = net.uplinks[-1].fcnt
+mac.send(10, b"new session")
+out({"last": last, "joins": [j.dev_nonce for j in net.joins], "fcnt": net.uplinks[-1].fcnt,
+     "payload": net.uplinks[-1].payload.decode()})
+""")
+    assert r["last"] == 0xFFFFFFFF
+    assert r["joins"] == [0, 1]  # FCntUp never wraps: a new session with a fresh DevNonce
+    assert (r["fcnt"], r["payload"]) == (0, "new session")

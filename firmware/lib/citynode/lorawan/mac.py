@@ -22,9 +22,12 @@ from citynode.lorawan.dutycycle import DutyCycle
 _DEBUG = const(False)
 
 # §3.3: the receiver must stay open long enough to detect a preamble. We open _RX_MARGIN_MS before the
-# window start (clock and scheduling error) and listen for _RX_SYMBOLS symbols plus twice the margin.
+# window start (clock and scheduling error) and listen for _RX_SYMBOLS symbols plus twice the margin:
+# preamble 8 + sync 4.25 + the 8-symbol explicit header, so that a downlink which starts at the window
+# start has raised ValidHeader before the window ends, even on an SX127x whose window is timed in
+# software (RxContinuous, datasheet §4.1.6) rather than by the chip's symbol timeout.
 _RX_MARGIN_MS = const(20)
-_RX_SYMBOLS = const(8)
+_RX_SYMBOLS = const(21)
 _CR_4_5 = const(5)  # LoRaWAN always uses coding rate 4/5 (RP002 §2.4.3)
 _PREAMBLE = const(8)  # RP002 §2.4.1: 8-symbol preamble
 _FOPTS_MAX = const(15)
@@ -252,6 +255,12 @@ class ClassA:
             raise NotJoinedError("send: the device has not joined (call join() first)")
         if not 1 <= fport <= _FPORT_APP_MAX:
             raise ValueError("fport")
+        if s.fcnt_up > 0xFFFFFFFF and s.activation == "otaa":
+            # §4.3.1.5: a 32-bit FCntUp never wraps within a session: a new session is needed.
+            self.store.forget()
+            if not self.join(attempts=1, wait=wait):
+                raise NotJoinedError("send: frame counter exhausted and the rejoin failed")
+            s = self.session
         data = bytes(data)
         if len(data) > self.max_payload():
             raise PayloadTooLong("send: %d bytes, at most %d fit at DR%d" % (len(data), self.max_payload(), s.dr))
