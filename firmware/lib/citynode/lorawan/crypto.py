@@ -28,6 +28,8 @@ def _check_key(key, name):
 # RAM: a node computes a MIC and runs the payload cipher on every frame with the same few keys, so the
 # last CMAC (subkeys derived) and the last AES object (key schedule done) are kept, and the B0/A_i
 # blocks live in two preallocated buffers. A frame then allocates little more than its own bytes.
+# The price: these functions are not thread-safe (fine on a node and in the asyncio gateway; a
+# multi-threaded caller needs a lock around them).
 _cmac_key = None
 _cmac = None
 _aes_key = None
