@@ -414,7 +414,11 @@ def _parse_data(phy, nwkskey, appskey, dev_addr, last_fcnt, want_up):
         if old <= last_fcnt and crypto.data_mic(nwkskey, phy, f.dev_addr, old, down, end) == f.mic:
             raise ReplayError("FCnt %d is not above the last accepted %d: replayed or old frame" % (
                 old, last_fcnt))
-    if c > _FCNT_MAX or crypto.data_mic(nwkskey, phy, f.dev_addr, c, down, end) != f.mic:
+    if c > _FCNT_MAX:
+        # §4.3.1.5: a 32-bit counter never wraps; the session has to be renewed (a new join).
+        raise ReplayError("FCnt space exhausted (last accepted %d): the session must be renewed by a join" % (
+            last_fcnt,))
+    if crypto.data_mic(nwkskey, phy, f.dev_addr, c, down, end) != f.mic:
         raise MICError("data frame: MIC mismatch for DevAddr %08X FCnt %d (wrong NwkSKey, or corrupted)" % (
             f.dev_addr, c))
     f.mic_ok = True
