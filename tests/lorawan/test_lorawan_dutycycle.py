@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from citynode.lorawan import dutycycle  # noqa: E402
+from citynode.lorawan import dutycycle
 
 
 class Clock:

@@ -6,7 +6,6 @@ every exchange below also checks RX1/RX2 timing (LoRaWAN 1.0.4 §3.3) and the RP
 from __future__ import annotations
 
 import json
-
 import subprocess
 import sys
 from pathlib import Path
@@ -573,3 +572,18 @@ out({"last": last, "joins": [j.dev_nonce for j in net.joins], "fcnt": net.uplink
     assert r["last"] == 0xFFFFFFFF
     assert r["joins"] == [0, 1]  # FCntUp never wraps: a new session with a fresh DevNonce
     assert (r["fcnt"], r["payload"]) == (0, "new session")
+
+
+def test_the_same_mac_runs_under_cpython() -> None:
+    # Tools and the network-server simulator import the firmware under CPython: same code, same result.
+    import sys
+
+    sys.path.insert(0, str(LIB))
+    env: dict[str, Any] = {}
+    exec(compile(FAKES + SETUP, "mac_fakes", "exec"), env)  # noqa: S102 - our own test double
+    mac, radio, net = env["make"]()
+    assert mac.join() is True
+    net.script = lambda net, kind, f: [(1, {"fport": 3, "payload": b"ok"})]
+    dl = mac.send(10, b"cpython")
+    assert net.uplinks[-1].payload == b"cpython" and net.uplinks[-1].fcnt == 0
+    assert (dl.port, dl.data, dl.window) == (3, b"ok", 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from citynode.lorawan import session as sess  # noqa: E402
+from citynode.lorawan import session as sess
 
 KEY_N = bytes(range(16))
 KEY_A = bytes(range(16, 32))

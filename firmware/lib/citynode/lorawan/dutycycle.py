@@ -9,7 +9,6 @@
 # Time comes from an injected ``now_ms`` callable that never wraps (see MonotonicMs), so all of this is
 # testable with a fake clock.
 from citynode.compat import const
-
 from citynode.lorawan import region
 
 _JOIN_PHASE1_END_MS = const(3600000)  # 1 h
@@ -85,8 +84,7 @@ class DutyCycle:
         """Milliseconds until a transmission on ``freq_hz`` is allowed (0 = now)."""
         now = self._now()
         until = self._band_until[self._band(freq_hz)]
-        if self._agg_until > until:
-            until = self._agg_until
+        until = max(until, self._agg_until)
         if join and self._join_until > until:
             until = self._join_until
         return until - now if until > now else 0

@@ -10,12 +10,7 @@
 # Public interface (shared with the AT-modem backend): join(), send(fport, data, confirmed=False),
 # max_payload(), joined, datarate.
 from citynode.compat import const
-
-from citynode.lorawan import LoRaWANError, FrameError
-from citynode.lorawan import airtime
-from citynode.lorawan import crypto
-from citynode.lorawan import frames
-from citynode.lorawan import maccmd
+from citynode.lorawan import FrameError, LoRaWANError, airtime, crypto, frames, maccmd
 from citynode.lorawan import region as _eu868
 from citynode.lorawan.dutycycle import DutyCycle
 
@@ -159,7 +154,7 @@ class ClassA:
         """Largest application payload (bytes) the next uplink can carry at the current data rate,
         after the pending MAC answers in FOpts (RP002 §2.4.6)."""
         n = self.region.max_app_payload(self.session.dr, self._repeater) - len(self._fopts())
-        return n if n > 0 else 0
+        return max(0, n)
 
     def time_to_tx_ms(self, join=False):
         """Milliseconds until the duty cycle allows the next uplink on some enabled channel."""
@@ -202,7 +197,7 @@ class ClassA:
             rx = self.region
             ja = self._receive_windows(
                 t_end, rx.JOIN_ACCEPT_DELAY1_MS, freq, rx.rx1_dr(dr, 0), rx.RX2_FREQ_HZ, rx.RX2_DR,
-                lambda phy, rssi, snr, w: self._accept_join(phy, devnonce, dr))
+                lambda phy, rssi, snr, w, n=devnonce, d=dr: self._accept_join(phy, n, d))
             self._persist()
             if ja:
                 return True
@@ -371,8 +366,7 @@ class ClassA:
         t0 = self._now()
         self.radio.send(phy)
         t_end = self._now()
-        if t_end < t0 + toa_ms:
-            t_end = t0 + toa_ms  # a radio that returned early: TX end from the time on air
+        t_end = max(t_end, t0 + toa_ms)  # a radio that returned early: TX end from the time on air
         self.dc.record_tx(freq, toa_ms, join)
         self.last_tx_end_ms = t_end
         return t_end
