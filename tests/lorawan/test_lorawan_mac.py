@@ -428,16 +428,20 @@ t = []
 for i in range(3):
     mac.send(10, bytes(40))
 tx = radio.txs()
+fcnt_before = mac.session.fcnt_up
+mac.request_link_check()
 try:
     mac.send(10, b"x", wait=False)
     err = None
 except DutyCycleWait as e:
     err = e.wait_ms
-out({"gaps": [tx[i + 1]["t0"] - tx[i]["t_end"] for i in range(2)], "toa": tx[0]["t_end"] - tx[0]["t0"], "err": err})
+out({"gaps": [tx[i + 1]["t0"] - tx[i]["t_end"] for i in range(2)], "toa": tx[0]["t_end"] - tx[0]["t0"], "err": err,
+     "fcnt_kept": mac.session.fcnt_up == fcnt_before, "answers_kept": mac.max_payload() == 50})
 """)
     # ETSI g1 1 %: the next TX starts no earlier than 99x the airtime after the previous one ended.
     assert all(g >= 99 * r["toa"] for g in r["gaps"])
     assert r["err"] and r["err"] > 0
+    assert r["fcnt_kept"] and r["answers_kept"]  # nothing consumed by a refused send
 
 
 def test_adr_backoff_climbs_to_robust_rates_then_rejoins(micropython) -> None:
@@ -587,3 +591,13 @@ def test_the_same_mac_runs_under_cpython() -> None:
     dl = mac.send(10, b"cpython")
     assert net.uplinks[-1].payload == b"cpython" and net.uplinks[-1].fcnt == 0
     assert (dl.port, dl.data, dl.window) == (3, b"ok", 1)
+
+
+def test_a_join_nobody_answers_says_where_the_device_listened(micropython) -> None:
+    r = run(micropython, r"""
+mac, radio, net = make(lambda net, kind, f: [])
+ok = mac.join()
+out({"ok": ok, "err": mac.last_error, "freq": radio.txs()[0]["freq"]})
+""")
+    assert r["ok"] is False
+    assert r["err"] == f"join: no join-accept for DevNonce 0 in RX1 ({r['freq']} Hz DR5) or RX2 (869525000 Hz DR0)"

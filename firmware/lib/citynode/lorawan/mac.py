@@ -180,7 +180,7 @@ class ClassA:
         """
         if self.app_key is None or self.dev_eui is None or self.join_eui is None:
             raise LoRaWANError("join: OTAA needs dev_eui, join_eui and app_key")
-        for attempt in range(attempts):
+        for _ in range(attempts):
             # Successive join-requests rotate through DR5..DR0 (fast first, robust later).
             dr = _JOIN_DRS[self.session.devnonce_next % len(_JOIN_DRS)]
             ch, wait_ms = self._pick_channel(dr, join=True)
@@ -191,6 +191,7 @@ class ClassA:
                 ch, wait_ms = self._pick_channel(dr, join=True)
             freq = self.session.channels[ch][0]
             devnonce = self.store.take_devnonce()
+            self.last_error = None
             phy = frames.build_join_request(self.app_key, self.join_eui, self.dev_eui, devnonce)
             _log("join-request devnonce", devnonce, "freq", freq, "dr", dr)
             t_end = self._transmit(phy, freq, dr, join=True)
@@ -201,6 +202,10 @@ class ClassA:
             self._persist()
             if ja:
                 return True
+            if self.last_error is None:
+                # What a technician needs when a join fails: where the device listened.
+                self.last_error = "join: no join-accept for DevNonce %d in RX1 (%d Hz DR%d) or RX2 (%d Hz DR%d)" % (
+                    devnonce, freq, rx.rx1_dr(dr, 0), rx.RX2_FREQ_HZ, rx.RX2_DR)
         return False
 
     def _accept_join(self, phy, devnonce, dr):
@@ -259,6 +264,11 @@ class ClassA:
         data = bytes(data)
         if len(data) > self.max_payload():
             raise PayloadTooLong("send: %d bytes, at most %d fit at DR%d" % (len(data), self.max_payload(), s.dr))
+        if not wait:
+            # Checked before anything is consumed: no FCnt is spent and no MAC answer lost.
+            wait_ms = self._pick_channel(s.dr)[1]
+            if wait_ms:
+                raise DutyCycleWait(wait_ms)
         result = None
         acked = False
         fopts = self._fopts()
@@ -274,9 +284,7 @@ class ClassA:
         for trans in range(s.nb_trans if s.nb_trans > 0 else 1):
             dr = s.dr
             ch, wait_ms = self._pick_channel(dr, avoid=last_ch)
-            if wait_ms:
-                if not wait:
-                    raise DutyCycleWait(wait_ms)
+            if wait_ms:  # a repetition (NbTrans) may have to wait for its band even with wait=False
                 self._sleep(wait_ms)
                 ch, wait_ms = self._pick_channel(dr, avoid=last_ch)
             last_ch = ch
