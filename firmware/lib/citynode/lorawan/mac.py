@@ -224,9 +224,9 @@ class ClassA:
             self.region.parse_cflist(cflist)
         except ValueError:
             cflist = None  # out-of-band frequencies: keep the default channels (RP002 §2.4.4)
+        self.session.join_nonce = ja.join_nonce  # kept across sessions; written with the new one below
         self.store.start("otaa", ja.dev_addr, nwk, app, cflist)
         s = self.session
-        s.join_nonce = ja.join_nonce
         if ja.rx1_dr_offset <= self.region.MAX_RX1_DR_OFFSET:
             s.rx1_dr_offset = ja.rx1_dr_offset
         if self.region.dr_supported(ja.rx2_dr):
