@@ -149,10 +149,10 @@ def test_the_table_covers_every_lorawan_104_command():
         ("DevStatusReq", []),
     ],
 )
-def test_layout_notation_reads_as_the_spec_tables(name, expected):
+def test_layouts_read_as_the_spec_tables(name, expected):
     from citynode.lorawan import maccmd
 
-    assert maccmd.layout(name) == expected
+    assert list(maccmd.layout(name)) == expected
 
 
 @pytest.fixture(scope="module")

@@ -30,45 +30,77 @@ TABLE = (
     (0x13, "BeaconFreqAns", 1, "BeaconFreqReq", 3),  # Class B
 )
 
-# name -> payload layout, written like the spec's payload tables: "field where [kind], ...".
-#   where: "B" = byte B; "B+N" = N bytes from byte B, little endian; "B[h:l]" = bits h..l of byte B;
-#          "B[n]" = bit n of byte B, a bool flag.
-#   kind:  "signed" (two's complement in its width), "hz" (frequency: 100 Hz units on air, Hz in the
-#          dict), "s" (RX delay in seconds: 0 on air means 1 s, §5.7); default: unsigned int.
-# Strings rather than nested tuples: imported as .mpy the module then takes 10 KB of RAM instead of
-# 16 KB; scanning a layout costs about 0.7 KB of short-lived garbage per command decoded.
+# name -> payload layout, as in the spec's payload tables: (field, byte offset, byte count, bit shift,
+# mask, kind); kind: "uint", "bool" (a flag bit), "signed" (two's complement in its width), "hz"
+# (frequency: 100 Hz units on air, Hz in the dict), "s" (RX delay in seconds: 0 on air means 1 s, §5.7).
 FIELDS = {
     # §5.1: Margin in dB above the demodulation floor (255 reserved), GwCnt gateways that heard it
-    "LinkCheckAns": "margin_db 0, gw_cnt 1",
+    "LinkCheckAns": (("margin_db", 0, 1, 0, 0xFF, "uint"), ("gw_cnt", 1, 1, 0, 0xFF, "uint")),
     # §5.2: DataRate_TXPower | ChMask | Redundancy (RFU | ChMaskCntl | NbTrans)
-    "LinkADRReq": "data_rate 0[7:4], tx_power 0[3:0], ch_mask 1+2, ch_mask_cntl 3[6:4], nb_trans 3[3:0]",
-    "LinkADRAns": "power_ack 0[2], data_rate_ack 0[1], channel_mask_ack 0[0]",
+    "LinkADRReq": (
+        ("data_rate", 0, 1, 4, 0x0F, "uint"),
+        ("tx_power", 0, 1, 0, 0x0F, "uint"),
+        ("ch_mask", 1, 2, 0, 0xFFFF, "uint"),
+        ("ch_mask_cntl", 3, 1, 4, 0x07, "uint"),
+        ("nb_trans", 3, 1, 0, 0x0F, "uint"),
+    ),
+    "LinkADRAns": (
+        ("power_ack", 0, 1, 2, 1, "bool"),
+        ("data_rate_ack", 0, 1, 1, 1, "bool"),
+        ("channel_mask_ack", 0, 1, 0, 1, "bool"),
+    ),
     # §5.3: aggregated duty cycle = 1 / 2**max_duty_cycle
-    "DutyCycleReq": "max_duty_cycle 0[3:0]",
+    "DutyCycleReq": (("max_duty_cycle", 0, 1, 0, 0x0F, "uint"),),
     # §5.4: DLSettings (RFU | RX1DRoffset | RX2DataRate) | Frequency
-    "RXParamSetupReq": "rx1_dr_offset 0[6:4], rx2_data_rate 0[3:0], frequency_hz 1+3 hz",
-    "RXParamSetupAns": "rx1_dr_offset_ack 0[2], rx2_data_rate_ack 0[1], channel_ack 0[0]",
+    "RXParamSetupReq": (
+        ("rx1_dr_offset", 0, 1, 4, 0x07, "uint"),
+        ("rx2_data_rate", 0, 1, 0, 0x0F, "uint"),
+        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz"),
+    ),
+    "RXParamSetupAns": (
+        ("rx1_dr_offset_ack", 0, 1, 2, 1, "bool"),
+        ("rx2_data_rate_ack", 0, 1, 1, 1, "bool"),
+        ("channel_ack", 0, 1, 0, 1, "bool"),
+    ),
     # §5.5: Battery 0 = external power, 1..254 = level, 255 = cannot measure; RadioStatus = SNR in dB
-    "DevStatusAns": "battery 0, snr_db 1[5:0] signed",
+    "DevStatusAns": (("battery", 0, 1, 0, 0xFF, "uint"), ("snr_db", 1, 1, 0, 0x3F, "signed")),
     # §5.6: ChIndex | Freq (0 disables the channel) | DrRange (MaxDR | MinDR)
-    "NewChannelReq": "ch_index 0, frequency_hz 1+3 hz, max_dr 4[7:4], min_dr 4[3:0]",
-    "NewChannelAns": "data_rate_range_ok 0[1], channel_frequency_ok 0[0]",
+    "NewChannelReq": (
+        ("ch_index", 0, 1, 0, 0xFF, "uint"),
+        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz"),
+        ("max_dr", 4, 1, 4, 0x0F, "uint"),
+        ("min_dr", 4, 1, 0, 0x0F, "uint"),
+    ),
+    "NewChannelAns": (
+        ("data_rate_range_ok", 0, 1, 1, 1, "bool"),
+        ("channel_frequency_ok", 0, 1, 0, 1, "bool"),
+    ),
     # §5.7: RX1 delay in seconds
-    "RXTimingSetupReq": "delay_s 0[3:0] s",
+    "RXTimingSetupReq": (("delay_s", 0, 1, 0, 0x0F, "s"),),
     # §5.8: EIRP_DwellTime (RFU | DownlinkDwellTime | UplinkDwellTime | MaxEIRP index)
-    "TxParamSetupReq": "downlink_dwell_time 0[5], uplink_dwell_time 0[4], max_eirp 0[3:0]",
+    "TxParamSetupReq": (
+        ("downlink_dwell_time", 0, 1, 5, 1, "bool"),
+        ("uplink_dwell_time", 0, 1, 4, 1, "bool"),
+        ("max_eirp", 0, 1, 0, 0x0F, "uint"),
+    ),
     # §5.6 (DlChannelReq)
-    "DlChannelReq": "ch_index 0, frequency_hz 1+3 hz",
-    "DlChannelAns": "uplink_frequency_exists 0[1], channel_frequency_ok 0[0]",
+    "DlChannelReq": (("ch_index", 0, 1, 0, 0xFF, "uint"), ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz")),
+    "DlChannelAns": (
+        ("uplink_frequency_exists", 0, 1, 1, 1, "bool"),
+        ("channel_frequency_ok", 0, 1, 0, 1, "bool"),
+    ),
     # §5.9: seconds since the GPS epoch (uint32) and fractional second in 1/256 s
-    "DeviceTimeAns": "gps_seconds 0+4, fraction_256 4",
+    "DeviceTimeAns": (("gps_seconds", 0, 4, 0, 0xFFFFFFFF, "uint"), ("fraction_256", 4, 1, 0, 0xFF, "uint")),
     # Class B
-    "PingSlotInfoReq": "periodicity 0[2:0]",
-    "PingSlotChannelReq": "frequency_hz 0+3 hz, data_rate 3[3:0]",
-    "PingSlotChannelAns": "data_rate_ok 0[1], channel_frequency_ok 0[0]",
-    "BeaconTimingAns": "delay 0+2, channel 2",
-    "BeaconFreqReq": "frequency_hz 0+3 hz",
-    "BeaconFreqAns": "beacon_frequency_ok 0[0]",
+    "PingSlotInfoReq": (("periodicity", 0, 1, 0, 0x07, "uint"),),
+    "PingSlotChannelReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "hz"), ("data_rate", 3, 1, 0, 0x0F, "uint")),
+    "PingSlotChannelAns": (
+        ("data_rate_ok", 0, 1, 1, 1, "bool"),
+        ("channel_frequency_ok", 0, 1, 0, 1, "bool"),
+    ),
+    "BeaconTimingAns": (("delay", 0, 2, 0, 0xFFFF, "uint"), ("channel", 2, 1, 0, 0xFF, "uint")),
+    "BeaconFreqReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "hz"),),
+    "BeaconFreqAns": (("beacon_frequency_ok", 0, 1, 0, 1, "bool"),),
 }
 
 # §5.8: MaxEIRP index -> dBm
@@ -94,61 +126,9 @@ def size(name):
     return 1 + _entry(name)[2]
 
 
-def _num(text, pos):
-    # a decimal number at text[pos:], read without slicing (a node parses layouts on every downlink)
-    v = 0
-    n = len(text)
-    while pos < n and "0" <= text[pos] <= "9":
-        v = v * 10 + ord(text[pos]) - 48
-        pos += 1
-    return v, pos
-
-
 def layout(name):
-    """The payload layout of a command as a list of (field, byte offset, byte count, bit shift, mask,
-    kind) with kind one of "uint", "bool", "signed", "hz", "s" (scanned from FIELDS on each call)."""
-    text = FIELDS.get(name)
-    out = []
-    if not text:
-        return out
-    pos = 0
-    end = len(text)
-    while pos < end:
-        sp = text.find(" ", pos)
-        field = text[pos:sp]
-        byte, pos = _num(text, sp + 1)
-        n = 1
-        shift = 0
-        width = 8
-        kind = "uint"
-        c = text[pos] if pos < end else ","
-        if c == "[":
-            hi, pos = _num(text, pos + 1)
-            if text[pos] == ":":
-                shift, pos = _num(text, pos + 1)
-                width = hi - shift + 1
-            else:
-                shift = hi
-                width = 1
-                kind = "bool"
-            pos += 1  # "]"
-        elif c == "+":
-            n, pos = _num(text, pos + 1)
-            width = 8 * n
-        if pos < end and text[pos] == " ":  # a kind word follows
-            k = text[pos + 1]
-            if k == "h":
-                kind = "hz"
-            elif pos + 2 < end and text[pos + 2] == "i":
-                kind = "signed"
-            else:
-                kind = "s"
-            pos = text.find(",", pos)
-            if pos < 0:
-                pos = end
-        pos += 2  # ", "
-        out.append((field, byte, n, shift, (1 << width) - 1, kind))
-    return out
+    """The payload layout of a command: a tuple of (field, byte offset, byte count, bit shift, mask, kind)."""
+    return FIELDS.get(name, ())
 
 
 def _get(data, pos, n):
