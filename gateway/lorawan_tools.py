@@ -236,7 +236,8 @@ def _data(frames: ModuleType, crypto: ModuleType, maccmd: ModuleType, phy: bytes
         if problem:
             out["mac_problem"] = problem
     out["fport"] = f.fport
-    out["frm_payload"] = f.payload.hex()
+    if f.payload:
+        out["frm_payload"] = f.payload.hex()
     key = nwkskey if f.fport == 0 else appskey
     if f.payload:
         if key is None:
