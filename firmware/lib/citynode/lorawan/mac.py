@@ -281,8 +281,8 @@ class ClassA:
         self._ack_next = False
         self._answers = []  # one-shot answers went out with this frame
         last_ch = None
+        dr = s.dr  # the frame was sized for this rate: repetitions keep it even if a LinkADRReq arrives
         for trans in range(s.nb_trans if s.nb_trans > 0 else 1):
-            dr = s.dr
             ch, wait_ms = self._pick_channel(dr, avoid=last_ch)
             if wait_ms:  # a repetition (NbTrans) may have to wait for its band even with wait=False
                 self._sleep(wait_ms)
@@ -309,7 +309,10 @@ class ClassA:
         self._persist()
         if not self.session.joined and self.app_key is not None:
             _log("link lost: rejoining")
-            self.join(attempts=1, wait=wait)
+            try:
+                self.join(attempts=1, wait=wait)
+            except DutyCycleWait:
+                pass  # the next send() raises NotJoinedError; the application calls join() later
         return result
 
     def _fopts(self):
