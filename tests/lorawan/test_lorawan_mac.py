@@ -601,3 +601,48 @@ out({"ok": ok, "err": mac.last_error, "freq": radio.txs()[0]["freq"]})
 """)
     assert r["ok"] is False
     assert r["err"] == f"join: no join-accept for DevNonce 0 in RX1 ({r['freq']} Hz DR5) or RX2 (869525000 Hz DR0)"
+
+
+# Requests the device must refuse, and the answer it must give (LoRaWAN 1.0.4 §5.5, §5.7, §5.10; RP002 §2.4).
+REFUSALS = [
+    (("RXParamSetupReq", {"rx1_dr_offset": 0, "rx2_data_rate": 0, "frequency_hz": 915000000}),
+     ["RXParamSetupAns", {"rx1_dr_offset_ack": True, "rx2_data_rate_ack": True, "channel_ack": False}]),
+    (("RXParamSetupReq", {"rx1_dr_offset": 6, "rx2_data_rate": 7, "frequency_hz": 869525000}),
+     ["RXParamSetupAns", {"rx1_dr_offset_ack": False, "rx2_data_rate_ack": False, "channel_ack": True}]),
+    (("NewChannelReq", {"ch_index": 16, "frequency_hz": 867100000, "min_dr": 0, "max_dr": 5}),
+     ["NewChannelAns", {"data_rate_range_ok": False, "channel_frequency_ok": False}]),
+    (("NewChannelReq", {"ch_index": 9, "frequency_hz": 868650000, "min_dr": 0, "max_dr": 5}),
+     ["NewChannelAns", {"data_rate_range_ok": True, "channel_frequency_ok": False}]),
+    (("NewChannelReq", {"ch_index": 9, "frequency_hz": 867100000, "min_dr": 5, "max_dr": 2}),
+     ["NewChannelAns", {"data_rate_range_ok": False, "channel_frequency_ok": True}]),
+    (("DlChannelReq", {"ch_index": 12, "frequency_hz": 868100000}),
+     ["DlChannelAns", {"uplink_frequency_exists": False, "channel_frequency_ok": True}]),
+    (("DlChannelReq", {"ch_index": 0, "frequency_hz": 902300000}),
+     ["DlChannelAns", {"uplink_frequency_exists": True, "channel_frequency_ok": False}]),
+]
+
+
+@pytest.mark.parametrize(("req", "answer"), REFUSALS, ids=[f"{r[0][0]}-{i}" for i, r in enumerate(REFUSALS)])
+def test_refused_mac_commands_change_nothing(micropython, req: tuple, answer: list) -> None:
+    r = run(micropython, joined_prelude(
+        f'lambda net, kind, f: [(1, {{"fopts": mac_cmds({req!r})}})] if f.fcnt == 0 else []') + r"""
+before = json.dumps(mac.session.to_dict())
+mac.send(10, b"x")
+after = mac.session.to_dict()
+mac.send(10, b"y")
+b = json.loads(before)
+same = all(b[k] == after[k] for k in ("channels", "dl_freqs", "rx2_freq_hz", "rx2_dr", "rx1_dr_offset", "ch_mask"))
+out({"ans": uplink_cmds(net.uplinks[1]), "same": same})
+""")
+    assert r["ans"] == [answer]
+    assert r["same"] is True
+
+
+def test_new_channel_with_frequency_zero_removes_it(micropython) -> None:
+    r = run(micropython, joined_prelude(
+        'lambda net, kind, f: [(1, {"fopts": mac_cmds(("NewChannelReq", {"ch_index": 7, "frequency_hz": 0, '
+        '"min_dr": 0, "max_dr": 0}))})] if f.fcnt == 0 else []') + r"""
+mac.send(10, b"x")
+out({"ch7": mac.session.channels[7], "mask": mac.session.ch_mask})
+""")
+    assert r["ch7"] is None and r["mask"] == 0x7F
