@@ -35,7 +35,7 @@ def make(script=None, net=None, flash=None, rtc=None, **kw):
         seq[0] += 1
         return (seq[0] * 7919) & ((1 << n) - 1)
     mac = ClassA(radio, store, clock, clock.sleep, dev_eui=DEV_EUI, join_eui=JOIN_EUI, app_key=APP_KEY,
-                 battery=lambda: 200, rand=rand, **kw)
+                 battery=lambda: 200, rand=rand, wall_s=lambda: clock.t // 1000, **kw)
     return mac, radio, net
 
 def out(d):
@@ -646,3 +646,25 @@ mac.send(10, b"x")
 out({"ch7": mac.session.channels[7], "mask": mac.session.ch_mask})
 """)
     assert r["ch7"] is None and r["mask"] == 0x7F
+
+
+def test_deep_sleep_time_counts_against_the_duty_cycle(micropython) -> None:
+    r = run(micropython, r"""
+flash, rtc = MemoryStore(), MemoryStore()
+mac, radio, net = make(flash=flash, rtc=rtc)
+mac.join()
+mac.session.dr = 0
+mac.session.ch_mask = 0x01
+mac.send(10, bytes(40))  # SF12: the 868.1 MHz band closes for about 3 minutes
+closed = mac.time_to_tx_ms()
+clock.t += 15 * 60 * 1000  # deep sleep for 15 minutes; the RTC keeps the wall clock
+awake, _, _ = make(net=net, flash=flash, rtc=rtc)
+after_15min = awake.time_to_tx_ms()
+short = [MemoryStore(flash.read()), MemoryStore(rtc.read())]
+clock.t -= 15 * 60 * 1000 - 30 * 1000  # the same, but after only 30 s asleep
+early, _, _ = make(net=net, flash=short[0], rtc=short[1])
+out({"closed": closed, "after_15min": after_15min, "after_30s": early.time_to_tx_ms()})
+""")
+    assert r["closed"] > 150_000
+    assert r["after_15min"] == 0
+    assert r["closed"] - 32_000 <= r["after_30s"] <= r["closed"] - 29_000
