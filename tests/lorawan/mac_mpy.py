@@ -33,8 +33,3 @@ def compile_firmware(out: Path) -> Path:
 def run(code: str, lib: Path, timeout: float = 240.0) -> str:
     """stdout of ``code`` on the unix port with the compiled firmware first on the path."""
     return run_code(code, heapsize=HEAP_64BIT, extra_paths=[lib], timeout=timeout).stdout
-
-
-def load() -> object:
-    """This module, for test files (pytest's importlib mode puts no test directory on sys.path)."""
-    return sys.modules[__name__]

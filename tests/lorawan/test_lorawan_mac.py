@@ -578,7 +578,7 @@ def test_the_same_mac_runs_under_cpython() -> None:
     sys.path.insert(0, str(LIB))
     env: dict[str, Any] = {}
     exec(compile(FAKES + SETUP, "mac_fakes", "exec"), env)  # noqa: S102 - our own test double
-    mac, radio, net = env["make"]()
+    mac, _radio, net = env["make"]()
     assert mac.join() is True
     net.script = lambda net, kind, f: [(1, {"fport": 3, "payload": b"ok"})]
     dl = mac.send(10, b"cpython")
