@@ -192,11 +192,13 @@ def test_downlink_with_data_in_rx1_then_replay_is_dropped(micropython) -> None:
         'lambda net, kind, f: [(1, {"fport": 2, "payload": b"\\x01\\x02"})] if f.fcnt == 0 else '
         '[(1, {"raw": net.last_phy})]') + r"""
 dl = mac.send(10, b"a")
+port, data = dl
 again = mac.send(10, b"b")
-out({"port": dl.port, "data": dl.data.hex(), "window": dl.window, "rssi": dl.rssi_dbm, "fcnt": dl.fcnt,
+out({"unpacked": [port, data.hex()], "port": dl.port, "data": dl.data.hex(), "window": dl.window, "rssi": dl.rssi_dbm, "fcnt": dl.fcnt,
      "again": again is None, "err": mac.last_error, "fcnt_down": mac.session.fcnt_down})
 """)
     assert (r["port"], r["data"], r["window"], r["rssi"], r["fcnt"]) == (2, "0102", 1, -87, 0)
+    assert r["unpacked"] == [2, "0102"]
     assert r["again"] is True and "replayed" in r["err"]
     assert r["fcnt_down"] == 0
 

@@ -61,7 +61,7 @@ class DutyCycleWait(LoRaWANError):
 class Downlink:
     """A valid downlink: ``port`` (None when it carried only MAC commands), ``data`` (decrypted bytes),
     ``ack`` (it acknowledged our confirmed uplink), ``confirmed``, ``fpending``, ``fcnt``, ``rssi_dbm``,
-    ``snr_db``, ``window`` (1 or 2)."""
+    ``snr_db``, ``window`` (1 or 2). Unpacks as ``port, data``."""
 
     def __init__(self, frame, rssi_dbm, snr_db, window):
         self.port = frame.fport if frame.fport else None
@@ -73,6 +73,10 @@ class Downlink:
         self.rssi_dbm = rssi_dbm
         self.snr_db = snr_db
         self.window = window
+
+    def __iter__(self):
+        # ``fport, data = mac.send(...)``, as with the AT-modem backend's Downlink
+        return iter((self.port, self.data))
 
 
 def _default_sleep_ms():
