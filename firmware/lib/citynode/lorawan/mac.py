@@ -61,7 +61,7 @@ class DutyCycleWait(LoRaWANError):
 class Downlink:
     """A valid downlink: ``port`` (None when it carried only MAC commands), ``data`` (decrypted bytes),
     ``ack`` (it acknowledged our confirmed uplink), ``confirmed``, ``fpending``, ``fcnt``, ``rssi_dbm``,
-    ``snr_db``, ``window`` (1 or 2)."""
+    ``snr_db``, ``window`` (1 or 2). Unpacks as ``port, data``."""
 
     def __init__(self, frame, rssi_dbm, snr_db, window):
         self.port = frame.fport if frame.fport else None
@@ -74,6 +74,10 @@ class Downlink:
         self.snr_db = snr_db
         self.window = window
 
+    def __iter__(self):
+        # ``fport, data = mac.send(...)``, as with the AT-modem backend's Downlink
+        return iter((self.port, self.data))
+
 
 def _default_sleep_ms():
     import time
@@ -81,6 +85,12 @@ def _default_sleep_ms():
     if hasattr(time, "sleep_ms"):
         return time.sleep_ms
     return lambda ms: time.sleep(ms / 1000)
+
+
+def _default_wall():
+    import time
+
+    return time.time
 
 
 def _default_rand():
@@ -101,17 +111,20 @@ class ClassA:
     node; a fake clock in tests). dev_eui / join_eui (8 bytes, MSB first) and app_key (16 bytes) for
     OTAA. battery: callable returning the DevStatusAns battery byte (0 external power, 1..254 level,
     255 unknown). antenna_gain_dbi: subtracted from the region's EIRP to get the radio's conducted power.
-    rand: getrandbits-like callable (channel choice, retransmission timeout).
+    rand: getrandbits-like callable (channel choice, retransmission timeout). wall_s: seconds clock that
+    keeps running in deep sleep (default time.time; the ESP32 RTC keeps it), to credit sleep time
+    against duty-cycle time-offs.
     """
 
     def __init__(self, radio, store, now_ms, sleep_ms=None, region=None, dev_eui=None, join_eui=None,
-                 app_key=None, battery=None, antenna_gain_dbi=2, rand=None, repeater=False):
+                 app_key=None, battery=None, antenna_gain_dbi=2, rand=None, repeater=False, wall_s=None):
         self.radio = radio
         self.store = store
         self.region = region if region is not None else _eu868
         self._now = now_ms
         self._sleep = sleep_ms if sleep_ms is not None else _default_sleep_ms()
         self._rand = rand if rand is not None else _default_rand()
+        self._wall = wall_s if wall_s is not None else _default_wall()
         self._battery = battery
         self._gain = antenna_gain_dbi
         self._repeater = repeater
@@ -123,9 +136,13 @@ class ClassA:
         self.dc = DutyCycle(now_ms, self.region.SUB_BANDS)
         s = self.session
         if s.dutycycle:
+            # Time-offs were saved relative to the wall clock of the moment (ESP32: the RTC keeps
+            # time.time() across deep sleep), so the time spent asleep counts. After power loss the
+            # wall clock restarts, the difference is negative and nothing is deducted (conservative).
             try:
-                self.dc.restore(s.dutycycle)
-            except ValueError:
+                st, saved_s = s.dutycycle
+                self.dc.restore(st, (self._wall() - saved_s - 1) * 1000)  # -1: whole-second clock
+            except (TypeError, ValueError):
                 pass  # a state from another firmware version: start with open bands
         self.dc.max_dcycle = s.max_dcycle
         self._answers = []  # (name, fields) to send once, in the next uplink
@@ -579,6 +596,6 @@ class ClassA:
 
     def _persist(self, flash=False):
         s = self.session
-        s.dutycycle = self.dc.state()
+        s.dutycycle = [self.dc.state(), self._wall()]
         s.max_dcycle = self.dc.max_dcycle
         self.store.save(flash)
