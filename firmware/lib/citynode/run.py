@@ -38,8 +38,8 @@ def build(cfg=None, board=None, sim=None):
     hal = _hal.load(board, **kwargs)
     clock = getattr(hal, "clock", None) or _hal.clock()
     role = roles.build(cfg, board, hal, clock)
-    link = build_link(cfg, board, hal, sim)
     battery = _battery(board, hal)
+    link = build_link(cfg, board, hal, sim, battery)
     return cfg, board, hal, clock, role, link, battery
 
 
@@ -53,14 +53,14 @@ def _battery(board, hal):
     return reader.read_volts
 
 
-def build_link(cfg, board, hal, sim):
+def build_link(cfg, board, hal, sim, battery=None):
     """The LoRaWAN link for this board: the software MAC over its radio, an AT modem, or (sim board
     without a network simulator) the console stand-in that prints every uplink."""
     from citynode import links
 
     if board.get("name") == "sim" and not sim.get("network"):
         return links.ConsoleLink(max_payload=sim.get("max_payload", 51), downlinks=sim.get("downlinks", ()))
-    return links.lorawan_link(cfg, board, hal, sim)
+    return links.lorawan_link(cfg, board, hal, sim, battery)
 
 
 def _now(hal, clock):
