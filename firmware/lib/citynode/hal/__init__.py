@@ -8,14 +8,14 @@
 # Backends are imported lazily so a runtime never loads modules it cannot import.
 import sys
 
-# Reset causes reported in device_status, one vocabulary across backends.
+# Reset causes reported in device_status: the schema's enum (codecs/schema.json, reset_cause).
+# A reset-pin press and causes a runtime cannot tell apart are reported as power_on.
 RESET_POWER_ON = "power_on"
-RESET_HARD = "hard"
 RESET_WATCHDOG = "watchdog"
 RESET_DEEP_SLEEP = "deep_sleep"
 RESET_SOFT = "soft"
 RESET_BROWNOUT = "brownout"
-RESET_UNKNOWN = "unknown"
+RESET_PANIC = "panic"
 
 
 class BoardError(ValueError):
