@@ -218,3 +218,21 @@ class BME680_I2C(BME680):
             self._wbuf[0] = reg + i
             self._wbuf[1] = data[i]
             self.i2c.writeto(self.address, self._wbuf)
+
+
+def bme680_for(i2c, address=0x77, clock=None, **kwargs):
+    """The BME680 driver for this runtime: Adafruit's on CircuitPython when it is installed (over the
+    HAL's busio bus), else ours. Both offer measure() -> dict and raise SensorError."""
+    import sys
+
+    if sys.implementation.name == "circuitpython" and hasattr(i2c, "bus"):
+        try:
+            import adafruit_bme680  # noqa: F401
+
+            from citynode.hal.cpy_bme680 import AdafruitBME680
+
+            return AdafruitBME680(i2c.bus, address, heater_c=kwargs.get("heater_c", 320),
+                                  heater_ms=kwargs.get("heater_ms", 150))
+        except ImportError:
+            pass
+    return BME680_I2C(i2c, address, clock=clock, **kwargs)
