@@ -47,6 +47,24 @@ def test_board_get_names_the_bad_field(board, path, kind, message):
     assert info.value.field == path and message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "needs, field",
+    [
+        (["i2c.sda", "i2c.scl", "battery.pin"], None),
+        (["i2c.sda", "uart.pm.tx", "uart.gps.tx"], "uart.gps.tx"),
+        ([("pins.echo", "uart.distance.rx")], None),
+        ([("pins.ping", "uart.sonar.rx")], "pins.ping or uart.sonar.rx"),
+    ],
+)
+def test_check_board_fails_early_naming_the_field(needs, field):
+    if field is None:
+        hal.check_board(HELTEC_V3, needs)
+        return
+    with pytest.raises(BoardError) as info:
+        hal.check_board(HELTEC_V3, needs)
+    assert info.value.field == field
+
+
 def test_backend_choice():
     assert hal.backend_name({"name": "sim"}) == "sim"
     assert hal.backend_name(HELTEC_V3) == "sim"  # CPython: only simulated hardware exists

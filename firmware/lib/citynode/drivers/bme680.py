@@ -5,7 +5,8 @@
 # humidity, 3.4.1 gas resistance, 3.3.5 heater resistance). Integers are exact on every runtime:
 # the ESP32 MicroPython port has single-precision floats, so the float variant would give different
 # results on the device than on the unix port our tests run on. Results are therefore quantised:
-# 0.01 degC, 1 Pa, 0.001 %RH, 1 ohm.
+# 0.01 degC, 1 Pa (2 Pa steps at high pressure, where 3.3.2 divides before doubling), 0.001 %RH,
+# 1 ohm.
 #
 # The base class holds all chip logic and talks to the chip only through _read(reg, n) and
 # _write(reg, data); BME680_I2C implements them for an I2C bus handed in by the HAL.

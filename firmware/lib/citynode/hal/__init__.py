@@ -62,6 +62,21 @@ def board_pin(board, path, default=_MISSING):
     return value
 
 
+def check_board(board, paths):
+    """Fail early (at boot) when the board lacks any field a role needs: `paths` are dotted paths,
+    or tuples of alternatives of which one must exist (("pins.echo", "uart.distance.rx")).
+    Raises BoardError naming the first missing field."""
+    if not isinstance(board, dict):
+        raise BoardError("board", "expected a dict, got %r" % (type(board).__name__,))
+    for need in paths:
+        options = need if isinstance(need, tuple) else (need,)
+        for path in options:
+            if board_get(board, path, default=None) is not None:
+                break
+        else:
+            raise BoardError(" or ".join(options), "missing")
+
+
 def runtime():
     """'circuitpython', 'micropython' or 'cpython'."""
     return sys.implementation.name
