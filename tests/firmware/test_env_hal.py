@@ -302,7 +302,7 @@ h = hal.load({{"name": "sim", "battery": {{"divider": 2.0}}}}, seed={seed}, valu
 bme = BME680_I2C(h.i2c(), clock=h.clock)
 pm = particulate_sensor("{pm}", h.uart("pm"), h.clock, samples=2)
 bat = Battery(h.adc("battery"), h.battery_divider())
-heap = []
+heap = [0] * {cycles}  # preallocated: the bookkeeping must not look like growth
 out = []
 for cycle in range({cycles}):
     r = {{}}
@@ -314,7 +314,7 @@ for cycle in range({cycles}):
             r.setdefault("faults", []).append(e.sensor)
     h.deep_sleep(900000)
     gc.collect()
-    heap.append(gc.mem_alloc())
+    heap[cycle] = gc.mem_alloc()
     if cycle < 3:
         out.append(r)
 print(json.dumps({{"first": out, "heap": heap, "reset": h.reset_cause()}}))
@@ -331,13 +331,13 @@ h = hal.load({{"name": "sim"}}, seed={seed}, values={values})
 bin_hc = BinMonitor(HCSR04(h.pin("trigger", "out"), h.pin("echo"), h.time_pulse_us, h.clock), 1000, 300,
                     tilt=TiltSwitch(h.pin("tilt"), h.clock))
 bin_uart = BinMonitor(A02YYUW(h.uart("distance"), h.clock), 1000, 300)
-heap = []
+heap = [0] * {cycles}  # preallocated: the bookkeeping must not look like growth
 out = []
 for cycle in range({cycles}):
     r = {{"hc": bin_hc.measure({temp}), "uart": bin_uart.measure({temp})}}
     h.deep_sleep(900000)
     gc.collect()
-    heap.append(gc.mem_alloc())
+    heap[cycle] = gc.mem_alloc()
     if cycle < 3:
         out.append(r)
 print(json.dumps({{"first": out, "heap": heap}}))
@@ -392,9 +392,10 @@ def test_sim_board_faults_become_sensor_errors(micropython):
     assert r["hc"]["faults"] == r["uart"]["faults"] == ["temperature", "distance", "fill_level"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("node", ["air", "bin"])
 def test_env_drivers_do_not_grow_the_heap_over_cycles(micropython, node):
     run = _air_node if node == "air" else _bin_node
-    heap = run(micropython, cycles=60)["heap"]
-    assert max(heap[30:]) <= max(heap[5:30]) + 256, heap  # settled: no growth from cycle to cycle
+    heap = run(micropython, cycles=200)["heap"]  # live heap after gc.collect(), one entry per cycle
+    # the simulators' bounded command logs fill during the first cycles; after that the live heap
+    # is flat: the second hundred cycles never exceed the first
+    assert max(heap[100:]) <= max(heap[50:100]), heap
