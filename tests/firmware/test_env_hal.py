@@ -399,3 +399,93 @@ def test_env_drivers_do_not_grow_the_heap_over_cycles(micropython, node):
     # the simulators' bounded command logs fill during the first cycles; after that the live heap
     # is flat: the second hundred cycles never exceed the first
     assert max(heap[100:]) <= max(heap[50:100]), heap
+
+
+# --- what the crowd_count role and the app ask of the HAL -----------------------------------------------
+
+def test_sim_crowd_sources_repeat_their_population_as_time_passes(micropython):
+    code = """
+import json
+from citynode import hal
+h = hal.load({"name": "sim"}, seed=3)
+src = h.wifi_source(6)
+buf = bytearray(1024)
+def drain():
+    total = 0
+    while True:
+        n = src.read(buf)
+        if not n:
+            return total
+        total += n
+first, idle = drain(), drain()
+h.clock.sleep_ms(60000)
+again = drain()
+seen = []
+ble = h.bluetooth().BLE()
+ble.irq(lambda event, data: seen.append(event))
+ble.active(True)
+ble.gap_scan(0)
+at_start = len(seen)
+h.clock.sleep_ms(30000)
+h.clock.sleep_ms(30000)
+after_period = len(seen)
+ble.gap_scan(None)
+h.clock.sleep_ms(120000)
+print(json.dumps([first, idle, again, at_start, after_period, len(seen)]))
+"""
+    first, idle, again, at_start, after_period, stopped = micropython.eval_json(code)
+    assert first > 0 and idle == 0 and again == first  # the same devices probe again a minute later
+    assert at_start == 20 and after_period == 40 and stopped == 40  # 20 adverts per minute until stopped
+
+
+def test_sim_reset_ends_the_run_and_faults_disable_crowd_sources(micropython):
+    code = """
+import json
+from citynode import hal
+h = hal.load({"name": "sim"}, values={"fault": ["wifi", "ble"]})
+out = []
+for fn in (lambda: h.wifi_source(1), h.bluetooth):
+    try:
+        fn()
+        out.append("ok")
+    except OSError:
+        out.append("absent")
+try:
+    h.reset()
+except SystemExit:
+    out.append("exit")
+print(json.dumps(out + [h.hard_irq]))
+"""
+    assert micropython.eval_json(code) == ["absent", "absent", "exit", False]
+
+
+def test_mpy_crowd_sources_use_wifisniff_and_bluetooth():
+    calls = []
+    network = types.SimpleNamespace(STA_IF=0, WLAN=lambda i: types.SimpleNamespace(active=lambda on: calls.append(("active", on))))
+    sniff = types.SimpleNamespace(start=lambda ch: calls.append(("start", ch)))
+    bt = types.SimpleNamespace(BLE=object)
+    m = fake_machine()
+    m.reset = lambda: calls.append(("reset",))
+    h = MpyHal(HELTEC_V3, machine=m, modules={"network": network, "wifisniff": sniff, "bluetooth": bt})
+    assert h.wifi_source(6) is sniff and calls == [("active", True), ("start", 6)]
+    assert h.bluetooth() is bt and h.hard_irq is True
+    with pytest.raises(BoardError) as info:
+        h.wifi_source(15)
+    assert info.value.field == "wifi_channel"
+    h.reset()
+    assert calls[-1] == ("reset",)
+
+
+def test_cpy_wifi_monitor_source_keeps_only_the_management_header():
+    from citynode.hal.cpy import CpyWifiSource
+
+    keys = types.SimpleNamespace(RAW="raw", RSSI="rssi", CH="ch")
+    frame = bytes(range(40))  # 24-byte header + body the counter must never see
+    packets = [{"raw": frame, "rssi": -60, "ch": 6}, {"raw": frame[:10], "rssi": -70, "ch": 6}]
+    monitor = types.SimpleNamespace(packet=lambda: packets.pop(0) if packets else None)
+    src = CpyWifiSource(monitor, keys)
+    buf = bytearray(30)  # room for one 28-byte record: the second waits for the next read
+    assert src.read(buf) == 28
+    assert buf[:4] == bytes((24, 0, (-60) & 0xFF, 6)) and buf[4:28] == frame[:24]
+    assert src.read(buf) == 14 and buf[4:14] == frame[:10]
+    assert src.read(buf) == 0

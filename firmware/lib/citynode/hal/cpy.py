@@ -164,7 +164,43 @@ class CpyWDT:
         self.wd.feed()
 
 
+class CpyWifiSource:
+    """Frame source over CircuitPython's wifi.Monitor (ESP32-S2/S3): read(buf) packs queued packets
+    into the citynode record format, keeping only the 24-byte 802.11 management header (the
+    transmitter address is all the counter needs; the frame body with the SSIDs is never copied)."""
+
+    CAPTURE = 24
+
+    def __init__(self, monitor, keys):
+        self.monitor = monitor
+        self.keys = keys  # wifi.Packet: the packet dict's keys (RAW, RSSI, CH)
+        self._pending = None
+
+    def read(self, buf):
+        pos = 0
+        while True:
+            pkt = self._pending or self.monitor.packet()
+            self._pending = None
+            if not pkt:
+                return pos
+            raw = pkt[self.keys.RAW]
+            n = min(len(raw), self.CAPTURE)
+            if pos + 4 + n > len(buf):
+                self._pending = pkt
+                return pos
+            rssi = pkt[self.keys.RSSI]
+            ch = pkt[self.keys.CH]
+            buf[pos] = n & 0xFF
+            buf[pos + 1] = n >> 8
+            buf[pos + 2] = rssi & 0xFF
+            buf[pos + 3] = ch & 0xFF
+            buf[pos + 4:pos + 4 + n] = raw[:n]
+            pos += 4 + n
+
+
 class CpyHal:
+    hard_irq = False  # CircuitPython has no pin interrupts (see poll())
+
     def __init__(self, board, modules=None):
         """modules: {"board", "busio", "digitalio", "analogio", "alarm", "microcontroller", "keypad",
         "pulseio", "watchdog", "time"} for tests; missing ones are imported on first use."""
@@ -283,6 +319,20 @@ class CpyHal:
             if getattr(rr, attr, None) == reason:
                 return name
         return RESET_POWER_ON
+
+    def reset(self):
+        self._m("microcontroller").reset()
+
+    def wifi_source(self, channel=1):
+        """wifi.Monitor on `channel` (CircuitPython on ESP32-S2/S3) as a frame source."""
+        if not 1 <= channel <= 14:
+            raise BoardError("wifi_channel", "must be 1..14, got %r" % (channel,))
+        wifi = self._m("wifi")
+        return CpyWifiSource(wifi.Monitor(channel=channel, queue=64), wifi.Packet)
+
+    def bluetooth(self):
+        raise BoardError("bluetooth", "CircuitPython has no `bluetooth` gap_scan module; use MicroPython "
+                         "for BLE counting")
 
     def deep_sleep(self, ms):
         alarm = self._m("alarm")

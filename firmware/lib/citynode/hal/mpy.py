@@ -22,7 +22,11 @@ from citynode.hal import (
 
 
 class MpyHal:
-    def __init__(self, board, machine=None):
+    hard_irq = True  # ESP32: pin.irq(..., hard=True) runs the handler in the ISR
+
+    def __init__(self, board, machine=None, modules=None):
+        """modules: optional {"network", "wifisniff", "bluetooth"} stand-ins (tests)."""
+        self._mods = dict(modules or {})
         if machine is None:
             import machine
         if not isinstance(board, dict):
@@ -120,3 +124,26 @@ class MpyHal:
 
     def deep_sleep(self, ms):
         self.machine.deepsleep(int(ms))
+
+    def reset(self):
+        self.machine.reset()
+
+    def _m(self, name):
+        if name not in self._mods:
+            self._mods[name] = __import__(name)
+        return self._mods[name]
+
+    def wifi_source(self, channel=1):
+        """The wifisniff C module (firmware/cmodules/wifisniff) capturing probe requests on `channel`;
+        its read(buf) is the frame-source interface. ImportError on firmware built without it."""
+        if not 1 <= channel <= 14:
+            raise BoardError("wifi_channel", "must be 1..14, got %r" % (channel,))
+        network = self._m("network")
+        sniff = self._m("wifisniff")
+        network.WLAN(network.STA_IF).active(True)  # promiscuous mode needs Wi-Fi started, not connected
+        sniff.start(channel)
+        return sniff
+
+    def bluetooth(self):
+        """The `bluetooth` module (its BLE() object does the gap scan)."""
+        return self._m("bluetooth")

@@ -50,6 +50,9 @@ class SimHal:
 
     def uart(self, name):
         if name not in self._uarts:
+            import gc
+
+            gc.collect()
             from citynode.hal import simdev
 
             self._uarts[name] = simdev.make_uart_device(self, name)
@@ -94,6 +97,35 @@ class SimHal:
 
     def peripheral_power(self, on):
         return False
+
+    hard_irq = False  # the unix port has no hard interrupts
+
+    def wifi_source(self, channel=1):
+        """802.11 frame source for crowd_count: values["wifi_replay"] names a CNWIFI1 capture to
+        replay (looping); otherwise synthetic probe requests from a stable population of devices
+        (values["wifi"]: SyntheticWifi arguments), repeated every values["wifi_period_s"] (60 s)."""
+        if "wifi" in self.values.get("fault", ()):
+            raise OSError(19)
+        path = self.values.get("wifi_replay")
+        if path:
+            from citynode.crowd.replay import ReplaySource
+
+            return ReplaySource(path, loop=True)
+        from citynode.hal import simcrowd
+
+        return simcrowd.PacedWifi(self, self.values.get("wifi", {}), self.values.get("wifi_period_s", 60))
+
+    def bluetooth(self):
+        """A stand-in for the `bluetooth` module (values["ble"]: SyntheticBluetooth arguments)."""
+        if "ble" in self.values.get("fault", ()):
+            raise OSError(19)
+        from citynode.hal import simcrowd
+
+        return simcrowd.PacedBluetooth(self, self.values.get("ble", {}), self.values.get("ble_period_s", 60))
+
+    def reset(self):
+        """machine.reset(): on the virtual board the run ends."""
+        raise SystemExit(0)
 
     def reset_cause(self):
         return self._reset_cause

@@ -37,11 +37,14 @@ class SimRandom:
 
 
 class SimClock:
-    """Virtual time: sleeping advances it instantly, so a 30 s warm-up costs no wall time."""
+    """Virtual time: sleeping advances it instantly, so a 30 s warm-up costs no wall time.
+    every(period_ms, fn) registers simulated hardware activity (e.g. BLE adverts arriving by IRQ)
+    that fires while time passes, as it would during a real sleep."""
 
     def __init__(self, start_ms=0):
         self.now_us = start_ms * 1000
         self.slept_ms = 0
+        self._timers = []  # [due_ms, period_ms, fn]
 
     def ticks_ms(self):
         return self.now_us // 1000
@@ -52,10 +55,28 @@ class SimClock:
     def ticks_diff(self, a, b):
         return a - b
 
+    def every(self, period_ms, fn):
+        timer = [self.ticks_ms() + period_ms, period_ms, fn]
+        self._timers.append(timer)
+        return timer
+
+    def cancel(self, timer):
+        if timer in self._timers:
+            self._timers.remove(timer)
+
+    def _fire(self):
+        now = self.ticks_ms()
+        for timer in list(self._timers):
+            if now >= timer[0]:
+                timer[0] = now + timer[1]  # once per elapsed stretch: no burst after a long sleep
+                timer[2]()
+
     def sleep_ms(self, ms):
         if ms > 0:
             self.now_us += int(ms) * 1000
             self.slept_ms += int(ms)
+            if self._timers:
+                self._fire()
 
     def sleep_us(self, us):
         if us > 0:
@@ -63,6 +84,8 @@ class SimClock:
 
     def advance(self, ms):
         self.now_us += int(ms) * 1000
+        if self._timers:
+            self._fire()
 
 
 class SimPin:
