@@ -129,7 +129,8 @@ def test_mpy_builds_buses_from_the_board():
         ({"i2c": {"sda": 41}}, lambda h: h.i2c(), "i2c.scl"),
         ({"i2c": {"sda": 41, "scl": "SCL"}}, lambda h: h.i2c(), "i2c.scl"),
         ({"pins": {}}, lambda h: h.pin("tilt"), "pins.tilt"),
-        ({"battery": {"divider": 2}}, lambda h: h.adc("battery"), "battery.pin"),
+        ({"battery": {"divider": 2}}, lambda h: h.adc("battery"), "battery.adc_pin"),
+        ({"battery": {"method": "solar"}}, lambda h: h.adc("battery"), "battery.method"),
         ({"i2c": {"sda": 300, "scl": 1}}, lambda h: h.i2c(), "i2c.sda"),
     ],
 )
@@ -138,6 +139,61 @@ def test_mpy_bad_board_fields_are_named(board_change, call, field):
     with pytest.raises(BoardError) as info:
         call(MpyHal(board, machine=fake_machine()))
     assert info.value.field == field
+
+
+def _board(repo_root, name):
+    return json.loads((repo_root / "boards" / f"{name}.json").read_text())
+
+
+def test_mpy_wires_the_heltec_v3_board_file(repo_root):
+    m = fake_machine()
+    h = MpyHal(_board(repo_root, "heltec_wifi_lora_32_v3"), machine=m)
+    i2c = h.i2c()
+    assert (i2c.kwargs["sda"].args[0], i2c.kwargs["scl"].args[0], i2c.kwargs["freq"]) == (41, 42, 100000)
+    for name in ("pm", "distance"):  # one sensor UART, shared by whichever sensor the role uses
+        u = h.uart(name)
+        assert u.args == (1,) and (u.kwargs["tx"], u.kwargs["rx"], u.kwargs["baudrate"]) == (47, 48, 9600)
+    h.adc("battery")
+    pins = {c[1][0]: c for c in m.calls if c[0] == "Pin"}
+    assert 1 in pins  # ADC on GPIO1
+    assert pins[37][1][1] == m.Pin.OUT and pins[37][2] == {"value": 0}  # ADC_Ctrl enables the divider
+    assert h.battery_divider() == 4.9
+    assert h.peripheral_power(True) is True
+    assert [c for c in m.calls if c[0] == "Pin" and c[1][0] == 36][-1][2] == {"value": 0}  # Vext on = low
+    with pytest.raises(BoardError) as info:
+        h.pin("trigger", "out")  # not on the board file: the installer adds "pins"
+    assert info.value.field == "pins.trigger"
+
+
+def test_mpy_t_beam_gps_uart_and_pmu_battery(repo_root):
+    m = fake_machine()
+    regs = {0x82: 0x03, 0x78: 0xEE, 0x79: 0x05}  # 0xEE5 = 3813 x 1.1 mV = 4.194 V
+    writes = []
+
+    class PmuBus:
+        def readfrom_mem(self, addr, reg, n):
+            assert addr == 52
+            return bytes(regs.get(reg + i, 0) for i in range(n))
+
+        def writeto_mem(self, addr, reg, data):
+            writes.append((reg, bytes(data)))
+
+    m.I2C = lambda *a, **k: PmuBus()
+    h = MpyHal(_board(repo_root, "lilygo_t_beam"), machine=m)
+    gps = h.uart("gps")
+    assert gps.args == (1,) and (gps.kwargs["tx"], gps.kwargs["rx"]) == (12, 34)
+    assert h.uart("pm").args == (2,)
+    adc = h.adc("battery")
+    assert writes == [(0x82, bytes((0x83,)))]  # battery-voltage ADC enabled
+    assert adc.read_uv() == 4194300 and h.battery_divider() == 1.0
+
+
+def test_mpy_ttgo_battery_divider(repo_root):
+    m = fake_machine()
+    h = MpyHal(_board(repo_root, "ttgo_lora32_v21"), machine=m)
+    h.adc("battery")
+    assert [c for c in m.calls if c[0] == "Pin"][-1][1][0] == 35 and h.battery_divider() == 2.0
+    assert h.peripheral_power(True) is False
 
 
 @pytest.mark.parametrize(

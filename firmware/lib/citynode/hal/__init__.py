@@ -77,6 +77,54 @@ def check_board(board, paths):
             raise BoardError(" or ".join(options), "missing")
 
 
+def uart_config(board, name):
+    """(path, id, tx, rx, baud) of the UART a sensor `name` ("pm", "distance", "gps") is wired to.
+
+    boards/*.json describe one sensor UART as "uart": {"id", "tx", "rx", "baudrate"} (a node carries
+    one role, so its particulate or distance sensor shares it) and the GPS as "gps": {"uart_id", ...};
+    "uart": {"<name>": {...}} per sensor is accepted too. Raises BoardError naming the field.
+    """
+    if name == "gps" and isinstance(board.get("gps"), dict):
+        base, id_key = "gps", "gps.uart_id"
+    elif isinstance(board.get("uart"), dict) and isinstance(board["uart"].get(name), dict):
+        base = "uart." + name
+        id_key = base + ".id"
+    else:
+        base, id_key = "uart", "uart.id"
+    uid = board_get(board, id_key, int, 1)
+    baud = board_get(board, base + ".baudrate", int, None) or board_get(board, base + ".baud", int, 9600)
+    return base, uid, board_pin(board, base + ".tx"), board_pin(board, base + ".rx"), baud
+
+
+def named_pin(board, name):
+    """(path, pin) for a named signal: "pins": {"<name>": n} or "<name>_pin": n (e.g. "led_pin")."""
+    if isinstance(board.get("pins"), dict) and name in board["pins"]:
+        return "pins." + name, board_pin(board, "pins." + name)
+    if name + "_pin" in board:
+        return name + "_pin", board_pin(board, name + "_pin")
+    raise BoardError("pins." + name, "missing (add it to the board's \"pins\")")
+
+
+def battery_pin(board):
+    """(path, pin) of the battery divider's ADC input ("battery.adc_pin", or "battery.pin")."""
+    if board_get(board, "battery.method", str, "adc") != "adc":
+        raise BoardError("battery.method", "%r is not read through an ADC pin" % board["battery"]["method"])
+    for path in ("battery.adc_pin", "battery.pin"):
+        if board_get(board, path, default=None) is not None:
+            return path, board_pin(board, path)
+    raise BoardError("battery.adc_pin", "missing")
+
+
+def vext(board):
+    """(pin, on_level) of a switched sensor supply ("power": {"vext_pin", "vext_on_level"}), or None."""
+    power = board.get("power")
+    if isinstance(power, dict) and "vext_pin" in power:
+        return board_pin(board, "power.vext_pin"), board_get(board, "power.vext_on_level", int, 0)
+    if "vext" in board:
+        return board_pin(board, "vext.pin"), board_get(board, "vext.active", int, 0)
+    return None
+
+
 def runtime():
     """'circuitpython', 'micropython' or 'cpython'."""
     return sys.implementation.name

@@ -14,8 +14,11 @@ from citynode.hal import (
     RESET_WATCHDOG,
     BoardError,
     Clock,
+    battery_pin,
     board_get,
     board_pin,
+    named_pin,
+    uart_config,
 )
 
 
@@ -218,8 +221,9 @@ class CpyHal:
             self._mods[name] = _import(name)
         return self._mods[name]
 
-    def _board_pin(self, path):
-        p = board_pin(self.board, path)
+    def _board_pin(self, path, p=None):
+        if p is None:
+            p = board_pin(self.board, path)
         if isinstance(p, str):
             obj = getattr(self._m("board"), p, None)
             if obj is None:
@@ -239,16 +243,15 @@ class CpyHal:
 
     def uart(self, name):
         if name not in self._uarts:
-            base = "uart." + name
-            baud = board_get(self.board, base + ".baud", int, 9600)
-            u = self._m("busio").UART(self._board_pin(base + ".tx"), self._board_pin(base + ".rx"),
+            base, _uid, tx, rx, baud = uart_config(self.board, name)
+            u = self._m("busio").UART(self._board_pin(base + ".tx", tx), self._board_pin(base + ".rx", rx),
                                       baudrate=baud, timeout=0, receiver_buffer_size=256)
             self._uarts[name] = CpyUART(u)
         return self._uarts[name]
 
     def pin(self, name, mode="in", pull=None, value=None):
         dio = self._m("digitalio")
-        bp = self._board_pin("pins." + name)
+        bp = self._board_pin(*named_pin(self.board, name))
         io = dio.DigitalInOut(bp)
         if mode == "out":
             io.switch_to_output(value=bool(value))
@@ -257,8 +260,8 @@ class CpyHal:
         return CpyPin(self, bp, io)
 
     def adc(self, name):
-        path = name + ".pin" if name == "battery" else "pins." + name
-        return CpyADC(self._m("analogio").AnalogIn(self._board_pin(path)))
+        path, p = battery_pin(self.board) if name == "battery" else named_pin(self.board, name)
+        return CpyADC(self._m("analogio").AnalogIn(self._board_pin(path, p)))
 
     def battery_divider(self):
         return board_get(self.board, "battery.divider", (int, float), 2.0)

@@ -1,12 +1,14 @@
 # MicroPython HAL backend: builds machine.* objects from a board definition (boards/<name>.json).
 #
-# Board fields used (all pins are GPIO numbers):
-#   "i2c":     {"sda": 17, "scl": 18, "freq": 400000, "id": 0}
-#   "uart":    {"<name>": {"tx": 43, "rx": 44, "baud": 9600, "id": 1}, ...}   names: "pm", "distance", "gps"
-#   "spi":     {"sck": 9, "mosi": 10, "miso": 11, "id": 1, "baud": 8000000}
-#   "pins":    {"<name>": 5, ...}                      names: "trigger", "echo", "tilt", "led", beams...
-#   "battery": {"pin": 1, "divider": 4.9}
-#   "vext":    {"pin": 36, "active": 0}                optional switched sensor power (Heltec)
+# Board fields used (boards/*.json; all pins are GPIO numbers):
+#   "i2c":     {"id": 0, "sda": 41, "scl": 42, "freq": 100000}
+#   "uart":    {"id": 1, "tx": 47, "rx": 48, "baudrate": 9600}   the sensor UART ("pm" / "distance");
+#              or {"<name>": {...}} per sensor.  "gps": {"uart_id": 1, "tx": 12, "rx": 34, "baudrate": 9600}
+#   "spi":     {"id": 1, "sck": 9, "mosi": 10, "miso": 11, "baudrate": 8000000}
+#   "pins":    {"<name>": 5, ...}  or "<name>_pin": 5   names: "trigger", "echo", "tilt", beams...
+#   "battery": {"method": "adc", "adc_pin": 1, "divider": 4.9, "enable_pin": 37, "enable_level": 0}
+#              {"method": "pmu", "pmu": "axp192"} with "pmu": {"i2c_id", "sda", "scl", "address"}
+#   "power":   {"vext_pin": 36, "vext_on_level": 0}   optional switched sensor supply (Heltec)
 # Missing or mistyped fields raise BoardError naming the dotted path ("uart.pm.tx").
 # `machine` is a constructor argument (default: the real module) so the wiring is testable anywhere.
 from citynode.hal import (
@@ -16,9 +18,30 @@ from citynode.hal import (
     RESET_WATCHDOG,
     BoardError,
     Clock,
+    battery_pin,
     board_get,
     board_pin,
+    named_pin,
+    uart_config,
+    vext,
 )
+
+
+class AXP192Battery:
+    """Battery voltage from the AXP192 PMU (T-Beam) with an ADC-like read_uv().
+    AXP192 datasheet: REG 82H bit 7 enables the battery-voltage ADC; REG 78H/79H hold the 12-bit
+    result (78H = bits 11..4, 79H<3:0> = bits 3..0), 1.1 mV per LSB."""
+
+    def __init__(self, i2c, address=0x34):
+        self.i2c = i2c
+        self.address = address
+        en = i2c.readfrom_mem(address, 0x82, 1)[0]
+        if not en & 0x80:
+            i2c.writeto_mem(address, 0x82, bytes((en | 0x80,)))
+
+    def read_uv(self):
+        hi, lo = self.i2c.readfrom_mem(self.address, 0x78, 2)
+        return ((hi << 4) | (lo & 0x0F)) * 1100
 
 
 class MpyHal:
@@ -37,9 +60,10 @@ class MpyHal:
         self._i2c = None
         self._uarts = {}
 
-    def _pin(self, path, mode=None, pull=None, value=None):
+    def _pin(self, path, mode=None, pull=None, value=None, n=None):
         m = self.machine
-        n = board_pin(self.board, path)
+        if n is None:
+            n = board_pin(self.board, path)
         if isinstance(n, str):
             raise BoardError(path, "MicroPython boards need GPIO numbers, got %r" % n)
         mode = m.Pin.OUT if mode == "out" else m.Pin.IN
@@ -58,35 +82,46 @@ class MpyHal:
 
     def uart(self, name):
         if name not in self._uarts:
-            base = "uart." + name
-            b = self.board
-            uid = board_get(b, base + ".id", int, 1)
+            base, uid, tx, rx, baud = uart_config(self.board, name)
             if uid == 0:
-                raise BoardError(base + ".id", "UART 0 carries the REPL; use 1 or 2")
-            baud = board_get(b, base + ".baud", int, 9600)
-            tx = board_pin(b, base + ".tx")
-            rx = board_pin(b, base + ".rx")
+                raise BoardError(base + (".uart_id" if base == "gps" else ".id"), "UART 0 carries the REPL; use 1 or 2")
             # timeout 0: reads return what is there; drivers pace themselves with the clock
             self._uarts[name] = self.machine.UART(uid, baudrate=baud, tx=tx, rx=rx, timeout=0, rxbuf=256)
         return self._uarts[name]
 
     def pin(self, name, mode="in", pull=None, value=None):
-        return self._pin("pins." + name, mode, pull, value)
+        path, n = named_pin(self.board, name)
+        return self._pin(path, mode, pull, value, n)
 
     def adc(self, name):
-        path = name + ".pin" if name == "battery" else "pins." + name
         m = self.machine
-        adc = m.ADC(m.Pin(board_pin(self.board, path)))
+        b = self.board
+        if name == "battery":
+            if board_get(b, "battery.method", str, "adc") == "pmu":
+                addr = board_get(b, "pmu.address", int, 0x34)
+                return AXP192Battery(self.i2c(), addr)
+            path, n = battery_pin(b)
+            if board_get(b, "battery.enable_pin", int, None) is not None:
+                # Heltec V3 "ADC_Ctrl": the divider only conducts while enabled (released in deep sleep)
+                self._pin("battery.enable_pin", "out", value=board_get(b, "battery.enable_level", int, 0))
+        else:
+            path, n = named_pin(b, name)
+        if isinstance(n, str):
+            raise BoardError(path, "MicroPython boards need GPIO numbers, got %r" % n)
+        adc = m.ADC(m.Pin(n))
         if hasattr(adc, "atten") and hasattr(m.ADC, "ATTN_11DB"):
             adc.atten(m.ADC.ATTN_11DB)  # ESP32: ~0.15..2.45 V (S3) / 3.1 V usable range
         return adc
 
     def battery_divider(self):
+        if board_get(self.board, "battery.method", str, "adc") == "pmu":
+            return 1.0  # the PMU measures the cell directly
         return board_get(self.board, "battery.divider", (int, float), 2.0)
 
     def spi(self):
         b = self.board
-        return self.machine.SPI(board_get(b, "spi.id", int, 1), baudrate=board_get(b, "spi.baud", int, 8000000),
+        baud = board_get(b, "spi.baudrate", int, None) or board_get(b, "spi.baud", int, 8000000)
+        return self.machine.SPI(board_get(b, "spi.id", int, 1), baudrate=baud,
                                 sck=self._pin("spi.sck", "out"), mosi=self._pin("spi.mosi", "out"),
                                 miso=self._pin("spi.miso"))
 
@@ -101,10 +136,11 @@ class MpyHal:
 
     def peripheral_power(self, on):
         """Switch the board's sensor supply (Heltec "Vext") if it has one; True if it does."""
-        if "vext" not in self.board:
+        v = vext(self.board)
+        if v is None:
             return False
-        active = board_get(self.board, "vext.active", int, 0)
-        self._pin("vext.pin", "out", value=active if on else 1 - active)
+        pin, on_level = v
+        self._pin("power.vext_pin", "out", value=on_level if on else 1 - on_level, n=pin)
         return True
 
     def reset_cause(self):
