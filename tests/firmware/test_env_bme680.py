@@ -59,9 +59,10 @@ def _ours_on_micropython(micropython, raw, calibration=None, heater=(320, 150)):
     """Runs our driver on the unix port; ADC tuples stream in on stdin (one per line), results out."""
     code = f"""
 import sys, json
-from citynode.hal.sim import SimI2C, SimClock
-from citynode.hal.sim_bme680 import SimBME680
 from citynode.drivers.bme680 import BME680_I2C
+from citynode.hal.simbus import SimI2C
+from citynode.hal.simio import SimClock
+from citynode.hal.sim_bme680 import SimBME680
 bus = SimI2C()
 dev = bus.attach(0x77, SimBME680(calibration={calibration!r}, raw=[(489168, 356942, 21030, 569, 6)]))
 s = BME680_I2C(bus, clock=SimClock(), heater_c={heater[0]}, heater_ms={heater[1]})
@@ -195,9 +196,10 @@ def test_gas_range_tables_are_the_datasheet_constants():
 def test_scripted_climate_reads_back_on_micropython(micropython, climate):
     code = f"""
 import json
-from citynode.hal.sim import SimI2C, SimClock
-from citynode.hal.sim_bme680 import SimBME680
 from citynode.drivers.bme680 import BME680_I2C
+from citynode.hal.simbus import SimI2C
+from citynode.hal.simio import SimClock
+from citynode.hal.sim_bme680 import SimBME680
 bus = SimI2C()
 bus.attach(0x76, SimBME680(values=[{climate!r}]))
 print(json.dumps(BME680_I2C(bus, address=0x76, clock=SimClock()).measure()))
@@ -220,10 +222,11 @@ FAILURES = [
 def test_failures_raise_sensor_error_on_micropython(micropython, name, setup, message):
     code = f"""
 import json
-from citynode.hal.sim import SimI2C, SimClock
-from citynode.hal.sim_bme680 import SimBME680
-from citynode.drivers import SensorError
 from citynode.drivers.bme680 import BME680_I2C
+from citynode.drivers import SensorError
+from citynode.hal.simbus import SimI2C
+from citynode.hal.simio import SimClock
+from citynode.hal.sim_bme680 import SimBME680
 {setup}
 try:
     BME680_I2C(bus, clock=SimClock()).measure()
@@ -238,9 +241,10 @@ except SensorError as e:
 def test_unstable_heater_leaves_gas_out_but_keeps_climate(micropython):
     code = """
 import json
-from citynode.hal.sim import SimI2C, SimClock
-from citynode.hal.sim_bme680 import SimBME680
 from citynode.drivers.bme680 import BME680_I2C
+from citynode.hal.simbus import SimI2C
+from citynode.hal.simio import SimClock
+from citynode.hal.sim_bme680 import SimBME680
 bus = SimI2C()
 bus.attach(0x77, SimBME680(min_heat_ms=200))
 print(json.dumps(BME680_I2C(bus, clock=SimClock(), heater_ms=150).measure()))
@@ -252,10 +256,11 @@ print(json.dumps(BME680_I2C(bus, clock=SimClock(), heater_ms=150).measure()))
 def test_sensor_recovers_after_being_absent(micropython):
     code = """
 import json
-from citynode.hal.sim import SimI2C, SimClock
-from citynode.hal.sim_bme680 import SimBME680
-from citynode.drivers import SensorError
 from citynode.drivers.bme680 import BME680_I2C
+from citynode.drivers import SensorError
+from citynode.hal.simbus import SimI2C
+from citynode.hal.simio import SimClock
+from citynode.hal.sim_bme680 import SimBME680
 bus = SimI2C()
 s = BME680_I2C(bus, clock=SimClock())
 try:
@@ -279,3 +284,40 @@ def test_bad_configuration_names_the_field(kwargs, field):
     with pytest.raises(ConfigError) as info:
         drv.BME680_I2C(SimI2C(), **kwargs)
     assert info.value.field == field
+
+
+# --- the CircuitPython path: Adafruit's driver behind our API ------------------------------------------
+
+@pytest.mark.parametrize(
+    "climate",
+    [
+        {"temperature": 21.5, "pressure": 1013.25, "relative_humidity": 45.0, "gas_resistance": 120000},
+        {"temperature": 2.0, "pressure": 995.0, "relative_humidity": 88.0, "gas_resistance": 40000},
+    ],
+)
+def test_adafruit_wrapper_gives_our_values_with_datasheet_calibration(climate):
+    from citynode.hal.cpy_bme680 import AdafruitBME680
+
+    bus = SimI2C()
+    # range_sw_err = -3: Adafruit alone would read it as 13
+    bus.attach(0x77, SimBME680(values=[climate], calibration={"range_sw_err": -3}))
+    got = AdafruitBME680(busio_sim.BusioI2CAdapter(bus)).measure()
+    assert set(got) == {"temperature", "relative_humidity", "pressure", "gas_resistance"}
+    assert got["temperature"] == pytest.approx(climate["temperature"], abs=TOL_T_C)
+    assert got["pressure"] * 100 == pytest.approx(climate["pressure"] * 100, abs=TOL_P_PA)
+    assert got["relative_humidity"] == pytest.approx(climate["relative_humidity"], abs=TOL_H_PCT)
+    assert got["gas_resistance"] == pytest.approx(climate["gas_resistance"], rel=0.01)
+
+
+def test_adafruit_wrapper_turns_bus_errors_into_sensor_errors():
+    from citynode.drivers import SensorError
+    from citynode.hal.cpy_bme680 import AdafruitBME680
+
+    with pytest.raises(SensorError, match="bme680"):
+        AdafruitBME680(busio_sim.BusioI2CAdapter(SimI2C())).measure()
+
+
+def test_runtime_choice_outside_circuitpython_is_our_driver():
+    from citynode.drivers.bme680 import BME680_I2C, bme680_for
+
+    assert isinstance(bme680_for(SimI2C(), 0x76), BME680_I2C)

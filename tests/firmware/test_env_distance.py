@@ -257,3 +257,4 @@ def test_unknown_ultrasonic_model_is_a_config_error():
 
     with pytest.raises(ConfigError, match="model"):
         HCSR04(SimPin(), SimPin(), SimPulse(), model="srf05")
+    assert HCSR04(SimPin(), SimPin(), SimPulse(), model="jsn_sr04t").min_mm == 250  # config spelling

@@ -189,6 +189,21 @@ s = PMS5003(u, clock, samples=1)
     assert commands[-1] == [0xE4, 0]  # the laser is put to sleep even after a failure
 
 
+def test_a_lost_sample_is_left_out_of_the_average(micropython):
+    code = """
+import json
+from citynode.hal.sim import SimClock
+from citynode.hal.simdev import SimSDS011
+from citynode.drivers.sds011 import SDS011
+clock = SimClock()
+u = SimSDS011([(10.0, 20.0), (99.0, 99.0), (99.0, 99.0), (99.0, 99.0), (12.0, 22.0)], corrupt=[1, 2, 3])
+s = SDS011(u, clock, samples=2)
+print(json.dumps([s.read(), s.last_samples, s.bad_checksums]))
+"""
+    # sample 1: 10/20; sample 2: three corrupted answers, then given up; only one sample averaged
+    assert micropython.eval_json(code) == [{"pm2_5": 10.0, "pm10": 20.0}, 1, 3]
+
+
 def test_no_second_warm_up_while_awake(micropython):
     code = """
 import json

@@ -23,6 +23,7 @@ class HCSR04(DistanceSensor):
     NAME = "hcsr04"
 
     def __init__(self, trigger, echo, time_pulse_us, clock=None, *, model="hcsr04", **kwargs):
+        model = model.replace("_", "-") if isinstance(model, str) else model  # "jsn_sr04t" in configs
         if model not in MODELS:
             raise ConfigError("model", "unknown ultrasonic model %r (hcsr04, jsn-sr04t)" % (model,))
         self.NAME = model

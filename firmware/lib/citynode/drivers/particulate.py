@@ -46,6 +46,7 @@ class ParticulateSensor:
         self.bad_checksums = 0
         self.skipped_bytes = 0
         self.frames = 0
+        self.last_samples = 0
 
     # --- receive side -------------------------------------------------------------------------
     def _drop(self, k):
@@ -132,7 +133,8 @@ class ParticulateSensor:
     def read(self):
         """Wake, warm up, average `samples` frames, sleep again. Returns {"pm2_5": ug/m3, ...}.
 
-        Raises SensorError when the sensor does not answer; always tries to put it back to sleep.
+        A sample that stays unreadable after its retries is left out of the average (last_samples
+        says how many made it); SensorError only when none did. Always tries to sleep the sensor again.
         """
         try:
             if self.awake_since is None:
@@ -140,18 +142,28 @@ class ParticulateSensor:
             self.clock.sleep_ms(self.warmup_remaining_ms())
             self.flush_input()  # frames from the warm-up are not representative
             sums = None
+            good = 0
+            error = None
             for i in range(self.samples):
                 if i:
                     self.clock.sleep_ms(self.sample_interval_ms)
-                values = self.query()
+                try:
+                    values = self.query()
+                except SensorError as exc:  # one lost sample does not spoil the others
+                    error = exc
+                    continue
+                good += 1
                 if sums is None:
                     sums = dict(values)
                 else:
                     for key in values:
                         sums[key] += values[key]
+            if not good:
+                raise error
             out = {}
             for key in sums:
-                out[key] = round(sums[key] / self.samples, 1)
+                out[key] = round(sums[key] / good, 1)
+            self.last_samples = good
             if _DEBUG:
                 print(self.NAME, out, "bad", self.bad_checksums)
             return out

@@ -8,14 +8,14 @@
 # Backends are imported lazily so a runtime never loads modules it cannot import.
 import sys
 
-# Reset causes reported in device_status, one vocabulary across backends.
+# Reset causes reported in device_status: the schema's enum (codecs/schema.json, reset_cause).
+# A reset-pin press and causes a runtime cannot tell apart are reported as power_on.
 RESET_POWER_ON = "power_on"
-RESET_HARD = "hard"
 RESET_WATCHDOG = "watchdog"
 RESET_DEEP_SLEEP = "deep_sleep"
 RESET_SOFT = "soft"
 RESET_BROWNOUT = "brownout"
-RESET_UNKNOWN = "unknown"
+RESET_PANIC = "panic"
 
 
 class BoardError(ValueError):
@@ -60,6 +60,69 @@ def board_pin(board, path, default=_MISSING):
     if value < 0 or value > 255:
         raise BoardError(path, "pin number out of range: %r" % value)
     return value
+
+
+def check_board(board, paths):
+    """Fail early (at boot) when the board lacks any field a role needs: `paths` are dotted paths,
+    or tuples of alternatives of which one must exist (("pins.echo", "uart.distance.rx")).
+    Raises BoardError naming the first missing field."""
+    if not isinstance(board, dict):
+        raise BoardError("board", "expected a dict, got %r" % (type(board).__name__,))
+    for need in paths:
+        options = need if isinstance(need, tuple) else (need,)
+        for path in options:
+            if board_get(board, path, default=None) is not None:
+                break
+        else:
+            raise BoardError(" or ".join(options), "missing")
+
+
+def uart_config(board, name):
+    """(path, id, tx, rx, baud) of the UART a sensor `name` ("pm", "distance", "gps") is wired to.
+
+    boards/*.json describe one sensor UART as "uart": {"id", "tx", "rx", "baudrate"} (a node carries
+    one role, so its particulate or distance sensor shares it) and the GPS as "gps": {"uart_id", ...};
+    "uart": {"<name>": {...}} per sensor is accepted too. Raises BoardError naming the field.
+    """
+    if name == "gps" and isinstance(board.get("gps"), dict):
+        base, id_key = "gps", "gps.uart_id"
+    elif isinstance(board.get("uart"), dict) and isinstance(board["uart"].get(name), dict):
+        base = "uart." + name
+        id_key = base + ".id"
+    else:
+        base, id_key = "uart", "uart.id"
+    uid = board_get(board, id_key, int, 1)
+    baud = board_get(board, base + ".baudrate", int, None) or board_get(board, base + ".baud", int, 9600)
+    return base, uid, board_pin(board, base + ".tx"), board_pin(board, base + ".rx"), baud
+
+
+def named_pin(board, name):
+    """(path, pin) for a named signal: "pins": {"<name>": n} or "<name>_pin": n (e.g. "led_pin")."""
+    if isinstance(board.get("pins"), dict) and name in board["pins"]:
+        return "pins." + name, board_pin(board, "pins." + name)
+    if name + "_pin" in board:
+        return name + "_pin", board_pin(board, name + "_pin")
+    raise BoardError("pins." + name, "missing (add it to the board's \"pins\")")
+
+
+def battery_pin(board):
+    """(path, pin) of the battery divider's ADC input ("battery.adc_pin", or "battery.pin")."""
+    if board_get(board, "battery.method", str, "adc") != "adc":
+        raise BoardError("battery.method", "%r is not read through an ADC pin" % board["battery"]["method"])
+    for path in ("battery.adc_pin", "battery.pin"):
+        if board_get(board, path, default=None) is not None:
+            return path, board_pin(board, path)
+    raise BoardError("battery.adc_pin", "missing")
+
+
+def vext(board):
+    """(pin, on_level) of a switched sensor supply ("power": {"vext_pin", "vext_on_level"}), or None."""
+    power = board.get("power")
+    if isinstance(power, dict) and "vext_pin" in power:
+        return board_pin(board, "power.vext_pin"), board_get(board, "power.vext_on_level", int, 0)
+    if "vext" in board:
+        return board_pin(board, "vext.pin"), board_get(board, "vext.active", int, 0)
+    return None
 
 
 def runtime():

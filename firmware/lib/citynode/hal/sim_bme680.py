@@ -5,8 +5,9 @@
 # 0x1F..0x2B with ADC values. The ADC values come either from scripted raw tuples or from scripted /
 # seeded-random physical values, which are turned into ADC codes by inverting the datasheet
 # compensation (bisection: every formula is monotonic in its ADC input).
-from citynode.drivers import bme680 as _drv
-from citynode.hal.sim import RegisterDevice, SimRandom
+from citynode.drivers import bme680_calc as _drv
+from citynode.hal.simbus import RegisterDevice
+from citynode.hal.simio import SimRandom
 
 # A realistic calibration set, of the size and sign real chips carry (par_* per datasheet 3.11.1).
 TYPICAL_CALIBRATION = {

@@ -6,7 +6,8 @@
 # per frame, the last repeating) or drawn from a seeded SimRandom. Faults can be injected: garbage
 # before frames, frames with a broken checksum, a sensor that ignores its first wake command, a dead
 # sensor, and chunked delivery (partial frames per read).
-from citynode.hal.sim import SimADC, SimPin, SimPulse, SimRandom, SimUART, echo_us
+from citynode.hal.sim import SimPulse, SimRandom, SimUART, echo_us
+from citynode.hal.simbus import log
 
 
 class _ScriptedUART(SimUART):
@@ -78,7 +79,7 @@ class SimSDS011(_ScriptedUART):
         if sum(data[2:17]) & 0xFF != data[17]:
             return  # the sensor ignores commands with a bad checksum
         cmd, d2, d3 = data[2], data[3], data[4]
-        self.commands.append(cmd)
+        log(self.commands, cmd)
         if self.sleeping and not (cmd == 6 and d2 == 1 and d3 == 1):
             return
         if cmd == 6:
@@ -127,7 +128,7 @@ class SimPMS5003(_ScriptedUART):
         if sum(data[0:5]) != (data[5] << 8) | data[6]:
             return
         cmd, value = data[2], data[4]
-        self.commands.append((cmd, value))
+        log(self.commands, (cmd, value))
         if cmd == 0xE4:
             if value == 1:
                 self.sleeping = False
@@ -155,7 +156,12 @@ class SimA02YYUW(_ScriptedUART):
         self.streaming = True
 
     def _random_value(self):
-        return self.rng.randint(300, 1200)
+        # a bin slowly filling: a level drifting by up to 2 mm per frame plus a few mm of echo noise
+        level = getattr(self, "_level", None)
+        if level is None:
+            level = self.rng.randint(400, 1100)
+        self._level = level = max(300, level - self.rng.uniform(0, 2))
+        return int(level + self.rng.noise(3))
 
     def _data_frame(self, mm):
         from citynode.drivers.a02yyuw import frame
@@ -166,41 +172,41 @@ class SimA02YYUW(_ScriptedUART):
         pass
 
 
-def build_devices(hal, values):
-    """Attach the sim board's sensors to `hal` (a SimHal), scripted by `values`:
+# --- the sim board's devices, created on first use by SimHal -------------------------------------------
+# `values` (SimHal(values=...)) scripts them:
+#   air: list of BME680 climates (dicts)   pm_sensor: "sds011" | "pms5003"   pm: list of PM tuples
+#   distance_mm: list of ultrasonic targets (None = no echo), for trigger/echo and the A02YYUW UART
+#   air_temperature_c: air temperature the echoes travel through   battery_v: volts at the cell
+#   tilt: 0/1   fault: names of sensors to make absent or dead ("bme680", "pm", "distance")
 
-    air: list of BME680 climates (dicts) | pm_sensor: "sds011"/"pms5003" | pm: list of PM tuples
-    distance_mm: list (ultrasonic targets, both trigger/echo and A02YYUW UART) | air_temperature_c
-    battery_v: volts at the cell | tilt: 0/1 | fault: list of sensor names to make absent or dead.
-    Returns {name: device} for tests to inspect.
-    """
+
+def attach_i2c_devices(hal, bus):
+    if "bme680" in hal.values.get("fault", ()):
+        return
     from citynode.hal.sim_bme680 import SimBME680
 
-    board = hal.board
-    faults = values.get("fault", ())
-    seed = hal.rng.next32()
-    devices = {}
-    i2c = hal.i2c()
-    if "bme680" not in faults:
-        addr = board.get("bme680_address", 0x77) if isinstance(board, dict) else 0x77
-        devices["bme680"] = i2c.attach(addr, SimBME680(values=values.get("air"), seed=seed))
-    kind = values.get("pm_sensor") or "sds011"
-    cls = SimPMS5003 if kind == "pms5003" else SimSDS011
-    devices["pm"] = hal._uarts["pm"] = cls(values.get("pm"), seed=seed + 1, clock=hal.clock,
-                                           dead="pm" in faults)
-    distances = values.get("distance_mm")
-    devices["distance"] = hal._uarts["distance"] = SimA02YYUW(distances, seed=seed + 2, clock=hal.clock,
-                                                              dead="distance" in faults)
-    temp_c = values.get("air_temperature_c", 20.0)
-    rng = SimRandom(seed + 3)
-    if "distance" in faults:
-        hal.pulse = SimPulse([-2])
+    addr = hal.board.get("bme680_address", 0x77)
+    hal.devices["bme680"] = bus.attach(addr, SimBME680(values=hal.values.get("air"), seed=hal.device_seed(0)))
+
+
+def make_uart_device(hal, name):
+    v = hal.values
+    dead = name in v.get("fault", ())
+    if name == "pm":
+        cls = SimPMS5003 if v.get("pm_sensor") == "pms5003" else SimSDS011
+        dev = cls(v.get("pm"), seed=hal.device_seed(1), clock=hal.clock, dead=dead)
+    elif name == "distance":
+        dev = SimA02YYUW(v.get("distance_mm"), seed=hal.device_seed(2), clock=hal.clock, dead=dead)
     else:
-        script = distances or [rng.randint(300, 1200)]
-        hal.pulse = SimPulse([-1 if d is None else echo_us(d, temp_c) for d in script])
-    divider = hal.battery_divider()
-    hal._adcs["battery"] = SimADC(int(values.get("battery_v", 3.9) / divider * 1000000), noise_uv=2000,
-                                  seed=seed + 4)
-    hal._pins["tilt"] = SimPin(1 if values.get("tilt") else 0, name="tilt")
-    devices["pulse"] = hal.pulse
-    return devices
+        dev = SimUART()
+    hal.devices[name] = dev
+    return dev
+
+
+def make_pulse(hal):
+    v = hal.values
+    if "distance" in v.get("fault", ()):
+        return SimPulse([-2])
+    temp_c = v.get("air_temperature_c", 20.0)
+    script = v.get("distance_mm") or [SimRandom(hal.device_seed(3)).randint(300, 1200)]
+    return SimPulse([-1 if d is None else echo_us(d, temp_c) for d in script])
