@@ -59,10 +59,13 @@ def run_code(
     timeout: float = 60.0,
     extra_paths: list[str | Path] | None = None,
     check: bool = True,
+    cwd: str | Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` on MicroPython and return the finished process.
 
-    Raises :class:`MicroPythonError` with stdout and stderr when ``check`` and the exit code is not 0.
+    ``cwd`` is the directory the code sees as its filesystem (config.json, backlog.json ... land
+    there). Raises :class:`MicroPythonError` with stdout and stderr when ``check`` and the exit code
+    is not 0.
     """
     proc = subprocess.run(
         [find_micropython(), "-X", f"heapsize={heapsize}", "-c", code],
@@ -71,6 +74,7 @@ def run_code(
         text=True,
         timeout=timeout,
         env=micropython_env(extra_paths),
+        cwd=cwd,
     )
     if check and proc.returncode != 0:
         raise MicroPythonError(

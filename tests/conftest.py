@@ -23,8 +23,8 @@ class MicroPython:
     def __init__(self, heapsize: str = "96k") -> None:
         self.heapsize = heapsize
 
-    def run(self, code: str, *, stdin: str | None = None, timeout: float = 60.0) -> str:
-        return run_code(code, heapsize=self.heapsize, stdin=stdin, timeout=timeout).stdout
+    def run(self, code: str, *, stdin: str | None = None, timeout: float = 60.0, cwd: Path | None = None) -> str:
+        return run_code(code, heapsize=self.heapsize, stdin=stdin, timeout=timeout, cwd=cwd).stdout
 
     def eval_json(self, code: str, **kwargs: Any) -> Any:
         out = self.run(code, **kwargs).strip().splitlines()

@@ -1,0 +1,248 @@
+# The node application: one firmware for every role.
+#
+# A cycle: wake -> measure -> encode -> send -> apply any downlink -> sleep until the next slot.
+# On an ESP32 in deep sleep every wake is a fresh boot, so all state that must outlive a cycle is in
+# flash (config.json, backlog.json, state.json) or in the LoRaWAN session store. Nodes that must stay
+# awake (passenger counters watch beams, crowd counters sniff) use light sleep and loop in-process.
+#
+# Nothing here touches hardware directly: the HAL, the role (sensors), the link (LoRaWAN) and the
+# battery reader come in through the constructor.
+import gc
+
+from citynode import codec, config as _config, files
+from citynode.backlog import Backlog
+from citynode.compat import const
+
+STATE_PATH = "state.json"
+_STATUS_FPORT = const(1)
+_DOWNLINK_FPORT = const(2)
+_WDT_TIMEOUT_MS = const(120000)  # a cycle that hangs (sensor, radio) resets the node
+_MIN_SLEEP_S = const(5)
+_LOW_BATTERY_V = 3.3
+
+FIRMWARE_VERSION = "0.1.0"
+
+
+class Node:
+    """One node: `cycle()` runs one wake; `run(cycles)` loops with the role's kind of sleep."""
+
+    def __init__(self, config, hal, role, link, battery=None, now=None, clock=None, out=print):
+        self.config = config
+        self.hal = hal
+        self.clock = clock or hal
+        self.role = role
+        self.link = link
+        self.battery = battery
+        self.out = out
+        if now is None:
+            import time
+
+            now = time.time
+        self.now = now
+        self.backlog = Backlog(config["queue_max"])
+        self.state = files.read(STATE_PATH, None) or {"last_status": None, "boots": 0}
+        self.wdt = hal.wdt(_WDT_TIMEOUT_MS)
+        self.reset_cause = hal.reset_cause()
+        self.reboot_requested = False
+        self.started = now()
+        role.configure(config)
+
+    # ---- boot ---------------------------------------------------------------------------------
+
+    def boot(self):
+        """Once per power-up or reset (not per deep-sleep wake): start delay, join, status uplink."""
+        self.state["boots"] = self.state.get("boots", 0) + 1
+        if self.reset_cause != "deep_sleep":
+            delay = self._start_delay_s()
+            if delay:
+                self.out("start delay %d s" % delay)
+                self._sleep_light(delay)
+            self.state["last_status"] = None  # report the reset
+        files.write(STATE_PATH, self.state)
+
+    def _start_delay_s(self):
+        # A fleet powered on together must not transmit together: wait 0..start_delay_max seconds.
+        limit = self.config["start_delay_max"]
+        if not limit:
+            return 0
+        import os
+
+        return int.from_bytes(os.urandom(2), "big") % (limit + 1)
+
+    # ---- one cycle ----------------------------------------------------------------------------
+
+    def cycle(self):
+        """Measure, send what fits, apply a downlink; returns the seconds to sleep."""
+        started = self.now()
+        self.wdt.feed()
+        reading = self._measure()
+        self.wdt.feed()
+        self.backlog.push(int(self.now()), reading)
+        if not self._ensure_joined():
+            return self._sleep_after(started)
+        if self._status_due():
+            self._send_status()
+        urgent = self.role.urgent(reading)
+        self._send_backlog(confirmed=self.config["confirmed"] or urgent)
+        self.wdt.feed()
+        return self._sleep_after(started)
+
+    def _measure(self):
+        try:
+            reading = self.role.measure()
+        except Exception as exc:  # a role must never take the node down: send what we have
+            self.out("measure failed: %s" % (exc,))
+            reading = {}
+        if self.battery is not None and "battery" not in reading:
+            try:
+                reading["battery"] = round(self.battery(), 2)
+            except Exception:
+                pass
+        return reading
+
+    def _ensure_joined(self):
+        if self.link.joined:
+            return True
+        try:
+            ok = self.link.join()
+        except OSError as exc:
+            self.out("join failed: %s" % (exc,))
+            return False
+        self.out("joined" if ok else "join failed")
+        return ok
+
+    def _send(self, fport, payload, confirmed=False):
+        try:
+            downlink = self.link.send(fport, payload, confirmed)
+        except OSError as exc:
+            self.out("uplink failed fport=%d: %s" % (fport, exc))
+            return False
+        self.out("uplink fport=%d len=%d hex=%s" % (fport, len(payload), _hex(payload)))
+        if downlink is not None:
+            self._apply_downlink(downlink[0], downlink[1])
+        return True
+
+    def _send_backlog(self, confirmed=False):
+        readings = self.backlog.newest_first()
+        if not readings:
+            return
+        msg_type = self.role.msg_type
+        try:
+            if len(readings) == 1:
+                payload, count = codec.encode(msg_type, _without_offset(readings[0]), self.link.max_payload()), 1
+            else:
+                payload, count = codec.encode_batch(msg_type, readings, self.link.max_payload())
+        except codec.EncodeError as exc:
+            # A reading the contract cannot carry is a bug in a driver: report and drop it, so one
+            # bad value cannot block the queue for ever.
+            self.out("encode failed, reading dropped: %s" % (exc,))
+            self.backlog.sent(1)
+            return
+        if self._send(codec.fport(msg_type), payload, confirmed):
+            self.backlog.sent(count)
+
+    # ---- device status ------------------------------------------------------------------------
+
+    def _status_due(self):
+        last = self.state.get("last_status")
+        return last is None or self.now() - last >= self.config["status_interval"] * 3600
+
+    def device_faults(self, battery):
+        faults = list(self.role.faults())
+        if self.backlog.overflowed:
+            faults.append("queue_overflow")
+        if battery is not None and battery < _LOW_BATTERY_V:
+            faults.append("low_battery")
+        if self.reset_cause == "watchdog":
+            faults.append("watchdog")
+        elif self.reset_cause == "brownout":
+            faults.append("brownout")
+        return faults
+
+    def _send_status(self):
+        battery = None
+        if self.battery is not None:
+            try:
+                battery = round(self.battery(), 2)
+            except Exception:
+                pass
+        status = {
+            "firmware": FIRMWARE_VERSION,
+            "uptime": int(self.now() - self.started),
+            "reset_cause": self.reset_cause if self.reset_cause in _RESET_CAUSES else "power_on",
+            "faults": self.device_faults(battery),
+        }
+        if battery is not None:
+            status["battery"] = battery
+        if self._send(_STATUS_FPORT, codec.encode("device_status", status)):
+            self.state["last_status"] = self.now()
+            self.backlog.clear_overflow()
+            files.write(STATE_PATH, self.state)
+
+    # ---- downlinks ----------------------------------------------------------------------------
+
+    def _apply_downlink(self, fport, data):
+        if fport != _DOWNLINK_FPORT:
+            self.out("downlink on fport %d ignored" % fport)
+            return
+        try:
+            settings = codec.decode_downlink(fport, data)
+            changed = _config.apply_settings(self.config, settings)
+        except (codec.DecodeError, _config.ConfigError) as exc:
+            self.out("downlink rejected: %s" % (exc,))  # the node keeps its configuration
+            return
+        self.role.configure(self.config)
+        if settings.get("occupancy_reset"):
+            self.role.action("occupancy_reset")
+        if settings.get("reboot"):
+            self.reboot_requested = True
+        self.out("downlink applied: %s" % (" ".join(sorted(settings)),))
+        if changed:
+            self.out("config saved: %s" % (" ".join(changed),))
+
+    # ---- sleeping -----------------------------------------------------------------------------
+
+    def _sleep_after(self, started):
+        elapsed = self.now() - started
+        return max(_MIN_SLEEP_S, int(self.config["interval"] - elapsed))
+
+    def _sleep_light(self, seconds):
+        self.clock.sleep_ms(seconds * 1000)
+
+    def sleep(self, seconds):
+        """Sleep until the next slot: deep sleep (a reset on wake) or light sleep (RAM kept)."""
+        if self.reboot_requested:
+            self.out("rebooting")
+            self.hal.reset()  # does not return on a board; the sim HAL ends the run
+        if self.role.sleep == "deep":
+            self.hal.deep_sleep(seconds * 1000)
+        else:
+            self._sleep_light(seconds)
+
+    def run(self, cycles=None, heap_report=False):
+        """Boot, then run `cycles` cycles (for ever when None), sleeping between them."""
+        self.boot()
+        done = 0
+        while cycles is None or done < cycles:
+            seconds = self.cycle()
+            done += 1
+            if heap_report:
+                gc.collect()
+                self.out("heap cycle=%d alloc=%d free=%d" % (done, gc.mem_alloc(), gc.mem_free()))
+            if cycles is None or done < cycles:
+                self.sleep(seconds)
+
+
+_RESET_CAUSES = ("power_on", "watchdog", "deep_sleep", "soft", "brownout", "panic")
+
+
+def _without_offset(reading):
+    reading = dict(reading)
+    reading.pop("offset_s", None)
+    return reading
+
+
+def _hex(data):
+    import binascii
+
+    return binascii.hexlify(data).decode()

@@ -1,0 +1,633 @@
+"""A ChirpStack v4 API **simulator** for tests and demos: never a ChirpStack replacement.
+
+It is a real gRPC server built on the servicer base classes of the ``chirpstack-api`` package, so a
+client talks to it exactly as it talks to ChirpStack's API (same services, same protobuf messages, same
+``authorization: Bearer <token>`` metadata). Behind the API there is only an in-memory dictionary: no
+network server, no radio, no join handling, no persistence. Use it to rehearse ``citynode provision``
+and ``citynode gateway downlink`` and to test them; provision real networks against a real ChirpStack.
+
+Behaviours reproduced from ChirpStack v4 (``chirpstack/src/api/*.rs`` and ``storage/error.rs``):
+
+* every call needs ``authorization: Bearer <token>`` metadata, else ``UNAUTHENTICATED``;
+* ids of tenants, applications and device profiles are random UUID strings (lower-case, hyphenated);
+* a DevEUI / JoinEUI is 8 bytes as 16 hex digits, an AES-128 key 16 bytes as 32 hex digits; anything
+  else is ``INVALID_ARGUMENT``; DevEUIs are stored and returned in lower case;
+* a second ``Create`` of the same DevEUI, or ``CreateKeys`` for a device that has keys, is
+  ``ALREADY_EXISTS`` with the message ``Object already exists (id: ...)``;
+* ``Get`` / ``Update`` / ``Delete`` of an unknown object is ``NOT_FOUND`` with
+  ``Object does not exist (id: ...)``;
+* a device's application and device profile must belong to the same tenant;
+* ``List`` pages with ``limit`` / ``offset`` and reports ``total_count`` (a limit of 0 returns no items,
+  as in ChirpStack, so clients must ask for a page size);
+* a downlink's FPort must be 1..223 (LoRaWAN 1.0.4 section 4.3.2: 0 carries MAC commands only,
+  224 is the MAC test port, 225..255 are reserved); ``data`` must not be empty unless an ``object`` is
+  given (objects need the profile's codec, which the simulator does not run: ``INVALID_ARGUMENT``).
+
+Differences a test writer should know: API tokens are compared as opaque strings (ChirpStack's are JWTs
+and can be scoped to a tenant); the simulator keeps no users, gateways, multicast groups or integrations.
+
+For failure-injection tests :meth:`SimState.inject_fault` makes one method fail for one object id.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, Self, TypeVar
+
+import grpc
+from chirpstack_api import api
+from google.protobuf import empty_pb2, timestamp_pb2
+
+__all__ = [
+    "DEFAULT_TENANT_ID",
+    "ChirpStackSimulator",
+    "SimState",
+    "StoredDevice",
+]
+
+# The tenant ChirpStack v4 creates in its initial database migration ("ChirpStack"); the simulator
+# creates the same one so that examples work unchanged against a fresh ChirpStack and the simulator.
+DEFAULT_TENANT_ID = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
+
+_T = TypeVar("_T")
+
+
+class _Abort(Exception):
+    """Raised inside the state layer; the servicer turns it into ``context.abort(code, message)``."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _not_found(ident: str) -> _Abort:
+    return _Abort(grpc.StatusCode.NOT_FOUND, f"Object does not exist (id: {ident})")
+
+
+def _already_exists(ident: str) -> _Abort:
+    return _Abort(grpc.StatusCode.ALREADY_EXISTS, f"Object already exists (id: {ident})")
+
+
+def _invalid(message: str) -> _Abort:
+    return _Abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _eui64(value: str, field_name: str) -> str:
+    """Parse a 64-bit EUI (16 hex digits) as ChirpStack's ``EUI64::from_str`` does; return lower case."""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 8 or len(value) != 16:
+        raise _invalid(f"{field_name}: expected 16 hex digits (8 bytes), got {value!r}")
+    return raw.hex()
+
+
+def _aes128(value: str, field_name: str) -> str:
+    """Parse an AES-128 key (32 hex digits) as ChirpStack's ``AES128Key::from_str`` does."""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16 or len(value) != 32:
+        raise _invalid(f"{field_name}: expected 32 hex digits (16 bytes)")
+    return raw.hex()
+
+
+def _uuid(value: str, field_name: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _invalid(f"{field_name}: not a UUID: {value!r}") from None
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+def _page(items: Sequence[_T], limit: int, offset: int) -> list[_T]:
+    return list(items[offset : offset + limit])
+
+
+@dataclass
+class StoredDevice:
+    """One device as the simulator keeps it: the protobuf message plus what ChirpStack keeps beside it."""
+
+    device: api.Device
+    created_at: timestamp_pb2.Timestamp
+    updated_at: timestamp_pb2.Timestamp
+    keys: api.DeviceKeys | None = None
+    queue: list[api.DeviceQueueItem] = field(default_factory=list)
+    f_cnt_down: int = 0
+
+
+@dataclass
+class _Fault:
+    code: grpc.StatusCode
+    message: str
+    remaining: int
+
+
+class SimState:
+    """The in-memory database behind the simulator; every method is thread-safe.
+
+    The dictionaries are public so that tests can look at what a client did, but tests should change
+    state only through the API (or :meth:`inject_fault`), as a client of ChirpStack would.
+    """
+
+    def __init__(self, *, default_tenant: bool = True) -> None:
+        self.lock = threading.RLock()
+        self.tenants: dict[str, api.Tenant] = {}
+        self.applications: dict[str, api.Application] = {}
+        self.device_profiles: dict[str, api.DeviceProfile] = {}
+        self.devices: dict[str, StoredDevice] = {}
+        self.calls: list[str] = []  # "Service.Method" in call order, for tests that count round trips
+        self._faults: dict[tuple[str, str], _Fault] = {}
+        if default_tenant:
+            self.tenants[DEFAULT_TENANT_ID] = api.Tenant(
+                id=DEFAULT_TENANT_ID, name="ChirpStack", can_have_gateways=True
+            )
+
+    # -- failure injection -------------------------------------------------------------------------
+    def inject_fault(
+        self,
+        method: str,
+        ident: str,
+        *,
+        code: grpc.StatusCode = grpc.StatusCode.INTERNAL,
+        message: str = "injected fault",
+        times: int = 1,
+    ) -> None:
+        """Make ``method`` (e.g. ``"DeviceService.Create"``) fail ``times`` times for object ``ident``.
+
+        ``ident`` is the DevEUI for device calls, the name for Create of applications / profiles and
+        the id otherwise. Used by tests of partial failures and reruns.
+        """
+        with self.lock:
+            self._faults[(method, ident.lower())] = _Fault(code, message, times)
+
+    def check_fault(self, method: str, ident: str) -> None:
+        with self.lock:
+            self.calls.append(method)
+            fault = self._faults.get((method, ident.lower()))
+            if fault is None:
+                return
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                del self._faults[(method, ident.lower())]
+            raise _Abort(fault.code, fault.message)
+
+    # -- lookups -----------------------------------------------------------------------------------
+    def tenant(self, tenant_id: str) -> api.Tenant:
+        tenant_id = _uuid(tenant_id, "tenant_id")
+        if tenant_id not in self.tenants:
+            raise _not_found(tenant_id)
+        return self.tenants[tenant_id]
+
+    def application(self, application_id: str) -> api.Application:
+        application_id = _uuid(application_id, "application_id")
+        if application_id not in self.applications:
+            raise _not_found(application_id)
+        return self.applications[application_id]
+
+    def device_profile(self, profile_id: str) -> api.DeviceProfile:
+        profile_id = _uuid(profile_id, "device_profile_id")
+        if profile_id not in self.device_profiles:
+            raise _not_found(profile_id)
+        return self.device_profiles[profile_id]
+
+    def device(self, dev_eui: str) -> StoredDevice:
+        dev_eui = _eui64(dev_eui, "dev_eui")
+        if dev_eui not in self.devices:
+            raise _not_found(dev_eui)
+        return self.devices[dev_eui]
+
+
+# --------------------------------------------------------------------------------------------------
+# Servicers. Each method takes the lock, may raise _Abort, and is wrapped by _rpc() which aborts the
+# call with the matching status code.
+# --------------------------------------------------------------------------------------------------
+
+
+def _rpc(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def method(self: _Base, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                with self.state.lock:
+                    return fn(self, request)
+            except _Abort as exc:
+                context.abort(exc.code, exc.message)
+
+        method.__name__ = fn.__name__
+        method.__doc__ = f"{name}: {fn.__doc__ or ''}"
+        return method
+
+    return wrap
+
+
+class _Base:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+
+class _TenantService(_Base, api.TenantServiceServicer):
+    @_rpc("TenantService.Create")
+    def Create(self, request: api.CreateTenantRequest) -> api.CreateTenantResponse:
+        if not request.tenant.name:
+            raise _invalid("tenant.name: must not be empty")
+        tenant = api.Tenant()
+        tenant.CopyFrom(request.tenant)
+        tenant.id = str(uuid.uuid4())
+        self.state.tenants[tenant.id] = tenant
+        return api.CreateTenantResponse(id=tenant.id)
+
+    @_rpc("TenantService.Get")
+    def Get(self, request: api.GetTenantRequest) -> api.GetTenantResponse:
+        self.state.check_fault("TenantService.Get", request.id)
+        return api.GetTenantResponse(tenant=self.state.tenant(request.id), created_at=_now())
+
+    @_rpc("TenantService.List")
+    def List(self, request: api.ListTenantsRequest) -> api.ListTenantsResponse:
+        tenants = sorted(self.state.tenants.values(), key=lambda t: t.name)
+        if request.search:
+            tenants = [t for t in tenants if request.search.lower() in t.name.lower()]
+        return api.ListTenantsResponse(
+            total_count=len(tenants),
+            result=[
+                api.TenantListItem(id=t.id, name=t.name, can_have_gateways=t.can_have_gateways)
+                for t in _page(tenants, request.limit, request.offset)
+            ],
+        )
+
+
+class _ApplicationService(_Base, api.ApplicationServiceServicer):
+    @_rpc("ApplicationService.Create")
+    def Create(self, request: api.CreateApplicationRequest) -> api.CreateApplicationResponse:
+        app = request.application
+        if not app.name:
+            raise _invalid("application.name: must not be empty")
+        self.state.tenant(app.tenant_id)
+        self.state.check_fault("ApplicationService.Create", app.name)
+        stored = api.Application()
+        stored.CopyFrom(app)
+        stored.id = str(uuid.uuid4())
+        stored.tenant_id = _uuid(app.tenant_id, "tenant_id")
+        self.state.applications[stored.id] = stored
+        return api.CreateApplicationResponse(id=stored.id)
+
+    @_rpc("ApplicationService.Get")
+    def Get(self, request: api.GetApplicationRequest) -> api.GetApplicationResponse:
+        return api.GetApplicationResponse(application=self.state.application(request.id), created_at=_now())
+
+    @_rpc("ApplicationService.Update")
+    def Update(self, request: api.UpdateApplicationRequest) -> empty_pb2.Empty:
+        app = request.application
+        stored = self.state.application(app.id)
+        if not app.name:
+            raise _invalid("application.name: must not be empty")
+        self.state.check_fault("ApplicationService.Update", app.id)
+        # ChirpStack updates name, description and tags; the tenant of an application never changes.
+        stored.name, stored.description = app.name, app.description
+        stored.tags.clear()
+        stored.tags.update(app.tags)
+        return empty_pb2.Empty()
+
+    @_rpc("ApplicationService.Delete")
+    def Delete(self, request: api.DeleteApplicationRequest) -> empty_pb2.Empty:
+        self.state.application(request.id)
+        del self.state.applications[request.id]
+        for dev_eui in [e for e, d in self.state.devices.items() if d.device.application_id == request.id]:
+            del self.state.devices[dev_eui]
+        return empty_pb2.Empty()
+
+    @_rpc("ApplicationService.List")
+    def List(self, request: api.ListApplicationsRequest) -> api.ListApplicationsResponse:
+        self.state.tenant(request.tenant_id)
+        apps = sorted(
+            (a for a in self.state.applications.values() if a.tenant_id == request.tenant_id),
+            key=lambda a: a.name,
+        )
+        if request.search:
+            apps = [a for a in apps if request.search.lower() in a.name.lower()]
+        return api.ListApplicationsResponse(
+            total_count=len(apps),
+            result=[
+                api.ApplicationListItem(id=a.id, name=a.name, description=a.description)
+                for a in _page(apps, request.limit, request.offset)
+            ],
+        )
+
+
+class _DeviceProfileService(_Base, api.DeviceProfileServiceServicer):
+    @staticmethod
+    def _validate(profile: api.DeviceProfile) -> None:
+        if not profile.name:
+            raise _invalid("device_profile.name: must not be empty")
+        if profile.payload_codec_runtime == api.CodecRuntime.JS and not profile.payload_codec_script:
+            raise _invalid("device_profile.payload_codec_script: must be set when the codec runtime is JS")
+
+    @_rpc("DeviceProfileService.Create")
+    def Create(self, request: api.CreateDeviceProfileRequest) -> api.CreateDeviceProfileResponse:
+        profile = request.device_profile
+        self._validate(profile)
+        self.state.tenant(profile.tenant_id)
+        self.state.check_fault("DeviceProfileService.Create", profile.name)
+        stored = api.DeviceProfile()
+        stored.CopyFrom(profile)
+        stored.id = str(uuid.uuid4())
+        self.state.device_profiles[stored.id] = stored
+        return api.CreateDeviceProfileResponse(id=stored.id)
+
+    @_rpc("DeviceProfileService.Get")
+    def Get(self, request: api.GetDeviceProfileRequest) -> api.GetDeviceProfileResponse:
+        return api.GetDeviceProfileResponse(
+            device_profile=self.state.device_profile(request.id), created_at=_now()
+        )
+
+    @_rpc("DeviceProfileService.Update")
+    def Update(self, request: api.UpdateDeviceProfileRequest) -> empty_pb2.Empty:
+        profile = request.device_profile
+        stored = self.state.device_profile(profile.id)
+        self._validate(profile)
+        self.state.check_fault("DeviceProfileService.Update", profile.id)
+        tenant_id = stored.tenant_id
+        stored.CopyFrom(profile)  # ChirpStack's update replaces every settable field
+        stored.tenant_id = tenant_id
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceProfileService.Delete")
+    def Delete(self, request: api.DeleteDeviceProfileRequest) -> empty_pb2.Empty:
+        self.state.device_profile(request.id)
+        if any(d.device.device_profile_id == request.id for d in self.state.devices.values()):
+            # PostgreSQL's foreign key (device.device_profile_id) refuses this in ChirpStack too.
+            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, "device profile is used by devices")
+        del self.state.device_profiles[request.id]
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceProfileService.List")
+    def List(self, request: api.ListDeviceProfilesRequest) -> api.ListDeviceProfilesResponse:
+        self.state.tenant(request.tenant_id)
+        profiles = sorted(
+            (p for p in self.state.device_profiles.values() if p.tenant_id == request.tenant_id),
+            key=lambda p: p.name,
+        )
+        if request.search:
+            profiles = [p for p in profiles if request.search.lower() in p.name.lower()]
+        return api.ListDeviceProfilesResponse(
+            total_count=len(profiles),
+            result=[
+                api.DeviceProfileListItem(
+                    id=p.id,
+                    name=p.name,
+                    region=p.region,
+                    mac_version=p.mac_version,
+                    reg_params_revision=p.reg_params_revision,
+                    supports_otaa=p.supports_otaa,
+                    supports_class_b=p.supports_class_b,
+                    supports_class_c=p.supports_class_c,
+                )
+                for p in _page(profiles, request.limit, request.offset)
+            ],
+        )
+
+
+class _DeviceService(_Base, api.DeviceServiceServicer):
+    def _validate(self, device: api.Device) -> tuple[str, api.Application, api.DeviceProfile]:
+        dev_eui = _eui64(device.dev_eui, "device.dev_eui")
+        if not device.name:
+            raise _invalid("device.name: must not be empty")
+        if device.join_eui:
+            _eui64(device.join_eui, "device.join_eui")
+        app = self.state.application(device.application_id)
+        profile = self.state.device_profile(device.device_profile_id)
+        if app.tenant_id != profile.tenant_id:
+            raise _invalid("The application and device profile must be under the same tenant")
+        return dev_eui, app, profile
+
+    @_rpc("DeviceService.Create")
+    def Create(self, request: api.CreateDeviceRequest) -> empty_pb2.Empty:
+        dev_eui, _app, _profile = self._validate(request.device)
+        self.state.check_fault("DeviceService.Create", dev_eui)
+        if dev_eui in self.state.devices:
+            raise _already_exists(dev_eui)
+        stored = api.Device()
+        stored.CopyFrom(request.device)
+        stored.dev_eui = dev_eui
+        stored.join_eui = stored.join_eui.lower()
+        now = _now()
+        self.state.devices[dev_eui] = StoredDevice(stored, now, now)
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceService.Get")
+    def Get(self, request: api.GetDeviceRequest) -> api.GetDeviceResponse:
+        dev = self.state.device(request.dev_eui)
+        return api.GetDeviceResponse(device=dev.device, created_at=dev.created_at, updated_at=dev.updated_at)
+
+    @_rpc("DeviceService.Update")
+    def Update(self, request: api.UpdateDeviceRequest) -> empty_pb2.Empty:
+        stored = self.state.device(request.device.dev_eui)
+        dev_eui, _app, _profile = self._validate(request.device)
+        self.state.check_fault("DeviceService.Update", dev_eui)
+        if request.device.application_id != stored.device.application_id:
+            # ChirpStack moves a device between applications only within one tenant; the simulator
+            # keeps it simple and refuses moves, which provisioning never asks for.
+            raise _invalid("device.application_id: moving a device to another application is not simulated")
+        stored.device.CopyFrom(request.device)
+        stored.device.dev_eui = dev_eui
+        stored.device.join_eui = stored.device.join_eui.lower()
+        stored.updated_at = _now()
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceService.Delete")
+    def Delete(self, request: api.DeleteDeviceRequest) -> empty_pb2.Empty:
+        self.state.device(request.dev_eui)
+        del self.state.devices[_eui64(request.dev_eui, "dev_eui")]
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceService.List")
+    def List(self, request: api.ListDevicesRequest) -> api.ListDevicesResponse:
+        if not request.application_id:
+            raise _invalid("application_id: must be given")
+        self.state.application(request.application_id)
+        devices = sorted(
+            (d for d in self.state.devices.values() if d.device.application_id == request.application_id),
+            key=lambda d: d.device.name,
+        )
+        if request.search:
+            devices = [d for d in devices if request.search.lower() in d.device.name.lower()]
+        items = []
+        for d in _page(devices, request.limit, request.offset):
+            profile = self.state.device_profiles.get(d.device.device_profile_id)
+            items.append(
+                api.DeviceListItem(
+                    dev_eui=d.device.dev_eui,
+                    name=d.device.name,
+                    description=d.device.description,
+                    device_profile_id=d.device.device_profile_id,
+                    device_profile_name=profile.name if profile else "",
+                    created_at=d.created_at,
+                    updated_at=d.updated_at,
+                    tags=dict(d.device.tags),
+                )
+            )
+        return api.ListDevicesResponse(total_count=len(devices), result=items)
+
+    # -- OTAA keys ---------------------------------------------------------------------------------
+    @staticmethod
+    def _keys(keys: api.DeviceKeys) -> api.DeviceKeys:
+        out = api.DeviceKeys(
+            dev_eui=_eui64(keys.dev_eui, "device_keys.dev_eui"),
+            nwk_key=_aes128(keys.nwk_key, "device_keys.nwk_key"),
+            app_key=_aes128(keys.app_key, "device_keys.app_key"),
+        )
+        if keys.gen_app_key:
+            out.gen_app_key = _aes128(keys.gen_app_key, "device_keys.gen_app_key")
+        return out
+
+    @_rpc("DeviceService.CreateKeys")
+    def CreateKeys(self, request: api.CreateDeviceKeysRequest) -> empty_pb2.Empty:
+        dev = self.state.device(request.device_keys.dev_eui)
+        keys = self._keys(request.device_keys)
+        self.state.check_fault("DeviceService.CreateKeys", keys.dev_eui)
+        if dev.keys is not None:
+            raise _already_exists(keys.dev_eui)
+        dev.keys = keys
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceService.GetKeys")
+    def GetKeys(self, request: api.GetDeviceKeysRequest) -> api.GetDeviceKeysResponse:
+        dev = self.state.device(request.dev_eui)
+        if dev.keys is None:
+            raise _not_found(dev.device.dev_eui)
+        return api.GetDeviceKeysResponse(device_keys=dev.keys, created_at=dev.created_at)
+
+    @_rpc("DeviceService.UpdateKeys")
+    def UpdateKeys(self, request: api.UpdateDeviceKeysRequest) -> empty_pb2.Empty:
+        dev = self.state.device(request.device_keys.dev_eui)
+        keys = self._keys(request.device_keys)
+        self.state.check_fault("DeviceService.UpdateKeys", keys.dev_eui)
+        if dev.keys is None:
+            raise _not_found(keys.dev_eui)
+        dev.keys = keys
+        return empty_pb2.Empty()
+
+    @_rpc("DeviceService.DeleteKeys")
+    def DeleteKeys(self, request: api.DeleteDeviceKeysRequest) -> empty_pb2.Empty:
+        dev = self.state.device(request.dev_eui)
+        if dev.keys is None:
+            raise _not_found(dev.device.dev_eui)
+        dev.keys = None
+        return empty_pb2.Empty()
+
+    # -- downlink queue ----------------------------------------------------------------------------
+    @_rpc("DeviceService.Enqueue")
+    def Enqueue(self, request: api.EnqueueDeviceQueueItemRequest) -> api.EnqueueDeviceQueueItemResponse:
+        item = request.queue_item
+        dev = self.state.device(item.dev_eui)
+        if not 1 <= item.f_port <= 223:
+            raise _invalid(f"queue_item.f_port: must be 1..223, got {item.f_port}")
+        if item.HasField("object"):
+            raise _invalid("queue_item.object: the simulator runs no codec; send encoded bytes in data")
+        if not item.data:
+            raise _invalid("queue_item.data: must not be empty")
+        self.state.check_fault("DeviceService.Enqueue", dev.device.dev_eui)
+        if request.flush_queue:
+            dev.queue.clear()
+        stored = api.DeviceQueueItem()
+        stored.CopyFrom(item)
+        stored.id = str(uuid.uuid4())
+        stored.dev_eui = dev.device.dev_eui
+        stored.f_cnt_down = dev.f_cnt_down
+        dev.f_cnt_down += 1
+        dev.queue.append(stored)
+        return api.EnqueueDeviceQueueItemResponse(id=stored.id)
+
+    @_rpc("DeviceService.GetQueue")
+    def GetQueue(self, request: api.GetDeviceQueueItemsRequest) -> api.GetDeviceQueueItemsResponse:
+        dev = self.state.device(request.dev_eui)
+        result = [] if request.count_only else list(dev.queue)
+        return api.GetDeviceQueueItemsResponse(total_count=len(dev.queue), result=result)
+
+    @_rpc("DeviceService.FlushQueue")
+    def FlushQueue(self, request: api.FlushDeviceQueueRequest) -> empty_pb2.Empty:
+        self.state.device(request.dev_eui).queue.clear()
+        return empty_pb2.Empty()
+
+
+class _TokenCheck(grpc.ServerInterceptor):
+    """Refuses every call whose ``authorization`` metadata is not ``Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}"
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        value = metadata.get("authorization")
+        if value == self._expected:
+            return continuation(handler_call_details)
+        message = "authorization metadata missing" if value is None else "invalid API token"
+
+        def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class ChirpStackSimulator:
+    """The simulator server: ``with ChirpStackSimulator(token="t") as sim: ... sim.address``.
+
+    ``port=0`` picks a free port (tests); the CLI passes a fixed one. ``state`` is the in-memory
+    database, shared with the servicers. The server listens on ``host`` only (127.0.0.1 by default).
+    """
+
+    def __init__(
+        self, *, token: str, host: str = "127.0.0.1", port: int = 0, state: SimState | None = None
+    ) -> None:
+        if not token:
+            raise ValueError("token: the simulator refuses to run without an API token")
+        self.token = token
+        self.host = host
+        self.state = state or SimState()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8), interceptors=[_TokenCheck(token)]
+        )
+        api.add_TenantServiceServicer_to_server(_TenantService(self.state), self._server)
+        api.add_ApplicationServiceServicer_to_server(_ApplicationService(self.state), self._server)
+        api.add_DeviceProfileServiceServicer_to_server(_DeviceProfileService(self.state), self._server)
+        api.add_DeviceServiceServicer_to_server(_DeviceService(self.state), self._server)
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as a client passes it to ``--server``."""
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        self._server.stop(grace).wait()
+
+    def wait(self) -> None:
+        """Block until the server stops (the CLI's foreground mode)."""
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

@@ -1,0 +1,2 @@
+// Host stub: see py/runtime.h.
+#include "py/runtime.h"
