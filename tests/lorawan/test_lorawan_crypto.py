@@ -179,3 +179,21 @@ def test_soft_aes_fallback_meets_fips197_and_rfc4493(runtime, micropython):
         "cmac": CMAC_VECTORS[3][2],  # RFC 4493 Example 4
         "keys": ["d9f5d591bf8ded9992217f494b8f34c0", "dd28c12ef2d381e467dd9ae29a4466f2"],  # lora-packet
     }
+
+
+def test_circuitpython_aesio_branch(micropython):
+    """The adapter's CircuitPython branch, against aesio's documented interface (a cryptolib-backed
+    stand-in on MicroPython, tests/lorawan/circuitpython_shim/aesio.py): FIPS-197, RFC 4493, lora-packet."""
+    from pathlib import Path
+
+    from gateway.micropython import run_code
+
+    # cryptolib wins the import race on MicroPython, so select the branch as a CircuitPython import would
+    force = 'import aesio\naes._cp = aesio\naes._backend = "circuitpython"\n'
+    code = SOFT_SCRIPT.replace('aes._backend = "soft"\n', force) % {"key": RFC4493_KEY, "msg": RFC4493_MSG}
+    shim = Path(__file__).with_name("circuitpython_shim")
+    out = json.loads(run_code(code, extra_paths=[shim]).stdout.strip().splitlines()[-1])
+    assert out["backend"] == "circuitpython"
+    assert (out["encrypt"], out["decrypt"], out["cmac"]) == (
+        "69c4e0d86a7b0430d8cdb78070b4c55a", "00112233445566778899aabbccddeeff", CMAC_VECTORS[3][2])
+    assert out["keys"] == ["d9f5d591bf8ded9992217f494b8f34c0", "dd28c12ef2d381e467dd9ae29a4466f2"]

@@ -203,3 +203,26 @@ gc.collect()
 print(json.dumps([last, before - gc.mem_free() < 2048]))
 """)
     assert out == [299, True]
+
+
+def test_a_frame_allocates_little_more_than_itself(micropython):
+    """RAM budget per frame on MicroPython (cached CMAC/AES, preallocated B0/A blocks): an uplink with a
+    20-byte payload allocates under 1 KiB, parsing a downlink under 1.5 KiB (2 KiB each before caching)."""
+    out = micropython.eval_json(PRELUDE + """
+import gc, json
+up(1, fopts=b'\\x03\\x07')
+d = down(5)
+F.parse_downlink(d, NWK, APP, 0x26011234, 4)
+gc.collect()
+gc.disable()
+m0 = gc.mem_alloc()
+F.build_uplink(NWK, APP, 0x26011234, 2, 10, bytes(20), b'\\x03\\x07')
+m1 = gc.mem_alloc()
+F.parse_downlink(d, NWK, APP, 0x26011234, 4)
+m2 = gc.mem_alloc()
+gc.enable()
+print(json.dumps([m1 - m0, m2 - m1]))
+""")
+    build, parse = out
+    assert build < 1024, f"build_uplink allocated {build} bytes"
+    assert parse < 1536, f"parse_downlink allocated {parse} bytes"

@@ -238,7 +238,7 @@ def _random_frames(seed: int, n: int) -> list[dict[str, Any]]:
     for i in range(n):
         kind = rnd.choice(["app", "app", "port0", "fopts-only"])
         fport = {"app": rnd.randint(1, 223), "port0": 0, "fopts-only": None}[kind]
-        fopts = "" if kind == "port0" else bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 15 if kind == "app" else 15))).hex()
+        fopts = "" if kind == "port0" else bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 15))).hex()
         if kind == "fopts-only" and not fopts:
             fopts = "02"
         payload = "" if fport is None else bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1 if kind == "port0" else 0, 60))).hex()

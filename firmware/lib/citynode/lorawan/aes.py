@@ -1,6 +1,6 @@
 # AES-128 block encryption behind one small interface, whatever the runtime provides:
 #   MicroPython   cryptolib.aes(key, 1)            (mode 1 = ECB; `ucryptolib` on old firmware)
-#   CircuitPython aes.AES(key, aes.MODE_ECB)
+#   CircuitPython aesio.AES(key, aesio.MODE_ECB)   (core module `aesio`; `aes` on old builds)
 #   CPython       cryptography's AES/ECB           (gateway CLI, tests, network-server simulator)
 #   anything else aes_soft.SoftAES (plain Python FIPS-197), loaded only when none of the above exists
 # A LoRaWAN 1.0.4 end-device only ever needs the forward cipher (§6.2.6: even the join-accept is
@@ -24,7 +24,10 @@ except ImportError:
         _backend = "cryptolib"
     except ImportError:
         try:
-            import aes as _cp  # CircuitPython
+            try:
+                import aesio as _cp  # CircuitPython core module
+            except ImportError:
+                import aes as _cp  # same API under its older name
 
             _backend = "circuitpython"
         except ImportError:

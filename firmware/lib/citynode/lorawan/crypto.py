@@ -25,6 +25,33 @@ def _check_key(key, name):
         raise LoRaWANError("%s: need a 16-byte key, got %s" % (name, got))
 
 
+# RAM: a node computes a MIC and runs the payload cipher on every frame with the same few keys, so the
+# last CMAC (subkeys derived) and the last AES object (key schedule done) are kept, and the B0/A_i
+# blocks live in two preallocated buffers. A frame then allocates little more than its own bytes.
+_cmac_key = None
+_cmac = None
+_aes_key = None
+_aes = None
+_blk = bytearray(16)
+_stream = bytearray(16)
+
+
+def _cmac_for(key):
+    global _cmac_key, _cmac
+    if _cmac is None or _cmac_key != key:
+        _cmac = CMAC(key)
+        _cmac_key = bytes(key)
+    return _cmac
+
+
+def _aes_for(key):
+    global _aes_key, _aes
+    if _aes is None or _aes_key != key:
+        _aes = AES(key)
+        _aes_key = bytes(key)
+    return _aes
+
+
 def _put_le(buf, pos, value, n):
     for i in range(n):
         buf[pos + i] = (value >> (8 * i)) & 0xFF
@@ -33,8 +60,9 @@ def _put_le(buf, pos, value, n):
 def _block(first, dev_addr, fcnt, downlink, last):
     # §4.4 (B0) and §4.3.3.1 (A_i) share a layout:
     #   first | 0x00*4 | Dir | DevAddr (LE) | FCnt (LE, 32 bit) | 0x00 | last
-    b = bytearray(16)
+    b = _blk
     b[0] = first
+    b[1] = b[2] = b[3] = b[4] = b[14] = 0
     b[5] = 1 if downlink else 0
     _put_le(b, 6, dev_addr, 4)
     _put_le(b, 10, fcnt, 4)
@@ -53,7 +81,7 @@ def data_mic(nwkskey, msg, dev_addr, fcnt, downlink, end=-1):
     if n > 255:
         raise LoRaWANError("MIC: message of %d bytes is longer than a PHYPayload can be" % n)
     b0 = _block(_B0, dev_addr, fcnt, downlink, n)
-    return CMAC(nwkskey).digest(msg, n, b0)[:4]
+    return _cmac_for(nwkskey).digest(msg, n, b0)[:4]
 
 
 def join_mic(appkey, msg, end=-1):
@@ -63,7 +91,7 @@ def join_mic(appkey, msg, end=-1):
     RxDelay | CFList (the join-accept in clear).
     """
     _check_key(appkey, "AppKey")
-    return CMAC(appkey).digest(msg, end)[:4]
+    return _cmac_for(appkey).digest(msg, end)[:4]
 
 
 def crypt_payload(key, dev_addr, fcnt, downlink, data, out=None):
@@ -76,9 +104,9 @@ def crypt_payload(key, dev_addr, fcnt, downlink, data, out=None):
     n = len(data)
     if out is None:
         out = bytearray(n)
-    aes = AES(key)
+    aes = _aes_for(key)
     a = _block(_A0, dev_addr, fcnt, downlink, 0)
-    s = bytearray(16)
+    s = _stream
     pos = 0
     i = 1
     while pos < n:
