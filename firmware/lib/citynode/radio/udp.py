@@ -17,7 +17,8 @@
 #              Semtech's UDP packet-forwarder protocol (PROTOCOL.TXT §6 "txpk.tmst"): the network server
 #              answers right away and schedules the downlink at uplink end + RECEIVE_DELAY1/2, so RX
 #              window timing is decided by the node's own clock and never by UDP or scheduling jitter.
-#   rssi, snr  up: the link the node wants the simulator to see (optional, a path-loss stand-in);
+#   rssi, snr  up: the link the node wants the simulator to see (optional, a path-loss stand-in, already
+#              shifted by power_dbm - 14 dB);
 #              down: what the node's receiver reports for this packet.
 #
 # Reception follows a real receiver (SX1276 datasheet §4.1.6 "Receiver modes", RX single): recv()
@@ -26,10 +27,12 @@
 # receiver listens (a window that opens more than _LOCK_SYMBOLS symbols after the preamble started has
 # missed it). A received packet occupies the receiver until its last symbol (time on air).
 #
-# Time: a VirtualClock, shared with the MAC (ClassA(now_ms=clock.now_ms, sleep_ms=clock.sleep_ms)). With
-# ``scale`` = 1 it is real time. ``scale`` = 20 makes one real millisecond count as 20 node
-# milliseconds, so the 1 s RX1 delay passes in 50 ms (fast tests and demos); waits longer than
-# ``skip_ms`` node-ms (duty-cycle and join back-off waits) are skipped at once instead of slept.
+# Time: a VirtualClock, shared with the MAC (ClassA(now_ms=clock.now_ms, sleep_ms=clock.sleep_ms)). Node
+# time advances when the node waits; with ``scale`` = 1 waits take real time. ``scale`` = 20 makes a wait
+# of 20 node ms take one real ms, so the 1 s RX1 delay passes in 50 ms (fast tests and demos); the
+# simulator must answer within that real time, as a real network must within RECEIVE_DELAY1. With
+# ``skip_ms`` a longer wait (duty-cycle off-times, join back-off, the 5 s join-accept delay) really sleeps
+# only ``skip_ms`` node-ms and jumps the clock over the rest: the network still gets real time to answer.
 import json
 import socket
 import time
@@ -44,6 +47,7 @@ from citynode.lorawan import airtime
 
 FORMAT_VERSION = const(1)
 DEFAULT_PORT = const(1700)
+REF_POWER_DBM = const(14)  # rssi_dbm / snr_db describe the link at this conducted power
 _LOCK_SYMBOLS = const(3)  # a receiver still locks on a preamble it joins this many symbols late
 _MAX_DGRAM = const(1024)  # header (< 300 bytes) + PHYPayload (<= 255 bytes)
 _MAX_PENDING = const(8)
@@ -53,49 +57,43 @@ class UdpRadioError(Exception):
     """The virtual radio was misused or its socket failed; the message names the argument."""
 
 
-def _real_clock():
-    # Non-wrapping real milliseconds (float): time.ticks_ms wraps on MicroPython, time.monotonic
-    # does not exist there; time.time_ns() exists on both the unix port and CPython.
-    if hasattr(time, "ticks_ms"):
-        from citynode.lorawan.dutycycle import MonotonicMs
-
-        return MonotonicMs()
-    return lambda: time.monotonic() * 1000
-
-
 def _sleep_real_ms(ms):
     if ms <= 0:
         return
-    if hasattr(time, "sleep_ms"):
-        time.sleep_ms(int(ms))
+    if hasattr(time, "sleep_us"):
+        time.sleep_us(int(ms * 1000))
     else:
         time.sleep(ms / 1000)
 
 
 class VirtualClock:
-    """Node time in ms (int, never wraps). ``scale``: node ms per real ms (>= 1). ``skip_ms``: a
-    sleep_ms() longer than this many node ms returns at once and moves the clock forward instead
-    (None = never skip). Pass ``now_ms`` and ``sleep_ms`` to the MAC and the clock to UdpRadio."""
+    """Node time in ms (int, never wraps), advanced by waiting: ``sleep_ms`` (the MAC's waits, the
+    radio's time on air and receive windows) moves it forward by exactly the requested amount and
+    sleeps 1/``scale`` of it in real time. Computation takes no node time, as on a real node where it
+    takes microseconds against receive windows of tens of ms; so host scheduling jitter, multiplied
+    by ``scale``, never makes the MAC open a window late. ``skip_ms``: a wait longer than this sleeps
+    only ``skip_ms`` node ms in real time and jumps over the rest (None = never skip).
+    Pass ``now_ms`` and ``sleep_ms`` to the MAC and the clock to UdpRadio.
+    """
 
     def __init__(self, scale=1, skip_ms=None):
         if not scale >= 1:
             raise UdpRadioError("scale: must be >= 1 (got %r)" % (scale,))
         self.scale = scale
         self.skip_ms = skip_ms
-        self._real = _real_clock()
-        self._t0 = self._real()
-        self._skipped = 0
+        self._t = 0
 
     def now_ms(self):
-        return int((self._real() - self._t0) * self.scale) + self._skipped
+        return self._t
 
     def sleep_ms(self, ms):
         if ms <= 0:
             return
+        real = ms
         if self.skip_ms is not None and ms > self.skip_ms:
-            self._skipped += int(ms)
-            return
-        _sleep_real_ms(ms / self.scale)
+            real = self.skip_ms
+        _sleep_real_ms(real / self.scale)
+        self._t += int(ms)
 
     def real_ms(self, node_ms):
         """Real milliseconds that ``node_ms`` node milliseconds take."""
@@ -128,7 +126,9 @@ class UdpRadio:
     """A LoRa radio whose air is UDP to the network-server simulator at ``host``:``port``.
 
     ``clock``: a VirtualClock (shared with the MAC). ``rssi_dbm`` / ``snr_db``: the link quality the
-    simulator should see for this node's uplinks (a stand-in for path loss; change them any time).
+    simulator should see for this node's uplinks at REF_POWER_DBM (14 dBm) conducted power, a stand-in
+    for path loss (change them any time); uplinks report them shifted by the configured power, so an
+    ADR power reduction shows up as a lower SNR, as on air.
     ``bind_port``: local UDP port (0 = any free one). Same errors as a chip driver for bad arguments.
     Counters: ``tx_count``, ``rx_ok``, ``rx_timeouts``, ``rx_missed`` (downlinks whose preamble had
     started before the window opened) and ``last_event`` (a short text for logs).
@@ -194,7 +194,8 @@ class UdpRadio:
         self.clock.sleep_ms(airtime.time_on_air_ms(n, self.sf, self.bw_hz, preamble=self.preamble))
         header = {"v": FORMAT_VERSION, "dir": "up", "freq_hz": self.freq_hz, "sf": self.sf, "bw_hz": self.bw_hz,
                   "cr": self.cr, "invert_iq": self.invert_iq, "tmst_ms": self.clock.now_ms(),
-                  "power_dbm": self.tx_power_dbm, "rssi": self.rssi_dbm, "snr": self.snr_db}
+                  "power_dbm": self.tx_power_dbm, "rssi": self.rssi_dbm + self.tx_power_dbm - REF_POWER_DBM,
+                  "snr": self.snr_db + self.tx_power_dbm - REF_POWER_DBM}
         self._sock.sendto(encode_datagram(header, data), self._addr)
         self.tx_count += 1
         self.state = "standby"
@@ -211,27 +212,28 @@ class UdpRadio:
         t_open = clock.now_ms()
         t_close = t_open + timeout_ms
         late = _LOCK_SYMBOLS * airtime.symbol_time_us(self.sf, self.bw_hz) // 1000
-        while True:
-            self._drain(0)
+        self._drain()
+        got = self._take(t_open - late, t_close)
+        if got is None:
+            # Listen for the whole window (real time: the network may still be sending), then look
+            # for a packet whose preamble started inside it.
+            clock.sleep_ms(timeout_ms)
+            self._drain()
             got = self._take(t_open - late, t_close)
-            if got is not None:
-                header, phy = got
-                end = header["tmst_ms"] + airtime.time_on_air_ms(
-                    len(phy), self.sf, self.bw_hz, preamble=self.preamble, crc=False)
-                wait = end - clock.now_ms()
-                if wait > 0:
-                    clock.sleep_ms(wait)
-                self.rx_ok += 1
-                self.state = "standby"
-                self.last_event = "rx %d bytes at %d Hz SF%d" % (len(phy), self.freq_hz, self.sf)
-                return phy, header.get("rssi", -80), header.get("snr", 7.0)
-            left = t_close - clock.now_ms()
-            if left <= 0:
-                break
-            self._drain(clock.real_ms(left))
-        self.rx_timeouts += 1
+        if got is None:
+            self.rx_timeouts += 1
+            self.state = "standby"
+            return None
+        header, phy = got
+        end = header["tmst_ms"] + airtime.time_on_air_ms(len(phy), self.sf, self.bw_hz, preamble=self.preamble,
+                                                         crc=False)
+        wait = end - clock.now_ms()
+        if wait > 0:
+            clock.sleep_ms(wait)  # received to its last symbol
+        self.rx_ok += 1
         self.state = "standby"
-        return None
+        self.last_event = "rx %d bytes at %d Hz SF%d" % (len(phy), self.freq_hz, self.sf)
+        return phy, header.get("rssi", -80), header.get("snr", 7.0)
 
     def sleep(self):
         self.state = "sleep"
@@ -245,11 +247,9 @@ class UdpRadio:
 
     # ---- helpers ----
 
-    def _drain(self, wait_real_ms):
-        # Queue every datagram that has arrived; wait up to ``wait_real_ms`` real ms for the first one.
-        timeout = int(wait_real_ms + 0.999) if wait_real_ms > 0 else 0
-        while self._poll.poll(timeout):
-            timeout = 0
+    def _drain(self):
+        # Queue every datagram that has arrived.
+        while self._poll.poll(0):
             data, _ = self._sock.recvfrom(_MAX_DGRAM)
             try:
                 header, phy = decode_datagram(data)
