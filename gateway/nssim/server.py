@@ -231,7 +231,7 @@ class NetworkServerSim:
         self._transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
         self._deliver_task = asyncio.create_task(self._deliver())
-        log.info("nssim: listening on udp://%s:%d (%d devices) - a SIMULATOR, not a network server",
+        log.debug("nssim: listening on udp://%s:%d (%d devices) - a SIMULATOR, not a network server",
                  self.host, self.port, len(self.devices))
 
     async def stop(self) -> None:
