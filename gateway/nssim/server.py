@@ -293,12 +293,16 @@ class NetworkServerSim:
 
     def queue_mac(self, dev_eui: str, name: str, fields: dict[str, Any] | None = None) -> None:
         """Queue a MAC command (network -> device, e.g. ``("LinkADRReq", {...})``) for the next downlink."""
-        maccmd.encode(name, fields or {})  # raises MACCommandError naming the field
-        cid, by_device, _ = maccmd.info(name)
-        if by_device:
-            raise ConfigError(f"MAC command {name} is sent by devices, not by the network")
+        try:
+            cid, by_device, _ = maccmd.info(name)
+            if by_device:
+                raise ConfigError(f"MAC command {name} is sent by devices, not by the network")
+            # Every field spelled out (missing ones are 0), as the device will decode it.
+            ((_, full),) = maccmd.decode_strict(maccmd.encode(name, fields or {}), uplink=False)
+        except lorawan.MACCommandError as exc:
+            raise ConfigError(f"MAC command: {exc}") from None
         with self._lock:
-            self._dev(dev_eui).mac_queue.append((name, dict(fields or {})))
+            self._dev(dev_eui).mac_queue.append((name, full))
 
     def link_loss(self, frames_: int, dev_eui: str | None = None) -> None:
         """Drop the next ``frames_`` uplink frames (joins included): all devices', or one device's."""

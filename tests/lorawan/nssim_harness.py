@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.micropython import find_micropython, micropython_env
-from gateway.nssim import DeviceKeys
+from gateway.nssim import DeviceKeys, device_from_mapping
 
 NODE_SCRIPT = Path(__file__).with_name("nssim_node.py")
 LIB = Path(__file__).resolve().parents[2] / "firmware" / "lib"
@@ -27,13 +27,13 @@ HEAP_64BIT = "192k"
 SCALE = 20
 SKIP_MS = 1500
 
-KEYS = DeviceKeys(
-    dev_eui="70b3d57ed0060001",
-    join_eui="70b3d57ed0000000",
-    app_key=bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c"),
-    name="aq-test-1",
-    role="air_quality",
-)
+KEYS = device_from_mapping({
+    "dev_eui": "70b3d57ed0060001",
+    "join_eui": "70b3d57ed0000000",
+    "app_key": "2b7e151628aed2a6abf7158809cf4f3c",
+    "name": "aq-test-1",
+    "role": "air_quality",
+})
 
 
 def compile_firmware(out: Path) -> Path:
