@@ -10,8 +10,8 @@ What it does, over the UDP datagrams of :mod:`citynode.radio.udp` (see that modu
   DevNonce is rejected), a per-device JoinNonce counter, session keys (§6.2.6), a join-accept in RX1
   (JOIN_ACCEPT_DELAY1 = 5 s after the request) with DLSettings, RXDelay and an EU868 CFList (RP002 §2.4.4).
 * Uplinks (§4.3): MIC check, 32-bit FCnt reconstruction (16-bit roll-over), replay rejection,
-  retransmissions (same FCnt) answered but not forwarded, duplicates (same frame twice within the
-  de-duplication window) dropped, FRMPayload decrypted; every rejected frame is logged with its reason.
+  retransmissions (same FCnt) answered but not forwarded, duplicates (the same transmission
+  received twice, as through several gateways) dropped, FRMPayload decrypted; every rejected frame is logged with its reason.
 * Downlinks in RX1 (or RX2): ACK for confirmed uplinks, queued application data (e.g. citynode config on
   FPort 2, optionally confirmed, with AckEvent on the device's ACK), MAC commands piggy-backed in FOpts
   or on FPort 0: answers (LinkCheckAns, DeviceTimeAns) and queued requests (LinkADRReq, DevStatusReq,
@@ -163,7 +163,8 @@ class NetworkServerSim:
     sinks: EventSinks for the integration events. rx1_delay_s: RXDelay sent in the join-accept.
     rx_window: 1 (RX1) or 2 (RX2) for every downlink. cflist: channels 3..7 for the join-accept (Hz).
     adr_margin_db: ADR installation margin. answer_delay_ms: simulated backhaul latency (real ms).
-    dedup_window_s: frames with identical bytes within this window are duplicates (multi-gateway).
+    dedup_window_s: how long (real s) a transmission is remembered to drop its duplicates (the same bytes
+    with the same node-clock time, as several gateways would forward it).
     """
 
     def __init__(
@@ -212,7 +213,7 @@ class NetworkServerSim:
         self.log: list[LogEntry] = []
         self._loss_all = 0
         self._loss_dev: dict[str, int] = {}
-        self._recent: dict[bytes, float] = {}
+        self._recent: dict[tuple[bytes, int], float] = {}
         self._next_addr = (net_id & 0x7F) << 25 | 0x00A0001  # RP002/TS002 NetID type 0: NwkID in the top 7 bits
         self._transport: asyncio.DatagramTransport | None = None
         self._queue: asyncio.Queue[ev.Event] | None = None
@@ -384,14 +385,17 @@ class NetworkServerSim:
         self._note("dropped", dev_eui, f"link loss (simulated): {what} not heard", **radio)
         return True
 
-    def _duplicate(self, phy: bytes) -> bool:
+    def _duplicate(self, phy: bytes, tmst_ms: int) -> bool:
+        # One transmission heard twice (several gateways, or a repeated datagram) has the same bytes
+        # and the same node-clock end time; a NbTrans repetition or a retry is a new transmission.
         now = time.monotonic()
         for k, t in list(self._recent.items()):
             if now - t > self.dedup_window_s:
                 del self._recent[k]
-        if phy in self._recent:
+        key = (phy, int(tmst_ms))
+        if key in self._recent:
             return True
-        self._recent[phy] = now
+        self._recent[key] = now
         return False
 
     def _send(self, addr: tuple[str, int], header: dict[str, Any], phy: bytes) -> None:
@@ -435,8 +439,8 @@ class NetworkServerSim:
         except lorawan.MICError as exc:
             self._reject_join(dev, str(exc), radio)
             return
-        if self._duplicate(phy):
-            self._note("dropped", dev_eui, "duplicate join-request (same frame within the de-duplication window)")
+        if self._duplicate(phy, header["tmst_ms"]):
+            self._note("dropped", dev_eui, "duplicate join-request (the same transmission received twice)")
             return
         if dev.last_dev_nonce is not None and jr.dev_nonce <= dev.last_dev_nonce:
             self._reject_join(
@@ -511,8 +515,10 @@ class NetworkServerSim:
                 frame = frames.parse_uplink(phy, s.nwk_skey, s.app_skey, s.dev_addr, last)
                 dev = d
                 break
-            except lorawan.ReplayError as exc:
-                dev, problem = d, str(exc)
+            except lorawan.ReplayError:
+                dev = d
+                problem = (f"replayed or old frame: FCnt {raw.fcnt} (16 bits on air) is not above the last "
+                           f"accepted {s.fcnt_up}")
                 break
             except lorawan.MICError as exc:
                 problem = str(exc)
@@ -521,8 +527,8 @@ class NetworkServerSim:
             code = "UPLINK_MIC" if "MIC" in problem else "UPLINK_F_CNT_RETRANSMISSION"
             self._emit("log", dev.keys.dev_eui, ev.log_event(self.app, dev.keys, code, problem))
             return
-        if self._duplicate(phy):
-            self._note("dropped", dev.keys.dev_eui, "duplicate (same frame within the de-duplication window)",
+        if self._duplicate(phy, header["tmst_ms"]):
+            self._note("dropped", dev.keys.dev_eui, "duplicate (the same transmission received twice)",
                        fcnt=frame.fcnt)
             return
         s = dev.session
