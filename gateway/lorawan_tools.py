@@ -14,6 +14,7 @@ import binascii
 import json
 import re
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -25,10 +26,21 @@ __all__ = ["decode_phy", "firmware_lorawan", "format_decoded", "parse_key", "par
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 
 
+def _firmware_lib() -> Path:
+    """``firmware/lib`` of the checkout, or the copy a wheel carries as ``gateway/_firmware``."""
+    try:
+        return firmware_dir() / "lib"
+    except ConfigError:
+        bundled = Path(__file__).resolve().parent / "_firmware"
+        if (bundled / "citynode" / "lorawan").is_dir():
+            return bundled
+        raise
+
+
 def firmware_lorawan() -> dict[str, ModuleType]:
     """The firmware's ``citynode.lorawan`` modules (``frames``, ``crypto``, ``maccmd`` and the package),
-    imported from the checkout's ``firmware/lib``."""
-    lib = str(firmware_dir() / "lib")
+    imported from the checkout's ``firmware/lib`` (or the wheel's bundled copy)."""
+    lib = str(_firmware_lib())
     if lib not in sys.path:
         sys.path.append(lib)  # appended: firmware/lib holds only the `citynode` package, never shadows
     import citynode.lorawan as pkg
@@ -224,7 +236,8 @@ def _data(frames: ModuleType, crypto: ModuleType, maccmd: ModuleType, phy: bytes
         if problem:
             out["mac_problem"] = problem
     out["fport"] = f.fport
-    out["frm_payload"] = f.payload.hex()
+    if f.payload:
+        out["frm_payload"] = f.payload.hex()
     key = nwkskey if f.fport == 0 else appskey
     if f.payload:
         if key is None:

@@ -58,7 +58,7 @@ class FakeRadio:
             self.pending.append([self.clock.t + delay, dfreq, dsf, dbw, phy])
 
     def recv(self, timeout_ms):
-        freq, sf, bw, cr, power, preamble, iq, crc = self.cfg
+        freq, sf, bw, _, _, _, iq, crc = self.cfg
         t = self.clock.t
         entry = {"op": "rx", "t_open": t, "timeout": timeout_ms, "freq": freq, "sf": sf, "bw": bw, "iq": iq,
                  "crc": crc, "got": False}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from citynode.lorawan import airtime  # noqa: E402
+from citynode.lorawan import airtime
 
 # (SF, PHYPayload bytes, time on air ms) from Semtech's calculator, BW125 CR4/5 preamble 8.
 # 13 bytes = an empty LoRaWAN uplink (MHDR 1 + FHDR 7 + MIC 4 + FPort 1).

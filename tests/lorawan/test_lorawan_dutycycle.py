@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from citynode.lorawan import dutycycle  # noqa: E402
+from citynode.lorawan import dutycycle
 
 
 class Clock:
@@ -143,3 +143,16 @@ c1 = c(); c2 = c()
 print(json.dumps([a, b, c2 >= c1]))
 """)
     assert got == [9900, 99900, True]
+
+
+def test_restore_credits_time_known_to_have_passed(clock) -> None:
+    a = dutycycle.DutyCycle(clock)
+    a.record_tx(868100000, 1000, join=True)  # band closed 99 s, join back-off 99 s
+    st = a.state()
+    b = dutycycle.DutyCycle(Clock(0))
+    b.restore(st, elapsed_ms=60_000)
+    assert b.wait_ms(868100000) == 39_000
+    assert b.wait_ms(868100000, join=True) == 39_000
+    c = dutycycle.DutyCycle(Clock(0))
+    c.restore(st, elapsed_ms=-5)  # a wall clock that went backwards (power loss) credits nothing
+    assert c.wait_ms(868100000) == 99_000

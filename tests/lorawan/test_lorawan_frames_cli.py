@@ -181,3 +181,10 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert err.strip() == message
+
+
+def test_outside_a_checkout_without_the_bundled_firmware_the_error_says_so(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("CITYNODE_ROOT", str(tmp_path))
+    code, _, err = run(capsys, README_UPLINK)
+    assert code == 2
+    assert f"CITYNODE_ROOT: {tmp_path} is not a citynode checkout" in err

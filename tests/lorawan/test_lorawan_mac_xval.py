@@ -9,6 +9,7 @@ with keys it derived itself. Needs Node.js and `make nodedeps`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -17,7 +18,15 @@ from typing import Any
 
 import pytest
 
-from gateway.micropython import run_code
+_spec = importlib.util.spec_from_file_location("mac_mpy", Path(__file__).with_name("mac_mpy.py"))
+MPY = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(MPY)
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """citynode compiled to .mpy, as deployed (mac_mpy.py explains the heap)."""
+    return MPY.compile_firmware(tmp_path_factory.mktemp("mpy"))
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "tests" / "js" / "node_modules"
@@ -36,7 +45,7 @@ def lorapacket(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if node is None or not (NODE_MODULES / "lora-packet").is_dir():
         pytest.fail("needs Node.js and lora-packet: run `make nodedeps`", pytrace=False)
     proc = subprocess.run([node, str(BRIDGE)], input=json.dumps(requests), capture_output=True, text=True,
-                          timeout=60, env={"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/bin:/bin"})
+                          check=False, timeout=60, env={"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     for q, r in zip(requests, results, strict=True):
@@ -57,17 +66,17 @@ mac = ClassA(radio, store, clock, clock.sleep, dev_eui=DEV_EUI, join_eui=JOIN_EU
 """
 
 
-def on_node(tmp_path: Path, body: str) -> Any:
+def on_node(firmware: Path, tmp_path: Path, body: str) -> Any:
     code = FAKES + NODE.replace("DIR", json.dumps(str(tmp_path))) + body
-    return json.loads(run_code(code, heapsize="192k").stdout.strip().splitlines()[-1])
+    return json.loads(MPY.run(code, firmware).strip().splitlines()[-1])
 
 
-def test_mac_frames_and_lora_packet_frames_interoperate(tmp_path: Path) -> None:
+def test_mac_frames_and_lora_packet_frames_interoperate(firmware: Path, tmp_path: Path) -> None:
     # 1. lora-packet builds the join-accept the network will send.
     ja = lorapacket([{"op": "build_join_accept", "appkey": APPKEY, "appnonce": APPNONCE, "netid": NETID,
                       "devaddr": DEVADDR, "dlsettings": 0, "rxdelay": 1, "cflist": CFLIST}])[0]["phy"]
     # 2. The MAC joins with it and sends a first uplink.
-    r1 = on_node(tmp_path, f"""
+    r1 = on_node(firmware, tmp_path, f"""
 sent = []  # what went on air; the join-accept from lora-packet comes back in RX1 (JOIN_ACCEPT_DELAY1)
 def capture(phy, freq, sf, bw):
     sent.append(phy.hex())
@@ -98,7 +107,7 @@ print(json.dumps({{"ok": ok, "sent": sent, "nwk": s.nwk_skey.hex(), "app": s.app
                       "appskey": keys["appskey"]}])[0]["phy"]
     # 4. After "deep sleep" (a new process; the session comes back from the RTC/flash files) the MAC sends
     #    a confirmed uplink, gets the downlink in RX1, then answers in the next uplink.
-    r2 = on_node(tmp_path, f"""
+    r2 = on_node(firmware, tmp_path, f"""
 sent = []
 def capture(phy, freq, sf, bw):
     sent.append(phy.hex())

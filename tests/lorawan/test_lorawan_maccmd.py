@@ -133,10 +133,35 @@ def test_the_table_covers_every_lorawan_104_command():
         assert {cmd + "Req", cmd + "Ans"} <= names, cmd
 
 
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("LinkADRReq", [("data_rate", 0, 1, 4, 0x0F, "uint"), ("tx_power", 0, 1, 0, 0x0F, "uint"),
+                        ("ch_mask", 1, 2, 0, 0xFFFF, "uint"), ("ch_mask_cntl", 3, 1, 4, 0x07, "uint"),
+                        ("nb_trans", 3, 1, 0, 0x0F, "uint")]),
+        ("DevStatusAns", [("battery", 0, 1, 0, 0xFF, "uint"), ("snr_db", 1, 1, 0, 0x3F, "signed")]),
+        ("NewChannelReq", [("ch_index", 0, 1, 0, 0xFF, "uint"), ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz"),
+                           ("max_dr", 4, 1, 4, 0x0F, "uint"), ("min_dr", 4, 1, 0, 0x0F, "uint")]),
+        ("RXTimingSetupReq", [("delay_s", 0, 1, 0, 0x0F, "s")]),
+        ("TxParamSetupReq", [("downlink_dwell_time", 0, 1, 5, 1, "bool"), ("uplink_dwell_time", 0, 1, 4, 1, "bool"),
+                             ("max_eirp", 0, 1, 0, 0x0F, "uint")]),
+        ("DeviceTimeAns", [("gps_seconds", 0, 4, 0, 0xFFFFFFFF, "uint"), ("fraction_256", 4, 1, 0, 0xFF, "uint")]),
+        ("DevStatusReq", []),
+    ],
+)
+def test_layouts_read_as_the_spec_tables(name, expected):
+    from citynode.lorawan import maccmd
+
+    assert list(maccmd.layout(name)) == expected
+
+
 @pytest.fixture(scope="module")
 def on_micropython(micropython):
-    code = PRELUDE + "import json\nprint(json.dumps([%s]))\n" % ", ".join(c[1] for c in CASES)
-    return micropython.eval_json(code)
+    # One statement per case, one JSON line each: a 96 KiB heap never holds all results at once.
+    code = PRELUDE + "import json\n" + "".join("print(json.dumps(%s))\n" % c[1] for c in CASES)
+    lines = micropython.run(code).splitlines()
+    assert len(lines) == len(CASES), lines[-3:]
+    return [json.loads(line) for line in lines]
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)

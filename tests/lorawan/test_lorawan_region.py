@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from citynode.lorawan import region  # noqa: E402
+from citynode.lorawan import region
 
 # RP002 §2.4.3, EU863-870 data rate table.
 DR_TABLE = [(0, 12, 125000), (1, 11, 125000), (2, 10, 125000), (3, 9, 125000), (4, 8, 125000),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from citynode.lorawan import session as sess  # noqa: E402
+from citynode.lorawan import session as sess
 
 KEY_N = bytes(range(16))
 KEY_A = bytes(range(16, 32))
@@ -232,3 +232,45 @@ def test_no_counter_is_reused_when_power_is_cut_at_any_instant(micropython, tmp_
     # The harness does catch reuse: a store without the write-ahead reserve reuses counters on power loss.
     naive = [r for r in results if r["store"] == "NoReserve" and r["power_loss"]]
     assert any(reused(r["air"]) for r in naive)
+
+
+def test_esp32_rtc_memory_store_on_micropython(micropython) -> None:
+    # machine.RTC().memory() returns the bytes last written (b"" after a cold boot) and takes bytes.
+    got = micropython.eval_json("""
+import json
+from citynode.lorawan import session as S
+class FakeRTC:
+    def __init__(self):
+        self.mem = b""
+    def memory(self, data=None):
+        if data is None:
+            return self.mem
+        self.mem = bytes(data)
+rtc = FakeRTC()
+flash = S.MemoryStore()
+a = S.SessionStore(flash, S.RTCStore(rtc))
+a.load()
+a.start("otaa", 0x26000001, bytes(16), bytes(16))
+for i in range(5):
+    a.take_fcnt_up()
+b = S.SessionStore(flash, S.RTCStore(rtc)).load()
+rtc.mem = b""
+c = S.SessionStore(flash, S.RTCStore(rtc)).load()
+print(json.dumps([b.fcnt_up, c.fcnt_up, len(rtc.mem) == 0]))
+""")
+    assert got == [5, 100, True]
+
+
+def test_a_full_session_fits_esp32_rtc_user_memory() -> None:
+    # ESP32 MicroPython: machine.RTC().memory() holds at most 2048 bytes (MICROPY_HW_RTC_USER_MEM_MAX).
+    from citynode.lorawan.dutycycle import DutyCycle
+
+    store = sess.SessionStore(sess.MemoryStore(), sess.MemoryStore())
+    store.load()
+    s = store.start("otaa", 0xFFFFFFFF, KEY_N, KEY_A)
+    for i in range(3, 16):
+        s.channels[i] = [869_850_000, 0, 7]
+        s.dl_freqs[i] = 869_850_000
+    s.fcnt_up, s.fcnt_limit, s.fcnt_down = 0xFFFFFFFF, 0x1000000FF, 0xFFFFFFFF
+    s.dutycycle = DutyCycle(lambda: 0).state()
+    assert len(sess.encode_record(s.to_dict())) < 2048

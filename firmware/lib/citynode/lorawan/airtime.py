@@ -36,8 +36,7 @@ def payload_symbols(payload_len, sf, cr=1, explicit_header=True, crc=True, low_d
     num = 8 * payload_len - 4 * sf + 28 + (16 if crc else 0) - 20 * ih
     den = 4 * (sf - 2 * de)
     blocks = -((-num) // den)  # ceil for integers, also right for negative numerators
-    if blocks < 0:
-        blocks = 0
+    blocks = max(blocks, 0)
     return 8 + blocks * (cr + 4)
 
 

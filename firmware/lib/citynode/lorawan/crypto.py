@@ -12,7 +12,7 @@ from citynode.lorawan.aes import AES
 from citynode.lorawan.cmac import CMAC
 
 _B0 = const(0x49)  # §4.4: first byte of the MIC block B0
-_A0 = const(0x01)  # §4.3.3.1: first byte of the encryption blocks A_i
+_A0 = const(0x01)  # §4.3.3: first byte of the encryption blocks A_i
 # §6.2.6: NwkSKey = aes128_encrypt(AppKey, 0x01 | JoinNonce | NetID | DevNonce | pad16)
 _KEY_NWK = const(0x01)
 _KEY_APP = const(0x02)  # §6.2.6: AppSKey, same with 0x02
@@ -28,6 +28,8 @@ def _check_key(key, name):
 # RAM: a node computes a MIC and runs the payload cipher on every frame with the same few keys, so the
 # last CMAC (subkeys derived) and the last AES object (key schedule done) are kept, and the B0/A_i
 # blocks live in two preallocated buffers. A frame then allocates little more than its own bytes.
+# The price: these functions are not thread-safe (fine on a node and in the asyncio gateway; a
+# multi-threaded caller needs a lock around them).
 _cmac_key = None
 _cmac = None
 _aes_key = None
@@ -58,7 +60,7 @@ def _put_le(buf, pos, value, n):
 
 
 def _block(first, dev_addr, fcnt, downlink, last):
-    # §4.4 (B0) and §4.3.3.1 (A_i) share a layout:
+    # §4.4 (B0) and §4.3.3 (A_i) share a layout:
     #   first | 0x00*4 | Dir | DevAddr (LE) | FCnt (LE, 32 bit) | 0x00 | last
     b = _blk
     b[0] = first
@@ -95,7 +97,7 @@ def join_mic(appkey, msg, end=-1):
 
 
 def crypt_payload(key, dev_addr, fcnt, downlink, data, out=None):
-    """LoRaWAN 1.0.4 §4.3.3.1: encrypt or decrypt (the same XOR) an FRMPayload.
+    """LoRaWAN 1.0.4 §4.3.3: encrypt or decrypt (the same XOR) an FRMPayload.
 
     ``key`` is the AppSKey for FPort 1..255 and the NwkSKey for FPort 0. Writes into ``out`` (a
     bytearray at least as long as ``data``; may be ``data`` itself) or a new bytearray, and returns it.
@@ -110,7 +112,7 @@ def crypt_payload(key, dev_addr, fcnt, downlink, data, out=None):
     pos = 0
     i = 1
     while pos < n:
-        a[15] = i  # §4.3.3.1: A_i for i = 1..k
+        a[15] = i  # §4.3.3: A_i for i = 1..k
         aes.encrypt_into(a, s)
         k = n - pos
         if k > 16:

@@ -9,7 +9,6 @@
 # Time comes from an injected ``now_ms`` callable that never wraps (see MonotonicMs), so all of this is
 # testable with a fake clock.
 from citynode.compat import const
-
 from citynode.lorawan import region
 
 _JOIN_PHASE1_END_MS = const(3600000)  # 1 h
@@ -85,8 +84,7 @@ class DutyCycle:
         """Milliseconds until a transmission on ``freq_hz`` is allowed (0 = now)."""
         now = self._now()
         until = self._band_until[self._band(freq_hz)]
-        if self._agg_until > until:
-            until = self._agg_until
+        until = max(until, self._agg_until)
         if join and self._join_until > until:
             until = self._join_until
         return until - now if until > now else 0
@@ -121,17 +119,19 @@ class DutyCycle:
         return [rel, max(self._agg_until - now, 0), max(self._join_until - now, 0), join_elapsed,
                 self.max_dcycle]
 
-    def restore(self, st):
-        """Inverse of ``state()``; a malformed state raises ValueError("dutycycle")."""
+    def restore(self, st, elapsed_ms=0):
+        """Inverse of ``state()``; ``elapsed_ms`` is the time known to have passed since (deep sleep),
+        deducted from every time-off. A malformed state raises ValueError("dutycycle")."""
         try:
             rel, agg, join, join_elapsed, maxdc = st
             if len(rel) != len(self._band_until):
                 raise ValueError
             now = self._now()
-            self._band_until = [now + int(r) for r in rel]
-            self._agg_until = now + int(agg)
-            self._join_until = now + int(join)
-            self._join_t0 = None if join_elapsed is None else now - int(join_elapsed)
+            e = int(elapsed_ms) if elapsed_ms > 0 else 0
+            self._band_until = [now + int(r) - e for r in rel]
+            self._agg_until = now + int(agg) - e
+            self._join_until = now + int(join) - e
+            self._join_t0 = None if join_elapsed is None else now - int(join_elapsed) - e
             self.set_max_dcycle(int(maxdc))
         except (TypeError, ValueError):
             raise ValueError("dutycycle")

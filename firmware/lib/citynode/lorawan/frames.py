@@ -153,7 +153,7 @@ class JoinAccept:
 
     ``join_nonce``, ``net_id``, ``dev_addr`` (ints); ``rx1_dr_offset``, ``rx2_dr`` (DLSettings,
     §5.4 / §6.2.6); ``rx_delay_s`` (RXDelay in seconds, 0 on air means 1 s, §5.7); ``cflist``
-    (16 raw bytes or None); ``cflist_type`` (RP002 §2.2.4: 0 = frequencies, 1 = channel masks, or
+    (16 raw bytes or None); ``cflist_type`` (RP002: 0 = frequencies, 1 = channel masks as in US915, or
     None); ``frequencies`` (type 0: five ints in Hz for channels 3..7, 0 = no channel) and
     ``ch_masks`` (type 1: list of 16-bit masks), else None; ``mic`` (4 bytes).
     """
@@ -242,7 +242,7 @@ def parse_join_accept(app_key, phy):
         ja.cflist_type = cf[15]
         if cf[15] == 0:  # RP002 §2.4.4: five 24-bit frequencies in 100 Hz steps, then CFListType
             ja.frequencies = [_le(cf, 3 * i, 3) * 100 for i in range(5)]
-        elif cf[15] == 1:  # RP002 §2.2.4 (channel-mask regions): ChMask0..4, 16 bit each
+        elif cf[15] == 1:  # RP002 US902-928 style: ChMask0..4, 16 bit each
             ja.ch_masks = [_le(cf, 2 * i, 2) for i in range(5)]
     return ja
 
@@ -414,7 +414,11 @@ def _parse_data(phy, nwkskey, appskey, dev_addr, last_fcnt, want_up):
         if old <= last_fcnt and crypto.data_mic(nwkskey, phy, f.dev_addr, old, down, end) == f.mic:
             raise ReplayError("FCnt %d is not above the last accepted %d: replayed or old frame" % (
                 old, last_fcnt))
-    if c > _FCNT_MAX or crypto.data_mic(nwkskey, phy, f.dev_addr, c, down, end) != f.mic:
+    if c > _FCNT_MAX:
+        # §4.3.1.5: a 32-bit counter never wraps; the session has to be renewed (a new join).
+        raise ReplayError("FCnt space exhausted (last accepted %d): the session must be renewed by a join" % (
+            last_fcnt,))
+    if crypto.data_mic(nwkskey, phy, f.dev_addr, c, down, end) != f.mic:
         raise MICError("data frame: MIC mismatch for DevAddr %08X FCnt %d (wrong NwkSKey, or corrupted)" % (
             f.dev_addr, c))
     f.mic_ok = True

@@ -10,21 +10,19 @@
 # Public interface (shared with the AT-modem backend): join(), send(fport, data, confirmed=False),
 # max_payload(), joined, datarate.
 from citynode.compat import const
-
-from citynode.lorawan import LoRaWANError, FrameError
-from citynode.lorawan import airtime
-from citynode.lorawan import crypto
-from citynode.lorawan import frames
-from citynode.lorawan import maccmd
+from citynode.lorawan import FrameError, LoRaWANError, airtime, crypto, frames, maccmd
 from citynode.lorawan import region as _eu868
 from citynode.lorawan.dutycycle import DutyCycle
 
 _DEBUG = const(False)
 
 # §3.3: the receiver must stay open long enough to detect a preamble. We open _RX_MARGIN_MS before the
-# window start (clock and scheduling error) and listen for _RX_SYMBOLS symbols plus twice the margin.
+# window start (clock and scheduling error) and listen for _RX_SYMBOLS symbols plus twice the margin:
+# preamble 8 + sync 4.25 + the 8-symbol explicit header, so that a downlink which starts at the window
+# start has raised ValidHeader before the window ends, even on an SX127x whose window is timed in
+# software (RxContinuous, datasheet §4.1.6) rather than by the chip's symbol timeout.
 _RX_MARGIN_MS = const(20)
-_RX_SYMBOLS = const(8)
+_RX_SYMBOLS = const(21)
 _CR_4_5 = const(5)  # LoRaWAN always uses coding rate 4/5 (RP002 §2.4.3)
 _PREAMBLE = const(8)  # RP002 §2.4.1: 8-symbol preamble
 _FOPTS_MAX = const(15)
@@ -63,7 +61,7 @@ class DutyCycleWait(LoRaWANError):
 class Downlink:
     """A valid downlink: ``port`` (None when it carried only MAC commands), ``data`` (decrypted bytes),
     ``ack`` (it acknowledged our confirmed uplink), ``confirmed``, ``fpending``, ``fcnt``, ``rssi_dbm``,
-    ``snr_db``, ``window`` (1 or 2)."""
+    ``snr_db``, ``window`` (1 or 2). Unpacks as ``port, data``."""
 
     def __init__(self, frame, rssi_dbm, snr_db, window):
         self.port = frame.fport if frame.fport else None
@@ -76,6 +74,10 @@ class Downlink:
         self.snr_db = snr_db
         self.window = window
 
+    def __iter__(self):
+        # ``fport, data = mac.send(...)``, as with the AT-modem backend's Downlink
+        return iter((self.port, self.data))
+
 
 def _default_sleep_ms():
     import time
@@ -83,6 +85,12 @@ def _default_sleep_ms():
     if hasattr(time, "sleep_ms"):
         return time.sleep_ms
     return lambda ms: time.sleep(ms / 1000)
+
+
+def _default_wall():
+    import time
+
+    return time.time
 
 
 def _default_rand():
@@ -103,17 +111,20 @@ class ClassA:
     node; a fake clock in tests). dev_eui / join_eui (8 bytes, MSB first) and app_key (16 bytes) for
     OTAA. battery: callable returning the DevStatusAns battery byte (0 external power, 1..254 level,
     255 unknown). antenna_gain_dbi: subtracted from the region's EIRP to get the radio's conducted power.
-    rand: getrandbits-like callable (channel choice, retransmission timeout).
+    rand: getrandbits-like callable (channel choice, retransmission timeout). wall_s: seconds clock that
+    keeps running in deep sleep (default time.time; the ESP32 RTC keeps it), to credit sleep time
+    against duty-cycle time-offs.
     """
 
     def __init__(self, radio, store, now_ms, sleep_ms=None, region=None, dev_eui=None, join_eui=None,
-                 app_key=None, battery=None, antenna_gain_dbi=2, rand=None, repeater=False):
+                 app_key=None, battery=None, antenna_gain_dbi=2, rand=None, repeater=False, wall_s=None):
         self.radio = radio
         self.store = store
         self.region = region if region is not None else _eu868
         self._now = now_ms
         self._sleep = sleep_ms if sleep_ms is not None else _default_sleep_ms()
         self._rand = rand if rand is not None else _default_rand()
+        self._wall = wall_s if wall_s is not None else _default_wall()
         self._battery = battery
         self._gain = antenna_gain_dbi
         self._repeater = repeater
@@ -125,9 +136,13 @@ class ClassA:
         self.dc = DutyCycle(now_ms, self.region.SUB_BANDS)
         s = self.session
         if s.dutycycle:
+            # Time-offs were saved relative to the wall clock of the moment (ESP32: the RTC keeps
+            # time.time() across deep sleep), so the time spent asleep counts. After power loss the
+            # wall clock restarts, the difference is negative and nothing is deducted (conservative).
             try:
-                self.dc.restore(s.dutycycle)
-            except ValueError:
+                st, saved_s = s.dutycycle
+                self.dc.restore(st, (self._wall() - saved_s - 1) * 1000)  # -1: whole-second clock
+            except (TypeError, ValueError):
                 pass  # a state from another firmware version: start with open bands
         self.dc.max_dcycle = s.max_dcycle
         self._answers = []  # (name, fields) to send once, in the next uplink
@@ -156,7 +171,7 @@ class ClassA:
         """Largest application payload (bytes) the next uplink can carry at the current data rate,
         after the pending MAC answers in FOpts (RP002 §2.4.6)."""
         n = self.region.max_app_payload(self.session.dr, self._repeater) - len(self._fopts())
-        return n if n > 0 else 0
+        return max(0, n)
 
     def time_to_tx_ms(self, join=False):
         """Milliseconds until the duty cycle allows the next uplink on some enabled channel."""
@@ -182,7 +197,7 @@ class ClassA:
         """
         if self.app_key is None or self.dev_eui is None or self.join_eui is None:
             raise LoRaWANError("join: OTAA needs dev_eui, join_eui and app_key")
-        for attempt in range(attempts):
+        for _ in range(attempts):
             # Successive join-requests rotate through DR5..DR0 (fast first, robust later).
             dr = _JOIN_DRS[self.session.devnonce_next % len(_JOIN_DRS)]
             ch, wait_ms = self._pick_channel(dr, join=True)
@@ -193,16 +208,21 @@ class ClassA:
                 ch, wait_ms = self._pick_channel(dr, join=True)
             freq = self.session.channels[ch][0]
             devnonce = self.store.take_devnonce()
+            self.last_error = None
             phy = frames.build_join_request(self.app_key, self.join_eui, self.dev_eui, devnonce)
             _log("join-request devnonce", devnonce, "freq", freq, "dr", dr)
             t_end = self._transmit(phy, freq, dr, join=True)
             rx = self.region
             ja = self._receive_windows(
                 t_end, rx.JOIN_ACCEPT_DELAY1_MS, freq, rx.rx1_dr(dr, 0), rx.RX2_FREQ_HZ, rx.RX2_DR,
-                lambda phy, rssi, snr, w: self._accept_join(phy, devnonce, dr))
+                lambda phy, rssi, snr, w, n=devnonce, d=dr: self._accept_join(phy, n, d))
             self._persist()
             if ja:
                 return True
+            if self.last_error is None:
+                # What a technician needs when a join fails: where the device listened.
+                self.last_error = "join: no join-accept for DevNonce %d in RX1 (%d Hz DR%d) or RX2 (%d Hz DR%d)" % (
+                    devnonce, freq, rx.rx1_dr(dr, 0), rx.RX2_FREQ_HZ, rx.RX2_DR)
         return False
 
     def _accept_join(self, phy, devnonce, dr):
@@ -221,9 +241,9 @@ class ClassA:
             self.region.parse_cflist(cflist)
         except ValueError:
             cflist = None  # out-of-band frequencies: keep the default channels (RP002 §2.4.4)
+        self.session.join_nonce = ja.join_nonce  # kept across sessions; written with the new one below
         self.store.start("otaa", ja.dev_addr, nwk, app, cflist)
         s = self.session
-        s.join_nonce = ja.join_nonce
         if ja.rx1_dr_offset <= self.region.MAX_RX1_DR_OFFSET:
             s.rx1_dr_offset = ja.rx1_dr_offset
         if self.region.dr_supported(ja.rx2_dr):
@@ -252,9 +272,20 @@ class ClassA:
             raise NotJoinedError("send: the device has not joined (call join() first)")
         if not 1 <= fport <= _FPORT_APP_MAX:
             raise ValueError("fport")
+        if s.fcnt_up > 0xFFFFFFFF and s.activation == "otaa":
+            # §4.3.1.5: a 32-bit FCntUp never wraps within a session: a new session is needed.
+            self.store.forget()
+            if not self.join(attempts=1, wait=wait):
+                raise NotJoinedError("send: frame counter exhausted and the rejoin failed")
+            s = self.session
         data = bytes(data)
         if len(data) > self.max_payload():
             raise PayloadTooLong("send: %d bytes, at most %d fit at DR%d" % (len(data), self.max_payload(), s.dr))
+        if not wait:
+            # Checked before anything is consumed: no FCnt is spent and no MAC answer lost.
+            wait_ms = self._pick_channel(s.dr)[1]
+            if wait_ms:
+                raise DutyCycleWait(wait_ms)
         result = None
         acked = False
         fopts = self._fopts()
@@ -267,12 +298,10 @@ class ClassA:
         self._ack_next = False
         self._answers = []  # one-shot answers went out with this frame
         last_ch = None
+        dr = s.dr  # the frame was sized for this rate: repetitions keep it even if a LinkADRReq arrives
         for trans in range(s.nb_trans if s.nb_trans > 0 else 1):
-            dr = s.dr
             ch, wait_ms = self._pick_channel(dr, avoid=last_ch)
-            if wait_ms:
-                if not wait:
-                    raise DutyCycleWait(wait_ms)
+            if wait_ms:  # a repetition (NbTrans) may have to wait for its band even with wait=False
                 self._sleep(wait_ms)
                 ch, wait_ms = self._pick_channel(dr, avoid=last_ch)
             last_ch = ch
@@ -297,7 +326,10 @@ class ClassA:
         self._persist()
         if not self.session.joined and self.app_key is not None:
             _log("link lost: rejoining")
-            self.join(attempts=1, wait=wait)
+            try:
+                self.join(attempts=1, wait=wait)
+            except DutyCycleWait:
+                pass  # the next send() raises NotJoinedError; the application calls join() later
         return result
 
     def _fopts(self):
@@ -362,8 +394,7 @@ class ClassA:
         t0 = self._now()
         self.radio.send(phy)
         t_end = self._now()
-        if t_end < t0 + toa_ms:
-            t_end = t0 + toa_ms  # a radio that returned early: TX end from the time on air
+        t_end = max(t_end, t0 + toa_ms)  # a radio that returned early: TX end from the time on air
         self.dc.record_tx(freq, toa_ms, join)
         self.last_tx_end_ms = t_end
         return t_end
@@ -565,6 +596,6 @@ class ClassA:
 
     def _persist(self, flash=False):
         s = self.session
-        s.dutycycle = self.dc.state()
+        s.dutycycle = [self.dc.state(), self._wall()]
         s.max_dcycle = self.dc.max_dcycle
         self.store.save(flash)

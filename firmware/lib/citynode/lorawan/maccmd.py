@@ -30,69 +30,77 @@ TABLE = (
     (0x13, "BeaconFreqAns", 1, "BeaconFreqReq", 3),  # Class B
 )
 
-# name -> fields: (field, byte offset, byte count, bit shift, mask, kind)
-# kind: "u" unsigned int, "b" bool flag, "s" signed in the mask's width, "f" frequency (24 bit, units of
-# 100 Hz on air, Hz in the dict), "d" delay in s (0 on air means 1 s, §5.7)
+# name -> payload layout, as in the spec's payload tables: (field, byte offset, byte count, bit shift,
+# mask, kind); kind: "uint", "bool" (a flag bit), "signed" (two's complement in its width), "hz"
+# (frequency: 100 Hz units on air, Hz in the dict), "s" (RX delay in seconds: 0 on air means 1 s, §5.7).
 FIELDS = {
     # §5.1: Margin in dB above the demodulation floor (255 reserved), GwCnt gateways that heard it
-    "LinkCheckAns": (("margin_db", 0, 1, 0, 0xFF, "u"), ("gw_cnt", 1, 1, 0, 0xFF, "u")),
-    # §5.2: DataRate_TXPower | ChMask (16 bit LE) | Redundancy (RFU | ChMaskCntl | NbTrans)
+    "LinkCheckAns": (("margin_db", 0, 1, 0, 0xFF, "uint"), ("gw_cnt", 1, 1, 0, 0xFF, "uint")),
+    # §5.2: DataRate_TXPower | ChMask | Redundancy (RFU | ChMaskCntl | NbTrans)
     "LinkADRReq": (
-        ("data_rate", 0, 1, 4, 0x0F, "u"),
-        ("tx_power", 0, 1, 0, 0x0F, "u"),
-        ("ch_mask", 1, 2, 0, 0xFFFF, "u"),
-        ("ch_mask_cntl", 3, 1, 4, 0x07, "u"),
-        ("nb_trans", 3, 1, 0, 0x0F, "u"),
+        ("data_rate", 0, 1, 4, 0x0F, "uint"),
+        ("tx_power", 0, 1, 0, 0x0F, "uint"),
+        ("ch_mask", 1, 2, 0, 0xFFFF, "uint"),
+        ("ch_mask_cntl", 3, 1, 4, 0x07, "uint"),
+        ("nb_trans", 3, 1, 0, 0x0F, "uint"),
     ),
     "LinkADRAns": (
-        ("power_ack", 0, 1, 2, 1, "b"),
-        ("data_rate_ack", 0, 1, 1, 1, "b"),
-        ("channel_mask_ack", 0, 1, 0, 1, "b"),
+        ("power_ack", 0, 1, 2, 1, "bool"),
+        ("data_rate_ack", 0, 1, 1, 1, "bool"),
+        ("channel_mask_ack", 0, 1, 0, 1, "bool"),
     ),
     # §5.3: aggregated duty cycle = 1 / 2**max_duty_cycle
-    "DutyCycleReq": (("max_duty_cycle", 0, 1, 0, 0x0F, "u"),),
+    "DutyCycleReq": (("max_duty_cycle", 0, 1, 0, 0x0F, "uint"),),
     # §5.4: DLSettings (RFU | RX1DRoffset | RX2DataRate) | Frequency
     "RXParamSetupReq": (
-        ("rx1_dr_offset", 0, 1, 4, 0x07, "u"),
-        ("rx2_data_rate", 0, 1, 0, 0x0F, "u"),
-        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "f"),
+        ("rx1_dr_offset", 0, 1, 4, 0x07, "uint"),
+        ("rx2_data_rate", 0, 1, 0, 0x0F, "uint"),
+        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz"),
     ),
     "RXParamSetupAns": (
-        ("rx1_dr_offset_ack", 0, 1, 2, 1, "b"),
-        ("rx2_data_rate_ack", 0, 1, 1, 1, "b"),
-        ("channel_ack", 0, 1, 0, 1, "b"),
+        ("rx1_dr_offset_ack", 0, 1, 2, 1, "bool"),
+        ("rx2_data_rate_ack", 0, 1, 1, 1, "bool"),
+        ("channel_ack", 0, 1, 0, 1, "bool"),
     ),
-    # §5.5: Battery 0 = external power, 1..254 = level, 255 = cannot measure; RadioStatus = SNR in dB,
-    # 6-bit signed (-32..31)
-    "DevStatusAns": (("battery", 0, 1, 0, 0xFF, "u"), ("snr_db", 1, 1, 0, 0x3F, "s")),
+    # §5.5: Battery 0 = external power, 1..254 = level, 255 = cannot measure; RadioStatus = SNR in dB
+    "DevStatusAns": (("battery", 0, 1, 0, 0xFF, "uint"), ("snr_db", 1, 1, 0, 0x3F, "signed")),
     # §5.6: ChIndex | Freq (0 disables the channel) | DrRange (MaxDR | MinDR)
     "NewChannelReq": (
-        ("ch_index", 0, 1, 0, 0xFF, "u"),
-        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "f"),
-        ("max_dr", 4, 1, 4, 0x0F, "u"),
-        ("min_dr", 4, 1, 0, 0x0F, "u"),
+        ("ch_index", 0, 1, 0, 0xFF, "uint"),
+        ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz"),
+        ("max_dr", 4, 1, 4, 0x0F, "uint"),
+        ("min_dr", 4, 1, 0, 0x0F, "uint"),
     ),
-    "NewChannelAns": (("data_rate_range_ok", 0, 1, 1, 1, "b"), ("channel_frequency_ok", 0, 1, 0, 1, "b")),
-    # §5.7: RX1 delay in seconds (Del 0 and 1 both mean 1 s)
-    "RXTimingSetupReq": (("delay_s", 0, 1, 0, 0x0F, "d"),),
+    "NewChannelAns": (
+        ("data_rate_range_ok", 0, 1, 1, 1, "bool"),
+        ("channel_frequency_ok", 0, 1, 0, 1, "bool"),
+    ),
+    # §5.7: RX1 delay in seconds
+    "RXTimingSetupReq": (("delay_s", 0, 1, 0, 0x0F, "s"),),
     # §5.8: EIRP_DwellTime (RFU | DownlinkDwellTime | UplinkDwellTime | MaxEIRP index)
     "TxParamSetupReq": (
-        ("downlink_dwell_time", 0, 1, 5, 1, "b"),
-        ("uplink_dwell_time", 0, 1, 4, 1, "b"),
-        ("max_eirp", 0, 1, 0, 0x0F, "u"),
+        ("downlink_dwell_time", 0, 1, 5, 1, "bool"),
+        ("uplink_dwell_time", 0, 1, 4, 1, "bool"),
+        ("max_eirp", 0, 1, 0, 0x0F, "uint"),
     ),
     # §5.6 (DlChannelReq)
-    "DlChannelReq": (("ch_index", 0, 1, 0, 0xFF, "u"), ("frequency_hz", 1, 3, 0, 0xFFFFFF, "f")),
-    "DlChannelAns": (("uplink_frequency_exists", 0, 1, 1, 1, "b"), ("channel_frequency_ok", 0, 1, 0, 1, "b")),
+    "DlChannelReq": (("ch_index", 0, 1, 0, 0xFF, "uint"), ("frequency_hz", 1, 3, 0, 0xFFFFFF, "hz")),
+    "DlChannelAns": (
+        ("uplink_frequency_exists", 0, 1, 1, 1, "bool"),
+        ("channel_frequency_ok", 0, 1, 0, 1, "bool"),
+    ),
     # §5.9: seconds since the GPS epoch (uint32) and fractional second in 1/256 s
-    "DeviceTimeAns": (("gps_seconds", 0, 4, 0, 0xFFFFFFFF, "u"), ("fraction_256", 4, 1, 0, 0xFF, "u")),
+    "DeviceTimeAns": (("gps_seconds", 0, 4, 0, 0xFFFFFFFF, "uint"), ("fraction_256", 4, 1, 0, 0xFF, "uint")),
     # Class B
-    "PingSlotInfoReq": (("periodicity", 0, 1, 0, 0x07, "u"),),
-    "PingSlotChannelReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "f"), ("data_rate", 3, 1, 0, 0x0F, "u")),
-    "PingSlotChannelAns": (("data_rate_ok", 0, 1, 1, 1, "b"), ("channel_frequency_ok", 0, 1, 0, 1, "b")),
-    "BeaconTimingAns": (("delay", 0, 2, 0, 0xFFFF, "u"), ("channel", 2, 1, 0, 0xFF, "u")),
-    "BeaconFreqReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "f"),),
-    "BeaconFreqAns": (("beacon_frequency_ok", 0, 1, 0, 1, "b"),),
+    "PingSlotInfoReq": (("periodicity", 0, 1, 0, 0x07, "uint"),),
+    "PingSlotChannelReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "hz"), ("data_rate", 3, 1, 0, 0x0F, "uint")),
+    "PingSlotChannelAns": (
+        ("data_rate_ok", 0, 1, 1, 1, "bool"),
+        ("channel_frequency_ok", 0, 1, 0, 1, "bool"),
+    ),
+    "BeaconTimingAns": (("delay", 0, 2, 0, 0xFFFF, "uint"), ("channel", 2, 1, 0, 0xFF, "uint")),
+    "BeaconFreqReq": (("frequency_hz", 0, 3, 0, 0xFFFFFF, "hz"),),
+    "BeaconFreqAns": (("beacon_frequency_ok", 0, 1, 0, 1, "bool"),),
 }
 
 # §5.8: MaxEIRP index -> dBm
@@ -118,6 +126,11 @@ def size(name):
     return 1 + _entry(name)[2]
 
 
+def layout(name):
+    """The payload layout of a command: a tuple of (field, byte offset, byte count, bit shift, mask, kind)."""
+    return FIELDS.get(name, ())
+
+
 def _get(data, pos, n):
     v = 0
     for i in range(n - 1, -1, -1):
@@ -127,17 +140,17 @@ def _get(data, pos, n):
 
 def _decode_fields(name, data, pos):
     out = {}
-    for field, off, n, shift, mask, kind in FIELDS.get(name, ()):
+    for field, off, n, shift, mask, kind in layout(name):
         v = (_get(data, pos + off, n) >> shift) & mask
-        if kind == "b":
+        if kind == "bool":
             v = bool(v)
-        elif kind == "s":
+        elif kind == "signed":
             top = (mask + 1) >> 1
             if v >= top:
                 v -= mask + 1
-        elif kind == "f":
+        elif kind == "hz":
             v *= 100
-        elif kind == "d" and v == 0:
+        elif kind == "s" and v == 0:
             v = 1
         out[field] = v
     return out
@@ -186,7 +199,7 @@ def encode(name, fields=None):
     MACCommandError naming the command and the field."""
     cid, _, length = _entry(name)
     fields = fields or {}
-    spec = FIELDS.get(name, ())
+    spec = layout(name)
     known = [f[0] for f in spec]
     for k in fields:
         if k not in known:
@@ -195,21 +208,21 @@ def encode(name, fields=None):
     buf[0] = cid
     for field, off, n, shift, mask, kind in spec:
         v = fields.get(field, 0)
-        if kind == "b":
+        if kind == "bool":
             v = 1 if v else 0
-        elif kind == "s":
+        elif kind == "signed":
             top = (mask + 1) >> 1
             if not -top <= v < top:
                 raise MACCommandError("%s.%s: %r not in %d..%d" % (name, field, v, -top, top - 1))
             v &= mask
-        elif kind == "f":
+        elif kind == "hz":
             if v % 100:
                 raise MACCommandError("%s.%s: %r Hz is not a multiple of 100 Hz" % (name, field, v))
             v //= 100
-        elif kind == "d" and not 1 <= v <= 15 and v != 0:
+        elif kind == "s" and not 1 <= v <= 15 and v != 0:
             raise MACCommandError("%s.%s: %r s not in 1..15" % (name, field, v))
         if not 0 <= v <= mask:
-            top = mask * (100 if kind == "f" else 1)
+            top = mask * (100 if kind == "hz" else 1)
             raise MACCommandError("%s.%s: %r does not fit (max %d)" % (name, field, fields.get(field), top))
         word = _get(buf, 1 + off, n) | (v << shift)
         for i in range(n):

@@ -115,7 +115,7 @@ def rx1_dr(uplink_dr, offset):
     if not 0 <= offset <= MAX_RX1_DR_OFFSET:
         raise ValueError("rx1_dr_offset")
     dr = uplink_dr - offset
-    return dr if dr > MIN_DR else MIN_DR
+    return max(MIN_DR, dr)
 
 
 def tx_power_dbm(index, max_eirp_dbm=MAX_EIRP_DBM):

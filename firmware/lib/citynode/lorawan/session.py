@@ -22,9 +22,7 @@ import os
 import struct
 
 from citynode.compat import const
-
-from citynode.lorawan import LoRaWANError
-from citynode.lorawan import region
+from citynode.lorawan import LoRaWANError, region
 
 _MAGIC = b"CNL1"
 _FCNT_MAX = const(0xFFFFFFFF)
@@ -253,14 +251,11 @@ class SessionStore:
                 s = rs
                 # Flash is the authority for the reserve and DevNonce; RTC for exact counters and params.
                 s.fcnt_limit = fs.fcnt_limit
-                if fs.devnonce_next > s.devnonce_next:
-                    s.devnonce_next = fs.devnonce_next
-                if fs.join_nonce > s.join_nonce:
-                    s.join_nonce = fs.join_nonce
+                s.devnonce_next = max(s.devnonce_next, fs.devnonce_next)
+                s.join_nonce = max(s.join_nonce, fs.join_nonce)
         if s is fs:
             # Cold boot after power loss: resume at the reserve limit, skipping forward, never back.
-            if s.fcnt_up < s.fcnt_limit:
-                s.fcnt_up = s.fcnt_limit
+            s.fcnt_up = max(s.fcnt_up, s.fcnt_limit)
         self.session = s
         return s
 
