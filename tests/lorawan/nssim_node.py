@@ -49,7 +49,7 @@ def main():
     store = SessionStore(MemoryStore(), MemoryStore())
     dev = mac.ClassA(radio, store, clock.now_ms, clock.sleep_ms, region=make_region(cfg),
                      dev_eui=bytes.fromhex(cfg["dev_eui"]), join_eui=bytes.fromhex(cfg["join_eui"]),
-                     app_key=bytes.fromhex(cfg["app_key"]), battery=lambda: 200)
+                     app_key=bytes.fromhex(cfg["app_key"]), battery=lambda: 200, wall_s=clock.wall_s)
     print(json.dumps({"ready": True}))
     while True:
         line = sys.stdin.readline()

@@ -82,6 +82,7 @@ class VirtualClock:
         self.scale = scale
         self.skip_ms = skip_ms
         self._t = 0
+        self._wall0 = int(time.time())
 
     def now_ms(self):
         return self._t
@@ -94,6 +95,11 @@ class VirtualClock:
             real = self.skip_ms
         _sleep_real_ms(real / self.scale)
         self._t += int(ms)
+
+    def wall_s(self):
+        """Seconds since the epoch in node time (ClassA's ``wall_s``): the real time at construction
+        plus the node time since."""
+        return self._wall0 + self._t // 1000
 
     def real_ms(self, node_ms):
         """Real milliseconds that ``node_ms`` node milliseconds take."""
