@@ -116,6 +116,7 @@ class Session:
     rx2_freq_hz: int = region.RX2_FREQ_HZ
     rx1_delay_s: int = 1
     adr: bool = False
+    dl_freqs: dict[int, int] = field(default_factory=dict)  # DlChannelReq: channel index -> RX1 frequency
     snr_history: deque = field(default_factory=lambda: deque(maxlen=_HISTORY))
     fcnt_history: deque = field(default_factory=lambda: deque(maxlen=_HISTORY))
 
@@ -635,6 +636,8 @@ class NetworkServerSim:
             s.rx1_dr_offset, s.rx2_dr, s.rx2_freq_hz = sent["rx1_dr_offset"], sent["rx2_data_rate"], sent["frequency_hz"]
         elif req == "RXTimingSetupReq":
             s.rx1_delay_s = sent["delay_s"] or 1
+        elif req == "DlChannelReq":
+            s.dl_freqs[sent["ch_index"]] = sent["frequency_hz"]
         elif req == "NewChannelReq":
             ch = sent["ch_index"]
             while len(s.channels) <= ch:
@@ -650,8 +653,9 @@ class NetworkServerSim:
     def _adr(self, dev: DeviceState, sf: int) -> None:
         s = dev.session
         assert s is not None
-        if "LinkADRReq" in dev.mac_pending or any(n == "LinkADRReq" for n, _ in dev.mac_queue):
-            return  # one change at a time: wait for the device's answer
+        busy = ("LinkADRReq", "NewChannelReq")
+        if any(n in dev.mac_pending for n in busy) or any(n in busy for n, _ in dev.mac_queue):
+            return  # one channel-plan change at a time: wait for the device's answer
         cur = AdrState(s.dr, s.tx_power, s.nb_trans)
         new = adr_decision(cur, max(s.snr_history), sf, max_dr=self.adr_max_dr,
                            installation_margin_db=self.adr_margin_db, loss=loss_rate(list(s.fcnt_history)))
@@ -668,6 +672,8 @@ class NetworkServerSim:
         if self.rx_window == 1:
             dl_dr = region.rx1_dr(up_dr, s.rx1_dr_offset)
             freq, delay = up["freq_hz"], s.rx1_delay_s * 1000
+            if freq in s.channels:  # RX1 on the uplink channel's frequency unless a DlChannelReq moved it
+                freq = s.dl_freqs.get(s.channels.index(freq), freq)
         else:
             dl_dr, freq, delay = s.rx2_dr, s.rx2_freq_hz, s.rx1_delay_s * 1000 + 1000
         room = region.max_app_payload(dl_dr)

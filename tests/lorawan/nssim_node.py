@@ -4,7 +4,7 @@
 # First line: JSON config {"port", "dev_eui", "join_eui", "app_key" (hex), "scale", "skip_ms",
 #   "adr_ack_limit"?, "adr_ack_delay"?, "rssi"?, "snr"?}.
 # Then one JSON command per line; each prints one JSON line:
-#   {"op": "join", "attempts": n}                -> {"joined", "dev_addr", "dr", "error"}
+#   {"op": "join", "attempts": n, "wait"?}       -> {"ok", "joined", "dev_addr", "dr", "error"} or "exception"
 #   {"op": "send", "port", "hex", "confirmed"}   -> {"dl": {...} or null, "joined", "dr", "sf", ...}
 #   {"op": "link_check"} / {"op": "device_time"} -> {"ok": true} (asked in the next uplink)
 #   {"op": "state"}                              -> the session's radio settings and counters
@@ -63,7 +63,7 @@ def main():
         try:
             if op == "join":
                 dev.last_error = None
-                out["ok"] = dev.join(attempts=cmd.get("attempts", 1))
+                out["ok"] = dev.join(attempts=cmd.get("attempts", 1), wait=cmd.get("wait", True))
             elif op == "send":
                 dl = dev.send(cmd["port"], bytes.fromhex(cmd["hex"]), confirmed=cmd.get("confirmed", False))
                 out["dl"] = None

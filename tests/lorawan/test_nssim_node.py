@@ -196,3 +196,57 @@ def test_a_network_answering_too_late_misses_the_receive_windows(lib: Path) -> N
         r = n.join()
         assert r["ok"] is False
         assert [e.kind for e in s.log] == ["join"]  # the simulator did answer, too late
+
+
+def test_join_backoff_is_reported_when_the_node_may_not_wait(lib: Path, sim: NetworkServerSim) -> None:
+    sim.link_loss(2, EUI)  # two join-requests are lost
+    with SimNode(lib, sim.port) as n:
+        assert n.join(attempts=2)["ok"] is False  # DR5, then DR4: ~0.1 s on air, 1 % back-off -> ~10 s off
+        r = n.cmd("join", wait=False)  # 6 s later: the join back-off (LoRaWAN 1.0.4 §7) forbids it
+    assert re.fullmatch(r"DutyCycleWait: duty cycle: next transmission allowed in \d+ ms", r["exception"]), r
+
+
+def test_new_channel_dl_channel_and_duty_cycle_requests(sim: NetworkServerSim, node: SimNode) -> None:
+    assert node.join()["ok"]
+    sim.queue_mac(EUI, "NewChannelReq", {"ch_index": 8, "frequency_hz": 868800000, "min_dr": 0, "max_dr": 5})
+    sim.queue_mac(EUI, "DutyCycleReq", {"max_duty_cycle": 1})
+    sim.queue_mac(EUI, "DlChannelReq", {"ch_index": 8, "frequency_hz": 869100000})
+    sim.queue_mac(EUI, "LinkADRReq", {"data_rate": 5, "tx_power": 0, "ch_mask": 0x0100, "nb_trans": 1})
+    node.send(10, b"\x01")
+    r = node.send(10, b"\x02")  # on channel 8 with the answers; DlChannelAns is repeated until a downlink
+    assert r["ch_mask"] == 0x0100 and r["max_dcycle"] == 1
+    s = sim.devices[EUI].session
+    assert s.channels[8] == 868800000 and s.ch_mask == 0x0100 and s.dl_freqs == {8: 869100000}
+    sim.queue_downlink(EUI, 2, b"\x05")
+    r = node.send(10, b"\x03")
+    assert r["dl"]["port"] == 2 and r["radio_event"].startswith("rx 14 bytes at 869100000 Hz SF7"), r
+    assert [u["freq_hz"] for u in uplinks(sim)][1:] == [868800000, 868800000]
+
+
+def test_join_and_downlinks_in_rx2(lib: Path) -> None:
+    s = NetworkServerSim([KEYS], port=0, rx_window=2)
+    with s.run_in_thread(), SimNode(lib, s.port) as n:
+        assert n.join()["ok"]
+        r = n.send(10, b"\x01", confirmed=True)
+    assert r["dl"]["ack"] is True and r["dl"]["window"] == 2
+    assert r["radio_event"].startswith("rx 18 bytes at 869525000 Hz SF12")  # ACK + LinkADRReq (ADR)
+
+
+def test_several_nodes_share_the_simulator(lib: Path) -> None:
+    keys = [type(KEYS)(f"70b3d57ed00600{i:02x}", KEYS.join_eui, bytes([i]) * 16, f"n{i}") for i in range(1, 4)]
+    s = NetworkServerSim(keys, port=0)
+    nodes = []
+    with s.run_in_thread():
+        try:
+            for k in keys:
+                nodes.append(SimNode(lib, s.port, k))
+            for n in nodes:
+                assert n.join()["ok"]
+            for i, n in enumerate(nodes):
+                n.send(10, bytes([i]))
+        finally:
+            for n in nodes:
+                n.close()
+    ups = {e.dev_eui: e.message.data for e in s.events_of("up")}
+    assert ups == {k.dev_eui: bytes([i]) for i, k in enumerate(keys)}
+    assert len({e.message.dev_addr for e in s.events_of("join")}) == 3
