@@ -11,6 +11,7 @@ from __future__ import annotations
 from gateway.nssim.adr import AdrState, adr_decision
 from gateway.nssim.delivery import EventSink, HttpDelivery, MqttDelivery, topic_for
 from gateway.nssim.events import Application, Event, to_json
+from gateway.nssim.node import NodeError, VirtualNode, build_node_lib
 from gateway.nssim.registry import DeviceKeys, device_from_mapping, load_devices
 from gateway.nssim.server import DeviceState, LogEntry, NetworkServerSim, QueueItem, Session, SimHandle
 
@@ -25,9 +26,12 @@ __all__ = [
     "LogEntry",
     "MqttDelivery",
     "NetworkServerSim",
+    "NodeError",
     "QueueItem",
     "Session",
     "SimHandle",
+    "VirtualNode",
+    "build_node_lib",
     "adr_decision",
     "device_from_mapping",
     "load_devices",

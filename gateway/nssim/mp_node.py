@@ -1,5 +1,6 @@
-# A LoRaWAN node on the MicroPython unix port for the network-server simulator tests: the real
-# citynode.lorawan.mac.ClassA over citynode.radio.udp.UdpRadio, driven line by line over stdin.
+# MicroPython program (not imported by the gateway): a LoRaWAN node on the unix port for the
+# network-server simulator, the real citynode.lorawan.mac.ClassA over citynode.radio.udp.UdpRadio,
+# driven line by line over stdin by gateway.nssim.node.VirtualNode.
 #
 # First line: JSON config {"port", "dev_eui", "join_eui", "app_key" (hex), "scale", "skip_ms",
 #   "adr_ack_limit"?, "adr_ack_delay"?, "rssi"?, "snr"?}.
@@ -17,12 +18,13 @@ from citynode.lorawan.session import MemoryStore, SessionStore
 from citynode.radio.udp import UdpRadio, VirtualClock
 
 
-class TestRegion:
-    """EU868 with the ADR backoff limits made small, so that link loss plays out in a few uplinks."""
+class NodeRegion:
+    """EU868, optionally with smaller ADR backoff limits ("adr_ack_limit"/"adr_ack_delay" in the config),
+    so that link loss plays out in a few uplinks in tests."""
 
 
 def make_region(cfg):
-    r = TestRegion()
+    r = NodeRegion()
     for name in dir(region):
         if not name.startswith("__"):
             setattr(r, name, getattr(region, name))
