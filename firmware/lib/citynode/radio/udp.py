@@ -14,7 +14,7 @@
 #   freq_hz, sf, bw_hz, cr, invert_iq, power_dbm   the modulation the packet went out with
 #   tmst_ms    up: the node's clock (ms) at the END of the transmission;
 #              down: the node-clock time at which the downlink's preamble STARTS. Like the "tmst" of
-#              Semtech's UDP packet-forwarder protocol (PROTOCOL.TXT §6 "txpk.tmst"): the network server
+#              Semtech's UDP packet-forwarder protocol (PROTOCOL.TXT, downstream "txpk.tmst"): the network server
 #              answers right away and schedules the downlink at uplink end + RECEIVE_DELAY1/2, so RX
 #              window timing is decided by the node's own clock and never by UDP or scheduling jitter.
 #   rssi, snr  up: the link the node wants the simulator to see (optional, a path-loss stand-in, already
@@ -26,6 +26,8 @@
 # ``timeout_ms``; a downlink is received only if it is on that channel and its preamble starts while the
 # receiver listens (a window that opens more than _LOCK_SYMBOLS symbols after the preamble started has
 # missed it). A received packet occupies the receiver until its last symbol (time on air).
+# Each radio has its own UDP socket; the simulator answers the socket an uplink came from, so many
+# virtual nodes share one simulator (a downlink for another node would fail its DevAddr/MIC check anyway).
 #
 # Time: a VirtualClock, shared with the MAC (ClassA(now_ms=clock.now_ms, sleep_ms=clock.sleep_ms)). Node
 # time advances when the node waits; with ``scale`` = 1 waits take real time. ``scale`` = 20 makes a wait
