@@ -89,7 +89,7 @@ def main(cycles=None):
     print("citynode %s role=%s board=%s dev_eui=%s" % (
         ".".join(str(p) for p in __import__("citynode").VERSION), cfg["role"], cfg["board"],
         cfg.get("dev_eui", "-")))
-    node = Node(cfg, hal, role, link, battery=battery, now=_now(hal, clock), clock=clock)
+    node = Node(cfg, hal, role, link, battery=battery, now=_now(hal, clock), clock=clock, pace=sim.get("pace"))
     node.run(cycles, heap_report=bool(sim.get("heap_report")))
     return 0
 
