@@ -109,7 +109,9 @@ def _field_names(store: Store, dev_eui: str) -> list[str]:
     names: list[str] = []
     last = ""
     while len(names) < _MAX_FIELDS:
-        row = _query(store, "SELECT MIN(field) FROM readings WHERE dev_eui = ? AND field > ?", (dev_eui, last))
+        row = _query(
+            store, "SELECT MIN(field) FROM readings WHERE dev_eui = ? AND field > ?", (dev_eui, last)
+        )
         if not row or row[0][0] is None:
             break
         last = str(row[0][0])
@@ -159,7 +161,14 @@ def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistor
         series.append(FieldSeries(name, message_type, rows[0][2], tuple(pts)))
     # The device's own role (the message type with most fields) first, device_status after it.
     main = max(role_counts, key=lambda t: (t != "device_status", role_counts[t]), default=None)
-    series.sort(key=lambda f: (f.message_type != main, f.message_type, _schema_position(f.message_type, f.field), f.field))
+    series.sort(
+        key=lambda f: (
+            f.message_type != main,
+            f.message_type,
+            _schema_position(f.message_type, f.field),
+            f.field,
+        )
+    )
     link = sorted(uplinks.values(), key=lambda p: p.time)[-points:]
     return DeviceHistory(dev_eui, main, tuple(series), tuple(link))
 

@@ -151,11 +151,13 @@ def fill_sample_fleet(
     uplinks: int = 24,
     interval: timedelta = timedelta(minutes=5),
     devices: tuple[SampleDevice, ...] = SAMPLE_DEVICES,
+    dead_letter: bool = True,
 ) -> int:
     """Store ``uplinks`` uplinks per device ending at ``now`` through the real pipeline.
 
     The second bin loses FCnt 5 and 6 (2 lost uplinks), the first air-quality node sends a
-    ``device_status`` message, and one truncated payload ends in the dead-letter store.
+    ``device_status`` message, and (``dead_letter``) one truncated payload of the last device ends in
+    the dead-letter store.
     Returns the number of events processed.
     """
     now = now or datetime.now(UTC)
@@ -169,8 +171,9 @@ def fill_sample_fleet(
             if device.name == "bin-nordsternpark" and f_cnt == 5:
                 f_cnt += 2  # FCnt 5 and 6 never arrive
             # Slow fading plus the odd dip (a passing lorry, rain): a few dB either way.
-            rssi = device.rssi + int(round(3 * math.sin(i * 0.45 + len(device.name)) - (4 if i % 7 == 3 else 0)))
-            snr = round(device.snr + 1.5 * math.sin(i * 0.3 + len(device.name)) - (2.5 if i % 7 == 3 else 0), 1)
+            dip = i % 7 == 3
+            rssi = device.rssi + int(round(3 * math.sin(i * 0.45 + len(device.name)) - (4 if dip else 0)))
+            snr = round(device.snr + 1.5 * math.sin(i * 0.3 + len(device.name)) - (2.5 if dip else 0), 1)
             data = codec.encode_uplink(device.role, _reading(device, i, t))
             f_port = codec_fport(device.role)
             body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr)
@@ -180,14 +183,23 @@ def fill_sample_fleet(
             f_cnt += 1
             status = codec.encode_uplink(
                 "device_status",
-                {"firmware": "1.2.0", "uptime": 86400 * 3 + 4521, "reset_cause": "deep_sleep", "battery": 3.91},
+                {
+                    "firmware": "1.2.0",
+                    "uptime": 86400 * 3 + 4521,
+                    "reset_cause": "deep_sleep",
+                    "battery": 3.91,
+                },
             )
             t = now - timedelta(seconds=2)
-            pipeline.handle("up", uplink_event_json(device, f_cnt, 1, status, t, device.rssi, device.snr), "json", "sample")
+            body = uplink_event_json(device, f_cnt, 1, status, t, device.rssi, device.snr)
+            pipeline.handle("up", body, "json", "sample")
             count += 1
-    # A truncated air-quality payload: the gateway keeps it as a dead letter with the reason.
-    bad = devices[1]
-    body = uplink_event_json(bad, uplinks + 1, 10, b"\x01\x19", now - timedelta(seconds=30), bad.rssi, bad.snr)
+    if not dead_letter:
+        return count
+    # A truncated payload: the gateway keeps it as a dead letter with the reason.
+    bad = devices[min(1, len(devices) - 1)]
+    t = now - timedelta(seconds=30)
+    body = uplink_event_json(bad, uplinks + 1, 10, b"\x01\x19", t, bad.rssi, bad.snr)
     pipeline.handle("up", body, "json", "sample")
     return count + 1
 
