@@ -161,7 +161,18 @@ def fill_sample_fleet(
     Returns the number of events processed.
     """
     now = now or datetime.now(UTC)
-    pipeline = Pipeline(store)
+    with store.batch():  # one commit, as the MQTT ingest groups what the broker has already sent
+        return _fill(Pipeline(store), now, uplinks, interval, devices, dead_letter)
+
+
+def _fill(
+    pipeline: Pipeline,
+    now: datetime,
+    uplinks: int,
+    interval: timedelta,
+    devices: tuple[SampleDevice, ...],
+    dead_letter: bool,
+) -> int:
     count = 0
     for device in devices:
         f_cnt = 0
