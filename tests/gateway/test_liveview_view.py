@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 import io
 import threading
 from datetime import UTC, datetime, timedelta
@@ -13,16 +14,19 @@ from rich.console import Console
 from gateway import liveview
 from gateway.cli import main as cli
 from gateway.errors import ConfigError
+from gateway.store import Store
 from gateway.web import device_history
 from gateway.web.sample import SAMPLE_DEVICES, SampleDevice, fill_sample_fleet
 
 NOW = datetime(2026, 5, 4, 18, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def fleet(store):
-    fill_sample_fleet(store, now=NOW)
-    return store
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory) -> Iterator[Store]:
+    """One filled store for the module's read-only tests (filling takes about a second)."""
+    with Store.open(tmp_path_factory.mktemp("fleet") / "gateway.sqlite") as store:
+        fill_sample_fleet(store, now=NOW)
+        yield store
 
 
 def text_of(renderable, width: int = 140) -> str:

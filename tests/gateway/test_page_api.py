@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 import json
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -21,10 +22,12 @@ NOW = datetime(2026, 5, 4, 18, 0, 0, tzinfo=UTC)
 AQ, BIN_FAR, BUS = "70b3d57ed0060001", "70b3d57ed0060012", "70b3d57ed0060021"
 
 
-@pytest.fixture
-def fleet(store: Store) -> Store:
-    fill_sample_fleet(store, now=NOW)
-    return store
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory) -> Iterator[Store]:
+    """One filled store for the module's read-only tests (filling takes about a second)."""
+    with Store.open(tmp_path_factory.mktemp("fleet") / "gateway.sqlite") as store:
+        fill_sample_fleet(store, now=NOW)
+        yield store
 
 
 def test_history_gives_the_newest_values_of_each_field_oldest_first(fleet):
