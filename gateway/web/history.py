@@ -119,13 +119,18 @@ def _field_names(store: Store, dev_eui: str) -> list[str]:
     return names
 
 
-def _schema_position(message_type: str, field: str) -> int:
-    """Where ``field`` comes in its message's payload contract (list items by their list field)."""
+def _schema_position(message_type: str, field: str) -> tuple[int, int, int]:
+    """Where ``field`` comes in its message's payload contract: ``doors.1.boardings`` sorts by the
+    ``doors`` field, then list position 1, then ``boardings`` among the item's fields."""
     spec = load_schema().messages.get(message_type)
     if spec is None:
-        return 1000
-    base = field.split(".", 1)[0]
-    return next((i for i, f in enumerate(spec.fields) if f.name == base), 1000)
+        return (1000, 0, 0)
+    parts = field.split(".")
+    index = next((i for i, f in enumerate(spec.fields) if f.name == parts[0]), 1000)
+    if len(parts) == 3 and parts[1].isdigit() and index < 1000:
+        items = [item.name for item in spec.fields[index].items]
+        return (index, int(parts[1]), items.index(parts[2]) if parts[2] in items else 1000)
+    return (index, 0, 0)
 
 
 def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistory:

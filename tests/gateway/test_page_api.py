@@ -48,8 +48,9 @@ def test_history_orders_fields_as_the_payload_contract_with_the_role_first(fleet
         "firmware", "uptime", "reset_cause",
     ]  # fmt: skip
     bus = device_history(fleet, BUS)
-    assert [f.field for f in bus.fields][:4] == [
-        "interval", "doors.0.alightings", "doors.0.boardings", "doors.0.door",
+    assert [f.field for f in bus.fields][:8] == [
+        "interval", "doors.0.door", "doors.0.boardings", "doors.0.alightings",
+        "doors.1.door", "doors.1.boardings", "doors.1.alightings", "occupancy",
     ]  # fmt: skip
     assert bus.field("occupancy").unit is None and bus.field("latitude").unit == "°"
 

@@ -41,10 +41,10 @@
     firmware: "Firmware",
     faults: "Faults",
   };
-  // Shown as a value only: a line of coordinates, door numbers or a fixed interval says nothing.
-  const NO_CHART = /^(latitude|longitude|interval|doors\.\d+\.door)$/;
-  // In their own columns, not among the readings.
-  const OWN_COLUMN = new Set(["battery"]);
+  // Shown as a value only: a line of coordinates or of a fixed interval says nothing.
+  const NO_CHART = /^(latitude|longitude|interval)$/;
+  // Not listed among the readings: battery has its own column, a door number names its counts.
+  const NOT_LISTED = /^(battery|doors\.\d+\.door)$/;
 
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
   let paused = false;
@@ -71,11 +71,12 @@
 
   // ---------------------------------------------------------------------------------------- formatting
 
-  function fmtNumber(v) {
+  function fmtNumber(v, unit) {
     if (typeof v === "boolean") return v ? "yes" : "no";
     if (typeof v !== "number") return String(v);
     const abs = Math.abs(v);
-    const digits = Number.isInteger(v) ? 0 : abs >= 100 ? 1 : abs >= 10 ? 1 : 2;
+    // Coordinates keep their 5 decimals (about 1 m); other values 1 or 2 significant decimals.
+    const digits = Number.isInteger(v) ? 0 : unit === "°" ? 5 : abs >= 10 ? 1 : 2;
     return v.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
   }
 
@@ -88,7 +89,7 @@
 
   function withUnit(v, unit, field) {
     if (field === "uptime" && typeof v === "number") return duration(v);
-    const text = fmtNumber(v);
+    const text = fmtNumber(v, unit);
     if (!unit || typeof v === "boolean") return text;
     return unit === "%" || unit === "°" ? text + unit : text + "\u202f" + unit;
   }
@@ -200,7 +201,7 @@
     const byName = new Map(history.fields.map((f) => [f.field, f]));
     const list = h("ul", { class: "readings", "aria-label": `Latest readings of ${label}` });
     for (const series of history.fields) {
-      if (OWN_COLUMN.has(series.field) || !series.points.length) continue;
+      if (NOT_LISTED.test(series.field) || !series.points.length) continue;
       const name = fieldLabel(series.field, byName);
       const values = series.points.map((p) => p[1]);
       const latest = values[values.length - 1];
