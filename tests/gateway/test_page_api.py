@@ -157,3 +157,28 @@ def test_the_api_token_guards_history_and_summary_but_not_the_page(tmp_path):
             assert status == 200  # the page holds no data; it asks for the token
 
     asyncio.run(main())
+
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.mark.postgres
+def test_history_reads_the_same_from_postgresql(fleet):
+    """The page's queries are plain SQL: PostgreSQL gives what SQLite gives."""
+    import uuid
+
+    import psycopg
+
+    schema = f"citynode_page_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with Store.open(f"{PG_DSN}?options=-csearch_path%3D{schema}") as pg:
+            fill_sample_fleet(pg, now=NOW)
+            for dev_eui in (AQ, BIN_FAR, BUS):
+                assert device_history(pg, dev_eui, 7) == device_history(fleet, dev_eui, 7)
+            since = NOW - timedelta(seconds=60)
+            assert uplinks_since(pg, since) == uplinks_since(fleet, since) == 8
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
