@@ -166,7 +166,7 @@ async def render(tmp_path: Path) -> tuple[DomSummary, str, dict[str, Path]]:
     now = datetime.now(UTC)
     with Store.open(path) as store:
         fill_sample_fleet(store, now=now)
-        earlier = now - timedelta(minutes=1)
+        earlier = now - timedelta(minutes=20)  # silent for four of its 5-minute intervals
         fill_sample_fleet(store, now=earlier, uplinks=3, devices=(EVIL,), dead_letter=False)
     config = parse_config({"store": {"path": str(path)}, "http": {"host": "127.0.0.1", "port": 0}})
     shots = {"desktop": tmp_path / "page-1280x900.png", "phone": tmp_path / "page-390x844.png"}
@@ -221,13 +221,30 @@ def test_names_and_tags_from_data_are_text_never_markup(rendered):
     assert "<title>citynode gateway status</title>" in html  # the injected handlers never ran
 
 
+def test_a_device_silent_for_three_of_its_intervals_is_flagged(rendered):
+    dom, html, _ = rendered
+    text = " ".join(dom.text)
+    assert text.count("silent (usually every 5 min)") == 1
+    evil_row = html[html.index(f'data-dev-eui="{EVIL.dev_eui}"') :]
+    assert evil_row.index("silent (usually every 5 min)") < evil_row.index("</tr>")
+
+
+def test_the_newest_dead_letters_are_listed_with_their_reason(rendered):
+    dom, _, _ = rendered
+    text = " ".join(dom.text)
+    assert "Newest dead letters" in text
+    assert "unexpected byte(s) after the CBOR array" in text
+
+
 def test_the_table_keeps_its_semantics(rendered):
     dom, _, _ = rendered
-    headers = [a for tag, a in dom.elements if tag == "th" and a.get("scope") == "col"]
+    headers = [a for tag, a in dom.elements if tag == "th" and a.get("role") == "columnheader"]
     assert len(headers) == 7
     row_headers = [a for tag, a in dom.elements if tag == "th" and a.get("scope") == "row"]
     assert len(row_headers) == len(dom.rows)
-    assert all(a.get("data-label") for tag, a in dom.elements if tag == "td")  # phone layout labels
+    cells = [a for tag, a in dom.elements if tag == "td" and a.get("role") == "cell"]
+    assert len(cells) == 6 * len(dom.rows)
+    assert all(a.get("data-label") for a in cells)  # the phone layout repeats the column name
 
 
 @pytest.mark.parametrize(("shot", "size"), [("desktop", (1280, 900)), ("phone", (390, 844))])

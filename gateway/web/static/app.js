@@ -8,6 +8,8 @@
 (() => {
   const REFRESH_MS = 5000;
   const POINTS = 60; // values per sparkline
+  const DEAD_LETTERS = 5; // newest shown
+  const SILENT_AFTER = 3; // a device is "silent" after this many of its usual intervals without an uplink
   const SVG_NS = "http://www.w3.org/2000/svg";
   const TOKEN_KEY = "citynode-api-token";
 
@@ -84,7 +86,11 @@
     const d = Math.floor(seconds / 86400);
     const hours = Math.floor((seconds % 86400) / 3600);
     const m = Math.floor((seconds % 3600) / 60);
-    return d ? `${d} d ${hours} h` : hours ? `${hours} h ${m} min` : `${m} min ${Math.floor(seconds % 60)} s`;
+    const s = Math.floor(seconds % 60);
+    if (d) return `${d} d ${hours} h`;
+    if (hours) return m ? `${hours} h ${m} min` : `${hours} h`;
+    if (m) return s ? `${m} min ${s} s` : `${m} min`;
+    return `${s} s`;
   }
 
   function withUnit(v, unit, field) {
@@ -256,6 +262,35 @@
     return h("span", { class: "role", title: role || null }, ROLES[role] || role || "–");
   }
 
+  // The device's usual uplink interval in ms: the median gap between its recent uplinks.
+  function usualInterval(history) {
+    const times = history.link.map((p) => Date.parse(p.time));
+    const gaps = times.slice(1).map((t, i) => t - times[i]).filter((g) => g > 0).sort((a, b) => a - b);
+    return gaps.length ? gaps[Math.floor(gaps.length / 2)] : null;
+  }
+
+  function lastSeen(device, history) {
+    if (!device.last_seen) return "never";
+    const cell = h("div", { class: "stack" },
+      h("time", { datetime: device.last_seen, title: device.last_seen }, ago(device.last_seen)));
+    const usual = usualInterval(history);
+    const age = Date.now() - Date.parse(device.last_seen);
+    if (usual && age > Math.max(SILENT_AFTER * usual, 60000)) {
+      cell.append(h("span", { class: "meta warn" }, `silent (usually every ${duration(usual / 1000)})`));
+    }
+    return cell;
+  }
+
+  function deadLetters(list) {
+    const rows = list.dead_letters.map((d) => h("tr", {},
+      h("td", {}, h("time", { datetime: d.received_at, title: d.received_at }, ago(d.received_at))),
+      h("td", {}, d.source),
+      h("td", {}, d.dev_eui ? h("code", {}, d.dev_eui) : "–"),
+      h("td", { class: "reason" }, d.reason)));
+    document.getElementById("dead-rows").replaceChildren(...rows);
+    document.getElementById("dead").hidden = rows.length === 0;
+  }
+
   function deviceRow(device, history) {
     const label = device.name || device.dev_eui;
     const tags = Object.entries(device.tags || {});
@@ -266,9 +301,7 @@
         h("code", { class: "eui" }, device.dev_eui),
         tags.length ? h("span", { class: "tags" }, tags.map(([k, v]) => `${k}: ${v}`).join(", ")) : null),
       td("Role", roleBadge(history.role || device.role)),
-      td("Last seen", device.last_seen
-        ? h("time", { datetime: device.last_seen, title: device.last_seen }, ago(device.last_seen))
-        : "never"),
+      td("Last seen", lastSeen(device, history)),
       td("Battery", batteryCell(device, history)),
       td("Link: RSSI / SNR", linkCell(device, history)),
       td("FCnt gaps", gapsCell(device)),
@@ -283,10 +316,12 @@
 
   async function refresh() {
     try {
-      const [summary, list] = await Promise.all([getJSON("/api/summary"), getJSON("/api/devices")]);
+      const [summary, list, dead] = await Promise.all([
+        getJSON("/api/summary"), getJSON("/api/devices"), getJSON(`/api/deadletters?limit=${DEAD_LETTERS}`)]);
       const histories = await Promise.all(list.devices.map((d) =>
         getJSON(`/api/history?device=${encodeURIComponent(d.dev_eui)}&points=${POINTS}`)));
       totals(summary);
+      deadLetters(dead);
       const rows = list.devices.map((d, i) => deviceRow(d, histories[i]));
       document.getElementById("device-rows").replaceChildren(...rows);
       document.getElementById("empty").hidden = rows.length > 0;
