@@ -29,7 +29,7 @@ from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.web.sample import SAMPLE_DEVICES, SampleDevice, fill_sample_fleet
 
-pytestmark = pytest.mark.slow  # needs chromium; a "browser" marker is proposed to the lead
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # needs chromium; a "browser" marker is proposed to the lead
 
 EVIL = SampleDevice(
     dev_eui="70b3d57ed00600ee",
