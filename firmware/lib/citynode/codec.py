@@ -81,11 +81,60 @@ def _fail(msg_type, name, text):
     raise EncodeError("%s.%s: %s" % (msg_type, name, text))
 
 
-def _spec(msg_type):
-    spec = _t.UPLINKS.get(msg_type)
-    if spec is None:
+# ------------------------------------------------------------------------------------ tables
+
+# codec_tables holds each message as one line of text (a few hundred bytes) instead of nested
+# tuples (~12 KB of heap for all seven messages). A node keeps the parsed spec of the uplink it sent
+# last (its role's, every cycle); device_status (daily) and the config downlink (rare) are parsed
+# when used and left to the garbage collector.
+_last = None  # (msg_type, spec)
+
+
+def _number(text):
+    return float(text) if "." in text or "e" in text else int(text)
+
+
+def _parse_field(text):
+    parts = text.split(" ", 3)
+    kind = int(parts[1])
+    head = (parts[0], kind, parts[2] == "1")
+    if kind == _t.NUMBER:
+        return head + tuple(_number(p) for p in parts[3].split(" "))
+    if kind == _t.ENUM or kind == _t.FLAGS:
+        return head + ((_t.FAULT_FLAGS if parts[3] == "*" else tuple(parts[3].split(","))),)
+    if kind == _t.LIST:
+        count, items = parts[3].split(" ", 1)
+        return head + (tuple(_parse_field(item) for item in items.split("/")), int(count))
+    return head
+
+
+def _parse(line, numeric_ident):
+    ident, fields = line.split("|", 1)
+    ident, version = ident.split(" ")
+    return (int(ident) if numeric_ident else ident, int(version),
+            tuple(_parse_field(f) for f in fields.split(";")))
+
+
+def uplink_spec(msg_type):
+    """(fPort, schema version, fields) of an uplink message type; EncodeError if unknown."""
+    global _last
+    if _last is not None and _last[0] == msg_type:
+        return _last[1]
+    line = _t.UPLINKS.get(msg_type) if type(msg_type) is str else None
+    if line is None:
         raise EncodeError("unknown message type %r" % (msg_type,))
+    spec = _parse(line, True)
+    _last = (msg_type, spec)
     return spec
+
+
+def downlink_spec(fport):
+    """(message name, schema version, fields) of the downlink on fport, or None."""
+    line = _t.DOWNLINKS.get(fport) if type(fport) is int else None
+    return None if line is None else _parse(line, False)
+
+
+_spec = uplink_spec
 
 
 def _put(msg_type, field, value):
@@ -345,7 +394,7 @@ def _read(data, pos, depth=0):
 
 def decode_downlink(fport, data):
     """Decode a config downlink into its settings dict; raise DecodeError for any bad input."""
-    spec = _t.DOWNLINKS.get(fport)
+    spec = downlink_spec(fport)
     if spec is None:
         raise DecodeError("no citynode downlink on fPort %r" % (fport,))
     name, version, fields = spec
