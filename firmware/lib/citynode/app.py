@@ -9,7 +9,7 @@
 # battery reader come in through the constructor.
 import gc
 
-from citynode import codec, config as _config, files
+from citynode import codec, files
 from citynode.backlog import Backlog
 from citynode.compat import const
 
@@ -187,6 +187,8 @@ class Node:
         if fport != _DOWNLINK_FPORT:
             self.out("downlink on fport %d ignored" % fport)
             return
+        from citynode import config as _config  # imported again: boot dropped it to save RAM
+
         try:
             settings = codec.decode_downlink(fport, data)
             changed = _config.apply_settings(self.config, settings)

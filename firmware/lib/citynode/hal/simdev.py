@@ -6,8 +6,9 @@
 # per frame, the last repeating) or drawn from a seeded SimRandom. Faults can be injected: garbage
 # before frames, frames with a broken checksum, a sensor that ignores its first wake command, a dead
 # sensor, and chunked delivery (partial frames per read).
-from citynode.hal.sim import SimPulse, SimRandom, SimUART, echo_us
-from citynode.hal.simbus import log
+from citynode.hal.simextra import SimPulse, echo_us
+from citynode.hal.simio import SimRandom
+from citynode.hal.simuart import SimUART, log
 
 
 class _ScriptedUART(SimUART):

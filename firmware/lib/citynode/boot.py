@@ -1,0 +1,89 @@
+# Boot wiring: config.json + board.json -> HAL -> role, link, battery -> Node (citynode.run.main).
+#
+# Boot-only code: citynode.run drops this module (with config and the HAL's board helpers) from
+# RAM once the node is built, so it must not be referenced by anything the node keeps.
+from citynode import config as _config
+from citynode import files
+
+BOARD_PATH = "board.json"
+SIM_PATH = "sim.json"  # the virtual board's scenario (scripted sensors, seed, downlinks, cycles)
+
+
+def load_board(cfg):
+    board = files.read(BOARD_PATH)
+    if not isinstance(board, dict):
+        raise _config.ConfigError("board.json", "missing or unreadable")
+    name = board.get("name")
+    if name != cfg["board"]:
+        raise _config.ConfigError("board", "config names %r but board.json is %r" % (cfg["board"], name))
+    return board
+
+
+def build(cfg=None, board=None, sim=None):
+    """Everything a node needs, built from its files: (config, board, hal, clock, role, link, battery)."""
+    from citynode import hal as _hal
+    from citynode import roles
+
+    cfg = cfg or _config.load()
+    board = board or load_board(cfg)
+    if sim is None:
+        sim = files.read(SIM_PATH, {}) if _hal.backend_name(board) == "sim" else {}
+    kwargs = {}
+    if _hal.backend_name(board) == "sim":
+        kwargs = {"seed": sim.get("seed", 1), "values": sim.get("values", {})}
+    hal = _hal.load(board, **kwargs)
+    clock = getattr(hal, "clock", None) or _hal.clock()
+    role = roles.build(cfg, board, hal, clock)
+    battery = _battery(board, hal)
+    link = build_link(cfg, board, hal, sim, battery)
+    return cfg, board, hal, clock, role, link, battery
+
+
+def _battery(board, hal):
+    from citynode.drivers.battery import Battery
+
+    try:
+        reader = Battery(hal.adc("battery"), hal.battery_divider())
+    except Exception:
+        return None
+    return reader.read_volts
+
+
+def build_link(cfg, board, hal, sim, battery=None):
+    """The LoRaWAN link for this board: the software MAC over its radio, an AT modem, or (sim board
+    without a network simulator) the console stand-in that prints every uplink."""
+    from citynode import links
+
+    if board.get("name") == "sim" and not sim.get("network"):
+        return links.ConsoleLink(max_payload=sim.get("max_payload", 51), downlinks=sim.get("downlinks", ()))
+    return links.lorawan_link(cfg, board, hal, sim, battery)
+
+
+def _now(hal, clock):
+    # The node keeps this function for ever: it lives in citynode.run, not in this boot-only module.
+    from citynode.run import now_function
+
+    return now_function(hal, clock)
+
+
+def start(cycles=None):
+    """Build the node from its files: (node, cycles, heap_report), or an exit code after printing
+    one line naming the bad field."""
+    from citynode.app import Node
+
+    try:
+        cfg, board, hal, clock, role, link, battery = build()
+    except _config.ConfigError as exc:
+        print("ConfigError: %s" % exc)
+        return 1
+    except ValueError as exc:  # driver and board errors name their field too
+        print("%s: %s" % (type(exc).__name__, exc))
+        return 1
+    sim = files.read(SIM_PATH, {}) if board.get("name") == "sim" else {}
+    if cycles is None:
+        cycles = sim.get("cycles")
+    print("citynode %s role=%s board=%s dev_eui=%s" % (
+        ".".join(str(p) for p in __import__("citynode").VERSION), cfg["role"], cfg["board"],
+        cfg.get("dev_eui", "-")))
+    node = Node(cfg, hal, role, link, battery=battery, now=_now(hal, clock), clock=clock)
+    return node, cycles, bool(sim.get("heap_report"))
