@@ -1,8 +1,12 @@
 # Boot wiring: config.json + board.json -> HAL -> role, link, battery -> Node (citynode.run.main).
 #
 # Boot-only code: citynode.run drops this module (with config and the HAL's board helpers) from
-# RAM once the node is built, so it must not be referenced by anything the node keeps.
-from citynode import config as _config
+# RAM once the node is built, so it must not be referenced by anything the node keeps. The order
+# keeps the boot's heap peak low: config and board files are read and checked first and the
+# validator dropped, then the HAL, the role's drivers and the link are loaded, with a collection
+# between the stages (the unix port holds every module's bytecode in the heap).
+import gc
+
 from citynode import files
 
 BOARD_PATH = "board.json"
@@ -10,6 +14,8 @@ SIM_PATH = "sim.json"  # the virtual board's scenario (scripted sensors, seed, d
 
 
 def load_board(cfg):
+    from citynode import config as _config
+
     board = files.read(BOARD_PATH)
     if not isinstance(board, dict):
         raise _config.ConfigError("board.json", "missing or unreadable")
@@ -21,11 +27,18 @@ def load_board(cfg):
 
 def build(cfg=None, board=None, sim=None):
     """Everything a node needs, built from its files: (config, board, hal, clock, role, link, battery)."""
-    from citynode import hal as _hal
-    from citynode import roles
+    if cfg is None:
+        from citynode import config as _config
 
-    cfg = cfg or _config.load()
+        cfg = _config.load()
+        _config = None
     board = board or load_board(cfg)
+    from citynode.run import forget
+
+    forget(("citynode.config",))  # a config downlink imports it again
+    gc.collect()
+    from citynode import hal as _hal
+
     if sim is None:
         sim = files.read(SIM_PATH, {}) if _hal.backend_name(board) == "sim" else {}
     kwargs = {}
@@ -33,7 +46,12 @@ def build(cfg=None, board=None, sim=None):
         kwargs = {"seed": sim.get("seed", 1), "values": sim.get("values", {})}
     hal = _hal.load(board, **kwargs)
     clock = getattr(hal, "clock", None) or _hal.clock()
+    _hal = None
+    gc.collect()
+    from citynode import roles
+
     role = roles.build(cfg, board, hal, clock)
+    gc.collect()
     battery = _battery(board, hal)
     link = build_link(cfg, board, hal, sim, battery)
     return cfg, board, hal, clock, role, link, battery
@@ -69,14 +87,9 @@ def _now(hal, clock):
 def start(cycles=None):
     """Build the node from its files: (node, cycles, heap_report), or an exit code after printing
     one line naming the bad field."""
-    from citynode.app import Node
-
     try:
         cfg, board, hal, clock, role, link, battery = build()
-    except _config.ConfigError as exc:
-        print("ConfigError: %s" % exc)
-        return 1
-    except ValueError as exc:  # driver and board errors name their field too
+    except ValueError as exc:  # config, driver and board errors name their field: "ConfigError: ..."
         print("%s: %s" % (type(exc).__name__, exc))
         return 1
     sim = files.read(SIM_PATH, {}) if board.get("name") == "sim" else {}
@@ -85,5 +98,7 @@ def start(cycles=None):
     print("citynode %s role=%s board=%s dev_eui=%s" % (
         ".".join(str(p) for p in __import__("citynode").VERSION), cfg["role"], cfg["board"],
         cfg.get("dev_eui", "-")))
+    from citynode.app import Node
+
     node = Node(cfg, hal, role, link, battery=battery, now=_now(hal, clock), clock=clock)
     return node, cycles, bool(sim.get("heap_report"))
