@@ -77,16 +77,10 @@ def build_link(cfg, board, hal, sim, battery=None):
     return links.lorawan_link(cfg, board, hal, sim, battery)
 
 
-def _now(hal, clock):
-    # The node keeps this function for ever: it lives in citynode.run, not in this boot-only module.
-    from citynode.run import now_function
-
-    return now_function(hal, clock)
-
-
 def start(cycles=None):
-    """Build the node from its files: (node, cycles, heap_report), or an exit code after printing
-    one line naming the bad field."""
+    """Build the node's parts from its files: (cfg, hal, clock, role, link, battery, cycles,
+    heap_report), or an exit code after printing one line naming the bad field. citynode.run makes
+    the Node once this module and the other boot-only ones are out of RAM."""
     try:
         cfg, board, hal, clock, role, link, battery = build()
     except ValueError as exc:  # config, driver and board errors name their field: "ConfigError: ..."
@@ -98,7 +92,4 @@ def start(cycles=None):
     print("citynode %s role=%s board=%s dev_eui=%s" % (
         ".".join(str(p) for p in __import__("citynode").VERSION), cfg["role"], cfg["board"],
         cfg.get("dev_eui", "-")))
-    from citynode.app import Node
-
-    node = Node(cfg, hal, role, link, battery=battery, now=_now(hal, clock), clock=clock)
-    return node, cycles, bool(sim.get("heap_report"))
+    return cfg, hal, clock, role, link, battery, cycles, bool(sim.get("heap_report"))

@@ -11,9 +11,8 @@
 # (SimI2C, SimPulse, ...) are resolved on access by __getattr__.
 from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON
 from citynode.hal.simio import SimADC, SimClock, SimPin, SimRandom, SimWDT  # noqa: F401  (re-exported)
-from citynode.hal.simuart import SimUART  # noqa: F401  (re-exported)
 
-_LAZY = {"RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
+_LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
          "echo_us": "simextra"}
 
 

@@ -1,7 +1,15 @@
 # Simulated I2C bus (register-map devices) for citynode.hal.sim; the UART lives in citynode.hal.simuart
-# (re-exported here) so that roles without I2C sensors do not load this module.
+# (re-exported here on access) so that roles without I2C sensors do not load this module.
 from citynode.compat import const
-from citynode.hal.simuart import LOG_LIMIT, SimUART, log  # noqa: F401  (re-exported)
+from citynode.hal.simio import LOG_LIMIT, log  # noqa: F401  (re-exported)
+
+
+def __getattr__(name):
+    if name == "SimUART":
+        from citynode.hal.simuart import SimUART
+
+        return SimUART
+    raise AttributeError(name)
 
 _ENODEV = const(19)  # errno MicroPython's machine.I2C raises when no device ACKs the address
 

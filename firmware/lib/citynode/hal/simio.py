@@ -1,7 +1,15 @@
 # Simulated randomness, time, pins, ADC and watchdog for citynode.hal.sim: what every role's sim board
 # uses. time_pulse_us replay and the RTC live in citynode.hal.simextra (re-exported here on access).
 from citynode.compat import const
-from citynode.hal.simuart import log
+
+LOG_LIMIT = const(16)  # recorded writes/commands kept per device: enough for a test, bounded for 1000 cycles
+
+
+def log(entries, item):
+    """Append to a bounded log (oldest entries dropped), so simulators do not grow the heap."""
+    if len(entries) >= LOG_LIMIT:
+        entries.pop(0)
+    entries.append(item)
 
 
 class SimRandom:

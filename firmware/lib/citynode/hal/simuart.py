@@ -1,16 +1,6 @@
-# Simulated UART (scripted byte streams) and the bounded logs of the sim peripherals. Its own module:
-# every role's sim board needs a UART or a log, few need the I2C bus of citynode.hal.simbus.
-from citynode.compat import const
-
-LOG_LIMIT = const(64)  # recorded writes/commands kept per device: enough for a test, bounded for 1000 cycles
-
-
-def log(entries, item):
-    """Append to a bounded log (oldest entries dropped), so simulators do not grow the heap."""
-    if len(entries) >= LOG_LIMIT:
-        entries.pop(0)
-    entries.append(item)
-
+# Simulated UART (scripted byte streams) and the scripted-sensor base of the UART sensor simulators.
+# Its own module: not every role's sim board has a UART, few need the I2C bus of citynode.hal.simbus.
+from citynode.hal.simio import LOG_LIMIT, SimRandom, log  # noqa: F401  (re-exported)
 
 class SimUART:
     """UART with a scripted receive stream. `responder(data)` sees every write and may feed() replies.
@@ -59,3 +49,44 @@ class SimUART:
 
     def flush(self):
         pass
+
+
+class ScriptedUART(SimUART):
+    """Shared plumbing: scripted values, injected bytes, optional streaming paced by a clock."""
+
+    def __init__(self, values=None, seed=1, inject=(), corrupt=(), dead=False, chunk=0, clock=None,
+                 period_ms=1000):
+        SimUART.__init__(self, b"", self._on_write, chunk)
+        self.values = list(values) if values else []
+        self.rng = SimRandom(seed)
+        self.inject = list(inject)  # byte strings fed before the next frames, one per frame
+        self.corrupt = set(corrupt)  # indexes (0-based) of data frames sent with a bad checksum
+        self.dead = dead
+        self.clock = clock
+        self.period_ms = period_ms
+        self.sent = 0
+        self.streaming = False
+        self._next_ms = 0
+
+    def _value(self):
+        if self.values:
+            return self.values.pop(0) if len(self.values) > 1 else self.values[0]
+        return self._random_value()
+
+    def _emit_data(self):
+        if self.inject:
+            self.feed(self.inject.pop(0))
+        frame = bytearray(self._data_frame(self._value()))
+        if self.sent in self.corrupt:
+            frame[-2 if frame[0] == 0xAA else -1] ^= 0x5A  # break the checksum byte
+        self.sent += 1
+        self.feed(frame)
+
+    def any(self):
+        if self.streaming and not self.dead and not self.rx:
+            if self.clock is None:
+                self._emit_data()
+            elif self.clock.ticks_ms() >= self._next_ms:
+                self._next_ms = self.clock.ticks_ms() + self.period_ms
+                self._emit_data()
+        return len(self.rx)
