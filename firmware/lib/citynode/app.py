@@ -232,14 +232,21 @@ class Node:
         self.boot()
         done = 0
         seconds = self.config["interval"] if self.role.sleep == "light" else 0
+        if heap_report:
+            gc.collect()
         while cycles is None or done < cycles:
+            if heap_report:
+                before = gc.mem_alloc()
             if seconds:
                 self.sleep(seconds)
             seconds = self.cycle()
             done += 1
             if heap_report:
+                # garbage = bytes allocated during the cycle (sleep + wake), measured before the
+                # collection; an automatic collection inside the cycle makes it a lower bound.
+                garbage = gc.mem_alloc() - before
                 gc.collect()
-                self.out("heap cycle=%d alloc=%d free=%d" % (done, gc.mem_alloc(), gc.mem_free()))
+                self.out("heap cycle=%d alloc=%d free=%d garbage=%d" % (done, gc.mem_alloc(), gc.mem_free(), garbage))
 
 
 _RESET_CAUSES = ("power_on", "watchdog", "deep_sleep", "soft", "brownout", "panic")

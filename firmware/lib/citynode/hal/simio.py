@@ -45,6 +45,10 @@ class SimRandom:
         return s * sigma * 1.7320508  # var(sum of 4 U(0,1)) = 1/3
 
 
+_TICKS_MASK = const((1 << 30) - 1)
+_TICKS_HALF = const(1 << 29)
+
+
 class SimClock:
     """Virtual time: sleeping advances it instantly, so a 30 s warm-up costs no wall time.
     every(period_ms, fn) registers simulated hardware activity (e.g. BLE adverts arriving by IRQ)
@@ -64,10 +68,13 @@ class SimClock:
         return self.now_us // 1000
 
     def ticks_us(self):
-        return self.now_us
+        # 30-bit like MicroPython's time.ticks_us() (drivers keep ticks in int32 arrays); ticks_ms()
+        # is left unbounded because simulators compare it directly. now_us is the true time.
+        return self.now_us & _TICKS_MASK
 
     def ticks_diff(self, a, b):
-        return a - b
+        # time.ticks_diff(): wrap-aware, exact for |a - b| < 2**29 (ms ticks: 6 days; us: 536 s)
+        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
 
     def every(self, period_ms, fn):
         timer = [self.ticks_ms() + period_ms, period_ms, fn]

@@ -97,15 +97,19 @@ class Transit:
 
     def _stops(self):
         # A generator of (t_us, pin, level) in time order, for ever: one stop per period.
-        start = self.clock.ticks_us() + self.period_us // 2
+        start = self.clock.now_us + self.period_us // 2
         stop = 0
+        waited = False
         while True:
             t = start
             numbers = sorted(n for n in self.doors if self.doors[n][0] is not None and self.doors[n][1] is not None)
-            if not numbers:  # no complete door (yet): look again at the next stop
-                yield t, None, 0
-                start += self.period_us
+            if not numbers:  # doors still being wired (role set-up): look again at this stop's time
+                if waited:  # ... and at the next stop's, if there is still none
+                    start += self.period_us
+                waited = True
+                yield start, None, 0
                 continue
+            waited = False
             alight, board = self._counts(stop)
             self.on_board += board - alight  # decided now: the counter must arrive at the same figure
             self.boarded += board
@@ -144,7 +148,7 @@ class Transit:
         if len(route) == 1:
             return int(route[0][0] * 1000000), int(route[0][1] * 1000000)
         trip_us = self.period_us * self.stops_per_trip
-        phase = self.clock.ticks_us() % (2 * trip_us)
+        phase = self.clock.now_us % (2 * trip_us)
         if phase >= trip_us:
             phase = 2 * trip_us - phase  # the way back
         pos = phase * (len(route) - 1) * 1000 // trip_us  # route index * 1000
