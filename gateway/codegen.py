@@ -2,7 +2,8 @@
 
 Two files are generated and committed, each saying so in its first line:
 
-* ``firmware/lib/citynode/codec_tables.py``: compact tuples the node's encoder walks;
+* ``firmware/lib/citynode/codec_tables.py``: one compact text line per message that the node's
+  encoder parses into field tuples on first use (only the messages a node sends cost RAM);
 * ``codecs/chirpstack/citynode.js``: the ChirpStack v4 codec (TS013 ``decodeUplink``,
   ``encodeDownlink``, ``decodeDownlink``), the schema embedded in the runtime from
   ``gateway/templates/citynode_runtime.js``.
@@ -35,29 +36,55 @@ def _schema_digest(text: str) -> str:
 
 
 def _py_field(spec: FieldSpec) -> str:
+    """One field as text: ``name kind optional ...`` (see the header of codec_tables.py)."""
     kind = _KINDS[spec.type]
-    head = f"({spec.name!r}, {kind}, {spec.optional!r}"
+    head = f"{spec.name} {kind} {int(bool(spec.optional))}"
+    for part in (spec.name, *(spec.values or ())):
+        if not part or any(c in part for c in " ;/,*"):
+            raise ConfigError(f"schema {spec.name}: names must not contain spaces or ; / , *")
     if spec.type == "number":
         assert spec.min is not None and spec.max is not None
-        return f"{head}, {_num(spec.min)}, {_num(spec.max)}, {spec.multiplier}, {spec.offset_units})"
+        return f"{head} {_num(spec.min)} {_num(spec.max)} {spec.multiplier} {spec.offset_units}"
     if spec.type in ("enum", "flags"):
-        return f"{head}, {tuple(spec.values)!r})"
+        return f"{head} {','.join(spec.values)}"
     if spec.type == "list":
-        items = ", ".join(_py_field(item) for item in spec.items)
-        return f"{head}, ({items},), {spec.max_items})"
-    return f"{head})"
+        for item in spec.items:
+            if item.type == "list":
+                raise ConfigError(f"schema {spec.name}.{item.name}: lists cannot nest")
+        items = "/".join(_py_field(item) for item in spec.items)
+        return f"{head} {spec.max_items} {items}"
+    return head
 
 
 def _num(value: float) -> str:
     return repr(int(value)) if float(value).is_integer() else repr(value)
 
 
+def _py_fields(fields: Any, fault_flags: tuple[str, ...]) -> str:
+    out = []
+    for spec in fields:
+        text = _py_field(spec)
+        if spec.type == "flags" and tuple(spec.values) == fault_flags:
+            text = text.rsplit(" ", 1)[0] + " *"  # the shared FAULT_FLAGS tuple
+        out.append(text)
+    return ";".join(out)
+
+
 def firmware_tables(schema: Schema, digest: str) -> str:
+    # RAM on the node is the constraint: tuples of tuples cost ~12 KB of heap on MicroPython (every
+    # tuple and string an object), one text line per message about 1 KB; citynode.codec parses a
+    # message's line into the same field tuples when it is first used, so a node holds only the
+    # two or three messages it sends (its role's, device_status, the config downlink).
+    fault_flags = tuple(schema.fault_flags)
     lines = [
         _PY_HEADER,
         f"# schema sha256 prefix: {digest}",
-        "# A field is (name, kind, optional, ...): NUMBER adds min, max, multiplier, offset in wire units;",
-        "# ENUM and FLAGS add their names; LIST adds its item fields and the maximum item count.",
+        "# A message is one line, \"fPort version|fields\" (uplinks) or \"name version|fields\" (downlinks);",
+        "# fields are separated by \";\", a field's parts by spaces: name kind optional(0/1), then",
+        "# NUMBER: min max multiplier offset (wire units); ENUM/FLAGS: comma-separated names (\"*\" =",
+        "# FAULT_FLAGS); LIST: max item count, then its item fields separated by \"/\".",
+        "# citynode.codec.uplink_spec()/downlink_spec() turn a line into (port or name, version, fields),",
+        "# a field being (name, kind, optional, ...) with the parts above.",
         "NUMBER = 0",
         "BOOL = 1",
         "ENUM = 2",
@@ -65,21 +92,20 @@ def firmware_tables(schema: Schema, digest: str) -> str:
         "SEMVER = 4",
         "LIST = 5",
         f"BATCH_FLAG = {schema.batch_flag}",
-        f"FAULT_FLAGS = {tuple(schema.fault_flags)!r}",
+        f"FAULT_FLAGS = {fault_flags!r}",
         "",
-        "# message type: (fPort, schema version, fields)",
         "UPLINKS = {",
     ]
-    downlinks = ["# fPort: (message type, schema version, fields)", "DOWNLINKS = {"]
+    downlinks = ["DOWNLINKS = {"]
     for msg in schema.messages.values():
-        fields = "".join(f"        {_py_field(spec)},\n" for spec in msg.fields)
+        fields = _py_fields(msg.fields, fault_flags)
         if msg.direction == "uplink":
-            lines.append(f"    {msg.name!r}: ({msg.fport}, {msg.current_version}, (\n{fields}    )),")
+            lines.append(f"    {msg.name!r}: {f'{msg.fport} {msg.current_version}|{fields}'!r},")
         else:
             for spec in msg.fields:
                 if spec.type not in ("number", "bool"):
                     raise ConfigError(f"schema {msg.name}.{spec.name}: downlink fields must be number or bool")
-            downlinks.append(f"    {msg.fport}: ({msg.name!r}, {msg.current_version}, (\n{fields}    )),")
+            downlinks.append(f"    {msg.fport}: {f'{msg.name} {msg.current_version}|{fields}'!r},")
     lines.append("}")
     lines.append("")
     lines.extend(downlinks)

@@ -9,7 +9,7 @@
 # battery reader come in through the constructor.
 import gc
 
-from citynode import codec, config as _config, files
+from citynode import codec, files
 from citynode.backlog import Backlog
 from citynode.compat import const
 
@@ -188,6 +188,8 @@ class Node:
         if fport != _DOWNLINK_FPORT:
             self.out("downlink on fport %d ignored" % fport)
             return
+        from citynode import config as _config  # imported again: boot dropped it to save RAM
+
         try:
             settings = codec.decode_downlink(fport, data)
             changed = _config.apply_settings(self.config, settings)
@@ -235,14 +237,21 @@ class Node:
         self.boot()
         done = 0
         seconds = self.config["interval"] if self.role.sleep == "light" else 0
+        if heap_report:
+            gc.collect()
         while cycles is None or done < cycles:
+            if heap_report:
+                before = gc.mem_alloc()
             if seconds:
                 self.sleep(seconds)
             seconds = self.cycle()
             done += 1
             if heap_report:
+                # garbage = bytes allocated during the cycle (sleep + wake), measured before the
+                # collection; an automatic collection inside the cycle makes it a lower bound.
+                garbage = gc.mem_alloc() - before
                 gc.collect()
-                self.out("heap cycle=%d alloc=%d free=%d" % (done, gc.mem_alloc(), gc.mem_free()))
+                self.out("heap cycle=%d alloc=%d free=%d garbage=%d" % (done, gc.mem_alloc(), gc.mem_free(), garbage))
 
 
 _RESET_CAUSES = ("power_on", "watchdog", "deep_sleep", "soft", "brownout", "panic")

@@ -81,11 +81,60 @@ def _fail(msg_type, name, text):
     raise EncodeError("%s.%s: %s" % (msg_type, name, text))
 
 
-def _spec(msg_type):
-    spec = _t.UPLINKS.get(msg_type)
-    if spec is None:
+# ------------------------------------------------------------------------------------ tables
+
+# codec_tables holds each message as one line of text (a few hundred bytes) instead of nested
+# tuples (~12 KB of heap for all seven messages). A node keeps the parsed spec of the uplink it sent
+# last (its role's, every cycle); device_status (daily) and the config downlink (rare) are parsed
+# when used and left to the garbage collector.
+_last = None  # (msg_type, spec)
+
+
+def _number(text):
+    return float(text) if "." in text or "e" in text else int(text)
+
+
+def _parse_field(text):
+    parts = text.split(" ", 3)
+    kind = int(parts[1])
+    head = (parts[0], kind, parts[2] == "1")
+    if kind == _t.NUMBER:
+        return head + tuple(_number(p) for p in parts[3].split(" "))
+    if kind == _t.ENUM or kind == _t.FLAGS:
+        return head + ((_t.FAULT_FLAGS if parts[3] == "*" else tuple(parts[3].split(","))),)
+    if kind == _t.LIST:
+        count, items = parts[3].split(" ", 1)
+        return head + (tuple(_parse_field(item) for item in items.split("/")), int(count))
+    return head
+
+
+def _parse(line, numeric_ident):
+    ident, fields = line.split("|", 1)
+    ident, version = ident.split(" ")
+    return (int(ident) if numeric_ident else ident, int(version),
+            tuple(_parse_field(f) for f in fields.split(";")))
+
+
+def uplink_spec(msg_type):
+    """(fPort, schema version, fields) of an uplink message type; EncodeError if unknown."""
+    global _last
+    if _last is not None and _last[0] == msg_type:
+        return _last[1]
+    line = _t.UPLINKS.get(msg_type) if type(msg_type) is str else None
+    if line is None:
         raise EncodeError("unknown message type %r" % (msg_type,))
+    spec = _parse(line, True)
+    _last = (msg_type, spec)
     return spec
+
+
+def downlink_spec(fport):
+    """(message name, schema version, fields) of the downlink on fport, or None."""
+    line = _t.DOWNLINKS.get(fport) if type(fport) is int else None
+    return None if line is None else _parse(line, False)
+
+
+_spec = uplink_spec
 
 
 def _put(msg_type, field, value):
@@ -284,97 +333,10 @@ def fport(msg_type):
 # ------------------------------------------------------------------------------------ downlinks
 
 
-_MAX_DEPTH = const(4)  # config needs 2 levels; a bound keeps a hostile downlink off the small ESP32 stack
-
-
-def _read(data, pos, depth=0):
-    # Strict CBOR reader for downlinks: shortest integer heads, definite lengths, no tags,
-    # floats or strings, simple values false/true/null only. Returns (value, new position).
-    if depth > _MAX_DEPTH:
-        raise DecodeError("CBOR nested too deeply")
-    if pos >= len(data):
-        raise DecodeError("truncated CBOR")
-    ib = data[pos]
-    pos += 1
-    major = ib >> 5
-    ai = ib & 0x1F
-    if major == 7:
-        if ai == 20:
-            return False, pos
-        if ai == 21:
-            return True, pos
-        if ai == 22:
-            return None, pos
-        raise DecodeError("CBOR simple value or float not allowed")
-    if major in (2, 3, 6):
-        raise DecodeError("CBOR strings and tags not allowed")
-    if ai < 24:
-        n = ai
-    elif ai <= 27:
-        size = 1 << (ai - 24)
-        if pos + size > len(data):
-            raise DecodeError("truncated CBOR")
-        n = int.from_bytes(data[pos : pos + size], "big")
-        pos += size
-        if n < (24 if size == 1 else 1 << (4 * size)):
-            raise DecodeError("CBOR integer not in shortest form")
-    else:
-        raise DecodeError("CBOR indefinite lengths not allowed")
-    if major == 0:
-        return n, pos
-    if major == 1:
-        return -1 - n, pos
-    if n > len(data) - pos:
-        raise DecodeError("CBOR length exceeds payload")
-    if major == 4:
-        items = []
-        for _ in range(n):
-            item, pos = _read(data, pos, depth + 1)
-            items.append(item)
-        return items, pos
-    out = {}
-    last = -1
-    for _ in range(n):
-        key, pos = _read(data, pos, depth + 1)
-        if type(key) is not int or key <= last:
-            raise DecodeError("setting indexes must be rising integers")
-        last = key
-        out[key], pos = _read(data, pos, depth + 1)
-    return out, pos
-
-
 def decode_downlink(fport, data):
-    """Decode a config downlink into its settings dict; raise DecodeError for any bad input."""
-    spec = _t.DOWNLINKS.get(fport)
-    if spec is None:
-        raise DecodeError("no citynode downlink on fPort %r" % (fport,))
-    name, version, fields = spec
-    value, pos = _read(data, 0)
-    if pos != len(data):
-        raise DecodeError("%s: bytes after the CBOR array" % name)
-    if type(value) is not list or len(value) != 2 or type(value[1]) is not dict:
-        raise DecodeError("%s: expected [header, {setting: value}]" % name)
-    if value[0] != version:
-        raise DecodeError("%s: unsupported header %r" % (name, value[0]))
-    settings = {}
-    for key in value[1]:
-        if not 0 <= key < len(fields):
-            raise DecodeError("%s: unknown setting index %d" % (name, key))
-        field = fields[key]
-        raw = value[1][key]
-        where = name + "." + field[0]
-        if field[1] == _t.BOOL:
-            if type(raw) is not bool:
-                raise DecodeError("%s: expected true or false" % where)
-            settings[field[0]] = raw
-            continue
-        if type(raw) is not int:
-            raise DecodeError("%s: expected an integer" % where)
-        units = raw + field[6]
-        number = units if field[5] == 1 else units / field[5]
-        if not field[3] <= number <= field[4]:
-            raise DecodeError("%s: %r outside %r..%r" % (where, number, field[3], field[4]))
-        settings[field[0]] = number
-    if not settings:
-        raise DecodeError("%s: no settings" % name)
-    return settings
+    """Decode a config downlink into its settings dict; raise DecodeError for any bad input.
+    (The strict CBOR reader lives in citynode.codec_downlink: a node needs it only when a downlink
+    arrives, so it is not held in RAM between downlinks.)"""
+    from citynode import codec_downlink
+
+    return codec_downlink.decode_downlink(fport, data)

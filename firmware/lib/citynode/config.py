@@ -39,8 +39,10 @@ class ConfigError(ValueError):
 
 
 def _setting_fields():
+    from citynode import codec
+
     for fport in _t.DOWNLINKS:
-        return _t.DOWNLINKS[fport][2]
+        return codec.downlink_spec(fport)[2]
     return ()
 
 

@@ -2,11 +2,25 @@
 # I2C.readfrom_mem/writeto_mem, UART.read/write/any, Pin.value/irq, ADC.read_uv, time_pulse_us.
 # Everything is deterministic: randomness comes from SimRandom (xorshift32), which yields the same
 # sequence on MicroPython and CPython for the same seed; time is virtual (SimClock).
-# The peripherals live in small modules (simbus: I2C/UART, simio: pins/ADC/pulses/RTC/WDT) because
-# the unix port compiles from source and one big module needs a large parse-time heap peak.
-from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON, BoardError, board_get
-from citynode.hal.simbus import RegisterDevice, SimI2C, SimUART  # noqa: F401  (re-exported)
-from citynode.hal.simio import SimADC, SimClock, SimPin, SimPulse, SimRandom, SimRTC, SimWDT, echo_us  # noqa: F401
+#
+# RAM: on the unix port every imported module's bytecode sits in the 96 KB heap, and none of this
+# is loaded on a real node. So the peripherals live in small modules imported when a role first
+# asks for them: simio (clock, pins, ADC, watchdog: every role), simuart (UART), simbus (I2C),
+# simextra (time_pulse_us replay, RTC), simdev (particulate/distance sensors), sim_bme680,
+# simcrowd (WiFi/BLE), simtransit (passengers at the doors, GPS). The names tests import from here
+# (SimI2C, SimPulse, ...) are resolved on access by __getattr__.
+from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON
+from citynode.hal.simio import SimADC, SimClock, SimPin, SimRandom, SimWDT  # noqa: F401  (re-exported)
+
+_LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
+         "echo_us": "simextra"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    return getattr(__import__("citynode.hal." + module, None, None, (name,)), name)
 
 
 class SimHal:
@@ -30,8 +44,9 @@ class SimHal:
         self._uarts = {}
         self._pins = {}
         self._adcs = {}
-        self._rtc = SimRTC()
+        self._rtc = None
         self._pulse = None
+        self._transit = None
         self.slept_ms = 0
 
     def device_seed(self, k):
@@ -43,6 +58,7 @@ class SimHal:
 
             gc.collect()  # the simulators are imported late; give their compilation a clean heap
             from citynode.hal import simdev
+            from citynode.hal.simbus import SimI2C
 
             self._i2c = SimI2C()
             simdev.attach_i2c_devices(self, self._i2c)
@@ -53,15 +69,31 @@ class SimHal:
             import gc
 
             gc.collect()
-            from citynode.hal import simdev
+            if name == "gps":
+                self._uarts[name] = self.devices[name] = self.transit().gps()
+            else:
+                from citynode.hal import simdev
 
-            self._uarts[name] = simdev.make_uart_device(self, name)
+                self._uarts[name] = simdev.make_uart_device(self, name)
         return self._uarts[name]
+
+    def transit(self):
+        """The bus or tram around a passenger counter: people at the doors and the GPS route
+        (citynode.hal.simtransit, scripted by values["passengers"] and values["gps"])."""
+        if self._transit is None:
+            from citynode.hal.simtransit import Transit
+
+            self._transit = self.devices["transit"] = Transit(self)
+        return self._transit
 
     def pin(self, name, mode=None, pull=None, value=None):
         if name not in self._pins:
             level = 1 if (name == "tilt" and self.values.get("tilt")) else 0
-            self._pins[name] = SimPin(level if value is None else value, name=name)
+            if name.startswith("door") and value is None:
+                pin = self.transit().door_pin(name)  # beams and door contact driven by passengers
+            else:
+                pin = SimPin(level if value is None else value, name=name)
+            self._pins[name] = pin
         return self._pins[name]
 
     def adc(self, name):
@@ -81,18 +113,26 @@ class SimHal:
         return self._pulse
 
     def spi(self, bus=0):
+        from citynode.hal import BoardError
+
         raise BoardError("spi", "the sim board has no SPI devices")
 
     def wdt(self, timeout_ms=30000):
         return SimWDT(timeout_ms)
 
     def rtc(self):
+        if self._rtc is None:
+            from citynode.hal.simextra import SimRTC
+
+            self._rtc = SimRTC()
         return self._rtc
 
     def time_pulse_us(self, pin, level, timeout_us=1000000):
         return self.pulse(pin, level, timeout_us)
 
     def battery_divider(self):
+        from citynode.hal import board_get
+
         return board_get(self.board, "battery.divider", (int, float), 2.0)
 
     def peripheral_power(self, on):

@@ -1,6 +1,15 @@
-# Simulated randomness, time, pins, ADC, time_pulse_us replay, watchdog and RTC for citynode.hal.sim.
+# Simulated randomness, time, pins, ADC and watchdog for citynode.hal.sim: what every role's sim board
+# uses. time_pulse_us replay and the RTC live in citynode.hal.simextra (re-exported here on access).
 from citynode.compat import const
-from citynode.hal.simbus import log
+
+LOG_LIMIT = const(16)  # recorded writes/commands kept per device: enough for a test, bounded for 1000 cycles
+
+
+def log(entries, item):
+    """Append to a bounded log (oldest entries dropped), so simulators do not grow the heap."""
+    if len(entries) >= LOG_LIMIT:
+        entries.pop(0)
+    entries.append(item)
 
 
 class SimRandom:
@@ -36,6 +45,10 @@ class SimRandom:
         return s * sigma * 1.7320508  # var(sum of 4 U(0,1)) = 1/3
 
 
+_TICKS_MASK = const((1 << 30) - 1)
+_TICKS_HALF = const(1 << 29)
+
+
 class SimClock:
     """Virtual time: sleeping advances it instantly, so a 30 s warm-up costs no wall time.
     every(period_ms, fn) registers simulated hardware activity (e.g. BLE adverts arriving by IRQ)
@@ -45,15 +58,23 @@ class SimClock:
         self.now_us = start_ms * 1000
         self.slept_ms = 0
         self._timers = []  # [due_ms, period_ms, fn]
+        # Hardware events at exact instants (beam edges): an object with `due_us` (int, or None when
+        # it has nothing more) and fire() (acts at due_us and moves due_us on). A sleep stops the
+        # clock at each due instant and fires it, so an IRQ handler reading ticks_us() sees the
+        # time of its own edge, as on a board.
+        self.events = None
 
     def ticks_ms(self):
         return self.now_us // 1000
 
     def ticks_us(self):
-        return self.now_us
+        # 30-bit like MicroPython's time.ticks_us() (drivers keep ticks in int32 arrays); ticks_ms()
+        # is left unbounded because simulators compare it directly. now_us is the true time.
+        return self.now_us & _TICKS_MASK
 
     def ticks_diff(self, a, b):
-        return a - b
+        # time.ticks_diff(): wrap-aware, exact for |a - b| < 2**29 (ms ticks: 6 days; us: 536 s)
+        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
 
     def every(self, period_ms, fn):
         timer = [self.ticks_ms() + period_ms, period_ms, fn]
@@ -71,19 +92,37 @@ class SimClock:
                 timer[0] = now + timer[1]  # once per elapsed stretch: no burst after a long sleep
                 timer[2]()
 
+    def _run_events(self, end_us):
+        events = self.events
+        due = events.due_us
+        while due is not None and due <= end_us:
+            if due > self.now_us:
+                self.now_us = due
+            events.fire()
+            due = events.due_us
+
     def sleep_ms(self, ms):
         if ms > 0:
-            self.now_us += int(ms) * 1000
+            end = self.now_us + int(ms) * 1000
+            if self.events is not None:
+                self._run_events(end)
+            self.now_us = end
             self.slept_ms += int(ms)
             if self._timers:
                 self._fire()
 
     def sleep_us(self, us):
         if us > 0:
-            self.now_us += int(us)
+            end = self.now_us + int(us)
+            if self.events is not None:
+                self._run_events(end)
+            self.now_us = end
 
     def advance(self, ms):
-        self.now_us += int(ms) * 1000
+        end = self.now_us + int(ms) * 1000
+        if self.events is not None:
+            self._run_events(end)
+        self.now_us = end
         if self._timers:
             self._fire()
 
@@ -160,37 +199,6 @@ class SimADC:
         return self.read_uv() * 65535 // self.full_scale_uv
 
 
-class SimPulse:
-    """Replay of machine.time_pulse_us(pin, level, timeout_us): returns scripted durations in us.
-
-    A scripted value < 0 is returned as is (-2: no pulse started, -1: pulse longer than timeout);
-    a duration above the caller's timeout becomes -1, as on the real port.
-    """
-
-    def __init__(self, durations=(), repeat_last=True):
-        self.durations = list(durations)
-        self.repeat_last = repeat_last
-        self.calls = 0
-
-    def push(self, *durations):
-        self.durations.extend(durations)
-
-    def __call__(self, pin, level, timeout_us=1000000):
-        self.calls += 1
-        if not self.durations:
-            return -2
-        d = self.durations[0] if (self.repeat_last and len(self.durations) == 1) else self.durations.pop(0)
-        if d >= 0 and d > timeout_us:
-            return -1
-        return d
-
-
-def echo_us(distance_mm, temperature_c=20.0):
-    """Round-trip echo time for a target at distance_mm: t = 2 d / c, c = 331.3 + 0.606 T m/s."""
-    c = 331.3 + 0.606 * temperature_c  # m/s == mm/ms
-    return int(2 * distance_mm * 1000 / c + 0.5)
-
-
 class SimWDT:
     def __init__(self, timeout=5000):
         self.timeout = timeout
@@ -200,21 +208,9 @@ class SimWDT:
         self.feeds += 1
 
 
-class SimRTC:
-    """RTC with battery-backed memory (machine.RTC().memory() survives deep sleep on ESP32)."""
+def __getattr__(name):  # SimPulse, echo_us, SimRTC: loaded only by the roles that use them
+    if name in ("SimPulse", "echo_us", "SimRTC"):
+        from citynode.hal import simextra
 
-    def __init__(self):
-        self._mem = b""
-        self._dt = (2026, 1, 1, 3, 0, 0, 0, 0)
-
-    def memory(self, data=None):
-        if data is None:
-            return self._mem
-        if len(data) > 2048:
-            raise ValueError("rtc memory: max 2048 bytes")
-        self._mem = bytes(data)
-
-    def datetime(self, dt=None):
-        if dt is None:
-            return self._dt
-        self._dt = tuple(dt)
+        return getattr(simextra, name)
+    raise AttributeError(name)
