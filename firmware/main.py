@@ -1,4 +1,4 @@
-# citynode node entry point (the app lands with the firmware issue).
-import citynode
+# citynode node entry point: MicroPython runs this file after boot (and after every deep-sleep wake).
+from citynode.run import main
 
-print("citynode", ".".join(str(p) for p in citynode.VERSION))
+main()

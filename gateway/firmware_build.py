@@ -8,6 +8,7 @@ compiling on the device). Data files (JSON) are copied as they are. The same tre
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from gateway.errors import CitynodeError
 from gateway.paths import firmware_dir
 
-__all__ = ["BuiltModule", "build_firmware"]
+__all__ = ["BuiltModule", "build_firmware", "built_firmware", "source_digest"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,38 @@ def build_firmware(out: Path) -> list[BuiltModule]:
             shutil.copy2(path, target)
         built.append(BuiltModule(str(target.relative_to(out)), target.stat().st_size, path.stat().st_size))
     return built
+
+
+def _sources() -> list[Path]:
+    src = firmware_dir()
+    return sorted(
+        p for p in src.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.relative_to(src).parts[0] != "cmodules"
+    )
+
+
+def source_digest() -> str:
+    """A hash over every file of the firmware tree (names and contents)."""
+    digest = hashlib.sha256()
+    root = firmware_dir()
+    for path in _sources():
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def built_firmware(out: Path | None = None) -> Path:
+    """The compiled tree, rebuilt only when the sources changed (default: build/vdev-firmware).
+
+    The virtual device runs this, like a flashed node: MicroPython compiling large modules from
+    source at import time needs more heap than an ESP32 has, so nodes always run mpy-cross output.
+    """
+    from gateway.paths import repo_root
+
+    out = out or repo_root() / "build" / "vdev-firmware"
+    stamp = out / ".source-digest"
+    digest = source_digest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return out
+    build_firmware(out)
+    stamp.write_text(digest)
+    return out

@@ -54,7 +54,7 @@ def test_chirpstack_sim_command_needs_a_token(capsys: pytest.CaptureFixture[str]
 
 
 def _nodes(count: int) -> list[Node]:
-    return [Node(f"70b3d57ed1{i:06x}", f"bin-{i}", "bin_fill", "esp32-devkit") for i in range(count)]
+    return [Node(f"70b3d57ed1{i:06x}", f"bin-{i}", "bin_fill", "ttgo_lora32_v21") for i in range(count)]
 
 
 def test_progress_is_reported_for_every_step(tmp_path: Path) -> None:

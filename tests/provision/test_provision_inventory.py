@@ -26,7 +26,7 @@ def test_example_csv_and_yaml_describe_the_same_nodes() -> None:
 def test_example_csv_is_normalised() -> None:
     aq, bin_, bus, _crowd = load_inventory(DATA / "nodes.csv")
     assert aq == Node(
-        dev_eui="70b3d57ed0000001", name="aq-buer-markt", role="air_quality", board="esp32-devkit",
+        dev_eui="70b3d57ed0000001", name="aq-buer-markt", role="air_quality", board="heltec_wifi_lora_32_v3",
         lat=51.5781, lon=7.0568, tags={"district": "Buer", "owner": "Umweltamt"},
         join_eui=DEFAULT_JOIN_EUI, app_key=None, source="nodes.csv line 3",
     )

@@ -87,7 +87,7 @@ def test_first_run_creates_application_profiles_devices_keys_and_bundles(sim, pr
     aq = sim.state.devices["70b3d57ed0000001"].device
     assert aq.name == "aq-buer-markt" and aq.application_id == app.id
     assert aq.device_profile_id == profiles["citynode-air_quality"].id
-    assert dict(aq.tags) == {"role": "air_quality", "board": "esp32-devkit", "lat": "51.578100",
+    assert dict(aq.tags) == {"role": "air_quality", "board": "heltec_wifi_lora_32_v3", "lat": "51.578100",
                              "lon": "7.056800", "district": "Buer", "owner": "Umweltamt", "managed_by": "citynode"}
     assert sim.state.devices["70b3d57ed0000002"].device.join_eui == "70b3d57ed0001000"
     assert "lat" not in sim.state.devices["70b3d57ed0000003"].device.tags  # the bus has no fixed place
@@ -109,7 +109,7 @@ def test_bundles_hold_what_the_node_needs(sim, provision, inventory) -> None:
         "app_key": sim.state.devices["70b3d57ed0000002"].keys.nwk_key,
         "name": "bin-heinrich-koenig-platz-3",
         "role": "bin_fill",
-        "board": "esp32-devkit",
+        "board": "ttgo_lora32_v21",
         "region": "EU868",
         "lorawan": "1.0.4",
         "fport": 11,

@@ -26,7 +26,7 @@ FIRMWARE_VERSION = "0.1.0"
 class Node:
     """One node: `cycle()` runs one wake; `run(cycles)` loops with the role's kind of sleep."""
 
-    def __init__(self, config, hal, role, link, battery=None, now=None, clock=None, out=print):
+    def __init__(self, config, hal, role, link, battery=None, now=None, clock=None, out=print, pace=None):
         self.config = config
         self.hal = hal
         self.clock = clock or hal
@@ -44,6 +44,7 @@ class Node:
         self.wdt = hal.wdt(_WDT_TIMEOUT_MS)
         self.reset_cause = hal.reset_cause()
         self.reboot_requested = False
+        self.pace = pace  # virtual board only: virtual seconds per real second between cycles (demos)
         self.started = now()
         role.configure(config)
 
@@ -59,6 +60,8 @@ class Node:
                 self._sleep_light(delay)
             self.state["last_status"] = None  # report the reset
         files.write(STATE_PATH, self.state)
+        if self._status_due() and self._ensure_joined():
+            self._send_status()
 
     def _start_delay_s(self):
         # A fleet powered on together must not transmit together: wait 0..start_delay_max seconds.
@@ -214,23 +217,32 @@ class Node:
         if self.reboot_requested:
             self.out("rebooting")
             self.hal.reset()  # does not return on a board; the sim HAL ends the run
+        if self.pace:
+            import time
+
+            time.sleep(seconds / self.pace)
         if self.role.sleep == "deep":
+            self.out("sleep deep %d s" % seconds)
             self.hal.deep_sleep(seconds * 1000)
         else:
-            self._sleep_light(seconds)
+            self.role.idle(seconds * 1000)  # light sleep: the role keeps counting
 
     def run(self, cycles=None, heap_report=False):
-        """Boot, then run `cycles` cycles (for ever when None), sleeping between them."""
+        """Boot, then run `cycles` cycles (for ever when None), sleeping between them.
+
+        Counting roles (light sleep) count for a whole interval before their first reading.
+        """
         self.boot()
         done = 0
+        seconds = self.config["interval"] if self.role.sleep == "light" else 0
         while cycles is None or done < cycles:
+            if seconds:
+                self.sleep(seconds)
             seconds = self.cycle()
             done += 1
             if heap_report:
                 gc.collect()
                 self.out("heap cycle=%d alloc=%d free=%d" % (done, gc.mem_alloc(), gc.mem_free()))
-            if cycles is None or done < cycles:
-                self.sleep(seconds)
 
 
 _RESET_CAUSES = ("power_on", "watchdog", "deep_sleep", "soft", "brownout", "panic")

@@ -1,0 +1,136 @@
+# Simulated peripherals for the MicroPython unix port and tests. Same method names as machine.*:
+# I2C.readfrom_mem/writeto_mem, UART.read/write/any, Pin.value/irq, ADC.read_uv, time_pulse_us.
+# Everything is deterministic: randomness comes from SimRandom (xorshift32), which yields the same
+# sequence on MicroPython and CPython for the same seed; time is virtual (SimClock).
+# The peripherals live in small modules (simbus: I2C/UART, simio: pins/ADC/pulses/RTC/WDT) because
+# the unix port compiles from source and one big module needs a large parse-time heap peak.
+from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON, BoardError, board_get
+from citynode.hal.simbus import RegisterDevice, SimI2C, SimUART  # noqa: F401  (re-exported)
+from citynode.hal.simio import SimADC, SimClock, SimPin, SimPulse, SimRandom, SimRTC, SimWDT, echo_us  # noqa: F401
+
+
+class SimHal:
+    """The simulated board: builds sim peripherals by the same names the real HALs use.
+
+    Sensors are created on first use (so a role only loads the simulators it needs) and scripted by
+    `values` (see citynode.hal.simdev); `seed` makes randomised values repeatable, each device
+    drawing from its own stream so the order of creation does not matter. deep_sleep() advances
+    virtual time and marks the next reset as a wake-up from deep sleep.
+    """
+
+    def __init__(self, board=None, seed=1, values=None, clock=None):
+        self.board = board or {}
+        self.seed = seed
+        self.rng = SimRandom(seed)
+        self.clock = clock or SimClock()
+        self.values = values or {}
+        self.devices = {}
+        self._reset_cause = RESET_POWER_ON
+        self._i2c = None
+        self._uarts = {}
+        self._pins = {}
+        self._adcs = {}
+        self._rtc = SimRTC()
+        self._pulse = None
+        self.slept_ms = 0
+
+    def device_seed(self, k):
+        return (self.seed * 7919 + k * 104729) & 0x3FFFFFFF
+
+    def i2c(self, bus=0):
+        if self._i2c is None:
+            import gc
+
+            gc.collect()  # the simulators are imported late; give their compilation a clean heap
+            from citynode.hal import simdev
+
+            self._i2c = SimI2C()
+            simdev.attach_i2c_devices(self, self._i2c)
+        return self._i2c
+
+    def uart(self, name):
+        if name not in self._uarts:
+            import gc
+
+            gc.collect()
+            from citynode.hal import simdev
+
+            self._uarts[name] = simdev.make_uart_device(self, name)
+        return self._uarts[name]
+
+    def pin(self, name, mode=None, pull=None, value=None):
+        if name not in self._pins:
+            level = 1 if (name == "tilt" and self.values.get("tilt")) else 0
+            self._pins[name] = SimPin(level if value is None else value, name=name)
+        return self._pins[name]
+
+    def adc(self, name):
+        if name not in self._adcs:
+            uv = 0
+            if name == "battery":
+                uv = int(self.values.get("battery_v", 3.9) / self.battery_divider() * 1000000)
+            self._adcs[name] = SimADC(uv, noise_uv=2000, seed=self.device_seed(4))
+        return self._adcs[name]
+
+    @property
+    def pulse(self):
+        if self._pulse is None:
+            from citynode.hal import simdev
+
+            self._pulse = self.devices["pulse"] = simdev.make_pulse(self)
+        return self._pulse
+
+    def spi(self, bus=0):
+        raise BoardError("spi", "the sim board has no SPI devices")
+
+    def wdt(self, timeout_ms=30000):
+        return SimWDT(timeout_ms)
+
+    def rtc(self):
+        return self._rtc
+
+    def time_pulse_us(self, pin, level, timeout_us=1000000):
+        return self.pulse(pin, level, timeout_us)
+
+    def battery_divider(self):
+        return board_get(self.board, "battery.divider", (int, float), 2.0)
+
+    def peripheral_power(self, on):
+        return False
+
+    hard_irq = False  # the unix port has no hard interrupts
+
+    def wifi_source(self, channel=1):
+        """802.11 frame source for crowd_count: values["wifi_replay"] names a CNWIFI1 capture to
+        replay (looping); otherwise synthetic probe requests from a stable population of devices
+        (values["wifi"]: SyntheticWifi arguments), repeated every values["wifi_period_s"] (60 s)."""
+        if "wifi" in self.values.get("fault", ()):
+            raise OSError(19)
+        path = self.values.get("wifi_replay")
+        if path:
+            from citynode.crowd.replay import ReplaySource
+
+            return ReplaySource(path, loop=True)
+        from citynode.hal import simcrowd
+
+        return simcrowd.PacedWifi(self, self.values.get("wifi", {}), self.values.get("wifi_period_s", 60))
+
+    def bluetooth(self):
+        """A stand-in for the `bluetooth` module (values["ble"]: SyntheticBluetooth arguments)."""
+        if "ble" in self.values.get("fault", ()):
+            raise OSError(19)
+        from citynode.hal import simcrowd
+
+        return simcrowd.PacedBluetooth(self, self.values.get("ble", {}), self.values.get("ble_period_s", 60))
+
+    def reset(self):
+        """machine.reset(): on the virtual board the run ends."""
+        raise SystemExit(0)
+
+    def reset_cause(self):
+        return self._reset_cause
+
+    def deep_sleep(self, ms):
+        self.clock.advance(ms)
+        self.slept_ms += ms
+        self._reset_cause = RESET_DEEP_SLEEP

@@ -1,0 +1,121 @@
+"""ChirpStack's AMQP integration (RabbitMQ): a durable queue, manual acks after the event is stored.
+
+ChirpStack publishes every event to the ``amq.topic`` exchange with the routing key
+``application.<application id>.device.<devEui>.event.<type>``. The gateway declares a durable queue
+(``amqp.queue``), binds it with ``application.*.device.*.event.*`` and consumes with a prefetch
+window; each message is ``basic.ack``-ed only after :meth:`Pipeline.handle` committed it. If the
+store fails the message is rejected with requeue; if the gateway dies, RabbitMQ redelivers everything
+unacknowledged (AMQP 0-9-1 ``basic.ack`` semantics) and the store drops the duplicates.
+
+Several gateway instances consuming the same queue are competing consumers: RabbitMQ hands each
+message to one of them. Messages are handled one at a time per instance so that a device's frame
+counters are seen in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from gateway.chirpstack import parse_routing_key
+from gateway.config import AmqpConfig
+from gateway.errors import DecodeError
+from gateway.pipeline import Pipeline, Result
+from gateway.store import StoreError
+
+__all__ = ["AmqpIngest"]
+
+log = logging.getLogger("citynode.ingest.amqp")
+
+_BACKOFF_MIN = 1.0  # s
+_BACKOFF_MAX = 30.0  # s
+
+
+class AmqpIngest:
+    """Consumes ChirpStack events from RabbitMQ into the pipeline until :meth:`stop` or cancellation."""
+
+    def __init__(self, config: AmqpConfig, pipeline: Pipeline) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.handled = 0
+
+    def stop(self) -> None:
+        """Finish the message in hand, then leave (unacknowledged messages go back to the queue)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; reconnect with back-off after any failure."""
+        backoff = _BACKOFF_MIN
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                backoff = _BACKOFF_MIN
+            except Exception as exc:
+                # The message in hand was not acknowledged: the broker redelivers it.
+                self.connected.clear()
+                if isinstance(exc, (aio_pika.exceptions.AMQPException, OSError, StoreError)):
+                    log.warning(
+                        "amqp session ended, retrying",
+                        extra={"error": str(exc) or type(exc).__name__, "retry_s": backoff},
+                    )
+                else:  # a bug, not bad input (bad input becomes dead letters): say so loudly
+                    log.exception("amqp ingest failed unexpectedly, retrying", extra={"retry_s": backoff})
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+        self.connected.clear()
+
+    async def _session(self) -> None:
+        connection = await aio_pika.connect(self.config.url.get(), timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.config.prefetch)
+            exchange = await channel.get_exchange(self.config.exchange, ensure=True)
+            queue = await channel.declare_queue(self.config.queue, durable=True)
+            await queue.bind(exchange, routing_key=self.config.routing_key)
+            self.connected.set()
+            log.info(
+                "amqp consuming", extra={"queue": self.config.queue, "routing_key": self.config.routing_key}
+            )
+            async with queue.iterator() as messages:
+                while not self._stopping.is_set():
+                    next_message = asyncio.ensure_future(messages.__anext__())
+                    stopping = asyncio.ensure_future(self._stopping.wait())
+                    done, _ = await asyncio.wait(
+                        {next_message, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    stopping.cancel()
+                    if next_message not in done:
+                        next_message.cancel()
+                        break
+                    message = next_message.result()
+                    try:
+                        await self._handle(message)
+                    except StoreError:
+                        await message.reject(requeue=True)
+                        raise
+                    await message.ack()
+                    self.handled += 1
+
+    async def _handle(self, message: AbstractIncomingMessage) -> Result:
+        body = bytes(message.body)
+        key = message.routing_key or ""
+        try:
+            _app, dev_eui, kind = parse_routing_key(key)
+        except DecodeError as exc:
+            return await asyncio.to_thread(self._dead, str(exc), body)
+        return await asyncio.to_thread(
+            self.pipeline.handle, kind, body, self.config.encoding, "amqp", dev_eui_hint=dev_eui
+        )
+
+    def _dead(self, reason: str, body: bytes) -> Result:
+        self.pipeline.store.dead_letter("amqp", f"amqp: {reason}", body)
+        self.pipeline.metrics.inc("citynode_dead_letters_total", source="amqp")
+        return Result("unknown", "dead_letter", reason=reason)

@@ -1,0 +1,875 @@
+"""The gateway's embedded store: SQLite in WAL mode, one writer connection, versioned schema.
+
+Everything the gateway keeps lives here: the raw ChirpStack events (de-duplicated), the normalised
+readings (an append-only log whose ``id`` is the outbox position of every sink), the device registry
+with frame-counter health, the dead letters and one delivery cursor per sink.
+
+Durability decisions
+--------------------
+* ``journal_mode=WAL``: readers (the HTTP API, the sink workers) never block the writer.
+* ``synchronous=FULL`` by default: every commit fsyncs the WAL before it returns. ``NORMAL`` would
+  survive a ``kill -9`` of the gateway (the WAL is in the OS cache) but may lose the last commits on
+  power loss, and the HTTP and AMQP ingests tell ChirpStack/RabbitMQ "stored" (200, basic.ack) right
+  after the commit, after which nobody holds a copy any more. ``Store.open(path, synchronous="NORMAL")``
+  is there for benchmarks and throw-away deployments.
+* One transaction per event (``BEGIN IMMEDIATE`` ... ``COMMIT``): the event row, its readings, the
+  device update and any dead letter land together or not at all, so a crash loses or duplicates
+  nothing; a redelivered event is recognised by its de-duplication id (``UNIQUE(kind, dedup_id)``).
+
+The API is synchronous and thread-safe (one lock around the connection); each call is one short
+transaction, so asyncio code may call it directly or through :func:`asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import CitynodeError, ConfigError
+from gateway.records import RadioMeta, Reading, Uplink
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "Device",
+    "DeviceUpdate",
+    "FcntStep",
+    "Store",
+    "StoreError",
+    "StoredReading",
+    "fcnt_step",
+    "format_time",
+    "parse_time",
+]
+
+FCNT_MODULUS = 1 << 32  # LoRaWAN 1.0.4 / 1.1: FCntUp is a 32-bit counter (16 bits on air)
+_WRAP_WINDOW = 1 << 16  # a drop from above 2**32 - window to below window is a wrap, not a reset
+
+
+class StoreError(CitynodeError):
+    """The store cannot be opened or written (disk full, newer schema, corrupt file)."""
+
+
+# --------------------------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Something the gateway received but could not turn into readings, with the reason why."""
+
+    id: int
+    received_at: datetime
+    source: str  # e.g. "mqtt", "http", "amqp", "decode", "chirpstack-log"
+    reason: str
+    raw: bytes | str  # exactly what was received (str when it arrived as text)
+    dev_eui: str | None = None
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device as the gateway knows it, with link and frame-counter health."""
+
+    dev_eui: str
+    name: str = ""
+    application_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    role: str | None = None  # the message type of its last decoded uplink, e.g. "air_quality"
+    last_fcnt: int | None = None
+    fcnt_gaps: int = 0  # uplinks lost: FCnt values never seen
+    resets: int = 0  # FCnt went backwards (reboot without persisted counters, or rejoin)
+    joins: int = 0
+    uplinks: int = 0
+    last_seen: datetime | None = None
+    last_rssi: int | None = None  # dBm, best gateway
+    last_snr: float | None = None  # dB, best gateway
+    battery: float | None = None  # V, from the last reading carrying "battery"
+    margin: int | None = None  # dB, from the last ChirpStack status event
+    last_event: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dev_eui": self.dev_eui,
+            "name": self.name,
+            "application_id": self.application_id,
+            "tags": dict(self.tags),
+            "role": self.role,
+            "last_fcnt": self.last_fcnt,
+            "fcnt_gaps": self.fcnt_gaps,
+            "resets": self.resets,
+            "joins": self.joins,
+            "uplinks": self.uplinks,
+            "last_seen": format_time(self.last_seen) if self.last_seen else None,
+            "last_rssi": self.last_rssi,
+            "last_snr": self.last_snr,
+            "battery": self.battery,
+            "margin": self.margin,
+            "last_event": self.last_event,
+        }
+
+
+@dataclass(frozen=True)
+class DeviceUpdate:
+    """What a non-uplink event (join, status, ack, txack, log) changes on a device row."""
+
+    dev_eui: str
+    name: str = ""
+    application_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    joined: bool = False  # a join resets the frame counter: the next uplink starts at 0
+    battery_level: float | None = None  # %, ChirpStack status event (not volts: kept apart)
+    margin: int | None = None  # dB
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    """A reading with its position in the reading log and the radio metadata of its uplink."""
+
+    id: int
+    reading: Reading
+    radio: RadioMeta
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.reading
+        return {
+            "id": self.id,
+            "dev_eui": r.dev_eui,
+            "device_name": r.device_name,
+            "message_type": r.message_type,
+            "time": format_time(r.time),
+            "field": r.field,
+            "value": r.value,
+            "unit": r.unit,
+            "unit_code": r.unit_code,
+            "deduplication_id": r.deduplication_id,
+            "f_cnt": r.f_cnt,
+            "tags": dict(r.tags),
+            "rssi": self.radio.rssi,
+            "snr": self.radio.snr,
+            "gateway_id": self.radio.gateway_id,
+            "spreading_factor": self.radio.spreading_factor,
+            "frequency": self.radio.frequency,
+            "gateway_count": self.radio.gateway_count,
+        }
+
+
+@dataclass(frozen=True)
+class FcntStep:
+    """How one uplink's FCnt relates to the previous one of the same device."""
+
+    lost: int = 0  # FCnt values skipped (uplinks that never arrived)
+    reset: bool = False  # the counter went backwards without a join in between
+    repeated: bool = False  # same FCnt again (retransmission of a confirmed uplink)
+
+
+def fcnt_step(last: int | None, new: int) -> FcntStep:
+    """Classify ``new`` against the device's ``last`` FCnt.
+
+    * no previous FCnt (first sight, or just joined): frames ``0 .. new-1`` were lost when ``new > 0``
+      after a join; on first sight ever we cannot know, so nothing is counted (``last is None``).
+    * ``new == last + 1``: in order. ``new > last + 1``: ``new - last - 1`` uplinks lost.
+    * ``new == last``: a repeat (LoRaWAN 1.0.4 4.3.1.1 retransmits confirmed uplinks with the same FCnt).
+    * ``new < last``: a 32-bit wrap when ``last`` is near 2**32 and ``new`` near 0 (counted as
+      gap across the wrap), otherwise a reset: the node rebooted without persisting its counter (ABP) or
+      rejoined without us seeing the join; frames ``0 .. new-1`` of the new session were lost.
+    """
+    if last is None:
+        return FcntStep()
+    if new == last:
+        return FcntStep(repeated=True)
+    if new > last:
+        return FcntStep(lost=new - last - 1)
+    if last >= FCNT_MODULUS - _WRAP_WINDOW and new < _WRAP_WINDOW:
+        return FcntStep(lost=new + FCNT_MODULUS - last - 1)
+    return FcntStep(lost=new, reset=True)
+
+
+def format_time(value: datetime) -> str:
+    """UTC, fixed width, microseconds, ``Z``: sorts lexicographically in SQL."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat with timespec is several times faster than strftime; years < 1000 never occur.
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of :func:`format_time`; also accepts any ISO 8601 time (naive = UTC)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"not an ISO 8601 time: {text!r}") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------------------------- schema
+
+# Migration N brings the file from user_version N-1 to N. Never edit a released step: append one.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,               -- up, join, status, ack, txack, log
+        dev_eui     TEXT,
+        received_at TEXT NOT NULL,               -- format_time()
+        dedup_id    TEXT,                        -- ChirpStack deduplicationId (downlinkId for txack)
+        encoding    TEXT NOT NULL DEFAULT '',    -- json | protobuf
+        raw         BLOB,
+        UNIQUE (kind, dedup_id)
+    );
+    CREATE INDEX events_device ON events (dev_eui, received_at);
+
+    CREATE TABLE readings (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- outbox position, never reused
+        event_id         INTEGER NOT NULL REFERENCES events (id),
+        dev_eui          TEXT NOT NULL,
+        device_name      TEXT NOT NULL,
+        message_type     TEXT NOT NULL,
+        time             TEXT NOT NULL,
+        field            TEXT NOT NULL,
+        value            TEXT NOT NULL,                      -- JSON: number, bool or string
+        value_num        REAL,                               -- numeric copy for SQL filters
+        unit             TEXT,
+        unit_code        TEXT,
+        deduplication_id TEXT NOT NULL,
+        f_cnt            INTEGER NOT NULL,
+        tags             TEXT NOT NULL DEFAULT '{}',
+        rssi             INTEGER,
+        snr              REAL,
+        gateway_id       TEXT,
+        spreading_factor INTEGER,
+        frequency        INTEGER,
+        gateway_count    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX readings_device_field_time ON readings (dev_eui, field, time);
+    CREATE INDEX readings_time ON readings (time);
+
+    CREATE TABLE devices (
+        dev_eui        TEXT PRIMARY KEY,
+        name           TEXT NOT NULL DEFAULT '',
+        application_id TEXT NOT NULL DEFAULT '',
+        tags           TEXT NOT NULL DEFAULT '{}',
+        role           TEXT,
+        last_fcnt      INTEGER,
+        fcnt_gaps      INTEGER NOT NULL DEFAULT 0,
+        resets         INTEGER NOT NULL DEFAULT 0,
+        joins          INTEGER NOT NULL DEFAULT 0,
+        uplinks        INTEGER NOT NULL DEFAULT 0,
+        last_seen      TEXT,
+        last_rssi      INTEGER,
+        last_snr       REAL,
+        battery        REAL,
+        margin         INTEGER,
+        last_event     TEXT
+    );
+
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        raw         BLOB,
+        raw_is_text INTEGER NOT NULL DEFAULT 0,
+        dev_eui     TEXT
+    );
+
+    CREATE TABLE sink_cursors (
+        sink       TEXT PRIMARY KEY,
+        reading_id INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_READING_COLUMNS = (
+    "id, dev_eui, device_name, message_type, time, field, value, unit, unit_code, deduplication_id, "
+    "f_cnt, tags, rssi, snr, gateway_id, spreading_factor, frequency, gateway_count"
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _value_json(value: Any) -> str:
+    """JSON text of a reading value; the common scalar types without the json module's overhead."""
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return repr(value)  # what json.dumps writes for a finite float
+    return json.dumps(value)
+
+
+def _value_num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _row_to_stored(row: sqlite3.Row) -> StoredReading:
+    reading = Reading(
+        dev_eui=row["dev_eui"],
+        device_name=row["device_name"],
+        message_type=row["message_type"],
+        time=parse_time(row["time"]),
+        field=row["field"],
+        value=json.loads(row["value"]),
+        unit=row["unit"],
+        unit_code=row["unit_code"],
+        deduplication_id=row["deduplication_id"],
+        f_cnt=row["f_cnt"],
+        tags=json.loads(row["tags"]),
+    )
+    radio = RadioMeta(
+        rssi=row["rssi"],
+        snr=row["snr"],
+        gateway_id=row["gateway_id"],
+        spreading_factor=row["spreading_factor"],
+        frequency=row["frequency"],
+        gateway_count=row["gateway_count"],
+    )
+    return StoredReading(id=row["id"], reading=reading, radio=radio)
+
+
+def _row_to_device(row: sqlite3.Row) -> Device:
+    return Device(
+        dev_eui=row["dev_eui"],
+        name=row["name"],
+        application_id=row["application_id"],
+        tags=json.loads(row["tags"]),
+        role=row["role"],
+        last_fcnt=row["last_fcnt"],
+        fcnt_gaps=row["fcnt_gaps"],
+        resets=row["resets"],
+        joins=row["joins"],
+        uplinks=row["uplinks"],
+        last_seen=parse_time(row["last_seen"]) if row["last_seen"] else None,
+        last_rssi=row["last_rssi"],
+        last_snr=row["last_snr"],
+        battery=row["battery"],
+        margin=row["margin"],
+        last_event=row["last_event"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- store
+
+
+class Store:
+    """The SQLite store. Open with :meth:`Store.open`; close with :meth:`close` (or ``with``).
+
+    ``Store.open("postgresql://...")`` returns the PostgreSQL backend
+    (:class:`gateway.store_postgres.PostgresStore`), which has the same API.
+    """
+
+    _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+    _FOR_UPDATE = ""  # row lock on the device read in record_uplink (PostgreSQL: " FOR UPDATE")
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+        self._closed = False
+        self._batch_depth = 0
+
+    # -- lifetime ------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, synchronous: str = "FULL") -> Store:
+        """Open (creating and migrating as needed) the store at ``path``.
+
+        Raises :class:`StoreError` when the file cannot be opened or was written by a newer gateway.
+        """
+        if str(path).startswith(("postgresql://", "postgres://")):
+            from gateway.store_postgres import PostgresStore
+
+            return PostgresStore.connect(str(path))
+        sync = synchronous.upper()
+        if sync not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError(f"store.synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, one per event.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={sync}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            store = cls(conn, path)
+            store._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {current}, this gateway knows up to {SCHEMA_VERSION}"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self._tx() as cur:
+                for statement in _MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        cur.execute(statement)
+                cur.execute(f"PRAGMA user_version={version}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction; rolled back on any exception, which is re-raised.
+
+        Inside :meth:`batch` it is a SAVEPOINT of the batch's transaction instead, so that one
+        event's failure undoes only that event.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            cur = self._conn.cursor()
+            nested = self._batch_depth > 0
+            cur.execute("SAVEPOINT event" if nested else "BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                if nested:
+                    cur.execute("ROLLBACK TO event")
+                    cur.execute("RELEASE event")
+                else:
+                    cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("RELEASE event" if nested else "COMMIT")
+            finally:
+                cur.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: every write inside is one transaction, committed (one fsync) on exit.
+
+        Used by ingests that acknowledge several events at once (MQTT drains what the broker has
+        already sent): the acknowledgements follow the single commit, so the crash guarantees are
+        those of one event per transaction. Holds the store's lock for the whole batch.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            if self._batch_depth:
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+                return
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot start a batch in {self.path}: {exc}") from exc
+            self._batch_depth = 1
+            try:
+                yield
+            except BaseException:
+                self._batch_depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._batch_depth = 0
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError(f"cannot commit a batch to {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def record_uplink(
+        self,
+        uplink: Uplink,
+        readings: Sequence[Reading],
+        *,
+        raw: bytes | None = None,
+        encoding: str = "",
+        role: str | None = None,
+        dead_letter_reason: str | None = None,
+        dead_letter_source: str = "decode",
+    ) -> bool:
+        """Store one ``up`` event with its readings, update the device, all in one transaction.
+
+        Returns ``False`` (and changes nothing) when an event with the same de-duplication id was
+        stored before: this is what makes redelivery (MQTT QoS 1, AMQP requeue, HTTP retry) exactly-once.
+        ``dead_letter_reason`` stores a dead letter (the raw payload, hex in the reason's context) in the
+        same transaction, for uplinks whose payload could not be decoded.
+        """
+        received = format_time(uplink.received_at)
+        try:
+            with self._tx() as cur:
+                row = cur.execute(
+                    "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
+                    "VALUES ('up', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                    (uplink.dev_eui, received, uplink.deduplication_id, encoding, raw),
+                ).fetchone()
+                if row is None:
+                    return False
+                event_id = row[0]
+                self._update_device_for_uplink(cur, uplink, readings, role)
+                r = uplink.radio
+                times: dict[datetime, str] = {}  # batched readings share a few times: format each once
+                tags_cache: dict[tuple[tuple[str, str], ...], str] = {}
+                rows = []
+                for x in readings:
+                    t = times.get(x.time)
+                    if t is None:
+                        t = times[x.time] = format_time(x.time)
+                    key = tuple(sorted(x.tags.items()))
+                    tags = tags_cache.get(key)
+                    if tags is None:
+                        tags = tags_cache[key] = json.dumps(x.tags, sort_keys=True)
+                    rows.append(
+                        (
+                            event_id,
+                            x.dev_eui,
+                            x.device_name,
+                            x.message_type,
+                            t,
+                            x.field,
+                            _value_json(x.value),
+                            _value_num(x.value),
+                            x.unit,
+                            x.unit_code,
+                            x.deduplication_id,
+                            x.f_cnt,
+                            tags,
+                            r.rssi,
+                            r.snr,
+                            r.gateway_id,
+                            r.spreading_factor,
+                            r.frequency,
+                            r.gateway_count,
+                        )
+                    )
+                cur.executemany(
+                    "INSERT INTO readings (event_id, dev_eui, device_name, message_type, time, field, value, "
+                    "value_num, unit, unit_code, deduplication_id, f_cnt, tags, rssi, snr, gateway_id, "
+                    "spreading_factor, frequency, gateway_count) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                if dead_letter_reason is not None:
+                    self._insert_dead_letter(
+                        cur, dead_letter_source, dead_letter_reason, uplink.data, uplink.dev_eui, received
+                    )
+        except self._DB_ERRORS as exc:
+            raise StoreError(
+                f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}"
+            ) from exc
+        return True
+
+    def _update_device_for_uplink(
+        self, cur: sqlite3.Cursor, uplink: Uplink, readings: Sequence[Reading], role: str | None
+    ) -> None:
+        row = cur.execute(
+            "SELECT last_fcnt, battery, role FROM devices WHERE dev_eui = ?" + self._FOR_UPDATE,
+            (uplink.dev_eui,),
+        ).fetchone()
+        last = row["last_fcnt"] if row else None
+        step = fcnt_step(last, uplink.f_cnt)
+        battery = next(
+            (x.value for x in readings if x.field == "battery" and _value_num(x.value) is not None), None
+        )
+        if row is None:
+            battery_value = battery
+            role_value = role
+        else:
+            battery_value = battery if battery is not None else row["battery"]
+            role_value = role or row["role"]
+        # A repeat must not move the counter backwards when it arrives out of order.
+        new_last = uplink.f_cnt if not step.repeated else last
+        cur.execute(
+            "INSERT INTO devices (dev_eui, name, application_id, tags, role, last_fcnt, fcnt_gaps, resets, "
+            "uplinks, last_seen, last_rssi, last_snr, battery, last_event) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, 'up') "
+            "ON CONFLICT (dev_eui) DO UPDATE SET name = excluded.name, application_id = excluded.application_id, "
+            "tags = excluded.tags, role = excluded.role, last_fcnt = excluded.last_fcnt, "
+            "fcnt_gaps = devices.fcnt_gaps + excluded.fcnt_gaps, resets = devices.resets + excluded.resets, "
+            "uplinks = devices.uplinks + 1, last_seen = excluded.last_seen, last_rssi = excluded.last_rssi, "
+            "last_snr = excluded.last_snr, battery = excluded.battery, last_event = 'up'",
+            (
+                uplink.dev_eui,
+                uplink.device_name,
+                uplink.application_id,
+                json.dumps(uplink.tags, sort_keys=True),
+                role_value,
+                new_last,
+                step.lost,
+                1 if step.reset else 0,
+                format_time(uplink.received_at),
+                uplink.radio.rssi,
+                uplink.radio.snr,
+                battery_value,
+            ),
+        )
+
+    def record_event(
+        self,
+        kind: str,
+        update: DeviceUpdate,
+        *,
+        received_at: datetime,
+        dedup_id: str | None,
+        raw: bytes | None = None,
+        encoding: str = "",
+        dead_letter: tuple[str, str] | None = None,
+    ) -> bool:
+        """Store a non-uplink event (join, status, ack, txack, log) and apply ``update`` to its device.
+
+        Returns ``False`` when the same ``(kind, dedup_id)`` was stored before (``dedup_id=None`` is
+        never a duplicate: log events carry no id). ``dead_letter=(source, reason)`` adds a dead letter
+        holding ``raw`` in the same transaction.
+        """
+        received = format_time(received_at)
+        try:
+            with self._tx() as cur:
+                row = cur.execute(
+                    "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                    (kind, update.dev_eui or None, received, dedup_id, encoding, raw),
+                ).fetchone()
+                if row is None:
+                    return False
+                if update.dev_eui:
+                    cur.execute(
+                        "INSERT INTO devices (dev_eui, name, application_id, tags, last_fcnt, joins, battery, "
+                        "margin, last_seen, last_event) VALUES (?, ?, ?, ?, NULL, ?, NULL, ?, ?, ?) "
+                        "ON CONFLICT (dev_eui) DO UPDATE SET "
+                        "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE devices.name END, "
+                        "application_id = CASE WHEN excluded.application_id != '' "
+                        "  THEN excluded.application_id ELSE devices.application_id END, "
+                        "tags = CASE WHEN excluded.tags != '{}' THEN excluded.tags ELSE devices.tags END, "
+                        "last_fcnt = CASE WHEN ? THEN NULL ELSE devices.last_fcnt END, "
+                        "joins = devices.joins + excluded.joins, "
+                        "margin = COALESCE(excluded.margin, devices.margin), "
+                        "last_seen = excluded.last_seen, last_event = excluded.last_event",
+                        (
+                            update.dev_eui,
+                            update.name,
+                            update.application_id,
+                            json.dumps(update.tags, sort_keys=True),
+                            1 if update.joined else 0,  # joins: a count
+                            update.margin,
+                            received,
+                            kind,
+                            update.joined,  # CASE WHEN: a boolean
+                        ),
+                    )
+                if dead_letter is not None:
+                    source, reason = dead_letter
+                    self._insert_dead_letter(cur, source, reason, raw, update.dev_eui or None, received)
+        except self._DB_ERRORS as exc:
+            raise StoreError(f"cannot store {kind} event {dedup_id}: {exc}") from exc
+        return True
+
+    def dead_letter(
+        self,
+        source: str,
+        reason: str,
+        raw: bytes | str | None,
+        dev_eui: str | None = None,
+        *,
+        received_at: datetime | None = None,
+    ) -> int:
+        """Keep something that could not be processed, with the reason. Returns the dead letter's id."""
+        try:
+            with self._tx() as cur:
+                return self._insert_dead_letter(
+                    cur, source, reason, raw, dev_eui, format_time(received_at or _now())
+                )
+        except self._DB_ERRORS as exc:
+            raise StoreError(f"cannot store dead letter from {source}: {exc}") from exc
+
+    @staticmethod
+    def _insert_dead_letter(
+        cur: sqlite3.Cursor,
+        source: str,
+        reason: str,
+        raw: bytes | str | None,
+        dev_eui: str | None,
+        received: str,
+    ) -> int:
+        is_text = isinstance(raw, str)
+        blob = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        row = cur.execute(
+            "INSERT INTO dead_letters (received_at, source, reason, raw, raw_is_text, dev_eui) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (received, source, reason, blob, 1 if is_text else 0, dev_eui),
+        ).fetchone()
+        return int(row[0])
+
+    # -- sink outbox ---------------------------------------------------------------------------------
+
+    def readings_after(self, reading_id: int, limit: int = 500) -> list[tuple[int, Reading]]:
+        """The next ``limit`` readings with ``id > reading_id``, oldest first: a sink's outbox page."""
+        return [(s.id, s.reading) for s in self.stored_readings_after(reading_id, limit)]
+
+    def stored_readings_after(self, reading_id: int, limit: int = 500) -> list[StoredReading]:
+        """Like :meth:`readings_after`, with radio metadata."""
+        rows = self._query(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE id > ? ORDER BY id LIMIT ?", (reading_id, limit)
+        )
+        return [_row_to_stored(row) for row in rows]
+
+    def get_cursor(self, sink: str) -> int:
+        """Id of the last reading delivered to ``sink`` (0 when it never delivered anything)."""
+        rows = self._query("SELECT reading_id FROM sink_cursors WHERE sink = ?", (sink,))
+        return int(rows[0][0]) if rows else 0
+
+    def set_cursor(self, sink: str, reading_id: int) -> None:
+        """Record that ``sink`` has delivered every reading up to ``reading_id``.
+
+        A cursor never moves backwards (a late, stale acknowledgement is ignored).
+        """
+        try:
+            with self._tx() as cur:
+                cur.execute(
+                    "INSERT INTO sink_cursors (sink, reading_id, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (sink) DO UPDATE SET reading_id = CASE WHEN excluded.reading_id > sink_cursors.reading_id "
+                    "THEN excluded.reading_id ELSE sink_cursors.reading_id END, "
+                    "updated_at = excluded.updated_at",
+                    (sink, reading_id, format_time(_now())),
+                )
+        except self._DB_ERRORS as exc:
+            raise StoreError(f"cannot set cursor of sink {sink!r}: {exc}") from exc
+
+    def pending(self, sink: str) -> int:
+        """Readings not yet delivered to ``sink``."""
+        rows = self._query("SELECT COUNT(*) FROM readings WHERE id > ?", (self.get_cursor(sink),))
+        return int(rows[0][0])
+
+    def cursors(self) -> dict[str, int]:
+        """Every sink's cursor."""
+        return {
+            row[0]: int(row[1])
+            for row in self._query("SELECT sink, reading_id FROM sink_cursors ORDER BY sink")
+        }
+
+    def last_reading_id(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM readings")
+        return int(rows[0][0])
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def devices(self) -> list[Device]:
+        """Every device, by EUI."""
+        return [_row_to_device(row) for row in self._query("SELECT * FROM devices ORDER BY dev_eui")]
+
+    def device(self, dev_eui: str) -> Device | None:
+        rows = self._query("SELECT * FROM devices WHERE dev_eui = ?", (dev_eui,))
+        return _row_to_device(rows[0]) if rows else None
+
+    def readings(
+        self,
+        device: str | None = None,
+        field: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+        *,
+        after_id: int = 0,
+    ) -> list[StoredReading]:
+        """Readings, oldest first, filtered by device EUI, field name and ``time >= since``."""
+        where = ["id > ?"]
+        params: list[Any] = [after_id]
+        if device:
+            where.append("dev_eui = ?")
+            params.append(device.lower())
+        if field:
+            where.append("field = ?")
+            params.append(field)
+        if since is not None:
+            where.append("time >= ?")
+            params.append(format_time(since))
+        params.append(limit)
+        rows = self._query(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", params
+        )
+        return [_row_to_stored(row) for row in rows]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first."""
+        rows = self._query("SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,))
+        out = []
+        for row in rows:
+            raw = row["raw"]
+            if raw is not None and row["raw_is_text"]:
+                raw = bytes(raw).decode("utf-8", "surrogateescape")
+            elif raw is not None:
+                raw = bytes(raw)
+            out.append(
+                DeadLetter(
+                    id=row["id"],
+                    received_at=parse_time(row["received_at"]),
+                    source=row["source"],
+                    reason=row["reason"],
+                    raw=raw if raw is not None else b"",
+                    dev_eui=row["dev_eui"],
+                )
+            )
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Row counts and frame-counter totals, for /metrics and /health."""
+        row = self._query(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM events WHERE kind = 'up'), "
+            "(SELECT COUNT(*) FROM readings), (SELECT COUNT(*) FROM dead_letters), "
+            "(SELECT COUNT(*) FROM devices), (SELECT COALESCE(SUM(fcnt_gaps), 0) FROM devices), "
+            "(SELECT COALESCE(SUM(resets), 0) FROM devices)"
+        )[0]
+        keys = ("events", "uplinks", "readings", "dead_letters", "devices", "fcnt_gaps", "fcnt_resets")
+        return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+    def event_count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+        return int(self._query("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,))[0][0])
+
+    def dedup_ids(self, kind: str = "up") -> list[str]:
+        """Every stored de-duplication id of ``kind`` (for end-to-end counting in tests and tools)."""
+        return [
+            row[0] for row in self._query("SELECT dedup_id FROM events WHERE kind = ? ORDER BY id", (kind,))
+        ]
