@@ -14,6 +14,7 @@
 # On start the device boots like a board: boot.py, then main.py, from the current directory (the device
 # filesystem). A SystemExit with a non-zero code ends the process: the relay restarts it (a hard reset)
 # and maps the code to a reset cause (see gateway/virtual_device.py).
+import gc
 import sys
 import os
 
@@ -76,6 +77,7 @@ def _soft_reset():
             del sys.modules[name]
     _globals.clear()
     _globals["__name__"] = "__main__"
+    gc.collect()
 
 
 def _exists(name):
@@ -111,6 +113,7 @@ def _boot(main=True):
 def _exec(code):
     """Raw-REPL execution: stdout, \x04, exception text, \x04 (MicroPython pyexec framing)."""
     try:
+        gc.collect()  # the code arrived byte by byte: give the program the heap a board's C REPL would leave
         exec(code, _globals)
     except SystemExit as e:
         if e.args and e.args[0] not in (0, None):

@@ -62,8 +62,11 @@ _CTRL_C = 0x03
 _BACKLOG_MAX = 64 * 1024  # bytes queued one way before the relay stops reading the other side (flow control)
 _READY = b"\x06"  # vdev_repl writes this to stderr once a SIGINT raises KeyboardInterrupt there
 _ACK = b"\x15"  # ... and this each time it has handled a KeyboardInterrupt
-_ACK_WAIT_S = 0.3  # host bytes after a Ctrl-C wait this long for that acknowledgement ...
+_ACK_WAIT_S = 1.0  # host bytes after a Ctrl-C wait this long for that acknowledgement ...
 _SIGINT_RESENDS = 2  # ... before the SIGINT is sent again, at most this many times
+# On a board the REPL is C code in flash; here vdev_repl.py's bytecode and buffers live in the heap. The
+# interpreter gets this much on top of ``heapsize`` so the app still has what it would have on the board.
+_REPL_HEAP_KB = 24
 _RESTART_LIMIT = 20  # restarts within _RESTART_WINDOW_S before the relay gives up (a boot loop)
 _RESTART_WINDOW_S = 10.0
 
@@ -85,11 +88,25 @@ def reset_cause_for_exit(code: int) -> str:
     return EXIT_CODES.get(code, "panic")
 
 
+def _heap_kb(size: str) -> int:
+    """KiB in a MicroPython heapsize ("96k", "1m", "98304")."""
+    text = size.strip().lower()
+    try:
+        if text.endswith("k"):
+            return int(text[:-1])
+        if text.endswith("m"):
+            return int(text[:-1]) * 1024
+        return max(1, int(text) // 1024)
+    except ValueError:
+        raise VirtualDeviceError(f"heapsize {size!r}: expected a size such as 96k") from None
+
+
 class VirtualDevice:
     """A MicroPython unix-port node on a pty: ``with VirtualDevice(fs) as dev: serial.Serial(dev.port)``.
 
-    ``fs_dir`` is the device filesystem (created if missing). ``heapsize`` is MicroPython's heap
-    (96k is about what an app gets on an ESP32 without PSRAM). ``boot`` False skips boot.py/main.py on
+    ``fs_dir`` is the device filesystem (created if missing). ``heapsize`` is the heap the app gets
+    (96k is about what an app has on an ESP32 without PSRAM; the interpreter is given 24k more for the
+    REPL, which on a board is C code in flash). ``boot`` False skips boot.py/main.py on
     the first start (handy to flash a device whose main.py would run for ever).
     """
 
@@ -191,7 +208,7 @@ class VirtualDevice:
         with self._lock:
             env[RESET_ENV] = self._forced_cause or "power_on"
             self._forced_cause = None
-        argv = [find_micropython(), "-X", f"heapsize={self.heapsize}", str(_REPL)]
+        argv = [find_micropython(), "-X", f"heapsize={_heap_kb(self.heapsize) + _REPL_HEAP_KB}k", str(_REPL)]
         if first and not self._boot:
             argv.append("--no-boot")
         self._proc = subprocess.Popen(
