@@ -54,6 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "role(name): the node role the DUT is flashed with")
     config.addinivalue_line("markers", "scenario(dict): the virtual board's sim.json for this test")
     config.addinivalue_line("markers", "virtual_only: needs the virtual board's scripting")
+    config.addinivalue_line("markers", "network: the virtual node talks LoRaWAN to the network-server simulator")
+    config.addinivalue_line("markers", "heap(size): the virtual node's heap (default 160k)")
     config.addinivalue_line("markers", f"{PENDING_MARK}(reason): waits for firmware support; left out of the run")
 
 
@@ -210,6 +212,21 @@ def _marker_arg(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
 
 
 @pytest.fixture
+def network_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The LoRaWAN network-server simulator (gateway.nssim) on a free UDP port, knowing the virtual node."""
+    from gateway.nssim import NetworkServerSim
+    from gateway.nssim.registry import device_from_mapping
+
+    role = _marker_arg(request, "role", DEFAULT_ROLE)
+    sim = NetworkServerSim([device_from_mapping(virtual_bundle(role), "virtual node")], port=0)
+    handle = sim.run_in_thread()
+    try:
+        yield sim
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
 def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Iterator[DUT]:
     spec: str = request.config.getoption("--dut")
     role = _marker_arg(request, "role", DEFAULT_ROLE)
@@ -223,8 +240,13 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
         shutil.copytree(app_tree, fs)  # what `citynode flash` copies (tests/field checks flash itself)
         (fs / "config.json").write_text(json.dumps(config_from_bundle(virtual_bundle(role), "sim")))
         (fs / "board.json").write_text(json.dumps(load_board("sim")))
+        if request.node.get_closest_marker("network"):
+            server = request.getfixturevalue("network_server")
+            # links.lorawan_link: the sim board's UdpRadio to the simulator; receive windows 5x faster.
+            scenario = {**scenario, "network": {"port": server.port}, "time_scale": 5, "skip_ms": 1500}
         (fs / "sim.json").write_text(json.dumps(scenario))
-        with VirtualDevice(fs, heapsize=VIRTUAL_HEAP, boot=False) as device:
+        heap = _marker_arg(request, "heap", VIRTUAL_HEAP)
+        with VirtualDevice(fs, heapsize=heap, boot=False) as device:
             d = DUT(device.port, log_path, device)
             try:
                 d.reset()  # boot with the port open, so nothing the node prints is lost

@@ -130,3 +130,18 @@ def test_a_watchdog_reset_is_reported_in_the_next_device_status(dut) -> None:
     status = uplink(dut, 1)["readings"][0]
     assert status["reset_cause"] == "watchdog"
     assert "watchdog" in status["faults"]
+
+
+# ---- LoRaWAN through the network-server simulator ----------------------------------------------
+
+@pytest.mark.virtual_only
+@pytest.mark.network
+@pytest.mark.heap("512k")
+@pytest.mark.scenario({"cycles": 1})
+def test_join_through_the_network_server_simulator_then_uplink(dut, network_server) -> None:
+    dut.expect(r"joined", timeout=60)
+    reading = uplink(dut, 11)["readings"][0]
+    assert 0 <= reading["fill_level"] <= 100
+    eui = "70b3d57ed0000042"
+    assert network_server.events_of("join", eui)
+    assert network_server.wait_for(lambda: network_server.events_of("up", eui), timeout_s=30)
