@@ -24,16 +24,14 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from gateway.config import parse_config
 from gateway.fleet import VirtualFleet
+from gateway.liveview import LiveView, summary
 from gateway.nssim import HttpDelivery, MqttDelivery, NetworkServerSim
 from gateway.nssim.registry import device_from_mapping
 from gateway.service import GatewayService
-from gateway.store import Store
-
 __all__ = ["DemoResult", "run_demo"]
 
 
@@ -51,6 +49,7 @@ class DemoResult:
     seconds: float
     store_path: Path
     interrupted: bool = False
+    report: str = ""  # the live view's closing summary: losses per device, devices per role, weakest link
 
     @property
     def nothing_lost(self) -> bool:
@@ -67,55 +66,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _last_reading(lines: Any) -> str:
-    """The node's newest uplink of its role, decoded, with units."""
-    from gateway.codec import decode
-    from gateway.errors import DecodeError
-    from gateway.schema import load_schema
-
-    for line in reversed(lines):
-        if line.startswith("uplink fport=") and not line.startswith("uplink fport=1 "):
-            parts = dict(p.split("=", 1) for p in line.split()[1:])
-            try:
-                decoded = decode(int(parts["fport"]), bytes.fromhex(parts["hex"]))
-            except DecodeError as exc:
-                return f"({exc})"
-            msg = load_schema().message(decoded["type"])
-            reading = decoded["readings"][0]
-            out = []
-            for spec in msg.fields:
-                if spec.name in reading and spec.name != "battery":
-                    value = reading[spec.name]
-                    if spec.name == "doors":
-                        value = "+%d/-%d" % (sum(d["boardings"] for d in value), sum(d["alightings"] for d in value))
-                    out.append(f"{spec.name} {value}{' ' + spec.unit if spec.unit else ''}")
-            return ", ".join(out)
-    return ""
-
-
-def _view(store: Store, fleet: VirtualFleet, sim: NetworkServerSim, started: float) -> Group:
-    """The live view: one row per node; link and counter health as the gateway stored them."""
-    table = Table(title="citynode demo: virtual fleet -> LoRaWAN -> network-server simulator -> gateway",
-                  expand=True)
-    for column in ("node", "role", "sent", "stored", "last reading", "battery", "RSSI/SNR", "FCnt gaps"):
-        table.add_column(column, overflow="fold")
-    devices = {d.dev_eui: d for d in store.devices()}
-    for node in fleet.nodes:
-        dev = devices.get(node.dev_eui)
-        table.add_row(
-            node.name, node.role, str(node.uplinks), str(dev.uplinks) if dev else "0",
-            _last_reading(node.lines),
-            "" if dev is None or dev.battery is None else f"{dev.battery:.2f} V",
-            "" if dev is None or dev.last_rssi is None else f"{dev.last_rssi} dBm / {dev.last_snr:g} dB",
-            "" if dev is None else str(dev.fcnt_gaps),
-        )
-    c = store.counts()
+def _view(view: LiveView, fleet: VirtualFleet, sim: NetworkServerSim, started: float) -> Group:
+    """The gateway's live view of what it stored, and one line about the fleet and the network."""
     footer = Text(
-        f"{time.monotonic() - started:4.0f} s | nodes running {fleet.running()}/{len(fleet.nodes)} | "
-        f"network events {len(sim.events)} | stored uplinks {c['uplinks']}, readings {c['readings']}, "
-        f"dead letters {c['dead_letters']}, FCnt gaps {c['fcnt_gaps']}"
+        f"{time.monotonic() - started:4.0f} s | virtual nodes running {fleet.running()}/{len(fleet.nodes)}, "
+        f"uplinks they sent {sum(n.uplinks for n in fleet.nodes)} | network-server events {len(sim.events)}"
     )
-    return Group(table, footer)
+    return Group(view.render(), footer)
 
 
 async def run_demo(
@@ -160,11 +117,12 @@ async def run_demo(
             interrupted = False
             try:
                 if live:
-                    with Live(_view(service.store, fleet, sim, started), console=console,
-                              refresh_per_second=2, transient=False) as view:
+                    view = LiveView(service.store, title="citynode demo: what the gateway stored")
+                    with Live(_view(view, fleet, sim, started), console=console,
+                              refresh_per_second=2, transient=False) as screen:
                         while time.monotonic() < deadline:
                             await asyncio.sleep(1.0)
-                            view.update(_view(service.store, fleet, sim, started))
+                            screen.update(_view(view, fleet, sim, started))
                             if on_tick:
                                 on_tick(time.monotonic() - started)
                 else:
@@ -178,6 +136,7 @@ async def run_demo(
                 await asyncio.to_thread(fleet.stop)
         await asyncio.sleep(1.0)  # the last events reach the store
         counts = service.store.counts()
+        report = summary(service.store)
     return DemoResult(
         nodes=nodes,
         node_uplinks=sum(n.uplinks for n in fleet.nodes),
@@ -189,4 +148,5 @@ async def run_demo(
         seconds=time.monotonic() - started,
         store_path=root / "gateway.sqlite",
         interrupted=interrupted,
+        report=report,
     )

@@ -64,6 +64,8 @@ def _chain(args: argparse.Namespace) -> int:
     table.add_row("dead letters", str(result.dead_letters))
     table.add_row("duration", f"{result.seconds:.0f} s" + (" (stopped with Ctrl-C)" if result.interrupted else ""))
     table.add_row("store", str(result.store_path))
+    console.print()
+    console.print(result.report)
     console.print(table)
     if result.nothing_lost:
         console.print("[green]nothing lost: every uplink the network delivered is in the gateway's store, decoded[/]")
