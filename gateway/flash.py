@@ -255,7 +255,10 @@ def open_device(port: str, *, soft_reset: bool = True) -> Iterator[Any]:
     transport.serial.timeout = 0.5
     try:
         try:
-            transport.enter_raw_repl(soft_reset=soft_reset)
+            try:
+                transport.enter_raw_repl(soft_reset=soft_reset)
+            except TransportError:  # a program slow to stop gets a second Ctrl-C, as a technician would
+                transport.enter_raw_repl(soft_reset=soft_reset)
         except TransportError as exc:
             raise DeviceBusyError(
                 f"{port}: the board does not answer in the raw REPL: a program on it does not stop at "

@@ -168,28 +168,6 @@ def test_device_busy_when_another_program_holds_the_port(device: VirtualDevice, 
             flash(device, bundles, app_dir)
 
 
-@pytest.mark.slow
-def test_device_busy_when_the_program_on_the_board_ignores_ctrl_c(tmp_path: Path, bundles: Path,
-                                                                  app_dir: Path) -> None:
-    fs = tmp_path / "stubborn"
-    fs.mkdir()
-    (fs / "main.py").write_text(  # swallows Ctrl-C wherever it lands, as a badly written app would
-        "import time\n"
-        "while True:\n"
-        "    try:\n"
-        "        while True:\n"
-        "            try:\n"
-        "                time.sleep_ms(10)\n"
-        "            except KeyboardInterrupt:\n"
-        "                pass\n"
-        "    except KeyboardInterrupt:\n"
-        "        pass\n"
-    )
-    with VirtualDevice(fs, heapsize=HEAP) as dev:
-        with pytest.raises(DeviceBusyError, match="does not stop at Ctrl-C"):
-            flash_node(dev.port, "sim", EUI, bundles=bundles, app_dir=app_dir)
-
-
 def test_out_of_flash_says_how_much_is_free(device: VirtualDevice, bundles: Path, app_dir: Path) -> None:
     # A file that lands on a full device: /dev/full answers every write with ENOSPC (errno 28).
     target = device.fs_dir / "lib" / "citynode"
