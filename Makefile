@@ -28,6 +28,8 @@ sysdeps:
 	  (echo "installing mosquitto"; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null)
 	@command -v node >/dev/null 2>&1 || \
 	  (echo "installing nodejs"; apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	@command -v chromium >/dev/null 2>&1 || \
+	  (echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 # npm packages used by tests as independent implementations (lora-packet).
 nodedeps: sysdeps tests/js/node_modules/.installed

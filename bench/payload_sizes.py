@@ -117,16 +117,47 @@ def batch_table() -> str:
     return "\n".join(rows)
 
 
+# Published payload formats of devices cities deploy today, from the vendors' public decoder
+# documentation (sizes of one periodic report with the fields listed).
+PUBLISHED = (
+    ("ESP32-Paxcounter, packed format", "WiFi + BLE device counts", 4,
+     "crowd_count", {"interval": 900, "wifi_devices": 143, "ble_devices": 87, "battery": 3.72},
+     "adds interval and battery (V)"),
+    ("Milesight EM310-UDL (bin)", "battery %, distance mm, tilt", 10,
+     "bin_fill", {"distance": 850, "fill_level": 62, "temperature": 18.5, "tilt": False, "battery": 3.61},
+     "adds fill level and temperature (fire alarm); battery in V"),
+    ("Milesight VS350 (people counter)", "battery %, temperature, total and period in/out, one passage", 19,
+     "passenger_count", {"interval": 300, "doors": [{"door": 0, "boardings": 12, "alightings": 9}],
+                         "occupancy": 45, "battery": 3.9},
+     "per door, with occupancy; GPS adds 10 B"),
+)
+
+
+def published_table() -> str:
+    from gateway.codec import encode_uplink
+
+    rows = ["Against the published formats of devices in use today (one periodic report):", "",
+            "| device | its fields | its bytes | citynode equivalent | citynode bytes | |",
+            "|---|---|---:|---|---:|---|"]
+    for device, fields, size, msg_type, reading, note in PUBLISHED:
+        ours = len(encode_uplink(msg_type, reading))
+        rows.append(f"| {device} | {fields} | {size} | {msg_type} | {ours} | {note} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     body = (
         "## Payload size per message type\n\n"
         f"Single reading with every field present, typical city values (codecs/samples.json); {machine()}.\n"
         "citynode bytes from the firmware encoder on the MicroPython unix port; CayenneLPP with pycayennelpp,\n"
         "smallest fitting LPP type per field (LPP is often coarser: 0.1 °C, 0.5 % RH, whole µg/m³); JSON compact.\n"
-        "ESP32-Paxcounter's packed count payload is 4 bytes for WiFi + BLE counts alone (no interval or battery).\n\n"
+        "\n"
         + table()
         + "\n\n"
         + batch_table()
+        + "\n\n"
+        + published_table()
+        + "\n"
     )
     write_section("payload_sizes", body)
     print(body)

@@ -5,6 +5,10 @@
 ``GET /api/readings?device=&field=&since=``  readings as JSON (``since`` ISO 8601; ``limit`` <= 10000,
                                            ``after`` = reading id for paging)
 ``GET /api/deadletters?limit=``            newest dead letters (raw shown as hex or text)
+``GET /api/history?device=&points=``       newest ``points`` (default 60) values of each field of a
+                                           device and RSSI/SNR of its newest uplinks (sparklines)
+``GET /api/summary``                       store totals and uplinks in the last minute
+``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.web`)
 ``GET /health``                            200 ``{"status": "ok"}`` or 503 with what is wrong
 ``GET /metrics``                           Prometheus text format
 =========================================  =====================================================
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +28,9 @@ from aiohttp import web
 from gateway.errors import ConfigError
 from gateway.ingest.http import check_bearer
 from gateway.metrics import Metrics, Sample
-from gateway.store import Store, StoreError, parse_time
+from gateway.store import Store, StoreError, format_time, parse_time
+from gateway.web import add_page_routes, device_history, uplinks_since
+from gateway.web.history import MAX_POINTS
 
 __all__ = ["Api", "dead_letter_json", "store_samples"]
 
@@ -82,6 +89,9 @@ class Api:
         app.router.add_get("/api/deadletters", self.dead_letters)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics_text)
+        app.router.add_get("/api/history", self.history)
+        app.router.add_get("/api/summary", self.summary)
+        add_page_routes(app)
 
     def _check(self, request: web.Request) -> None:
         if self.api_token and not check_bearer(request, self.api_token):
@@ -134,6 +144,29 @@ class Api:
         limit = self._int(request, "limit", 100, _MAX_LIMIT)
         rows = await asyncio.to_thread(self.store.dead_letters, limit)
         return web.json_response({"dead_letters": [dead_letter_json(d) for d in rows]})
+
+    async def history(self, request: web.Request) -> web.Response:
+        self._check(request)
+        device = request.query.get("device", "").strip().lower()
+        if len(device) != 16 or any(c not in "0123456789abcdef" for c in device):
+            raise web.HTTPBadRequest(
+                text='{"error": "device must be a DevEUI of 16 hex digits"}', content_type="application/json"
+            )
+        points = self._int(request, "points", 60, MAX_POINTS)
+        history = await asyncio.to_thread(device_history, self.store, device, max(points, 1))
+        return web.json_response(history.to_json())
+
+    async def summary(self, request: web.Request) -> web.Response:
+        self._check(request)
+        now = datetime.now(UTC)
+
+        def read() -> dict[str, Any]:
+            counts = self.store.counts()
+            counts["uplinks_last_minute"] = uplinks_since(self.store, now - timedelta(minutes=1))
+            return counts
+
+        body = await asyncio.to_thread(read)
+        return web.json_response({"time": format_time(now), **body})
 
     async def health(self, request: web.Request) -> web.Response:
         problems: dict[str, str] = {}

@@ -1,22 +1,24 @@
-"""``citynode demo``: the main job as far as it is built.
+"""``citynode demo``: what `make demo` runs.
 
-For now: typical city readings of every message type are encoded by the node firmware on the real
-MicroPython unix port, decoded by the gateway, and printed as a table with byte counts and units;
-a batch and a malformed payload show the batch form and a clear rejection. Later stages of the chain
-(virtual fleet, LoRaWAN, ChirpStack events, gateway service) extend this command.
+By default the whole chain (:mod:`gateway.demo_chain`): a virtual fleet of nodes running the real
+firmware on the MicroPython unix port sends through the citynode LoRaWAN MAC and a UDP virtual radio to
+the network-server simulator, which posts ChirpStack v4 events to the citynode gateway; a live view
+shows what the gateway stored, and a summary checks that nothing was lost. ``--codec`` shows the
+payload contract alone: typical readings encoded on MicroPython, decoded by the gateway.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from gateway import codec
-from gateway.errors import DecodeError
+from gateway.errors import ConfigError, DecodeError
 from gateway.micropython import run_code
 from gateway.paths import codecs_dir
 from gateway.schema import load_schema
@@ -25,8 +27,51 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("demo", help="run the demo: readings encoded on MicroPython, decoded by the gateway")
-    parser.set_defaults(func=_demo)
+    parser = sub.add_parser("demo", help="run the whole chain: virtual fleet -> LoRaWAN -> network server -> gateway")
+    parser.add_argument("--minutes", type=float, default=1.0, help="how long the fleet runs (default 1)")
+    parser.add_argument("--nodes", type=int, default=20, help="virtual nodes, all four roles (default 20)")
+    parser.add_argument("--mqtt", metavar="URL", help="deliver events through an MQTT broker (mqtt://host:port)")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the store and node filesystems here")
+    parser.add_argument("--no-live", action="store_true", help="no live view (logs, CI)")
+    parser.add_argument("--codec", action="store_true", help="only the payload contract: encode on MicroPython, decode")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.codec:
+        return _demo(args)
+    return _chain(args)
+
+
+def _chain(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.demo_chain import run_demo
+
+    if args.nodes < 1 or args.minutes <= 0:
+        raise ConfigError("--nodes must be at least 1 and --minutes above 0")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    result = asyncio.run(run_demo(minutes=args.minutes, nodes=args.nodes, mqtt_url=args.mqtt, keep=args.keep,
+                                  console=console, live=not args.no_live))
+    table = Table(title="summary", show_header=False)
+    table.add_row("virtual nodes", str(result.nodes))
+    table.add_row("uplinks the nodes sent", str(result.node_uplinks))
+    table.add_row("events from the network server", f"{result.events} ({result.network_uplinks} uplinks)")
+    table.add_row("uplinks stored by the gateway", str(result.stored_uplinks))
+    table.add_row("readings stored (unit-labelled)", str(result.readings))
+    table.add_row("dead letters", str(result.dead_letters))
+    table.add_row("duration", f"{result.seconds:.0f} s" + (" (stopped with Ctrl-C)" if result.interrupted else ""))
+    table.add_row("store", str(result.store_path))
+    console.print()
+    console.print(result.report)
+    console.print(table)
+    if result.nothing_lost:
+        console.print("[green]nothing lost: every uplink the network delivered is in the gateway's store, decoded[/]")
+        return 0
+    console.print("[red]uplinks sent and stored differ: see the store's dead letters[/]")
+    return 1
 
 
 _NODE_SCRIPT = """

@@ -1,9 +1,10 @@
-"""``citynode gateway``: serve, export, deadletters, downlink.
+"""``citynode gateway``: serve, export, deadletters, downlink, watch.
 
 citynode gateway serve --config gw.toml
 citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
 citynode gateway deadletters --config gw.toml --limit 20
 citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
+citynode gateway watch --store /var/lib/citynode/gateway.sqlite
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--application-id", help="ChirpStack application id (MQTT topic); default from the store")
     p.add_argument("--confirmed", action="store_true", help="ask the node to acknowledge")
     p.set_defaults(func=cmd_downlink)
+
+    p = sub.add_parser("watch", help="a live terminal view of the store: devices, readings, link, losses")
+    _store_args(p)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
+    p.add_argument("--once", action="store_true", help="print one frame and the summary, then exit")
+    p.set_defaults(func=cmd_watch)
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -272,3 +279,30 @@ class _maybe_store:
     def __exit__(self, *exc: object) -> None:
         if self.store is not None:
             self.store.close()
+
+
+# ------------------------------------------------------------------------------------------------ watch
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Redraw :mod:`gateway.liveview` until Ctrl-C, then print the summary."""
+    import threading
+
+    from rich.console import Console
+
+    from gateway import liveview
+
+    if not 0.1 <= args.interval <= 3600:
+        raise ConfigError(f"--interval must be 0.1..3600 seconds, not {args.interval}")
+    console = Console()
+    with _open_store(args) as store:
+        if args.once:
+            console.print(liveview.LiveView(store).render())
+        else:
+            stop = threading.Event()
+            try:
+                liveview.run(store, stop, interval=args.interval, console=console)
+            except KeyboardInterrupt:
+                stop.set()
+        console.print(liveview.summary(store), markup=False, highlight=False)
+    return 0

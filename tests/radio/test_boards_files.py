@@ -211,6 +211,6 @@ def test_open_radio_gives_the_sim_board_a_virtual_radio(mpy):
     got = mpy.json(
         "import json\nfrom citynode.boards import load_board, open_radio\n"
         f"r = open_radio(load_board('sim', dirs=({str(BOARDS)!r},)), None, None)\n"
-        "print(json.dumps([type(r).__name__, r._server == __import__('socket').getaddrinfo('127.0.0.1', 1780)[0][-1]]))"
+        "print(json.dumps([type(r).__name__, r._addr == __import__('socket').getaddrinfo('127.0.0.1', 1700)[0][-1]]))"
     )
-    assert got == ["VirtualRadio", True]
+    assert got == ["UdpRadio", True]  # the network-server simulator's radio (citynode ns-sim, port 1700)

@@ -26,7 +26,7 @@ FIRMWARE_VERSION = "0.1.0"
 class Node:
     """One node: `cycle()` runs one wake; `run(cycles)` loops with the role's kind of sleep."""
 
-    def __init__(self, config, hal, role, link, battery=None, now=None, clock=None, out=print):
+    def __init__(self, config, hal, role, link, battery=None, now=None, clock=None, out=print, pace=None):
         self.config = config
         self.hal = hal
         self.clock = clock or hal
@@ -45,6 +45,7 @@ class Node:
         self.reset_cause = hal.reset_cause()
         self.reboot_requested = False
         self.collected = 0
+        self.pace = pace  # virtual board only: virtual seconds per real second between cycles (demos)
         self.started = now()
         role.configure(config)
 
@@ -225,6 +226,10 @@ class Node:
         if self.reboot_requested:
             self.out("rebooting")
             self.hal.reset()  # does not return on a board; the sim HAL ends the run
+        if self.pace:
+            import time
+
+            time.sleep(seconds / self.pace)
         if self.role.sleep == "deep":
             self.out("sleep deep %d s" % seconds)
             self.hal.deep_sleep(seconds * 1000)

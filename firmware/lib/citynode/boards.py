@@ -238,13 +238,14 @@ def radio_options(board):
 def open_radio(board, make_spi, make_pin, clock=None, public_network=True):
     """Build the board's radio driver. ``make_spi(id, sck, mosi, miso, baudrate)`` and
     ``make_pin(gpio, output)`` come from the runtime's HAL, so this module imports no `machine`.
-    The sim board gets a VirtualRadio (UDP to the network-server simulator; the factories are unused)."""
+    The sim board gets a UdpRadio (UDP to the network-server simulator, citynode.radio.udp; the factories
+    are unused): ``clock`` is then its VirtualClock, which the MAC must share."""
     radio = board["radio"]
     chip = radio["chip"]
     if chip == "virtual":
-        from citynode.radio.virtual import VirtualRadio
+        from citynode.radio.udp import UdpRadio
 
-        return VirtualRadio(radio["host"], radio["port"], clock=clock, public_network=public_network)
+        return UdpRadio(radio["host"], radio["port"], clock=clock)
     s = radio["spi"]
     spi = make_spi(s["id"], s["sck"], s["mosi"], s["miso"], s["baudrate"])
     p = radio["pins"]

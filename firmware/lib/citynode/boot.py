@@ -79,7 +79,7 @@ def build_link(cfg, board, hal, sim, battery=None):
 
 def start(cycles=None):
     """Build the node's parts from its files: (cfg, hal, clock, role, link, battery, cycles,
-    heap_report), or an exit code after printing one line naming the bad field. citynode.run makes
+    heap_report, pace), or an exit code after printing one line naming the bad field. citynode.run makes
     the Node once this module and the other boot-only ones are out of RAM."""
     try:
         cfg, board, hal, clock, role, link, battery = build()
@@ -92,4 +92,4 @@ def start(cycles=None):
     print("citynode %s role=%s board=%s dev_eui=%s" % (
         ".".join(str(p) for p in __import__("citynode").VERSION), cfg["role"], cfg["board"],
         cfg.get("dev_eui", "-")))
-    return cfg, hal, clock, role, link, battery, cycles, bool(sim.get("heap_report"))
+    return cfg, hal, clock, role, link, battery, cycles, bool(sim.get("heap_report")), sim.get("pace")

@@ -73,7 +73,7 @@ def _key(cfg, name, length):
 
 def lorawan_link(cfg, board, hal, sim, battery=None):
     """The software LoRaWAN MAC over the board's radio: an SX1276/SX1262 on SPI, or the sim board's
-    VirtualRadio (UDP to the network-server simulator). The session is kept in RTC memory across deep
+    UdpRadio (UDP to the network-server simulator). The session is kept in RTC memory across deep
     sleep and in flash (lorawan.rec) across power loss."""
     from citynode.boards import open_radio
     from citynode.lorawan.dutycycle import MonotonicMs
@@ -87,7 +87,15 @@ def lorawan_link(cfg, board, hal, sim, battery=None):
         radio_board["radio"] = dict(board["radio"], **network)
     make_spi = getattr(hal, "make_spi", None) or _machine_spi
     make_pin = getattr(hal, "make_pin", None) or _machine_pin
-    radio = open_radio(radio_board, make_spi, make_pin)
+    clock = None
+    extra = {}
+    if radio_board["radio"]["chip"] == "virtual":
+        # The virtual radio and the MAC share one node clock; `time_scale` speeds RX windows up.
+        from citynode.radio.udp import VirtualClock
+
+        clock = VirtualClock(sim.get("time_scale", 1), sim.get("skip_ms"))
+        extra = {"sleep_ms": clock.sleep_ms, "wall_s": clock.wall_s}
+    radio = open_radio(radio_board, make_spi, make_pin, clock=clock)
     store = SessionStore(FileStore("lorawan.rec"), RTCStore(hal.rtc()), step=100)
 
     def level():  # DevStatusAns battery: 1..254 from 3.0..4.2 V (LoRaWAN 1.0.4 §5.5), 255 unknown
@@ -97,6 +105,7 @@ def lorawan_link(cfg, board, hal, sim, battery=None):
             return 255
         return max(1, min(254, int((volts - 3.0) / 1.2 * 253) + 1))
 
-    mac = ClassA(radio, store, MonotonicMs(), dev_eui=_key(cfg, "dev_eui", 8), join_eui=_key(cfg, "join_eui", 8),
-                 app_key=_key(cfg, "app_key", 16), battery=level if battery else None)
+    now_ms = clock.now_ms if clock is not None else MonotonicMs()
+    mac = ClassA(radio, store, now_ms, dev_eui=_key(cfg, "dev_eui", 8), join_eui=_key(cfg, "join_eui", 8),
+                 app_key=_key(cfg, "app_key", 16), battery=level if battery else None, **extra)
     return MacLink(mac)

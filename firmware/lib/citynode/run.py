@@ -73,11 +73,11 @@ def main(cycles=None):
     gc.collect()
     if type(started) is int:
         return started
-    cfg, hal, clock, role, link, battery, cycles, heap_report = started
+    cfg, hal, clock, role, link, battery, cycles, heap_report, pace = started
     started = None
     from citynode.app import Node  # after the boot-only modules are gone: the boot's heap peak
 
-    node = Node(cfg, hal, role, link, battery=battery, now=now_function(hal, clock), clock=clock)
+    node = Node(cfg, hal, role, link, battery=battery, now=now_function(hal, clock), clock=clock, pace=pace)
     node.run(cycles, heap_report=heap_report)
     return 0
 

@@ -115,7 +115,7 @@ class Radio:
         self.rx_crc_errors = 0
         self.rx_timeouts = 0
         self._irq_pending = False
-        if cs is not None:  # None only for radios without SPI (VirtualRadio)
+        if cs is not None:  # None only for a radio without SPI
             cs.value(1)
         if irq is not None:
             self._isr = self._on_irq  # bind once: allocating in an ISR is not allowed
