@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Each module has main() that measures and writes its own RESULTS.md section.
-BENCHMARKS = ["payload_sizes"]
+BENCHMARKS = ["payload_sizes", "gateway_throughput"]
 
 
 def main() -> int:

@@ -1,0 +1,498 @@
+"""Gateway throughput: ChirpStack uplinks through MQTT into SQLite, against a raw subscriber's limit.
+
+What one run does (``python bench/gateway_throughput.py --n 20000``, or ``make bench``):
+
+1. Starts its own ``mosquitto`` on a free port (``max_queued_messages 0`` = unbounded, so the broker
+   never drops a QoS 1 message of a slow consumer; ``max_inflight_messages`` see ``--inflight``).
+2. Builds N ChirpStack v4 ``up`` events from ``chirpstack_api.integration.UplinkEvent`` messages,
+   cycling through the five citynode message types (``codecs/samples.json`` values, slightly varied,
+   encoded with :func:`gateway.codec.encode_uplink`), 500 devices with increasing FCnt, distinct
+   deduplicationIds; serialised as ChirpStack's JSON or protobuf marshalers write them.
+3. For each encoding: publishes all N at QoS 1 as fast as one paho client can (a burst, so the
+   consumer's sustained rate shows) to
+   (a) a raw paho subscriber in its own process that only counts the messages (QoS 1, automatic
+       PUBACK): the limit of broker + client library on this machine;
+   (b) ``citynode gateway serve`` subprocesses (1, 2, 4 instances on ``$share/bench/...``) with MQTT
+       ingest into SQLite, timed from the first publish until the last event is visible to a reader
+       of the store. Latency publish -> stored is measured per event by that reader, which polls the
+       store every 5 ms (so it includes up to 5 ms of polling delay and, in a burst, the time the
+       event waited in the broker's queue); a paced run at a fixed rate gives the latency without
+       queueing. Memory is the peak RSS (``VmHWM``) of each gateway process.
+
+Nothing here asserts timings; ``tests/gateway/test_bench_gateway_smoke.py`` runs it with a tiny N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+APP = "3f1c1a34-5d6c-4b61-8c4e-2f9a3c1b7d20"
+FPORTS = {"device_status": 1, "air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count": 13}
+DEVICES = 500
+POLL_S = 0.005
+
+
+# ------------------------------------------------------------------------------------------- events
+
+
+def build_events(n: int, encoding: str, seed: int = 1) -> list[tuple[str, str, bytes]]:
+    """N ``(topic, deduplicationId, body)`` uplink events as ChirpStack's MQTT integration publishes them."""
+    from chirpstack_api import gw, integration
+    from google.protobuf import json_format
+
+    from gateway.codec import encode_uplink
+
+    samples = json.loads((ROOT / "codecs" / "samples.json").read_text(encoding="utf-8"))
+    kinds = list(FPORTS)
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        reading = dict(samples[kind])
+        if "temperature" in reading:  # a little variety, still valid per the schema
+            reading["temperature"] = round(reading["temperature"] + rng.uniform(-3, 3), 1)
+        if "battery" in reading:
+            reading["battery"] = round(reading["battery"] - rng.uniform(0, 0.3), 2)
+        device = i % DEVICES
+        dev_eui = f"70b3d57ed005{device:04x}"
+        dedup = f"{seed:08x}-{i >> 16:04x}-4{i & 0xfff:03x}-8000-{i:012x}"
+        ev = integration.UplinkEvent(
+            deduplication_id=dedup,
+            dev_addr=f"01ab{device:04x}",
+            adr=True,
+            dr=5,
+            f_cnt=i // DEVICES,
+            f_port=FPORTS[kind],
+            data=encode_uplink(kind, reading),
+        )
+        info = ev.device_info
+        info.tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
+        info.tenant_name = "Gelsenkirchen"
+        info.application_id = APP
+        info.application_name = "citynode"
+        info.device_profile_id = "0b8a9d0e-5a4f-4c8f-a1b2-33c4d5e6f708"
+        info.device_profile_name = "citynode-eu868"
+        info.device_name = f"{kind}-{device:03d}"
+        info.dev_eui = dev_eui
+        info.tags["district"] = ("altstadt", "buer", "horst", "ueckendorf")[device % 4]
+        ev.time.GetCurrentTime()
+        for gw_id, rssi, snr in (("0016c001ff10a235", -87 - device % 30, 7.5), ("0016c001ff10a236", -110, -3.0)):
+            ev.rx_info.append(gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234 + i, rssi=rssi, snr=snr, channel=0))
+        ev.tx_info.frequency = 868100000
+        ev.tx_info.modulation.lora.bandwidth = 125000
+        ev.tx_info.modulation.lora.spreading_factor = 7
+        ev.tx_info.modulation.lora.code_rate = gw.CodeRate.CR_4_5
+        body = json_format.MessageToJson(ev).encode() if encoding == "json" else ev.SerializeToString()
+        out.append((f"application/{APP}/device/{dev_eui}/event/up", dedup, body))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- mosquitto
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A throw-away mosquitto on a free port."""
+
+    def __init__(self, directory: Path, inflight: int) -> None:
+        self.port = free_port()
+        conf = directory / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"max_queued_messages 0\nmax_inflight_messages {inflight}\n",
+            encoding="utf-8",
+        )
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# ----------------------------------------------------------------------------------------- publisher
+
+
+def publish(port: int, events: Sequence[tuple[str, str, bytes]], rate: float | None = None) -> dict[str, float]:
+    """Publish at QoS 1 (as fast as possible, or ``rate`` per second); returns dedupId -> publish time."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    client.max_inflight_messages_set(0)  # 0 = unlimited (paho)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    sent: dict[str, float] = {}
+    start = time.time()
+    info = None
+    for i, (topic, dedup, body) in enumerate(events):
+        if rate:
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        sent[dedup] = time.time()
+        info = client.publish(topic, body, qos=1)
+    if info is not None:
+        info.wait_for_publish(120)
+    client.loop_stop()
+    client.disconnect()
+    return sent
+
+
+def raw_subscriber_main(port: int, n: int) -> int:
+    """Subprocess body: count N messages at QoS 1, print the first/last arrival times as JSON."""
+    import paho.mqtt.client as mqtt
+
+    state = {"count": 0, "first": 0.0, "last": 0.0}
+    done = threading.Event()
+
+    def on_message(_c: object, _u: object, _m: object) -> None:
+        now = time.time()
+        if not state["count"]:
+            state["first"] = now
+        state["count"] += 1
+        state["last"] = now
+        if state["count"] >= n:
+            done.set()
+
+    def on_subscribe(*_a: object) -> None:
+        print("ready", flush=True)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-raw-{os.getpid()}")
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.on_connect = lambda c, *_: c.subscribe("application/+/device/+/event/+", qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    done.wait(600)
+    client.loop_stop()
+    print(json.dumps(state), flush=True)
+    return 0
+
+
+def run_raw(port: int, events: Sequence[tuple[str, str, bytes]]) -> float:
+    """Uplinks/s a counting subscriber receives, first publish to last arrival."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--raw-subscriber", str(port), "--n", str(len(events))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("raw subscriber did not start")
+    sent = publish(port, events)
+    state = json.loads(proc.stdout.readline())
+    proc.wait(30)
+    if state["count"] < len(events):
+        raise RuntimeError(f"raw subscriber got {state['count']} of {len(events)}")
+    return len(events) / (state["last"] - min(sent.values()))
+
+
+# ------------------------------------------------------------------------------------------- gateway
+
+
+@dataclass
+class GatewayRun:
+    instances: int
+    encoding: str
+    synchronous: str
+    stores: str  # "shared" (one SQLite file) or "per-instance"
+    n: int
+    rate: float = 0.0  # uplinks/s, first publish to last stored
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    rss_mib: list[float] = field(default_factory=list)  # peak RSS per instance
+    stored: int = 0
+
+
+def _peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _gateway_config(directory: Path, index: int, port: int, encoding: str, sync: str, db: Path, shared: bool) -> Path:
+    http_port = free_port()
+    path = directory / f"gateway-{index}.toml"
+    path.write_text(
+        f"""
+[store]
+path = "{db}"
+synchronous = "{sync}"
+
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+client_id = "bench-gateway-{index}-{os.getpid()}-{time.monotonic_ns()}"
+encoding = "{encoding}"
+shared_group = "{'bench' if shared else ''}"
+
+[http]
+enabled = true
+host = "127.0.0.1"
+port = {http_port}
+
+[log]
+level = "WARNING"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], config: Path, timeout: float = 60) -> None:
+    port = int(next(line.split("=")[1] for line in config.read_text().splitlines()[::-1] if line.startswith("port")))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("gateway did not become healthy")
+
+
+def run_gateway(
+    port: int,
+    events: Sequence[tuple[str, str, bytes]],
+    *,
+    encoding: str,
+    instances: int = 1,
+    synchronous: str = "FULL",
+    stores: str = "shared",
+    rate: float | None = None,
+    workdir: Path,
+) -> GatewayRun:
+    """Start ``instances`` gateways, publish ``events``, wait until every one is stored, measure."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"gw{instances}-", dir=workdir))
+    dbs = [run_dir / (f"store-{i}.sqlite" if stores == "per-instance" else "store.sqlite") for i in range(instances)]
+    procs = []
+    try:
+        for i in range(instances):
+            cfg = _gateway_config(run_dir, i, port, encoding, synchronous, dbs[i], shared=instances > 1)
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "gateway", "serve", "--config", str(cfg)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(run_dir / f"gateway-{i}.log", "wb"),  # noqa: SIM115 (closed with the process)
+            )
+            procs.append(proc)
+            _wait_healthy(proc, cfg)
+        sent: dict[str, float] = {}
+        publisher = threading.Thread(target=lambda: sent.update(publish(port, events, rate)))
+        t_start = time.time()
+        publisher.start()
+        seen: dict[str, float] = {}
+        conns = [sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) for db in sorted(set(dbs))]
+        last_ids = [0] * len(conns)
+        deadline = time.monotonic() + max(120.0, len(events) / 200)
+        while len(seen) < len(events) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+            now = time.time()
+            for k, conn in enumerate(conns):
+                rows = conn.execute(
+                    "SELECT id, dedup_id FROM events WHERE id > ? AND kind = 'up' ORDER BY id", (last_ids[k],)
+                ).fetchall()
+                if rows:
+                    last_ids[k] = rows[-1][0]
+                    for _id, dedup in rows:
+                        seen.setdefault(dedup, now)
+        publisher.join()
+        for conn in conns:
+            conn.close()
+        result = GatewayRun(instances, encoding, synchronous, stores, len(events), stored=len(seen))
+        if seen:
+            first = min(sent.values()) if sent else t_start
+            result.rate = len(seen) / (max(seen.values()) - first)
+            lat = sorted((seen[d] - sent[d]) * 1000 for d in seen if d in sent)
+            result.p50_ms = statistics.median(lat)
+            result.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        result.rss_mib = [_peak_rss_mib(p.pid) for p in procs]
+        if len(seen) < len(events):
+            raise RuntimeError(f"only {len(seen)} of {len(events)} events stored (logs in {run_dir})")
+        return result
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def measure(
+    n: int,
+    encodings: Sequence[str] = ("json", "protobuf"),
+    instances: Sequence[int] = (1, 2, 4),
+    synchronous: Sequence[str] = ("FULL", "NORMAL"),
+    inflight: int = 1000,
+    paced_rate: float = 1000.0,
+) -> dict[str, object]:
+    """Run every measurement; returns plain data for :func:`report`."""
+    with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = Broker(workdir, inflight)
+        try:
+            data: dict[str, object] = {"n": n, "inflight": inflight, "raw": {}, "runs": [], "paced": []}
+            for enc in encodings:
+                events = build_events(n, enc, seed=1)
+                data["raw"][enc] = run_raw(broker.port, events)  # type: ignore[index]
+                seed = 2
+                for sync in synchronous:
+                    for count in instances if sync == synchronous[0] else (1,):
+                        for stores in ("shared", "per-instance") if count > 1 else ("shared",):
+                            events = build_events(n, enc, seed=seed)  # fresh dedup ids per run
+                            seed += 1
+                            run = run_gateway(
+                                broker.port, events, encoding=enc, instances=count,
+                                synchronous=sync, stores=stores, workdir=workdir,
+                            )
+                            data["runs"].append(run)  # type: ignore[attr-defined]
+                            print(f"  {enc} {sync} x{count} {stores}: {run.rate:,.0f}/s", file=sys.stderr)
+                paced_n = max(50, min(n, int(paced_rate * 5)))
+                run = run_gateway(
+                    broker.port, build_events(paced_n, enc, seed=seed), encoding=enc,
+                    synchronous=synchronous[0], rate=paced_rate, workdir=workdir,
+                )
+                data["paced"].append(run)  # type: ignore[attr-defined]
+            return data
+        finally:
+            broker.close()
+
+
+def report(data: dict[str, object]) -> str:
+    from bench.results import machine
+
+    raw: dict[str, float] = data["raw"]  # type: ignore[assignment]
+    runs: list[GatewayRun] = data["runs"]  # type: ignore[assignment]
+    paced: list[GatewayRun] = data["paced"]  # type: ignore[assignment]
+    lines = [
+        "## Gateway throughput: ChirpStack uplinks via MQTT into SQLite",
+        "",
+        f"Machine: {machine()}, {os.cpu_count()} cores (shared with the other jobs running on it; "
+        "figures vary by ±30 % between runs). "
+        f"N = {data['n']:,} uplink events per run, QoS 1, a burst from one paho publisher; mosquitto "
+        f"`max_inflight_messages {data['inflight']}`, `max_queued_messages 0`. Payloads: the five citynode "
+        "message types in turn (codecs/samples.json), 6.4 readings per uplink on average. "
+        "Rate = events stored / (last stored - first published); latency = publish -> visible to a reader "
+        f"polling the store every {POLL_S * 1000:.0f} ms (in a burst this includes waiting in the broker's "
+        "queue). Memory = peak RSS per gateway process.",
+        "",
+        "| encoding | raw subscriber (/s) | gateway x1, FULL (/s) | ratio | p50 / p99 latency (ms) | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for enc, limit in raw.items():
+        one = next((r for r in runs if r.encoding == enc and r.instances == 1 and r.synchronous == "FULL"), None)
+        if one is None:
+            one = next(r for r in runs if r.encoding == enc and r.instances == 1)
+        lines.append(
+            f"| {enc} | {limit:,.0f} | {one.rate:,.0f} | {one.rate / limit:.0%} | "
+            f"{one.p50_ms:,.0f} / {one.p99_ms:,.0f} | {max(one.rss_mib):.0f} |"
+        )
+    lines += [
+        "",
+        "Every run (`shared` = all instances write one SQLite file, whose writers serialise on its lock; "
+        "`per-instance` = one SQLite file each; instances split the stream with `$share/bench/...`):",
+        "",
+        "| encoding | synchronous | instances | stores | uplinks/s | p50 / p99 latency (ms) | peak RSS each (MiB) |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.encoding} | {r.synchronous} | {r.instances} | {r.stores} | {r.rate:,.0f} | "
+            f"{r.p50_ms:,.0f} / {r.p99_ms:,.0f} | {', '.join(f'{m:.0f}' for m in r.rss_mib)} |"
+        )
+    if paced:
+        lines += [
+            "",
+            "Latency without queueing (one gateway, events published at a fixed rate):",
+            "",
+            "| encoding | rate offered (/s) | N | p50 / p99 latency (ms) |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in paced:
+            lines.append(f"| {r.encoding} | {r.n / 5:,.0f} | {r.n:,} | {r.p50_ms:,.1f} / {r.p99_ms:,.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=int(os.environ.get("CITYNODE_BENCH_N", "20000")))
+    parser.add_argument("--encodings", default="json,protobuf")
+    parser.add_argument("--instances", default="1,2,4")
+    parser.add_argument("--synchronous", default="FULL,NORMAL")
+    parser.add_argument("--inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
+    parser.add_argument("--paced-rate", type=float, default=1000.0)
+    parser.add_argument("--no-write", action="store_true", help="print, do not update bench/RESULTS.md")
+    parser.add_argument("--raw-subscriber", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.raw_subscriber:
+        return raw_subscriber_main(args.raw_subscriber, args.n)
+    data = measure(
+        args.n,
+        encodings=args.encodings.split(","),
+        instances=[int(x) for x in args.instances.split(",")],
+        synchronous=args.synchronous.split(","),
+        inflight=args.inflight,
+        paced_rate=args.paced_rate,
+    )
+    text = report(data)
+    print(text)
+    if not args.no_write:
+        from bench.results import write_section
+
+        write_section("gateway_throughput", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
