@@ -237,6 +237,11 @@ class GatewayRun:
     p99_ms: float = 0.0
     rss_mib: list[float] = field(default_factory=list)  # peak RSS per instance
     stored: int = 0
+    cpu_s: float = 0.0  # CPU time (user + system) all gateway processes spent on the run
+
+    @property
+    def cpu_us_per_uplink(self) -> float:
+        return self.cpu_s / self.stored * 1e6 if self.stored else 0.0
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -247,6 +252,15 @@ def _peak_rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all threads), from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _gateway_config(directory: Path, index: int, port: int, encoding: str, sync: str, db: Path, shared: bool) -> Path:
@@ -322,6 +336,7 @@ def run_gateway(
             )
             procs.append(proc)
             _wait_healthy(proc, cfg)
+        cpu_before = sum(_cpu_s(p.pid) for p in procs)
         sent: dict[str, float] = {}
         publisher = threading.Thread(target=lambda: sent.update(publish(port, events, rate)))
         t_start = time.time()
@@ -352,6 +367,7 @@ def run_gateway(
             result.p50_ms = statistics.median(lat)
             result.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         result.rss_mib = [_peak_rss_mib(p.pid) for p in procs]
+        result.cpu_s = sum(_cpu_s(p.pid) for p in procs) - cpu_before
         if len(seen) < len(events):
             raise RuntimeError(f"only {len(seen)} of {len(events)} events stored (logs in {run_dir})")
         return result
@@ -397,7 +413,7 @@ def measure(
                                 synchronous=sync, stores=stores, workdir=workdir,
                             )
                             data["runs"].append(run)  # type: ignore[attr-defined]
-                            print(f"  {enc} {sync} x{count} {stores}: {run.rate:,.0f}/s", file=sys.stderr)
+                            print(f"  {enc} {sync} x{count} {stores}: {run.rate:,.0f}/s, {run.cpu_us_per_uplink:,.0f} CPU us/uplink", file=sys.stderr)
                 paced_n = max(50, min(n, int(paced_rate * 5)))
                 run = run_gateway(
                     broker.port, build_events(paced_n, enc, seed=seed), encoding=enc,
