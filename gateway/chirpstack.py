@@ -18,7 +18,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from chirpstack_api import integration
@@ -367,19 +367,40 @@ def uplink_from_event(event: ChirpStackEvent, *, received_at: datetime | None = 
         raise DecodeError(f"up event: deviceInfo.devEui must be 16 hex digits, got {info.dev_eui!r}")
     if not up.deduplication_id:
         raise DecodeError(f"up event of {dev_eui}: deduplicationId missing (needed for exactly-once)")
+    # Each attribute of a upb message is a C call that builds a Python object: read each once.
+    rx_info = up.rx_info
     best = None
-    for rx in up.rx_info:
-        if best is None or (rx.snr, rx.rssi) > (best.snr, best.rssi):
-            best = rx
-    lora = up.tx_info.modulation.lora if up.tx_info.modulation.HasField("lora") else None
+    best_key = (0.0, 0)
+    for rx in rx_info:
+        key = (rx.snr, rx.rssi)
+        if best is None or key > best_key:
+            best, best_key = rx, key
+    tx_info = up.tx_info
+    modulation = tx_info.modulation
+    lora = modulation.lora if modulation.HasField("lora") else None
+    if best is not None:
+        gateway_id = best.gateway_id
+        rssi, snr, gateway = int(best_key[1]), round(float(best_key[0]), 2), gateway_id.lower() or None
+    else:
+        rssi = snr = gateway = None
+    sf = lora.spreading_factor if lora is not None else 0
     radio = RadioMeta(
-        rssi=int(best.rssi) if best is not None else None,
-        snr=round(float(best.snr), 2) if best is not None else None,
-        gateway_id=best.gateway_id.lower() if best is not None and best.gateway_id else None,
-        spreading_factor=int(lora.spreading_factor) if lora is not None and lora.spreading_factor else None,
-        frequency=int(up.tx_info.frequency) or None,
-        gateway_count=len(up.rx_info),
+        rssi=rssi,
+        snr=snr,
+        gateway_id=gateway,
+        spreading_factor=int(sf) if sf else None,
+        frequency=int(tx_info.frequency) or None,
+        gateway_count=len(rx_info),
     )
+    if up.HasField("time"):
+        time = up.time
+        # Timestamp.ToDatetime, without its generic conversion: seconds since the epoch + nanoseconds.
+        try:
+            received = _EPOCH + timedelta(seconds=time.seconds, microseconds=time.nanos // 1000)
+        except OverflowError:  # a protobuf body can carry any int64
+            raise DecodeError(f"up event of {dev_eui}: time out of range ({time.seconds} s)") from None
+    else:
+        received = received_at or datetime.now(UTC)
     return Uplink(
         dev_eui=dev_eui,
         device_name=info.device_name,
@@ -387,7 +408,7 @@ def uplink_from_event(event: ChirpStackEvent, *, received_at: datetime | None = 
         f_port=int(up.f_port),
         f_cnt=int(up.f_cnt),
         data=bytes(up.data),
-        received_at=event.time(received_at or datetime.now(UTC)),
+        received_at=received,
         deduplication_id=up.deduplication_id,
         tags=dict(info.tags),
         radio=radio,

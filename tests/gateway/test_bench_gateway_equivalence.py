@@ -143,3 +143,21 @@ def test_normalize_fast_scalars_equal_the_generic_flattener(make_uplink):
     assert fast == slow
     assert [r.field for r in fast][:5] == ["interval", "doors.0.door", "doors.0.boardings", "doors.0.alightings", "occupancy"]
     assert fast[-1].time == datetime(2026, 5, 4, 11, 55, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "seconds,nanos",
+    [(0, 0), (1777896000, 999_999_999), (-62135596800, 0), (253402300799, 999_999_999), (-1, 999_999_999)],
+)
+def test_uplink_time_equals_timestamp_to_datetime(events, seconds, nanos):
+    msg = events.up()
+    msg.time.seconds, msg.time.nanos = seconds, nanos
+    up = chirpstack.uplink_from_event(parse_event("up", msg.SerializeToString(), "protobuf"))
+    assert up.received_at == msg.time.ToDatetime(tzinfo=UTC)
+
+
+def test_uplink_time_beyond_datetime_is_a_decode_error(events):
+    msg = events.up()
+    msg.time.seconds = 2**62  # protobuf carries any int64
+    with pytest.raises(DecodeError, match="time out of range"):
+        chirpstack.uplink_from_event(parse_event("up", msg.SerializeToString(), "protobuf"))
