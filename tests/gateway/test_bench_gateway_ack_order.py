@@ -95,7 +95,9 @@ def test_every_ack_follows_its_commit_and_acks_keep_publish_order(mosquitto, sto
     assert sorted(store.dedup_ids("up")) == sorted(published)
 
 
-def test_a_failed_commit_is_not_acknowledged_and_comes_back_exactly_once(mosquitto, store, events, aq_payload):
+def test_a_failed_commit_is_not_acknowledged_and_comes_back_exactly_once(
+    mosquitto, store, events, aq_payload
+):
     log, published = asyncio.run(run(mosquitto, store, events, aq_payload, fail=1))
     failed = [d for what, d in log if what == "failed"]
     assert failed, "the first commit should have failed"
