@@ -102,8 +102,10 @@ def build_events(n: int, encoding: str, seed: int = 1) -> list[tuple[str, str, b
         info.dev_eui = dev_eui
         info.tags["district"] = ("altstadt", "buer", "horst", "ueckendorf")[device % 4]
         ev.time.GetCurrentTime()
-        for gw_id, rssi, snr in (("0016c001ff10a235", -87 - device % 30, 7.5), ("0016c001ff10a236", -110, -3.0)):
-            ev.rx_info.append(gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234 + i, rssi=rssi, snr=snr, channel=0))
+        gateways = (("0016c001ff10a235", -87 - device % 30, 7.5), ("0016c001ff10a236", -110, -3.0))
+        for gw_id, rssi, snr in gateways:
+            rx = gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234 + i, rssi=rssi, snr=snr, channel=0)
+            ev.rx_info.append(rx)
         ev.tx_info.frequency = 868100000
         ev.tx_info.modulation.lora.bandwidth = 125000
         ev.tx_info.modulation.lora.spreading_factor = 7
@@ -157,7 +159,9 @@ class Broker:
 # ----------------------------------------------------------------------------------------- publisher
 
 
-def publish(port: int, events: Sequence[tuple[str, str, bytes]], rate: float | None = None) -> dict[str, float]:
+def publish(
+    port: int, events: Sequence[tuple[str, str, bytes]], rate: float | None = None
+) -> dict[str, float]:
     """Publish at QoS 1 (as fast as possible, or ``rate`` per second); returns dedupId -> publish time."""
     import paho.mqtt.client as mqtt
 
@@ -308,7 +312,8 @@ level = "WARNING"
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], config: Path, timeout: float = 60) -> None:
-    port = int(next(line.split("=")[1] for line in config.read_text().splitlines()[::-1] if line.startswith("port")))
+    lines = config.read_text().splitlines()
+    port = int(next(line.split("=")[1] for line in reversed(lines) if line.startswith("port")))  # [http]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -338,7 +343,8 @@ def run_gateway(
     run_dir = Path(tempfile.mkdtemp(prefix=f"gw{instances}-", dir=workdir))
     app = events[0][0].split("/")[1]
     group = f"bench{app[-8:]}" if instances > 1 else ""  # $share/<group>/...: fresh per run
-    dbs = [run_dir / (f"store-{i}.sqlite" if stores == "per-instance" else "store.sqlite") for i in range(instances)]
+    per_instance = stores == "per-instance"
+    dbs = [run_dir / (f"store-{i}.sqlite" if per_instance else "store.sqlite") for i in range(instances)]
     procs = []
     try:
         for i in range(instances):
@@ -480,13 +486,15 @@ def report(data: dict[str, object]) -> str:
         f"polling the store every {POLL_S * 1000:.0f} ms (in a burst this includes waiting in the broker's "
         "queue). Memory = peak RSS per gateway process.",
         "",
-        "| encoding | raw subscriber (/s) | gateway x1, FULL (/s) | ratio | p50 / p99 latency (ms) | peak RSS (MiB) |",
+        "| encoding | raw subscriber (/s) | gateway x1, FULL (/s) | ratio | p50 / p99 latency (ms) "
+        "| peak RSS (MiB) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for enc, limit in raw.items():
-        one = next((r for r in runs if r.encoding == enc and r.instances == 1 and r.synchronous == "FULL"), None)
+        ones = [r for r in runs if r.encoding == enc and r.instances == 1]
+        one = next((r for r in ones if r.synchronous == "FULL"), None)
         if one is None:
-            one = next(r for r in runs if r.encoding == enc and r.instances == 1)
+            one = ones[0]
         lines.append(
             f"| {enc} | {limit:,.0f} | {one.rate:,.0f} | {one.rate / limit:.0%} | "
             f"{one.p50_ms:,.0f} / {one.p99_ms:,.0f} | {max(one.rss_mib):.0f} |"
@@ -494,9 +502,10 @@ def report(data: dict[str, object]) -> str:
     lines += [
         "",
         "Every run (`shared` = all instances write one SQLite file, whose writers serialise on its lock; "
-        "`per-instance` = one SQLite file each; instances split the stream with `$share/bench/...`):",
+        "`per-instance` = one SQLite file each; instances split the stream with `$share/<group>/...`):",
         "",
-        "| encoding | synchronous | instances | stores | uplinks/s | p50 / p99 latency (ms) | peak RSS each (MiB) |",
+        "| encoding | synchronous | instances | stores | uplinks/s | p50 / p99 latency (ms) "
+        "| peak RSS each (MiB) |",
         "|---|---|---:|---|---:|---:|---:|",
     ]
     for r in runs:

@@ -228,7 +228,8 @@ def _plans_of(desc: Any) -> dict[str, _Plan]:
             plan = _Plan(fd.name, fd.number, oneof, shape, -1, msg.full_name)
         else:
             scalar, enum = _scalar_kind(fd)
-            plan = _Plan(fd.name, fd.number, oneof, _REPEATED if fd.is_repeated else _SCALAR, scalar, enum=enum)
+            shape = _REPEATED if fd.is_repeated else _SCALAR
+            plan = _Plan(fd.name, fd.number, oneof, shape, scalar, enum=enum)
         table[fd.name] = table[fd.json_name] = plan
     _PLANS[desc.full_name] = table
     return table

@@ -143,7 +143,8 @@ class Pipeline:
         own (a SAVEPOINT each); a :class:`StoreError` (the commit failed) means none was kept.
         """
         prepared = [
-            self.prepare(kind, body, enc, source, dev_eui_hint=hint) for kind, body, enc, source, hint in items
+            self.prepare(kind, body, enc, source, dev_eui_hint=hint)
+            for kind, body, enc, source, hint in items
         ]
         return self.commit_many(prepared)
 
@@ -190,12 +191,16 @@ class Pipeline:
         except DecodeError as exc:
             reason = f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: {exc} (payload {uplink.data.hex()})"
         except Exception as exc:  # a codec bug must not stop the service nor lose the uplink
-            log.exception("codec failed unexpectedly", extra={"dev_eui": uplink.dev_eui, "f_port": uplink.f_port})
+            log.exception(
+                "codec failed unexpectedly", extra={"dev_eui": uplink.dev_eui, "f_port": uplink.f_port}
+            )
             reason = (
                 f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: internal codec error "
                 f"{type(exc).__name__}: {exc} (payload {uplink.data.hex()})"
             )
-        return Prepared(kind, source, raw, now, event=event, uplink=uplink, readings=readings, role=role, reason=reason)
+        return Prepared(
+            kind, source, raw, now, event=event, uplink=uplink, readings=readings, role=role, reason=reason
+        )
 
     def commit(self, prepared: Prepared) -> Result:
         """Store one prepared event (its own transaction, or a SAVEPOINT inside :meth:`Store.batch`).
@@ -245,7 +250,12 @@ class Pipeline:
             self.metrics.inc("citynode_dead_letters_total", source="decode")
             log.warning(
                 "uplink not decoded",
-                extra={"dev_eui": uplink.dev_eui, "f_cnt": uplink.f_cnt, "reason": reason, "ingest": p.source},
+                extra={
+                    "dev_eui": uplink.dev_eui,
+                    "f_cnt": uplink.f_cnt,
+                    "reason": reason,
+                    "ingest": p.source,
+                },
             )
             return Result("up", "dead_letter", uplink.dev_eui, 0, reason, uplink.deduplication_id)
         self.metrics.inc("citynode_uplinks_decoded_total")

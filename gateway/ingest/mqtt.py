@@ -166,7 +166,8 @@ class MqttIngest:
                 # The store call blocks on fsync: run it off the event loop. It completes even if we
                 # are cancelled meanwhile (threads are not interruptible); the PUBACKs then are not
                 # sent and the broker redelivers, which the store recognises as duplicates.
-                in_flight = (batch, asyncio.ensure_future(asyncio.to_thread(self.pipeline.commit_many, prepared)))
+                commit = asyncio.ensure_future(asyncio.to_thread(self.pipeline.commit_many, prepared))
+                in_flight = (batch, commit)
         finally:
             stopping.cancel()
             if next_message is not None:
