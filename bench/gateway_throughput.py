@@ -51,6 +51,7 @@ APP = "3f1c1a34-5d6c-4b61-8c4e-2f9a3c1b7d20"
 FPORTS = {"device_status": 1, "air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count": 13}
 DEVICES = 500
 POLL_S = 0.005
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 # ------------------------------------------------------------------------------------------- events
@@ -187,6 +188,50 @@ def publish(
     return sent
 
 
+def publish_amqp(events: Sequence[tuple[str, str, bytes]]) -> dict[str, float]:
+    """Publish like ChirpStack's AMQP integration (amq.topic, routing key = the topic with dots),
+    persistent messages, as fast as one aio-pika connection can; returns dedupId -> publish time."""
+    import asyncio
+
+    import aio_pika
+
+    async def main() -> dict[str, float]:
+        sent: dict[str, float] = {}
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=False)
+            exchange = await channel.get_exchange("amq.topic")
+            for topic, dedup, body in events:
+                sent[dedup] = time.time()
+                message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+                await exchange.publish(message, routing_key=topic.replace("/", "."))
+        return sent
+
+    return asyncio.run(main())
+
+
+def amqp_available() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), 1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _delete_queue(name: str) -> None:
+    import asyncio
+
+    import aio_pika
+
+    async def main() -> None:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(name)
+
+    asyncio.run(main())
+
+
 def raw_subscriber_main(port: int, n: int) -> int:
     """Subprocess body: count N messages at QoS 1, print the first/last arrival times as JSON."""
     import paho.mqtt.client as mqtt
@@ -251,6 +296,7 @@ class GatewayRun:
     p99_ms: float = 0.0
     rss_mib: list[float] = field(default_factory=list)  # peak RSS per instance
     stored: int = 0
+    transport: str = "mqtt"  # or "amqp": one durable RabbitMQ queue, competing consumers
     offered: float = 0.0  # publish rate (/s) of a paced run; 0 = a burst
     cpu_s: float = 0.0  # CPU time (user + system) all gateway processes spent on the run
 
@@ -279,9 +325,18 @@ def _cpu_s(pid: int) -> float:
 
 
 def _gateway_config(
-    directory: Path, index: int, port: int, encoding: str, sync: str, db: Path, group: str, topic: str
+    directory: Path,
+    index: int,
+    port: int,
+    encoding: str,
+    sync: str,
+    db: Path,
+    group: str,
+    topic: str,
+    transport: str = "mqtt",
 ) -> Path:
     http_port = free_port()
+    app = topic.split("/")[1]
     path = directory / f"gateway-{index}.toml"
     path.write_text(
         f"""
@@ -290,13 +345,21 @@ path = "{db}"
 synchronous = "{sync}"
 
 [mqtt]
-enabled = true
+enabled = {"true" if transport == "mqtt" else "false"}
 host = "127.0.0.1"
 port = {port}
 client_id = "bench-gateway-{index}-{os.getpid()}-{time.monotonic_ns()}"
 encoding = "{encoding}"
 topic = "{topic}"
 shared_group = "{group}"
+
+[amqp]
+enabled = {"true" if transport == "amqp" else "false"}
+url = "{AMQP_URL}"
+queue = "bench-{app}"
+routing_key = "application.{app}.device.*.event.*"
+prefetch = 1000
+encoding = "{encoding}"
 
 [http]
 enabled = true
@@ -337,6 +400,7 @@ def run_gateway(
     synchronous: str = "FULL",
     stores: str = "shared",
     rate: float | None = None,
+    transport: str = "mqtt",
     workdir: Path,
 ) -> GatewayRun:
     """Start ``instances`` gateways, publish ``events``, wait until every one is stored, measure."""
@@ -349,7 +413,15 @@ def run_gateway(
     try:
         for i in range(instances):
             cfg = _gateway_config(
-                run_dir, i, port, encoding, synchronous, dbs[i], group, f"application/{app}/device/+/event/+"
+                run_dir,
+                i,
+                port,
+                encoding,
+                synchronous,
+                dbs[i],
+                group,
+                f"application/{app}/device/+/event/+",
+                transport,
             )
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             proc = subprocess.Popen(
@@ -362,7 +434,10 @@ def run_gateway(
             _wait_healthy(proc, cfg)
         cpu_before = sum(_cpu_s(p.pid) for p in procs)
         sent: dict[str, float] = {}
-        publisher = threading.Thread(target=lambda: sent.update(publish(port, events, rate)))
+        if transport == "amqp":
+            publisher = threading.Thread(target=lambda: sent.update(publish_amqp(events)))
+        else:
+            publisher = threading.Thread(target=lambda: sent.update(publish(port, events, rate)))
         t_start = time.time()
         publisher.start()
         seen: dict[str, float] = {}
@@ -384,7 +459,14 @@ def run_gateway(
         for conn in conns:
             conn.close()
         result = GatewayRun(
-            instances, encoding, synchronous, stores, len(events), stored=len(seen), offered=rate or 0.0
+            instances,
+            encoding,
+            synchronous,
+            stores,
+            len(events),
+            stored=len(seen),
+            offered=rate or 0.0,
+            transport=transport,
         )
         if seen:
             first = min(sent.values()) if sent else t_start
@@ -406,6 +488,8 @@ def run_gateway(
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(run_dir, ignore_errors=True)
+        if transport == "amqp":
+            _delete_queue(f"bench-{app}")
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -418,8 +502,13 @@ def measure(
     synchronous: Sequence[str] = ("FULL", "NORMAL"),
     inflight: int = 1000,
     paced_rate: float = 1000.0,
+    amqp_instances: Sequence[int] = (1, 2, 4),
 ) -> dict[str, object]:
-    """Run every measurement; returns plain data for :func:`report`."""
+    """Run every measurement; returns plain data for :func:`report`.
+
+    The AMQP runs (``amqp_instances``; one durable queue, one SQLite file per instance) use the
+    last encoding only, and are skipped (and said so) when no RabbitMQ listens on 127.0.0.1:5672.
+    """
     with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
         workdir = Path(tmp)
         broker = Broker(workdir, inflight)
@@ -453,6 +542,18 @@ def measure(
                     )
                     seed += 1
                     data["paced"].append(run)  # type: ignore[attr-defined]
+            data["amqp"] = []
+            data["amqp_available"] = amqp_available()
+            for count in amqp_instances if data["amqp_available"] else ():
+                stores = "per-instance" if count > 1 else "shared"
+                run = run_gateway(
+                    broker.port, build_events(n, encodings[-1], seed=seed), encoding=encodings[-1],
+                    instances=count, synchronous=synchronous[0], stores=stores, transport="amqp",
+                    workdir=workdir,
+                )
+                seed += 1
+                data["amqp"].append(run)  # type: ignore[attr-defined]
+                print(f"  amqp x{count} {stores}: {run.rate:,.0f}/s", file=sys.stderr)
             return data
         finally:
             broker.close()
@@ -465,6 +566,7 @@ def to_json(data: dict[str, object]) -> dict[str, object]:
     out = dict(data)
     out["runs"] = [asdict(r) for r in data["runs"]]  # type: ignore[attr-defined]
     out["paced"] = [asdict(r) for r in data["paced"]]  # type: ignore[attr-defined]
+    out["amqp"] = [asdict(r) for r in data.get("amqp", [])]  # type: ignore[attr-defined]
     return out
 
 
@@ -475,7 +577,7 @@ def report(data: dict[str, object]) -> str:
     runs: list[GatewayRun] = data["runs"]  # type: ignore[assignment]
     paced: list[GatewayRun] = data["paced"]  # type: ignore[assignment]
     lines = [
-        "## Gateway throughput: ChirpStack uplinks via MQTT into SQLite",
+        "## Gateway throughput: ChirpStack uplinks via MQTT (and AMQP) into SQLite",
         "",
         f"Machine: {machine()}, {os.cpu_count()} cores (shared with the other jobs running on it; "
         "figures vary by ±30 % between runs). "
@@ -535,6 +637,24 @@ def report(data: dict[str, object]) -> str:
         ]
         for r in paced:
             lines.append(f"| {r.encoding} | {r.offered:,.0f} | {r.n:,} | {r.p50_ms:,.1f} / {r.p99_ms:,.1f} |")
+    amqp: list[GatewayRun] = data.get("amqp", [])  # type: ignore[assignment]
+    if amqp:
+        lines += [
+            "",
+            "AMQP ingest (RabbitMQ on this machine: one durable queue, competing consumers with "
+            "prefetch 1000, one SQLite file per instance; persistent messages from one aio-pika "
+            "publisher without confirms; no raw-subscriber limit measured for AMQP):",
+            "",
+            "| encoding | instances | stores | uplinks/s | p50 / p99 latency (ms) | CPU µs per uplink |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
+        for r in amqp:
+            lines.append(
+                f"| {r.encoding} | {r.instances} | {r.stores} | {r.rate:,.0f} | "
+                f"{r.p50_ms:,.0f} / {r.p99_ms:,.0f} | {r.cpu_us_per_uplink:,.0f} |"
+            )
+    elif "amqp_available" in data and not data["amqp_available"]:
+        lines += ["", "AMQP: not measured (no RabbitMQ on 127.0.0.1:5672)."]
     lines += ["", CHANGES.strip()]
     return "\n".join(lines) + "\n"
 
@@ -557,6 +677,9 @@ exactly-once by deduplicationId, bad input to dead letters):
 * `gateway/pipeline.py` + `gateway/ingest/mqtt.py`: `Pipeline.prepare` (parse, decode, normalise; no store)
   and `Pipeline.commit_many` (one transaction); the MQTT ingest prepares batch k+1 while batch k commits
   (SQLite releases the GIL) and sends batch k's PUBACKs, in order, only after its commit returned.
+* `gateway/ingest/amqp.py`: group commit too (it committed, and fsynced, one message at a time): the
+  messages RabbitMQ already delivered (up to `prefetch`) are stored in one transaction and `basic.ack`-ed
+  after it, or all rejected with requeue when it fails.
 * `gateway/store.py`: tags JSON and receive time formatted once per uplink, common value types inlined,
   32 MiB page cache. `gateway/normalize.py`: plain scalar fields skip the generic flattener.
 * Broker: group commit can only batch what the broker lets be in flight: mosquitto's default
@@ -579,6 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--synchronous", default="FULL,NORMAL")
     parser.add_argument("--inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
     parser.add_argument("--paced-rate", type=float, default=1000.0)
+    parser.add_argument("--amqp-instances", default="1,2,4", help="AMQP runs ('' for none)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update bench/RESULTS.md")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--raw-subscriber", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -592,6 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         synchronous=args.synchronous.split(","),
         inflight=args.inflight,
         paced_rate=args.paced_rate,
+        amqp_instances=[int(x) for x in args.amqp_instances.split(",") if x],
     )
     text = report(data)
     print(text)

@@ -1,6 +1,6 @@
 """``bench/gateway_throughput.py`` works end to end with a tiny N (its figures are not checked:
 benchmarks never assert timings). Starts its own mosquitto and real ``citynode gateway serve``
-processes, so it is marked mqtt and slow."""
+processes, and uses the machine's RabbitMQ for the AMQP run, so it is marked mqtt, amqp and slow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
+pytestmark = [pytest.mark.mqtt, pytest.mark.amqp, pytest.mark.slow]
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "gateway_throughput.py"
 
@@ -39,7 +39,12 @@ def test_events_are_chirpstack_uplinks_with_distinct_deduplication_ids():
 def test_benchmark_runs_with_a_tiny_n_and_reports_every_measurement():
     bench = load_bench()
     data = bench.measure(
-        40, encodings=("json", "protobuf"), instances=(1, 2), synchronous=("FULL",), paced_rate=40.0
+        40,
+        encodings=("json", "protobuf"),
+        instances=(1, 2),
+        synchronous=("FULL",),
+        paced_rate=40.0,
+        amqp_instances=(2,),
     )
     runs = data["runs"]
     # per encoding: one instance, then two instances with a shared and with per-instance SQLite files
@@ -52,3 +57,6 @@ def test_benchmark_runs_with_a_tiny_n_and_reports_every_measurement():
     text = bench.report(data)
     assert "| json |" in text and "| protobuf |" in text and "per-instance" in text
     assert "Latency without queueing" in text
+    (amqp,) = data["amqp"]  # two competing consumers on one queue, one SQLite file each
+    assert (amqp.transport, amqp.instances, amqp.stored) == ("amqp", 2, 40)
+    assert "AMQP ingest" in text
