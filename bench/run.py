@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Each module has main() that measures and writes its own RESULTS.md section.
-BENCHMARKS = ["payload_sizes", "airtime_budget", "firmware_heap"]
+BENCHMARKS = ["payload_sizes", "airtime_budget", "firmware_heap", "gateway_throughput"]
 
 
 def main() -> int:

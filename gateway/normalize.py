@@ -28,6 +28,8 @@ from gateway.schema import FieldSpec, load_schema
 __all__ = ["NOT_READINGS", "normalize"]
 
 NOT_READINGS = frozenset({"faults", "offset_s"})
+# Values taken as they are (exact types: a bool is its own type, a str subclass goes the long way).
+_PLAIN = frozenset({int, float, str, bool})
 
 
 def normalize(decoded: Mapping[str, Any], uplink: Uplink) -> list[Reading]:
@@ -48,17 +50,37 @@ def normalize(decoded: Mapping[str, Any], uplink: Uplink) -> list[Reading]:
         fields = spec.versions.get(version, spec.fields) if isinstance(version, int) else spec.fields
         specs = {f.name: f for f in fields}
     out: list[Reading] = []
+    dev_eui, device_name, dedup_id = uplink.dev_eui, uplink.device_name, uplink.deduplication_id
+    f_cnt, tags = uplink.f_cnt, uplink.tags
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise DecodeError(f"{msg_type}: reading {index} is not an object")
         offset = item.get("offset_s", 0)
         if isinstance(offset, bool) or not isinstance(offset, int | float) or offset < 0:
             raise DecodeError(f"{msg_type}: reading {index} has an invalid offset_s {offset!r}")
-        time = uplink.received_at - timedelta(seconds=offset)
+        time = uplink.received_at - timedelta(seconds=offset) if offset else uplink.received_at
         for name, value in item.items():
             if name in NOT_READINGS:
                 continue
-            for field, field_value, field_spec in _flatten(name, value, specs.get(name)):
+            field_spec = specs.get(name)
+            if type(value) in _PLAIN:  # a plain scalar (nearly every field): what _flatten would return
+                out.append(
+                    Reading(
+                        dev_eui,
+                        device_name,
+                        msg_type,
+                        time,
+                        name,
+                        value,
+                        field_spec.unit if field_spec else None,
+                        field_spec.unit_code if field_spec else None,
+                        dedup_id,
+                        f_cnt,
+                        dict(tags),
+                    )
+                )
+                continue
+            for field, field_value, field_spec in _flatten(name, value, field_spec):
                 out.append(
                     Reading(
                         dev_eui=uplink.dev_eui,

@@ -31,10 +31,10 @@ from gateway.chirpstack import ChirpStackEvent, Encoding
 from gateway.errors import DecodeError
 from gateway.metrics import Metrics
 from gateway.normalize import normalize
-from gateway.records import Uplink
+from gateway.records import Reading, Uplink
 from gateway.store import DeviceUpdate, Store
 
-__all__ = ["Decoder", "Outcome", "Pipeline", "PipelineOptions", "Result", "default_decoders"]
+__all__ = ["Decoder", "Outcome", "Pipeline", "PipelineOptions", "Prepared", "Result", "default_decoders"]
 
 log = logging.getLogger("citynode.pipeline")
 
@@ -84,6 +84,22 @@ class Result:
     dedup_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One event parsed, decoded and normalised, not yet stored (see :meth:`Pipeline.prepare`)."""
+
+    kind: str
+    source: str
+    raw: bytes  # the body exactly as received, kept with the event
+    received_at: datetime
+    event: ChirpStackEvent | None = None
+    uplink: Uplink | None = None
+    readings: list[Reading] = field(default_factory=list)
+    role: str | None = None  # the decoded message type
+    reason: str | None = None  # why the uplink's payload was not decoded (a dead letter with the event)
+    dead: tuple[str, bytes | str, str | None] | None = None  # (reason, body, devEUI): unusable event
+
+
 class Pipeline:
     """Processes events into the store. Thread-safe (the store serialises writes)."""
 
@@ -116,16 +132,9 @@ class Pipeline:
         ``dev_eui_hint`` (from the topic or routing key) labels a dead letter when the body cannot be
         parsed. Returns what happened; raises only :class:`StoreError`.
         """
-        now = received_at or datetime.now(UTC)
-        self.metrics.inc("citynode_events_total", type=kind, ingest=source)
-        raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
-        try:
-            event = chirpstack.parse_event(kind, body, encoding)
-        except DecodeError as exc:
-            return self._dead(source, kind, str(exc), body, dev_eui_hint)
-        if kind == "up":
-            return self._uplink(event, raw, source, now)
-        return self._other(event, raw, source, now)
+        return self.commit(
+            self.prepare(kind, body, encoding, source, dev_eui_hint=dev_eui_hint, received_at=received_at)
+        )
 
     def handle_many(self, items: list[tuple[str, bytes | str, Encoding, str, str | None]]) -> list[Result]:
         """Process ``(kind, body, encoding, source, dev_eui_hint)`` items in one store transaction.
@@ -133,24 +142,46 @@ class Pipeline:
         Group commit for throughput: one fsync for the lot. Each event still succeeds or fails on its
         own (a SAVEPOINT each); a :class:`StoreError` (the commit failed) means none was kept.
         """
-        with self.store.batch():
-            return [
-                self.handle(kind, body, enc, source, dev_eui_hint=hint)
-                for kind, body, enc, source, hint in items
-            ]
+        prepared = [
+            self.prepare(kind, body, enc, source, dev_eui_hint=hint)
+            for kind, body, enc, source, hint in items
+        ]
+        return self.commit_many(prepared)
 
-    # -- uplinks -------------------------------------------------------------------------------------
+    # -- the two halves: prepare (CPU only, no store) and commit (the store) -------------------------
+    #
+    # An ingest may prepare the next batch while the store commits the previous one: SQLite releases
+    # the GIL while it executes, so the two overlap on a multi-core machine. Nothing is acknowledged
+    # before commit/commit_many returned; de-duplication happens in the store, in commit order.
 
-    def _uplink(self, event: ChirpStackEvent, raw: bytes, source: str, now: datetime) -> Result:
+    def prepare(
+        self,
+        kind: str,
+        body: bytes | str,
+        encoding: Encoding,
+        source: str,
+        *,
+        dev_eui_hint: str | None = None,
+        received_at: datetime | None = None,
+    ) -> Prepared:
+        """Parse, decode and normalise one event without touching the store. Never raises."""
+        now = received_at or datetime.now(UTC)
+        self.metrics.inc("citynode_events_total", type=kind, ingest=source)
+        raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+        try:
+            event = chirpstack.parse_event(kind, body, encoding)
+        except DecodeError as exc:
+            return Prepared(kind, source, raw, now, dead=(str(exc), body, dev_eui_hint))
+        if kind != "up":
+            return Prepared(kind, source, raw, now, event=event)
         try:
             uplink = chirpstack.uplink_from_event(event, received_at=now)
         except DecodeError as exc:
-            return self._dead(source, "up", str(exc), raw, event.dev_eui)
+            return Prepared(kind, source, raw, now, event=event, dead=(str(exc), raw, event.dev_eui))
         if uplink.f_port == 0:
             # FPort 0 carries MAC commands only (LoRaWAN 1.0.4 4.3.2): nothing to decode, still counted.
-            stored = self.store.record_uplink(uplink, [], raw=raw, encoding=event.encoding)
-            return self._stored_result(uplink, stored, 0, "ignored")
-        readings = []
+            return Prepared(kind, source, raw, now, event=event, uplink=uplink)
+        readings: list[Reading] = []
         role = None
         reason = None
         try:
@@ -160,17 +191,56 @@ class Pipeline:
         except DecodeError as exc:
             reason = f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: {exc} (payload {uplink.data.hex()})"
         except Exception as exc:  # a codec bug must not stop the service nor lose the uplink
-            log.exception("codec failed unexpectedly", extra={"dev_eui": uplink.dev_eui, "f_port": uplink.f_port})
+            log.exception(
+                "codec failed unexpectedly", extra={"dev_eui": uplink.dev_eui, "f_port": uplink.f_port}
+            )
             reason = (
                 f"fPort {uplink.f_port} FCnt {uplink.f_cnt}: internal codec error "
                 f"{type(exc).__name__}: {exc} (payload {uplink.data.hex()})"
             )
+        return Prepared(
+            kind, source, raw, now, event=event, uplink=uplink, readings=readings, role=role, reason=reason
+        )
+
+    def commit(self, prepared: Prepared) -> Result:
+        """Store one prepared event (its own transaction, or a SAVEPOINT inside :meth:`Store.batch`).
+
+        Raises only :class:`StoreError`.
+        """
+        p = prepared
+        if p.dead is not None:
+            reason, body, dev_eui = p.dead
+            return self._dead(p.source, p.kind, reason, body, dev_eui)
+        assert p.event is not None
+        if p.kind != "up":
+            return self._other(p.event, p.raw, p.source, p.received_at)
+        assert p.uplink is not None
+        return self._store_uplink(p)
+
+    def commit_many(self, prepared: list[Prepared]) -> list[Result]:
+        """Store prepared events in one transaction (group commit: one fsync for the lot).
+
+        Each event still succeeds or fails on its own (a SAVEPOINT each); a :class:`StoreError` (the
+        commit failed) means none was kept, and none may be acknowledged.
+        """
+        with self.store.batch():
+            return [self.commit(p) for p in prepared]
+
+    # -- uplinks -------------------------------------------------------------------------------------
+
+    def _store_uplink(self, p: Prepared) -> Result:
+        uplink = p.uplink
+        assert uplink is not None and p.event is not None
+        if uplink.f_port == 0:
+            stored = self.store.record_uplink(uplink, [], raw=p.raw, encoding=p.event.encoding)
+            return self._stored_result(uplink, stored, 0, "ignored")
+        reason = p.reason
         stored = self.store.record_uplink(
             uplink,
-            readings,
-            raw=raw,
-            encoding=event.encoding,
-            role=role,
+            p.readings,
+            raw=p.raw,
+            encoding=p.event.encoding,
+            role=p.role,
             dead_letter_reason=reason,
             dead_letter_source="decode",
         )
@@ -180,12 +250,17 @@ class Pipeline:
             self.metrics.inc("citynode_dead_letters_total", source="decode")
             log.warning(
                 "uplink not decoded",
-                extra={"dev_eui": uplink.dev_eui, "f_cnt": uplink.f_cnt, "reason": reason, "ingest": source},
+                extra={
+                    "dev_eui": uplink.dev_eui,
+                    "f_cnt": uplink.f_cnt,
+                    "reason": reason,
+                    "ingest": p.source,
+                },
             )
             return Result("up", "dead_letter", uplink.dev_eui, 0, reason, uplink.deduplication_id)
         self.metrics.inc("citynode_uplinks_decoded_total")
-        self.metrics.inc("citynode_readings_total", len(readings))
-        return self._stored_result(uplink, True, len(readings), "stored")
+        self.metrics.inc("citynode_readings_total", len(p.readings))
+        return self._stored_result(uplink, True, len(p.readings), "stored")
 
     def _stored_result(self, uplink: Uplink, stored: bool, count: int, outcome: Outcome) -> Result:
         if not stored:

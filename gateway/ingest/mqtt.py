@@ -10,7 +10,8 @@
   socket; here it is sent after :meth:`Pipeline.handle` has committed the event. Messages are handled
   one at a time, so PUBACKs keep the order of their PUBLISHes (MQTT 3.1.1 4.6).
 * Group commit: the messages already received when one is taken (up to ``batch_size``) are stored in
-  one transaction and acknowledged together after its commit.
+  one transaction and acknowledged together after its commit. The next batch is parsed and decoded
+  while the previous one commits (see :meth:`MqttIngest._consume`).
 * Reconnects with exponential back-off (1 s to 30 s) after a broker restart or a network failure.
 """
 
@@ -19,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 
 from gateway.chirpstack import parse_mqtt_topic
 from gateway.config import MqttConfig, TlsConfig
 from gateway.errors import DecodeError
-from gateway.pipeline import Pipeline, Result
+from gateway.pipeline import Pipeline, Prepared, Result
 from gateway.store import StoreError
 
 __all__ = ["MqttIngest", "mqtt_client", "tls_context"]
@@ -121,45 +124,81 @@ class MqttIngest:
                 "mqtt subscribed",
                 extra={"subscription": self.config.subscription, "client_id": self.config.client_id},
             )
-            messages = aiter(client.messages)
-            while not self._stopping.is_set():
-                next_message = asyncio.ensure_future(anext(messages))
-                stopping = asyncio.ensure_future(self._stopping.wait())
-                done, _ = await asyncio.wait({next_message, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if next_message not in done:
-                    next_message.cancel()
-                    stopping.cancel()
+            await self._consume(client)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        """Receive, prepare, commit, acknowledge; two batches in flight.
+
+        While batch k is being committed (SQLite, which releases the GIL) batch k+1 is parsed, decoded
+        and normalised; batch k is acknowledged once its commit returned, before batch k+1 is
+        committed, so PUBACKs keep the order of the PUBLISHes (MQTT 3.1.1 4.6) and nothing is
+        acknowledged before it is on disk. If the session ends with a batch not committed, its
+        messages are not acknowledged and the broker redelivers them (de-duplicated by the store).
+        """
+        messages = aiter(client.messages)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        next_message: asyncio.Future[aiomqtt.Message] | None = None
+        in_flight: tuple[list[aiomqtt.Message], asyncio.Future[list[Result]]] | None = None
+        try:
+            while True:
+                if next_message is None:
+                    next_message = asyncio.ensure_future(anext(messages))
+                waits: set[asyncio.Future[Any]] = {next_message, stopping}
+                if in_flight is not None:
+                    waits.add(in_flight[1])
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if in_flight is not None and in_flight[1] in done:
+                    self._ack(client, in_flight[0], in_flight[1].result())  # StoreError ends the session
+                    in_flight = None
+                if stopping in done:
                     break
-                stopping.cancel()
+                if next_message not in done:
+                    continue
                 batch = [next_message.result()]
+                next_message = None
                 # Group commit: take what paho has already read off the socket (no waiting).
                 while len(client.messages) and len(batch) < self.batch_size:
                     batch.append(await anext(messages))
+                prepared = await asyncio.to_thread(self._prepare_batch, batch)
+                if in_flight is not None:
+                    self._ack(client, in_flight[0], await in_flight[1])
+                    in_flight = None
                 # The store call blocks on fsync: run it off the event loop. It completes even if we
                 # are cancelled meanwhile (threads are not interruptible); the PUBACKs then are not
                 # sent and the broker redelivers, which the store recognises as duplicates.
-                await asyncio.to_thread(self._handle_batch, batch)
-                for message in batch:  # in arrival order (MQTT 3.1.1 4.6)
-                    if message.qos > 0:
-                        client._client.ack(message.mid, message.qos)
-                self.handled += len(batch)
+                commit = asyncio.ensure_future(asyncio.to_thread(self.pipeline.commit_many, prepared))
+                in_flight = (batch, commit)
+        finally:
+            stopping.cancel()
+            if next_message is not None:
+                next_message.cancel()
+            if in_flight is not None:  # stopping: let the commit finish, then acknowledge what it kept
+                self._ack(client, in_flight[0], await asyncio.shield(in_flight[1]))
+
+    def _ack(self, client: aiomqtt.Client, batch: list[aiomqtt.Message], results: list[Result]) -> None:
+        """PUBACK a committed batch, in arrival order (MQTT 3.1.1 4.6)."""
+        for message in batch:
+            if message.qos > 0:
+                client._client.ack(message.mid, message.qos)
+        self.handled += len(batch)
+
+    def _prepare_batch(self, batch: list[aiomqtt.Message]) -> list[Prepared]:
+        return [self._prepare(message) for message in batch]
 
     def _handle_batch(self, batch: list[aiomqtt.Message]) -> list[Result]:
-        with self.pipeline.store.batch():
-            return [self._handle(message) for message in batch]
+        """Prepare and commit ``batch`` in one transaction (what :meth:`_consume` does in two steps)."""
+        return self.pipeline.commit_many(self._prepare_batch(batch))
 
-    def _handle(self, message: aiomqtt.Message) -> Result:
+    def _prepare(self, message: aiomqtt.Message) -> Prepared:
         topic = str(message.topic)
         payload = message.payload
         body = (
-            payload
+            bytes(payload)
             if isinstance(payload, bytes | bytearray)
             else str(payload if payload is not None else "").encode()
         )
         try:
             _app, dev_eui, kind = parse_mqtt_topic(topic)
         except DecodeError as exc:
-            self.pipeline.store.dead_letter("mqtt", f"mqtt: {exc}", bytes(body))
-            self.pipeline.metrics.inc("citynode_dead_letters_total", source="mqtt")
-            return Result("unknown", "dead_letter", reason=str(exc))
-        return self.pipeline.handle(kind, bytes(body), self.config.encoding, "mqtt", dev_eui_hint=dev_eui)
+            return Prepared("unknown", "mqtt", body, datetime.now(UTC), dead=(str(exc), body, None))
+        return self.pipeline.prepare(kind, body, self.config.encoding, "mqtt", dev_eui_hint=dev_eui)
