@@ -121,8 +121,6 @@ def test_deep_sleep_is_scheduled_for_the_rest_of_the_interval(dut) -> None:
 
 
 @pytest.mark.virtual_only
-@pytest.mark.pending_firmware("the sim HAL does not read CITYNODE_RESET_CAUSE yet (gateway/virtual_device.py "
-                              "passes it; exit code 65 = watchdog) and its WDT never expires")
 def test_a_watchdog_reset_is_reported_in_the_next_device_status(dut) -> None:
     uplink(dut, 1)
     dut.expect(r">>> ", timeout=30)

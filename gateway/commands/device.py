@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from gateway import codec
-from gateway.device_run import ROLES, prepare_fs, stream_device
+from gateway.device_run import ROLES, VIRTUAL_DEVICE_HEAP, prepare_fs, stream_device
 from gateway.errors import DecodeError
 
 __all__ = ["register"]
@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--seed", type=int, default=1, help="seed of the simulated sensors")
     run.add_argument("--values", help="JSON file scripting sensor values (see hal/simdev.py)")
     run.add_argument("--heap", action="store_true", help="print heap use after every cycle")
-    run.add_argument("--heapsize", default="96k", help="MicroPython heap (default 96k, like an ESP32)")
+    run.add_argument("--heapsize", default=VIRTUAL_DEVICE_HEAP,
+                     help=f"MicroPython heap (default {VIRTUAL_DEVICE_HEAP}: see bench/RESULTS.md, firmware heap)")
     run.add_argument("--decode", action="store_true", help="print each uplink decoded by the gateway")
     run.add_argument("--fs", type=Path, help="keep the node's filesystem in this directory")
     run.set_defaults(func=_run)

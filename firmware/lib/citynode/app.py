@@ -234,7 +234,14 @@ class Node:
             self.out("sleep deep %d s" % seconds)
             self.hal.deep_sleep(seconds * 1000)
         else:
-            self.role.idle(seconds * 1000)  # light sleep: the role keeps counting
+            # Light sleep: the role keeps counting, and the watchdog (which keeps running in light
+            # sleep on an ESP32) is fed at half its timeout.
+            remaining = seconds * 1000
+            while remaining > 0:
+                step = remaining if remaining < _WDT_TIMEOUT_MS // 2 else _WDT_TIMEOUT_MS // 2
+                self.role.idle(step)
+                self.wdt.feed()
+                remaining -= step
 
     def run(self, cycles=None, heap_report=False):
         """Boot, then run `cycles` cycles (for ever when None), sleeping between them.

@@ -39,7 +39,9 @@ class SimHal:
         self.clock = clock or SimClock()
         self.values = values or {}
         self.devices = {}
-        self._reset_cause = RESET_POWER_ON
+        # The virtual device restarts the interpreter on a reset and says why (gateway/virtual_device.py).
+        self._reset_cause = _env("CITYNODE_RESET_CAUSE") or RESET_POWER_ON
+        self._wdt = None
         self._i2c = None
         self._uarts = {}
         self._pins = {}
@@ -118,7 +120,8 @@ class SimHal:
         raise BoardError("spi", "the sim board has no SPI devices")
 
     def wdt(self, timeout_ms=30000):
-        return SimWDT(timeout_ms)
+        self._wdt = SimWDT(timeout_ms, self.clock)
+        return self._wdt
 
     def rtc(self):
         if self._rtc is None:
@@ -164,13 +167,29 @@ class SimHal:
         return simcrowd.PacedBluetooth(self, self.values.get("ble", {}), self.values.get("ble_period_s", 60))
 
     def reset(self):
-        """machine.reset(): on the virtual board the run ends."""
-        raise SystemExit(0)
+        """machine.reset(): on the virtual board the run ends with exit status 64, which the virtual
+        device turns into a soft reset."""
+        raise SystemExit(64)
 
     def reset_cause(self):
         return self._reset_cause
 
     def deep_sleep(self, ms):
+        wdt = self._wdt
+        if wdt is not None:
+            wdt.paused = True  # the chip is off in deep sleep, and so is its watchdog
         self.clock.advance(ms)
+        if wdt is not None:
+            wdt.paused = False
+            wdt._fed = self.clock.ticks_ms()
         self.slept_ms += ms
         self._reset_cause = RESET_DEEP_SLEEP
+
+
+def _env(name):
+    try:
+        import os
+
+        return os.getenv(name)
+    except (ImportError, AttributeError):
+        return None

@@ -200,12 +200,32 @@ class SimADC:
 
 
 class SimWDT:
-    def __init__(self, timeout=5000):
+    """machine.WDT on the virtual board. A cycle that runs longer than `timeout` virtual ms without a
+    feed ends the run with exit status 65, which the virtual device turns into a watchdog reset (and the
+    next boot reports it). Checked at every feed and while virtual time passes; paused in deep sleep,
+    when a real chip is off."""
+
+    def __init__(self, timeout=5000, clock=None):
         self.timeout = timeout
         self.feeds = 0
+        self.clock = clock
+        self.paused = False
+        if clock is not None:
+            self._fed = clock.ticks_ms()
+            clock.every(timeout, self._check)
+
+    def _check(self):
+        if self.clock is None or self.paused:
+            return
+        if self.clock.ticks_diff(self.clock.ticks_ms(), self._fed) > self.timeout:
+            print("watchdog: no feed for %d ms, resetting" % self.timeout)
+            raise SystemExit(65)
 
     def feed(self):
+        self._check()
         self.feeds += 1
+        if self.clock is not None:
+            self._fed = self.clock.ticks_ms()
 
 
 def __getattr__(name):  # SimPulse, echo_us, SimRTC: loaded only by the roles that use them
