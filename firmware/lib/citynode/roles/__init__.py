@@ -44,8 +44,22 @@ class Role:
     def action(self, name):
         pass
 
+    poll_ms = 0  # light sleepers: how often idle() hands over to poll() (0: sleep in one go)
+
     def idle(self, ms):
-        self.clock.sleep_ms(ms)
+        """Wait ``ms``; a light sleeper polls its drivers every ``poll_ms`` meanwhile."""
+        step_ms = self.poll_ms
+        if not step_ms:
+            self.clock.sleep_ms(ms)
+            return
+        while ms > 0:
+            step = step_ms if ms > step_ms else ms
+            self.clock.sleep_ms(step)
+            ms -= step
+            self.poll()
+
+    def poll(self):
+        pass
 
     def selftest(self):
         from citynode.selftest import role_checks  # only `citynode check` needs it: not in RAM

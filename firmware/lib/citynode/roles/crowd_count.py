@@ -38,13 +38,10 @@ class CrowdCount(Role):
     def configure(self, config):
         self.anonymiser.rssi_floor_dbm = config["rssi_floor"]
 
-    def idle(self, ms):
-        remaining = ms
-        while remaining > 0:
-            step = _POLL_MS if remaining > _POLL_MS else remaining
-            self.clock.sleep_ms(step)
-            remaining -= step
-            self.counter.poll()
+    poll_ms = _POLL_MS
+
+    def poll(self):
+        self.counter.poll()
 
     def measure(self):
         now = self.clock.ticks_ms()

@@ -48,16 +48,13 @@ class PassengerCount(Role):
         if name == "occupancy_reset":
             self.beams.reset_occupancy()
 
-    def idle(self, ms):
-        # Light sleep in short steps: beam edges wait in the IRQ ring, GPS lines in the UART buffer.
-        remaining = ms
-        while remaining > 0:
-            step = _POLL_MS if remaining > _POLL_MS else remaining
-            self.clock.sleep_ms(step)
-            remaining -= step
-            self.beams.process()
-            if self.gps is not None:
-                self.gps.poll()
+    # Light sleep in short steps: beam edges wait in the IRQ ring, GPS lines in the UART buffer.
+    poll_ms = _POLL_MS
+
+    def poll(self):
+        self.beams.process()
+        if self.gps is not None:
+            self.gps.poll()
 
     def measure(self):
         self.beams.process()
