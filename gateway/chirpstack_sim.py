@@ -77,26 +77,26 @@ def _invalid(message: str) -> _Abort:
     return _Abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def _eui64(value: str, field_name: str) -> str:
-    """Parse a 64-bit EUI (16 hex digits) as ChirpStack's ``EUI64::from_str`` does; return lower case."""
+def _hex_bytes(value: str, field_name: str, size: int, *, secret: bool = False) -> str:
+    """Parse exactly ``size`` bytes written as hex; return lower case. A secret is never echoed."""
     try:
         raw = bytes.fromhex(value)
     except ValueError:
         raw = b""
-    if len(raw) != 8 or len(value) != 16:
-        raise _invalid(f"{field_name}: expected 16 hex digits (8 bytes), got {value!r}")
+    if len(raw) != size or len(value) != 2 * size:
+        shown = "" if secret else f", got {value!r}"
+        raise _invalid(f"{field_name}: expected {2 * size} hex digits ({size} bytes){shown}")
     return raw.hex()
+
+
+def _eui64(value: str, field_name: str) -> str:
+    """Parse a 64-bit EUI (16 hex digits) as ChirpStack's ``EUI64::from_str`` does; return lower case."""
+    return _hex_bytes(value, field_name, 8)
 
 
 def _aes128(value: str, field_name: str) -> str:
     """Parse an AES-128 key (32 hex digits) as ChirpStack's ``AES128Key::from_str`` does."""
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != 16 or len(value) != 32:
-        raise _invalid(f"{field_name}: expected 32 hex digits (16 bytes)")
-    return raw.hex()
+    return _hex_bytes(value, field_name, 16, secret=True)
 
 
 def _uuid(value: str, field_name: str) -> str:
