@@ -6,12 +6,14 @@
   clients).
 * A persistent session: MQTT 3.1.1 ``clean_session=0`` under a stable client id (3.1.2.4), so the
   broker queues QoS 1 messages while the gateway is down and redelivers unacknowledged ones.
-* Manual acknowledgement: paho's automatic PUBACK would be sent as soon as a message is read off the
-  socket; here it is sent after :meth:`Pipeline.handle` has committed the event. Messages are handled
-  one at a time, so PUBACKs keep the order of their PUBLISHes (MQTT 3.1.1 4.6).
+* Acknowledgement after storage: PUBACK (QoS 1) or PUBREC (QoS 2) is sent only after the store has
+  committed the event, and in the order the PUBLISHes arrived (MQTT 3.1.1 4.6).
 * Group commit: the messages already received when one is taken (up to ``batch_size``) are stored in
   one transaction and acknowledged together after its commit. The next batch is parsed and decoded
   while the previous one commits (see :meth:`MqttIngest._consume`).
+* The connection is :class:`gateway.ingest.mqtt_wire.MqttConnection`, a lean MQTT 3.1.1 subscriber
+  that parses packets in bulk (paho/aiomqtt cost about two thirds of the CPU per uplink on this path;
+  see that module). :func:`mqtt_client` (aiomqtt) stays for the gateway's occasional publishes.
 * Reconnects with exponential back-off (1 s to 30 s) after a broker restart or a network failure.
 """
 
@@ -28,6 +30,7 @@ import aiomqtt
 from gateway.chirpstack import parse_mqtt_topic
 from gateway.config import MqttConfig, TlsConfig
 from gateway.errors import DecodeError
+from gateway.ingest.mqtt_wire import MqttConnection, MqttError, Publish
 from gateway.pipeline import Pipeline, Prepared, Result
 from gateway.store import StoreError
 
@@ -95,7 +98,7 @@ class MqttIngest:
             except Exception as exc:
                 # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
-                if isinstance(exc, (aiomqtt.MqttError, StoreError)):
+                if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError)):
                     log.warning(
                         "mqtt session ended, retrying",
                         extra={
@@ -114,91 +117,96 @@ class MqttIngest:
         self.connected.clear()
 
     async def _session(self) -> None:
-        client = mqtt_client(self.config)
-        # paho-mqtt 2.x: PUBACK only when we call ack(); set before connecting.
-        client._client.manual_ack_set(True)
-        async with client:
-            await client.subscribe(self.config.subscription, qos=self.config.qos)
+        c = self.config
+        conn = await MqttConnection.open(
+            c.host,
+            c.port,
+            client_id=c.client_id,
+            clean_session=False,
+            keepalive=c.keepalive,
+            username=c.username.get() or None,
+            password=c.password.get() or None,
+            tls=tls_context(c.tls),
+            timeout=10,
+        )
+        try:
+            await conn.subscribe(c.subscription, c.qos)
             self.connected.set()
             log.info(
                 "mqtt subscribed",
-                extra={"subscription": self.config.subscription, "client_id": self.config.client_id},
+                extra={
+                    "subscription": c.subscription,
+                    "client_id": c.client_id,
+                    "session_present": conn.session_present,
+                },
             )
-            await self._consume(client)
+            await self._consume(conn)
+        finally:
+            await conn.close()
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    async def _consume(self, conn: MqttConnection) -> None:
         """Receive, prepare, commit, acknowledge; two batches in flight.
 
         While batch k is being committed (SQLite, which releases the GIL) batch k+1 is parsed, decoded
         and normalised; batch k is acknowledged once its commit returned, before batch k+1 is
-        committed, so PUBACKs keep the order of the PUBLISHes (MQTT 3.1.1 4.6) and nothing is
+        committed, so acknowledgements keep the order of the PUBLISHes (MQTT 3.1.1 4.6) and nothing is
         acknowledged before it is on disk. If the session ends with a batch not committed, its
         messages are not acknowledged and the broker redelivers them (de-duplicated by the store).
         """
-        messages = aiter(client.messages)
         stopping = asyncio.ensure_future(self._stopping.wait())
-        next_message: asyncio.Future[aiomqtt.Message] | None = None
-        in_flight: tuple[list[aiomqtt.Message], asyncio.Future[list[Result]]] | None = None
+        receiving: asyncio.Future[list[Publish]] | None = None
+        in_flight: tuple[list[Publish], asyncio.Future[list[Result]]] | None = None
         try:
             while True:
-                if next_message is None:
-                    next_message = asyncio.ensure_future(anext(messages))
-                waits: set[asyncio.Future[Any]] = {next_message, stopping}
+                if receiving is None:
+                    receiving = asyncio.ensure_future(conn.receive(self.batch_size))
+                waits: set[asyncio.Future[Any]] = {receiving, stopping}
                 if in_flight is not None:
                     waits.add(in_flight[1])
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if in_flight is not None and in_flight[1] in done:
-                    self._ack(client, in_flight[0], in_flight[1].result())  # StoreError ends the session
+                    self._ack(conn, in_flight[0], in_flight[1].result())  # StoreError ends the session
                     in_flight = None
                 if stopping in done:
                     break
-                if next_message not in done:
+                if receiving not in done:
                     continue
-                batch = [next_message.result()]
-                next_message = None
-                # Group commit: take what paho has already read off the socket (no waiting).
-                while len(client.messages) and len(batch) < self.batch_size:
-                    batch.append(await anext(messages))
+                # Group commit: everything already read off the socket (up to batch_size), no waiting.
+                batch = receiving.result()  # MqttError (connection lost) ends the session
+                receiving = None
                 prepared = await asyncio.to_thread(self._prepare_batch, batch)
                 if in_flight is not None:
-                    self._ack(client, in_flight[0], await in_flight[1])
+                    self._ack(conn, in_flight[0], await in_flight[1])
                     in_flight = None
                 # The store call blocks on fsync: run it off the event loop. It completes even if we
-                # are cancelled meanwhile (threads are not interruptible); the PUBACKs then are not
-                # sent and the broker redelivers, which the store recognises as duplicates.
+                # are cancelled meanwhile (threads are not interruptible); the acknowledgements then
+                # are not sent and the broker redelivers, which the store recognises as duplicates.
                 commit = asyncio.ensure_future(asyncio.to_thread(self.pipeline.commit_many, prepared))
                 in_flight = (batch, commit)
         finally:
             stopping.cancel()
-            if next_message is not None:
-                next_message.cancel()
+            if receiving is not None:
+                receiving.cancel()
             if in_flight is not None:  # stopping: let the commit finish, then acknowledge what it kept
-                self._ack(client, in_flight[0], await asyncio.shield(in_flight[1]))
+                results = await asyncio.shield(in_flight[1])
+                if conn.error is None:
+                    self._ack(conn, in_flight[0], results)
 
-    def _ack(self, client: aiomqtt.Client, batch: list[aiomqtt.Message], results: list[Result]) -> None:
-        """PUBACK a committed batch, in arrival order (MQTT 3.1.1 4.6)."""
-        for message in batch:
-            if message.qos > 0:
-                client._client.ack(message.mid, message.qos)
+    def _ack(self, conn: MqttConnection, batch: list[Publish], results: list[Result]) -> None:
+        """Acknowledge a committed batch, in arrival order (MQTT 3.1.1 4.6)."""
+        conn.ack(batch)
         self.handled += len(batch)
 
-    def _prepare_batch(self, batch: list[aiomqtt.Message]) -> list[Prepared]:
+    def _prepare_batch(self, batch: list[Publish]) -> list[Prepared]:
         return [self._prepare(message) for message in batch]
 
-    def _handle_batch(self, batch: list[aiomqtt.Message]) -> list[Result]:
-        """Prepare and commit ``batch`` in one transaction (what :meth:`_consume` does in two steps)."""
-        return self.pipeline.commit_many(self._prepare_batch(batch))
-
-    def _prepare(self, message: aiomqtt.Message) -> Prepared:
-        topic = str(message.topic)
-        payload = message.payload
-        body = (
-            bytes(payload)
-            if isinstance(payload, bytes | bytearray)
-            else str(payload if payload is not None else "").encode()
-        )
+    def _prepare(self, message: Publish) -> Prepared:
         try:
-            _app, dev_eui, kind = parse_mqtt_topic(topic)
+            _app, dev_eui, kind = parse_mqtt_topic(message.topic)
         except DecodeError as exc:
-            return Prepared("unknown", "mqtt", body, datetime.now(UTC), dead=(str(exc), body, None))
-        return self.pipeline.prepare(kind, body, self.config.encoding, "mqtt", dev_eui_hint=dev_eui)
+            return Prepared(
+                "unknown", "mqtt", message.payload, datetime.now(UTC), dead=(str(exc), message.payload, None)
+            )
+        return self.pipeline.prepare(
+            kind, message.payload, self.config.encoding, "mqtt", dev_eui_hint=dev_eui
+        )
