@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from gateway import store as store_module
 from gateway.store import SCHEMA_VERSION, DeviceUpdate, FcntStep, Store, StoreError, fcnt_step
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -87,6 +88,27 @@ def test_reopen_keeps_data_and_does_not_migrate_twice(tmp_path, make_uplink, mak
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         assert len(s.readings()) == 1
+
+
+def test_a_version_1_file_migrates_to_the_current_schema_keeping_its_readings(
+    tmp_path, make_uplink, make_reading
+):
+    # A store written by the first release: schema 1 (it had a time index on the reading log).
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in store_module._MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=1")
+    conn.close()
+    with Store.open(path) as s:
+        up = make_uplink(1)
+        assert s.record_uplink(up, [make_reading(up)])
+    with Store.open(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        indexes = {row[0] for row in s._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "readings_time" not in indexes and "readings_device_field_time" in indexes
+        assert [r.reading.value for r in s.readings(device=up.dev_eui, since=up.received_at)] == [21.5]
 
 
 def test_record_uplink_is_exactly_once_per_deduplication_id(store, make_uplink, make_reading):
