@@ -32,7 +32,7 @@ from gateway.errors import DecodeError
 from gateway.metrics import Metrics
 from gateway.normalize import normalize
 from gateway.records import Reading, Uplink
-from gateway.store import DeviceUpdate, Store
+from gateway.store import DeviceUpdate, Store, UplinkRecord
 
 __all__ = ["Decoder", "Outcome", "Pipeline", "PipelineOptions", "Prepared", "Result", "default_decoders"]
 
@@ -72,7 +72,7 @@ class PipelineOptions:
     profile_codecs: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a value (see gateway.records on why it is not frozen)
 class Result:
     """What happened to one event."""
 
@@ -84,7 +84,7 @@ class Result:
     dedup_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a value (see gateway.records on why it is not frozen)
 class Prepared:
     """One event parsed, decoded and normalised, not yet stored (see :meth:`Pipeline.prepare`)."""
 
@@ -223,8 +223,38 @@ class Pipeline:
         Each event still succeeds or fails on its own (a SAVEPOINT each); a :class:`StoreError` (the
         commit failed) means none was kept, and none may be acknowledged.
         """
+        results: list[Result | None] = [None] * len(prepared)
         with self.store.batch():
-            return [self.commit(p) for p in prepared]
+            run: list[int] = []  # consecutive decodable-or-not uplinks: stored with one bulk call
+            for index, p in enumerate(prepared):
+                if p.dead is None and p.kind == "up" and p.uplink is not None and p.uplink.f_port != 0:
+                    run.append(index)
+                    continue
+                self._commit_uplinks(prepared, run, results)
+                run = []
+                results[index] = self.commit(p)
+            self._commit_uplinks(prepared, run, results)
+        return [r for r in results if r is not None]
+
+    def _commit_uplinks(
+        self, prepared: list[Prepared], indexes: list[int], results: list[Result | None]
+    ) -> None:
+        if not indexes:
+            return
+        records = [
+            UplinkRecord(
+                prepared[i].uplink,  # type: ignore[arg-type]
+                prepared[i].readings,
+                raw=prepared[i].raw,
+                encoding=prepared[i].event.encoding,  # type: ignore[union-attr]
+                role=prepared[i].role,
+                dead_letter_reason=prepared[i].reason,
+                dead_letter_source="decode",
+            )
+            for i in indexes
+        ]
+        for i, stored in zip(indexes, self.store.record_uplinks(records), strict=True):
+            results[i] = self._uplink_result(prepared[i], stored)
 
     # -- uplinks -------------------------------------------------------------------------------------
 
@@ -234,16 +264,22 @@ class Pipeline:
         if uplink.f_port == 0:
             stored = self.store.record_uplink(uplink, [], raw=p.raw, encoding=p.event.encoding)
             return self._stored_result(uplink, stored, 0, "ignored")
-        reason = p.reason
         stored = self.store.record_uplink(
             uplink,
             p.readings,
             raw=p.raw,
             encoding=p.event.encoding,
             role=p.role,
-            dead_letter_reason=reason,
+            dead_letter_reason=p.reason,
             dead_letter_source="decode",
         )
+        return self._uplink_result(p, stored)
+
+    def _uplink_result(self, p: Prepared, stored: bool) -> Result:
+        """Metrics, log line and result of an uplink with a payload, once the store has answered."""
+        uplink = p.uplink
+        assert uplink is not None
+        reason = p.reason
         if not stored:
             return self._stored_result(uplink, False, 0, "duplicate")
         if reason is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -44,11 +44,12 @@ class FieldSpec:
     max_items: int = 0
     description: str = ""
 
-    @property
+    # Cached: the decoder asks for these for every value of every uplink.
+    @cached_property
     def multiplier(self) -> int:
         return 10**self.decimals
 
-    @property
+    @cached_property
     def offset_units(self) -> int:
         """The offset in wire units (an integer by construction of the schema)."""
         return round(self.offset * self.multiplier)

@@ -45,6 +45,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredReading",
+    "UplinkRecord",
     "fcnt_step",
     "format_time",
     "parse_time",
@@ -306,6 +307,54 @@ _READING_COLUMNS = (
 )
 
 
+_READING_INSERT = (
+    "INSERT INTO readings (event_id, dev_eui, device_name, message_type, time, field, value, "
+    "value_num, unit, unit_code, deduplication_id, f_cnt, tags, rssi, snr, gateway_id, "
+    "spreading_factor, frequency, gateway_count) VALUES "
+)
+_READING_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_READING_VALUES = _READING_ROW
+# One row per device and batch: the counters add up, the rest is the newest uplink's.
+_DEVICE_UPSERT_HEAD = (
+    "INSERT INTO devices (dev_eui, name, application_id, tags, role, last_fcnt, fcnt_gaps, resets, "
+    "uplinks, last_seen, last_rssi, last_snr, battery, last_event) VALUES "
+)
+_DEVICE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'up')"
+_DEVICE_UPSERT_TAIL = (
+    " ON CONFLICT (dev_eui) DO UPDATE SET name = excluded.name, application_id = excluded.application_id, "
+    "tags = excluded.tags, role = excluded.role, last_fcnt = excluded.last_fcnt, "
+    "fcnt_gaps = devices.fcnt_gaps + excluded.fcnt_gaps, resets = devices.resets + excluded.resets, "
+    "uplinks = devices.uplinks + excluded.uplinks, last_seen = excluded.last_seen, "
+    "last_rssi = excluded.last_rssi, last_snr = excluded.last_snr, battery = excluded.battery, last_event = 'up'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkRecord:
+    """One uplink for :meth:`Store.record_uplinks`: the arguments of :meth:`Store.record_uplink`."""
+
+    uplink: Uplink
+    readings: Sequence[Reading]
+    raw: bytes | None = None
+    encoding: str = ""
+    role: str | None = None
+    dead_letter_reason: str | None = None
+    dead_letter_source: str = "decode"
+
+
+@dataclass(slots=True)
+class _DeviceTally:
+    lost: int = 0
+    resets: int = 0
+    uplinks: int = 0
+    row: tuple[Any, ...] = ()
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -326,6 +375,56 @@ def _value_num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+
+def _reading_rows(event_id: int, uplink: Uplink, readings: Sequence[Reading], tags_json: str) -> list[tuple[Any, ...]]:
+    """The ``readings`` table rows (``_READING_INSERT_COLUMNS`` order) of one uplink's readings."""
+    r = uplink.radio
+    radio = (r.rssi, r.snr, r.gateway_id, r.spreading_factor, r.frequency, r.gateway_count)
+    times: dict[datetime, str] = {}  # batched readings share a few times: format each once
+    # Readings carry their uplink's tags (normalize copies them): serialise those once.
+    tags_cache: dict[tuple[tuple[str, str], ...], str] = {}
+    uplink_tags = uplink.tags
+    rows = []
+    for x in readings:
+        t = times.get(x.time)
+        if t is None:
+            t = times[x.time] = format_time(x.time)
+        if x.tags == uplink_tags:
+            tags = tags_json
+        else:
+            key = tuple(sorted(x.tags.items()))
+            tags = tags_cache.get(key)
+            if tags is None:
+                tags = tags_cache[key] = json.dumps(x.tags, sort_keys=True)
+        value = x.value
+        kind = type(value)
+        if kind is float and math.isfinite(value):  # the common case, inlined
+            value_json, value_num = repr(value), value
+        elif kind is int:
+            value_json, value_num = str(value), float(value)
+        else:
+            value_json, value_num = _value_json(value), _value_num(value)
+        rows.append(
+            (
+                event_id,
+                x.dev_eui,
+                x.device_name,
+                x.message_type,
+                t,
+                x.field,
+                value_json,
+                value_num,
+                x.unit,
+                x.unit_code,
+                x.deduplication_id,
+                x.f_cnt,
+                tags,
+                *radio,
+            )
+        )
+    return rows
 
 
 def _row_to_stored(row: sqlite3.Row) -> StoredReading:
@@ -560,57 +659,8 @@ class Store:
                 event_id = row[0]
                 tags_json = json.dumps(uplink.tags, sort_keys=True)
                 self._update_device_for_uplink(cur, uplink, readings, role, received, tags_json)
-                r = uplink.radio
-                radio = (r.rssi, r.snr, r.gateway_id, r.spreading_factor, r.frequency, r.gateway_count)
-                times: dict[datetime, str] = {}  # batched readings share a few times: format each once
-                # Readings carry their uplink's tags (normalize copies them): serialise those once.
-                tags_cache: dict[tuple[tuple[str, str], ...], str] = {}
-                uplink_tags = uplink.tags
-                rows = []
-                for x in readings:
-                    t = times.get(x.time)
-                    if t is None:
-                        t = times[x.time] = format_time(x.time)
-                    if x.tags == uplink_tags:
-                        tags = tags_json
-                    else:
-                        key = tuple(sorted(x.tags.items()))
-                        tags = tags_cache.get(key)
-                        if tags is None:
-                            tags = tags_cache[key] = json.dumps(x.tags, sort_keys=True)
-                    value = x.value
-                    kind = type(value)
-                    if kind is float and math.isfinite(value):  # the common case, inlined
-                        value_json, value_num = repr(value), value
-                    elif kind is int:
-                        value_json, value_num = str(value), float(value)
-                    else:
-                        value_json, value_num = _value_json(value), _value_num(value)
-                    rows.append(
-                        (
-                            event_id,
-                            x.dev_eui,
-                            x.device_name,
-                            x.message_type,
-                            t,
-                            x.field,
-                            value_json,
-                            value_num,
-                            x.unit,
-                            x.unit_code,
-                            x.deduplication_id,
-                            x.f_cnt,
-                            tags,
-                            *radio,
-                        )
-                    )
-                cur.executemany(
-                    "INSERT INTO readings (event_id, dev_eui, device_name, message_type, time, field, value, "
-                    "value_num, unit, unit_code, deduplication_id, f_cnt, tags, rssi, snr, gateway_id, "
-                    "spreading_factor, frequency, gateway_count) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                rows = _reading_rows(event_id, uplink, readings, tags_json)
+                cur.executemany(_READING_INSERT + _READING_VALUES, rows)
                 if dead_letter_reason is not None:
                     self._insert_dead_letter(
                         cur, dead_letter_source, dead_letter_reason, uplink.data, uplink.dev_eui, received
@@ -620,6 +670,142 @@ class Store:
                 f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}"
             ) from exc
         return True
+
+    def record_uplinks(self, records: Sequence[UplinkRecord]) -> list[bool]:
+        """Store several ``up`` events at once; ``result[i]`` is what :meth:`record_uplink` would return.
+
+        The same outcome as calling :meth:`record_uplink` for each record in order (duplicates are
+        recognised, also within ``records``; a device's frame-counter tracking sees its uplinks in
+        order), with a handful of statements for the lot instead of about ten per uplink: the
+        duplicates are looked up with one query, event ids are allocated under the write lock, and
+        events, readings and device rows go in as multi-row inserts. That is what lets the MQTT
+        ingest commit a batch while the next one is parsed: SQLite releases the GIL for each
+        statement, and a few long statements let the two threads overlap where thousands of short
+        ones would wait for the GIL each time.
+
+        All or nothing: if the bulk insert fails, it is undone and each record is stored on its own
+        (one transaction or savepoint each), so one bad record cannot take the others with it.
+        """
+        if not records:
+            return []
+        try:
+            with self._tx() as cur:
+                return self._record_uplinks_bulk(cur, records)
+        except self._DB_ERRORS:
+            pass  # fall back to one record at a time; a real failure raises StoreError there
+        return self._record_each(records)
+
+    def _record_each(self, records: Sequence[UplinkRecord]) -> list[bool]:
+        return [
+            self.record_uplink(
+                r.uplink,
+                r.readings,
+                raw=r.raw,
+                encoding=r.encoding,
+                role=r.role,
+                dead_letter_reason=r.dead_letter_reason,
+                dead_letter_source=r.dead_letter_source,
+            )
+            for r in records
+        ]
+
+    def _record_uplinks_bulk(self, cur: sqlite3.Cursor, records: Sequence[UplinkRecord]) -> list[bool]:
+        dedup_ids = list({r.uplink.deduplication_id for r in records})
+        seen: set[str] = set()
+        for chunk in _chunks(dedup_ids, 500):
+            marks = ", ".join("?" * len(chunk))
+            seen.update(
+                row[0]
+                for row in cur.execute(
+                    f"SELECT dedup_id FROM events WHERE kind = 'up' AND dedup_id IN ({marks})", chunk
+                )
+            )
+        dev_euis = list({r.uplink.dev_eui for r in records})
+        devices: dict[str, list[Any]] = {}  # dev_eui -> [last_fcnt, battery, role] as stored
+        for chunk in _chunks(dev_euis, 500):
+            marks = ", ".join("?" * len(chunk))
+            for row in cur.execute(
+                f"SELECT dev_eui, last_fcnt, battery, role FROM devices WHERE dev_eui IN ({marks})", chunk
+            ):
+                devices[row[0]] = [row[1], row[2], row[3]]
+        next_id = int(cur.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
+        stored: list[bool] = []
+        events: list[tuple[Any, ...]] = []
+        readings: list[tuple[Any, ...]] = []
+        dead: list[tuple[Any, ...]] = []
+        updates: dict[str, _DeviceTally] = {}
+        for r in records:
+            up = r.uplink
+            if up.deduplication_id in seen:
+                stored.append(False)
+                continue
+            seen.add(up.deduplication_id)
+            stored.append(True)
+            event_id = next_id
+            next_id += 1
+            received = format_time(up.received_at)
+            events.append((event_id, up.dev_eui, received, up.deduplication_id, r.encoding, r.raw))
+            tags_json = json.dumps(up.tags, sort_keys=True)
+            readings.extend(_reading_rows(event_id, up, r.readings, tags_json))
+            # The device row, as record_uplink's _update_device_for_uplink would leave it.
+            state = devices.get(up.dev_eui)
+            tally = updates.get(up.dev_eui)
+            if tally is None:
+                tally = updates[up.dev_eui] = _DeviceTally()
+            last = state[0] if state else None
+            step = fcnt_step(last, up.f_cnt)
+            battery = next(
+                (x.value for x in r.readings if x.field == "battery" and _value_num(x.value) is not None),
+                None,
+            )
+            if state is None:
+                state = devices[up.dev_eui] = [None, None, None]
+            state[0] = up.f_cnt if not step.repeated else last
+            if battery is not None:
+                state[1] = battery
+            if r.role:
+                state[2] = r.role
+            tally.lost += step.lost
+            tally.resets += 1 if step.reset else 0
+            tally.uplinks += 1
+            tally.row = (
+                up.dev_eui,
+                up.device_name,
+                up.application_id,
+                tags_json,
+                state[2],
+                state[0],
+                received,
+                up.radio.rssi,
+                up.radio.snr,
+                state[1],
+            )
+            if r.dead_letter_reason is not None:
+                dead.append((received, r.dead_letter_source, r.dead_letter_reason, up.data, 0, up.dev_eui))
+        for chunk in _chunks(events, 2000):
+            cur.execute(
+                "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw) VALUES "
+                + ", ".join(["(?, 'up', ?, ?, ?, ?, ?)"] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
+        for chunk in _chunks(readings, 1500):  # 19 values a row: under SQLite's 32766 variables
+            cur.execute(
+                _READING_INSERT + ", ".join([_READING_ROW] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
+        device_rows = [(*t.row[:6], t.lost, t.resets, t.uplinks, *t.row[6:]) for t in updates.values()]
+        for chunk in _chunks(device_rows, 1500):
+            cur.execute(
+                _DEVICE_UPSERT_HEAD + ", ".join([_DEVICE_ROW] * len(chunk)) + _DEVICE_UPSERT_TAIL,
+                [value for row in chunk for value in row],
+            )
+        if dead:
+            cur.executemany(
+                "INSERT INTO dead_letters (received_at, source, reason, raw, raw_is_text, dev_eui) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                dead,
+            )
+        return stored
 
     def _update_device_for_uplink(
         self,

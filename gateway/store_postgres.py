@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from gateway.store import SCHEMA_VERSION, Store, StoreError
+from gateway.store import SCHEMA_VERSION, Store, StoreError, UplinkRecord
 
 __all__ = ["PostgresStore"]
 
@@ -263,6 +263,11 @@ class PostgresStore(Store):
                         self._batch_depth = 0
             except psycopg.Error as exc:
                 raise StoreError(f"cannot commit a batch to {self.path}: {exc}") from exc
+
+    def record_uplinks(self, records: Sequence[UplinkRecord]) -> list[bool]:
+        """One record at a time: ids come from sequences here, which the SQLite bulk path bypasses
+        (it allocates event ids under SQLite's single write lock)."""
+        return self._record_each(records)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
