@@ -51,7 +51,8 @@ def normalize(decoded: Mapping[str, Any], uplink: Uplink) -> list[Reading]:
         specs = {f.name: f for f in fields}
     out: list[Reading] = []
     dev_eui, device_name, dedup_id = uplink.dev_eui, uplink.device_name, uplink.deduplication_id
-    f_cnt, tags = uplink.f_cnt, uplink.tags
+    f_cnt = uplink.f_cnt
+    tags = dict(uplink.tags)  # one copy, shared by the uplink's readings (values: nobody changes them)
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise DecodeError(f"{msg_type}: reading {index} is not an object")
@@ -76,7 +77,7 @@ def normalize(decoded: Mapping[str, Any], uplink: Uplink) -> list[Reading]:
                         field_spec.unit_code if field_spec else None,
                         dedup_id,
                         f_cnt,
-                        dict(tags),
+                        tags,
                     )
                 )
                 continue
@@ -93,7 +94,7 @@ def normalize(decoded: Mapping[str, Any], uplink: Uplink) -> list[Reading]:
                         unit_code=field_spec.unit_code if field_spec else None,
                         deduplication_id=uplink.deduplication_id,
                         f_cnt=uplink.f_cnt,
-                        tags=dict(uplink.tags),
+                        tags=tags,
                     )
                 )
     return out
