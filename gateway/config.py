@@ -110,6 +110,7 @@ class MqttConfig:
     session_expiry: int = 7 * 24 * 3600  # s the broker keeps the session while we are away
     tls: TlsConfig | None = None
     command_topic: str = "application/{application_id}/device/{dev_eui}/command/down"
+    batch: int = 500  # events stored per transaction, at most (as many as the broker has in flight)
 
     @property
     def subscription(self) -> str:
@@ -311,6 +312,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         session_expiry=s.int("session_expiry", MqttConfig.session_expiry, 0, 2**32 - 1),
         tls=tls,
         command_topic=s.str("command_topic", MqttConfig.command_topic),
+        batch=s.int("batch", MqttConfig.batch, 1, 10_000),
     )
     s.done()
     if not mqtt.client_id:

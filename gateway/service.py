@@ -125,7 +125,7 @@ class GatewayService:
         if cfg.mqtt.enabled:
             from gateway.ingest.mqtt import MqttIngest
 
-            mqtt = MqttIngest(cfg.mqtt, self.pipeline)
+            mqtt = MqttIngest(cfg.mqtt, self.pipeline, batch_size=cfg.mqtt.batch)
             self.ingests.append(mqtt)
             checks["mqtt"] = lambda: None if mqtt.connected.is_set() else "not connected to the broker"
         if cfg.amqp.enabled:

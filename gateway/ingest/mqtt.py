@@ -76,7 +76,7 @@ def mqtt_client(
 class MqttIngest:
     """Consumes ChirpStack events from an MQTT broker into the pipeline until :meth:`stop` or cancellation."""
 
-    def __init__(self, config: MqttConfig, pipeline: Pipeline, *, batch_size: int = 200) -> None:
+    def __init__(self, config: MqttConfig, pipeline: Pipeline, *, batch_size: int = 500) -> None:
         self.config = config
         self.pipeline = pipeline
         self.connected = asyncio.Event()
