@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,6 +315,8 @@ _READING_INSERT = (
 )
 _READING_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _READING_VALUES = _READING_ROW
+_EVENT_INSERT = "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw) VALUES "
+_EVENT_ROW = "(?, 'up', ?, ?, ?, ?, ?)"
 # One row per device and batch: the counters add up, the rest is the newest uplink's.
 _DEVICE_UPSERT_HEAD = (
     "INSERT INTO devices (dev_eui, name, application_id, tags, role, last_fcnt, fcnt_gaps, resets, "
@@ -353,6 +356,29 @@ class _DeviceTally:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_MAX_ROWS = 512  # rows per multi-row INSERT: 512 x 19 values stays under SQLite's 32766 variables
+
+
+def _pow2_chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """Slices of ``_MAX_ROWS`` rows, then of the powers of two that make up the rest: a handful of
+    distinct statement sizes, so the connection's statement cache keeps them prepared."""
+    start, n = 0, len(items)
+    while n - start >= _MAX_ROWS:
+        yield items[start : start + _MAX_ROWS]
+        start += _MAX_ROWS
+    size = _MAX_ROWS // 2
+    while start < n:
+        if n - start >= size:
+            yield items[start : start + size]
+            start += size
+        size //= 2
+
+
+@cache
+def _multi_row(head: str, row: str, n: int) -> str:
+    return head + ", ".join([row] * n)
 
 
 def _now() -> datetime:
@@ -782,23 +808,14 @@ class Store:
             )
             if r.dead_letter_reason is not None:
                 dead.append((received, r.dead_letter_source, r.dead_letter_reason, up.data, 0, up.dev_eui))
-        for chunk in _chunks(events, 2000):
-            cur.execute(
-                "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw) VALUES "
-                + ", ".join(["(?, 'up', ?, ?, ?, ?, ?)"] * len(chunk)),
-                [value for row in chunk for value in row],
-            )
-        for chunk in _chunks(readings, 1500):  # 19 values a row: under SQLite's 32766 variables
-            cur.execute(
-                _READING_INSERT + ", ".join([_READING_ROW] * len(chunk)),
-                [value for row in chunk for value in row],
-            )
+        for chunk in _pow2_chunks(events):
+            cur.execute(_multi_row(_EVENT_INSERT, _EVENT_ROW, len(chunk)), [v for row in chunk for v in row])
+        for chunk in _pow2_chunks(readings):
+            cur.execute(_multi_row(_READING_INSERT, _READING_ROW, len(chunk)), [v for row in chunk for v in row])
         device_rows = [(*t.row[:6], t.lost, t.resets, t.uplinks, *t.row[6:]) for t in updates.values()]
-        for chunk in _chunks(device_rows, 1500):
-            cur.execute(
-                _DEVICE_UPSERT_HEAD + ", ".join([_DEVICE_ROW] * len(chunk)) + _DEVICE_UPSERT_TAIL,
-                [value for row in chunk for value in row],
-            )
+        for chunk in _pow2_chunks(device_rows):
+            sql = _multi_row(_DEVICE_UPSERT_HEAD, _DEVICE_ROW, len(chunk)) + _DEVICE_UPSERT_TAIL
+            cur.execute(sql, [v for row in chunk for v in row])
         if dead:
             cur.executemany(
                 "INSERT INTO dead_letters (received_at, source, reason, raw, raw_is_text, dev_eui) "
