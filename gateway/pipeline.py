@@ -220,8 +220,9 @@ class Pipeline:
     def commit_many(self, prepared: list[Prepared]) -> list[Result]:
         """Store prepared events in one transaction (group commit: one fsync for the lot).
 
-        Each event still succeeds or fails on its own (a SAVEPOINT each); a :class:`StoreError` (the
-        commit failed) means none was kept, and none may be acknowledged.
+        Consecutive uplinks go to :meth:`Store.record_uplinks` together (a few multi-row statements,
+        with the outcome of storing them one at a time); other events are stored one by one. A
+        :class:`StoreError` (the commit failed) means none was kept, and none may be acknowledged.
         """
         results: list[Result | None] = [None] * len(prepared)
         with self.store.batch():
