@@ -43,6 +43,7 @@ __all__ = [
     "Device",
     "DeviceUpdate",
     "FcntStep",
+    "PruneResult",
     "Store",
     "StoreError",
     "StoredReading",
@@ -73,6 +74,16 @@ class DeadLetter:
     reason: str
     raw: bytes | str  # exactly what was received (str when it arrived as text)
     dev_eui: str | None = None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Store.prune` deleted (or, on a dry run, would delete)."""
+
+    readings: int
+    events: int
+    dead_letters: int
+    kept_undelivered: int  # readings older than the cutoff kept because a sink has not delivered them
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,56 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX readings_time;
     """,
+    # 3: narrow reading log. What every reading of an uplink repeated (device name, message type,
+    # deduplication id, FCnt, tags, radio metadata) moves to the uplink's event row; the log keeps
+    # what differs per reading. ``readings`` becomes a view with the old columns, so every query and
+    # the ids (the sinks' outbox positions) stay as they were. About a third less disk per uplink and
+    # half the values to bind per reading.
+    """
+    ALTER TABLE events ADD COLUMN device_name TEXT;
+    ALTER TABLE events ADD COLUMN message_type TEXT;
+    ALTER TABLE events ADD COLUMN f_cnt INTEGER;
+    ALTER TABLE events ADD COLUMN tags TEXT;
+    ALTER TABLE events ADD COLUMN rssi INTEGER;
+    ALTER TABLE events ADD COLUMN snr REAL;
+    ALTER TABLE events ADD COLUMN gateway_id TEXT;
+    ALTER TABLE events ADD COLUMN spreading_factor INTEGER;
+    ALTER TABLE events ADD COLUMN frequency INTEGER;
+    ALTER TABLE events ADD COLUMN gateway_count INTEGER;
+    CREATE TABLE reading_log (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,   -- outbox position, never reused
+        event_id   INTEGER NOT NULL REFERENCES events (id),
+        dev_eui    TEXT NOT NULL,
+        time       TEXT NOT NULL,
+        field      TEXT NOT NULL,
+        value      TEXT NOT NULL,                       -- JSON: number, bool or string
+        value_num  REAL,                                -- numeric copy for SQL filters
+        unit       TEXT,
+        unit_code  TEXT
+    );
+    -- for the copy below only (one lookup per event), dropped with the old table
+    CREATE INDEX readings_by_event ON readings (event_id, id);
+    UPDATE events SET (device_name, message_type, f_cnt, tags, rssi, snr, gateway_id, spreading_factor,
+                       frequency, gateway_count) =
+        (SELECT r.device_name, r.message_type, r.f_cnt, r.tags, r.rssi, r.snr, r.gateway_id,
+                r.spreading_factor, r.frequency, r.gateway_count
+         FROM readings AS r WHERE r.event_id = events.id ORDER BY r.id LIMIT 1)
+        WHERE id IN (SELECT event_id FROM readings);
+    INSERT INTO reading_log (id, event_id, dev_eui, time, field, value, value_num, unit, unit_code)
+        SELECT id, event_id, dev_eui, time, field, value, value_num, unit, unit_code FROM readings ORDER BY id;
+    DELETE FROM sqlite_sequence WHERE name = 'reading_log';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'reading_log', seq FROM sqlite_sequence WHERE name = 'readings';
+    DROP TABLE readings;
+    CREATE INDEX readings_device_field_time ON reading_log (dev_eui, field, time);
+    CREATE VIEW readings AS
+        SELECT v.id AS id, v.event_id AS event_id, v.dev_eui AS dev_eui, e.device_name AS device_name,
+               e.message_type AS message_type, v.time AS time, v.field AS field, v.value AS value,
+               v.value_num AS value_num, v.unit AS unit, v.unit_code AS unit_code,
+               e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
+               e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
+               e.frequency AS frequency, e.gateway_count AS gateway_count
+        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -309,14 +370,15 @@ _READING_COLUMNS = (
 
 
 _READING_INSERT = (
-    "INSERT INTO readings (event_id, dev_eui, device_name, message_type, time, field, value, "
-    "value_num, unit, unit_code, deduplication_id, f_cnt, tags, rssi, snr, gateway_id, "
-    "spreading_factor, frequency, gateway_count) VALUES "
+    "INSERT INTO reading_log (event_id, dev_eui, time, field, value, value_num, unit, unit_code) VALUES "
 )
-_READING_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_READING_VALUES = _READING_ROW
-_EVENT_INSERT = "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw) VALUES "
-_EVENT_ROW = "(?, 'up', ?, ?, ?, ?, ?)"
+_READING_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_UPLINK_EVENT_COLUMNS = (
+    "kind, dev_eui, received_at, dedup_id, encoding, raw, device_name, message_type, f_cnt, tags, rssi, snr, "
+    "gateway_id, spreading_factor, frequency, gateway_count"
+)
+_EVENT_INSERT = f"INSERT INTO events (id, {_UPLINK_EVENT_COLUMNS}) VALUES "
+_EVENT_ROW = "(?, 'up', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # One row per device and batch: the counters add up, the rest is the newest uplink's.
 _DEVICE_UPSERT_HEAD = (
     "INSERT INTO devices (dev_eui, name, application_id, tags, role, last_fcnt, fcnt_gaps, resets, "
@@ -351,6 +413,9 @@ class _DeviceTally:
     resets: int = 0
     uplinks: int = 0
     row: tuple[Any, ...] = ()
+
+
+_PRUNE_WINDOW = 20_000  # ids per prune transaction: short enough not to stall a running gateway
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -404,26 +469,18 @@ def _value_num(value: Any) -> float | None:
 
 
 
-def _reading_rows(event_id: int, uplink: Uplink, readings: Sequence[Reading], tags_json: str) -> list[tuple[Any, ...]]:
-    """The ``readings`` table rows (``_READING_INSERT_COLUMNS`` order) of one uplink's readings."""
-    r = uplink.radio
-    radio = (r.rssi, r.snr, r.gateway_id, r.spreading_factor, r.frequency, r.gateway_count)
+def _reading_rows(event_id: int, readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
+    """The ``reading_log`` rows (``_READING_INSERT`` order) of one uplink's readings.
+
+    What the readings share with their uplink (device name, message type, deduplication id, FCnt,
+    tags, radio metadata) is stored once, in the uplink's event row (:func:`_uplink_event_values`).
+    """
     times: dict[datetime, str] = {}  # batched readings share a few times: format each once
-    # Readings carry their uplink's tags (normalize copies them): serialise those once.
-    tags_cache: dict[tuple[tuple[str, str], ...], str] = {}
-    uplink_tags = uplink.tags
     rows = []
     for x in readings:
         t = times.get(x.time)
         if t is None:
             t = times[x.time] = format_time(x.time)
-        if x.tags == uplink_tags:
-            tags = tags_json
-        else:
-            key = tuple(sorted(x.tags.items()))
-            tags = tags_cache.get(key)
-            if tags is None:
-                tags = tags_cache[key] = json.dumps(x.tags, sort_keys=True)
         value = x.value
         kind = type(value)
         if kind is float and math.isfinite(value):  # the common case, inlined
@@ -432,25 +489,32 @@ def _reading_rows(event_id: int, uplink: Uplink, readings: Sequence[Reading], ta
             value_json, value_num = str(value), float(value)
         else:
             value_json, value_num = _value_json(value), _value_num(value)
-        rows.append(
-            (
-                event_id,
-                x.dev_eui,
-                x.device_name,
-                x.message_type,
-                t,
-                x.field,
-                value_json,
-                value_num,
-                x.unit,
-                x.unit_code,
-                x.deduplication_id,
-                x.f_cnt,
-                tags,
-                *radio,
-            )
-        )
+        rows.append((event_id, x.dev_eui, t, x.field, value_json, value_num, x.unit, x.unit_code))
     return rows
+
+
+def _uplink_event_values(
+    uplink: Uplink, received: str, encoding: str, raw: bytes | None, message_type: str | None, tags_json: str
+) -> tuple[Any, ...]:
+    """An uplink's ``events`` row after ``kind`` (``_UPLINK_EVENT_COLUMNS`` order)."""
+    r = uplink.radio
+    return (
+        uplink.dev_eui,
+        received,
+        uplink.deduplication_id,
+        encoding,
+        raw,
+        uplink.device_name,
+        message_type,
+        uplink.f_cnt,
+        tags_json,
+        r.rssi,
+        r.snr,
+        r.gateway_id,
+        r.spreading_factor,
+        r.frequency,
+        r.gateway_count,
+    )
 
 
 def _row_to_stored(row: sqlite3.Row) -> StoredReading:
@@ -675,18 +739,18 @@ class Store:
         received = format_time(uplink.received_at)
         try:
             with self._tx() as cur:
+                tags_json = json.dumps(uplink.tags, sort_keys=True)
+                message_type = readings[0].message_type if readings else role
                 row = cur.execute(
-                    "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
-                    "VALUES ('up', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-                    (uplink.dev_eui, received, uplink.deduplication_id, encoding, raw),
+                    f"INSERT INTO events ({_UPLINK_EVENT_COLUMNS}) "
+                    "VALUES ('up', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                    _uplink_event_values(uplink, received, encoding, raw, message_type, tags_json),
                 ).fetchone()
                 if row is None:
                     return False
                 event_id = row[0]
-                tags_json = json.dumps(uplink.tags, sort_keys=True)
                 self._update_device_for_uplink(cur, uplink, readings, role, received, tags_json)
-                rows = _reading_rows(event_id, uplink, readings, tags_json)
-                cur.executemany(_READING_INSERT + _READING_VALUES, rows)
+                cur.executemany(_READING_INSERT + _READING_ROW, _reading_rows(event_id, readings))
                 if dead_letter_reason is not None:
                     self._insert_dead_letter(
                         cur, dead_letter_source, dead_letter_reason, uplink.data, uplink.dev_eui, received
@@ -770,9 +834,12 @@ class Store:
             event_id = next_id
             next_id += 1
             received = format_time(up.received_at)
-            events.append((event_id, up.dev_eui, received, up.deduplication_id, r.encoding, r.raw))
             tags_json = json.dumps(up.tags, sort_keys=True)
-            readings.extend(_reading_rows(event_id, up, r.readings, tags_json))
+            message_type = r.readings[0].message_type if r.readings else r.role
+            events.append(
+                (event_id, *_uplink_event_values(up, received, r.encoding, r.raw, message_type, tags_json))
+            )
+            readings.extend(_reading_rows(event_id, r.readings))
             # The device row, as record_uplink's _update_device_for_uplink would leave it.
             state = devices.get(up.dev_eui)
             tally = updates.get(up.dev_eui)
@@ -1007,7 +1074,7 @@ class Store:
 
     def pending(self, sink: str) -> int:
         """Readings not yet delivered to ``sink``."""
-        rows = self._query("SELECT COUNT(*) FROM readings WHERE id > ?", (self.get_cursor(sink),))
+        rows = self._query("SELECT COUNT(*) FROM reading_log WHERE id > ?", (self.get_cursor(sink),))
         return int(rows[0][0])
 
     def cursors(self) -> dict[str, int]:
@@ -1018,7 +1085,7 @@ class Store:
         }
 
     def last_reading_id(self) -> int:
-        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM readings")
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM reading_log")
         return int(rows[0][0])
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -1084,12 +1151,84 @@ class Store:
         """Row counts and frame-counter totals, for /metrics and /health."""
         row = self._query(
             "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM events WHERE kind = 'up'), "
-            "(SELECT COUNT(*) FROM readings), (SELECT COUNT(*) FROM dead_letters), "
+            "(SELECT COUNT(*) FROM reading_log), (SELECT COUNT(*) FROM dead_letters), "
             "(SELECT COUNT(*) FROM devices), (SELECT COALESCE(SUM(fcnt_gaps), 0) FROM devices), "
             "(SELECT COALESCE(SUM(resets), 0) FROM devices)"
         )[0]
         keys = ("events", "uplinks", "readings", "dead_letters", "devices", "fcnt_gaps", "fcnt_resets")
         return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+    # -- maintenance ---------------------------------------------------------------------------------
+
+    def prune(
+        self,
+        before: datetime,
+        delivered_up_to: int,
+        *,
+        dead_letters: bool = False,
+        dry_run: bool = False,
+        window: int = _PRUNE_WINDOW,
+    ) -> PruneResult:
+        """Delete readings and events older than ``before`` that every sink has delivered.
+
+        A reading goes when its time is before ``before`` and its id is at most ``delivered_up_to``
+        (the smallest cursor of the sinks that must still see it); an event goes when it was received
+        before ``before`` and none of its readings is left. Dead letters older than ``before`` go only
+        with ``dead_letters``. Devices (their counters and last state) and sink cursors stay; ids are
+        never reused. Work is done in short transactions of ``window`` ids each, so a running gateway
+        keeps storing while this runs. ``dry_run`` counts what would go and deletes nothing.
+
+        A deduplication id deleted here is forgotten: an uplink redelivered after its event was pruned
+        would be stored again, so prune well behind what the broker can redeliver.
+        """
+        cutoff = format_time(before)
+        first, last = self._query("SELECT COALESCE(MIN(id), 1), COALESCE(MAX(id), 0) FROM reading_log")[0]
+        readings = 0
+        lo = int(first)
+        top = min(int(last), delivered_up_to)
+        while lo <= top:
+            hi = min(lo + window - 1, top)
+            where = "FROM reading_log WHERE id >= ? AND id <= ? AND time < ?"
+            if dry_run:
+                readings += int(self._query(f"SELECT COUNT(*) {where}", (lo, hi, cutoff))[0][0])
+            else:
+                with self._tx() as cur:
+                    readings += max(cur.execute(f"DELETE {where}", (lo, hi, cutoff)).rowcount, 0)
+            lo = hi + 1
+        kept = int(
+            self._query("SELECT COUNT(*) FROM reading_log WHERE id > ? AND time < ?", (delivered_up_to, cutoff))[0][0]
+        )
+        # Events that still have readings: the undelivered ones. (A delivered reading that stays is newer
+        # than the cutoff, and so is its event: a reading's time is its uplink's receive time or earlier.)
+        held = {int(r[0]) for r in self._query("SELECT DISTINCT event_id FROM reading_log WHERE id > ?", (delivered_up_to,))}
+        first, last = self._query("SELECT COALESCE(MIN(id), 1), COALESCE(MAX(id), 0) FROM events")[0]
+        events = 0
+        lo = int(first)
+        while lo <= int(last):
+            hi = lo + window - 1
+            ids = [
+                int(r[0])
+                for r in self._query(
+                    "SELECT id FROM events WHERE id >= ? AND id <= ? AND received_at < ?", (lo, hi, cutoff)
+                )
+                if int(r[0]) not in held
+            ]
+            if ids and not dry_run:
+                with self._tx() as cur:
+                    for chunk in _chunks(ids, 500):
+                        marks = ", ".join("?" * len(chunk))
+                        cur.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk)
+            events += len(ids)
+            lo = hi + 1
+        letters = 0
+        if dead_letters:
+            where = "FROM dead_letters WHERE received_at < ?"
+            if dry_run:
+                letters = int(self._query(f"SELECT COUNT(*) {where}", (cutoff,))[0][0])
+            else:
+                with self._tx() as cur:
+                    letters = max(cur.execute(f"DELETE {where}", (cutoff,)).rowcount, 0)
+        return PruneResult(readings=readings, events=events, dead_letters=letters, kept_undelivered=kept)
 
     def event_count(self, kind: str | None = None) -> int:
         if kind is None:

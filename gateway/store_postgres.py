@@ -110,6 +110,49 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX readings_time;
     """,
+    # 3: the narrow reading log (see gateway.store's migration 3); ``readings`` becomes a view.
+    """
+    ALTER TABLE events ADD COLUMN device_name TEXT;
+    ALTER TABLE events ADD COLUMN message_type TEXT;
+    ALTER TABLE events ADD COLUMN f_cnt BIGINT;
+    ALTER TABLE events ADD COLUMN tags TEXT;
+    ALTER TABLE events ADD COLUMN rssi INTEGER;
+    ALTER TABLE events ADD COLUMN snr DOUBLE PRECISION;
+    ALTER TABLE events ADD COLUMN gateway_id TEXT;
+    ALTER TABLE events ADD COLUMN spreading_factor INTEGER;
+    ALTER TABLE events ADD COLUMN frequency BIGINT;
+    ALTER TABLE events ADD COLUMN gateway_count INTEGER;
+    CREATE TABLE reading_log (
+        id         BIGSERIAL PRIMARY KEY,
+        event_id   BIGINT NOT NULL REFERENCES events (id),
+        dev_eui    TEXT NOT NULL,
+        time       TEXT NOT NULL,
+        field      TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        value_num  DOUBLE PRECISION,
+        unit       TEXT,
+        unit_code  TEXT
+    );
+    UPDATE events SET (device_name, message_type, f_cnt, tags, rssi, snr, gateway_id, spreading_factor,
+                       frequency, gateway_count) =
+        (r.device_name, r.message_type, r.f_cnt, r.tags, r.rssi, r.snr, r.gateway_id, r.spreading_factor,
+         r.frequency, r.gateway_count)
+        FROM (SELECT DISTINCT ON (event_id) * FROM readings ORDER BY event_id, id) AS r
+        WHERE events.id = r.event_id;
+    INSERT INTO reading_log (id, event_id, dev_eui, time, field, value, value_num, unit, unit_code)
+        SELECT id, event_id, dev_eui, time, field, value, value_num, unit, unit_code FROM readings ORDER BY id;
+    SELECT setval(pg_get_serial_sequence('reading_log', 'id'), last_value, is_called) FROM readings_id_seq;
+    DROP TABLE readings;
+    CREATE INDEX readings_device_field_time ON reading_log (dev_eui, field, time);
+    CREATE VIEW readings AS
+        SELECT v.id AS id, v.event_id AS event_id, v.dev_eui AS dev_eui, e.device_name AS device_name,
+               e.message_type AS message_type, v.time AS time, v.field AS field, v.value AS value,
+               v.value_num AS value_num, v.unit AS unit, v.unit_code AS unit_code,
+               e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
+               e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
+               e.frequency AS frequency, e.gateway_count AS gateway_count
+        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id;
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "PostgreSQL and SQLite schemas move together"
 

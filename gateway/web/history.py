@@ -110,7 +110,7 @@ def _field_names(store: Store, dev_eui: str) -> list[str]:
     last = ""
     while len(names) < _MAX_FIELDS:
         row = _query(
-            store, "SELECT MIN(field) FROM readings WHERE dev_eui = ? AND field > ?", (dev_eui, last)
+            store, "SELECT MIN(field) FROM reading_log WHERE dev_eui = ? AND field > ?", (dev_eui, last)
         )
         if not row or row[0][0] is None:
             break

@@ -90,25 +90,48 @@ def test_reopen_keeps_data_and_does_not_migrate_twice(tmp_path, make_uplink, mak
         assert len(s.readings()) == 1
 
 
+V1_READING = (  # a reading as the first release wrote it: every uplink column on every reading row
+    "INSERT INTO readings (id, event_id, dev_eui, device_name, message_type, time, field, value, value_num, "
+    "unit, unit_code, deduplication_id, f_cnt, tags, rssi, snr, gateway_id, spreading_factor, frequency, "
+    "gateway_count) VALUES (?, 1, '0004a30b001c0530', 'node-0530', 'air_quality', '2026-05-04T12:00:00.000000Z', "
+    "?, ?, ?, ?, ?, 'dedup-old', 41, '{\"district\": \"buer\"}', -99, 2.5, '0016c001ff10a235', 9, 868300000, 3)"
+)
+
+
 def test_a_version_1_file_migrates_to_the_current_schema_keeping_its_readings(
     tmp_path, make_uplink, make_reading
 ):
-    # A store written by the first release: schema 1 (it had a time index on the reading log).
+    # A store written by the first release (schema 1), with readings and a sink part-way through them.
     path = tmp_path / "v1.sqlite"
     conn = sqlite3.connect(path, isolation_level=None)
     for statement in store_module._MIGRATIONS[0].split(";"):
         if statement.strip():
             conn.execute(statement)
+    conn.execute(
+        "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw) "
+        "VALUES (1, 'up', '0004a30b001c0530', '2026-05-04T12:00:00.000000Z', 'dedup-old', 'json', x'7b7d')"
+    )
+    conn.execute(V1_READING, (7, "temperature", "21.5", 21.5, "°C", "CEL"))
+    conn.execute(V1_READING, (9, "tilt", "true", 1.0, None, None))
+    conn.execute("INSERT INTO sink_cursors VALUES ('ngsi', 7, '2026-05-04T12:00:01.000000Z')")
     conn.execute("PRAGMA user_version=1")
     conn.close()
-    with Store.open(path) as s:
-        up = make_uplink(1)
-        assert s.record_uplink(up, [make_reading(up)])
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         indexes = {row[0] for row in s._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "readings_time" not in indexes and "readings_device_field_time" in indexes
-        assert [r.reading.value for r in s.readings(device=up.dev_eui, since=up.received_at)] == [21.5]
+        old = s.readings()
+        assert [(r.id, r.reading.field, r.reading.value) for r in old] == [(7, "temperature", 21.5), (9, "tilt", True)]
+        first = old[0]
+        assert first.reading.deduplication_id == "dedup-old" and first.reading.f_cnt == 41
+        assert first.reading.tags == {"district": "buer"} and first.reading.message_type == "air_quality"
+        assert (first.radio.rssi, first.radio.spreading_factor, first.radio.gateway_count) == (-99, 9, 3)
+        assert s.pending("ngsi") == 1  # the sink's cursor still points into the same log
+        up = make_uplink(1)
+        assert s.record_uplink(up, [make_reading(up)])
+        [new] = s.readings(device=up.dev_eui, since=up.received_at, after_id=9)
+        assert new.id > 9  # ids continue after the migrated ones: never reused
+        assert s.pending("ngsi") == 2
 
 
 def test_record_uplink_is_exactly_once_per_deduplication_id(store, make_uplink, make_reading):
@@ -268,6 +291,37 @@ def test_postgres_migrates_once_and_reopens(pg_schema, make_uplink, make_reading
         s.record_uplink(up, [make_reading(up)])
     with Store.open(pg_schema) as s:
         assert s.schema_version == SCHEMA_VERSION and len(s.readings()) == 1
+
+
+@pytest.mark.postgres
+def test_postgres_version_1_data_migrates_to_the_narrow_reading_log(pg_schema, make_uplink, make_reading):
+    import psycopg
+
+    from gateway import store_postgres
+
+    schema = pg_schema.rsplit("%3D", 1)[1]
+    with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={schema}") as conn:
+        conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
+        for statement in store_postgres._MIGRATIONS[0].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO citynode_schema VALUES (1)")
+        conn.execute(
+            "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
+            "VALUES ('up', '0004a30b001c0530', '2026-05-04T12:00:00.000000Z', 'dedup-old', 'json', '\\x7b7d')"
+        )
+        for field, value, num in (("temperature", "21.5", 21.5), ("tilt", "true", 1.0)):
+            conn.execute(
+                V1_READING.replace("(?, 1,", "(DEFAULT, 1,").replace("?", "%s"), (field, value, num, None, None)
+            )
+    with Store.open(pg_schema) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        old = s.readings()
+        assert [(r.id, r.reading.field, r.reading.value) for r in old] == [(1, "temperature", 21.5), (2, "tilt", True)]
+        assert old[0].reading.tags == {"district": "buer"} and old[0].radio.gateway_count == 3
+        up = make_uplink(1)
+        assert s.record_uplink(up, [make_reading(up)])
+        assert [r.id for r in s.readings()] == [1, 2, 3]  # the sequence went on where the old one stood
 
 
 @pytest.mark.postgres
