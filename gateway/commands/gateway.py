@@ -1,8 +1,9 @@
-"""``citynode gateway``: serve, export, deadletters, downlink, watch.
+"""``citynode gateway``: serve, export, deadletters, prune, downlink, watch.
 
 citynode gateway serve --config gw.toml
 citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
 citynode gateway deadletters --config gw.toml --limit 20
+citynode gateway prune --config gw.toml --keep-days 365 --dry-run
 citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
 citynode gateway watch --store /var/lib/citynode/gateway.sqlite
 """
@@ -16,6 +17,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,6 +70,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_deadletters)
+
+    p = sub.add_parser("prune", help="delete old readings and events that every sink has delivered")
+    _store_args(p)
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--before", help="delete what is older than this ISO 8601 time")
+    when.add_argument("--keep-days", type=int, help="delete what is older than this many days")
+    p.add_argument("--dead-letters", action="store_true", help="also delete dead letters older than that")
+    p.add_argument("--ignore-sink", action="append", default=[], metavar="NAME",
+                   help="a sink that was removed for good: do not wait for it (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("downlink", help="encode a config message and queue it for a device")
     p.add_argument("dev_eui", help="16 hex digits")
@@ -179,6 +192,41 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
             print(f"    raw ({len(dl.raw)} {'bytes' if isinstance(dl.raw, bytes) else 'chars'}): {raw[:160]}")
     if not letters:
         print("no dead letters", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ prune
+
+
+def prune_sinks(store: Store, config: Config | None, ignore: list[str]) -> dict[str, int]:
+    """The sinks whose cursors bound a prune, with their cursors.
+
+    Every sink with a cursor in the store, and with a config every sink in ``[sinks]`` (enabled or
+    not: a sink switched off for a while still gets its backlog when it returns), minus ``ignore``.
+    """
+    cursors = store.cursors()
+    names = set(cursors) | (set(config.sinks) if config is not None else set())
+    return {name: cursors.get(name, 0) for name in sorted(names - set(ignore))}
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.keep_days is not None:
+        if args.keep_days < 1:
+            raise ConfigError(f"--keep-days: expected at least 1, got {args.keep_days}")
+        before = datetime.now(UTC) - timedelta(days=args.keep_days)
+    else:
+        before = parse_time(args.before)
+    config = load_config(args.config) if args.config else None
+    with _open_store(args) as store:
+        sinks = prune_sinks(store, config, args.ignore_sink)
+        delivered = min(sinks.values()) if sinks else store.last_reading_id()
+        result = store.prune(before, delivered, dead_letters=args.dead_letters, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    letters = f", {result.dead_letters} dead letters" if args.dead_letters else ""
+    print(f"{verb} {result.readings} readings, {result.events} events{letters} older than {before.isoformat()}")
+    if result.kept_undelivered:
+        behind = ", ".join(f"sink {name} has delivered up to #{cursor}" for name, cursor in sinks.items() if cursor == delivered)
+        print(f"kept {result.kept_undelivered} older readings that are not delivered yet: {behind}")
     return 0
 
 
