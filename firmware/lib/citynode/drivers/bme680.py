@@ -108,8 +108,7 @@ class BME680:
 
             self._comp = bme680_float
         else:
-            raise ConfigError("compensation", 'BME680 compensation is "integer" or "float"')
-        self.compensation = compensation
+            raise ConfigError("compensation", 'must be "integer" or "float", got %r' % (compensation,))
         self.cal = None
         self.ambient_c = 25  # heater calculation ambient; updated from each temperature reading
         self.raw = None  # (adc_t, adc_p, adc_h, adc_gas, gas_range, status bits) of the last reading
