@@ -18,16 +18,17 @@ MODULES = [
     "citynode.hal.simbus", "citynode.hal.simio", "citynode.hal.simdev", "citynode.hal.simcrowd", "citynode.hal.sim_bme680",
     "citynode.hal.simuart", "citynode.hal.simextra", "citynode.hal.simtransit", "citynode.hal.simpm",
     "citynode.hal.simdistance",
-    "citynode.drivers", "citynode.drivers.bme680", "citynode.drivers.bme680_calc", "citynode.drivers.particulate",
-    "citynode.drivers.sds011", "citynode.drivers.pms5003", "citynode.drivers.distance", "citynode.drivers.hcsr04",
+    "citynode.drivers", "citynode.drivers.bme680", "citynode.drivers.bme680_calc", "citynode.drivers.bme680_float",
+    "citynode.drivers.particulate", "citynode.drivers.sds011", "citynode.drivers.pms5003", "citynode.drivers.distance",
+    "citynode.drivers.hcsr04",
     "citynode.drivers.a02yyuw", "citynode.drivers.battery", "citynode.drivers.bin",
 ]
 
 
 def test_the_list_covers_every_module():
     lib = env_sim_paths.FIRMWARE_LIB
-    owned = {"__init__", "bme680", "bme680_calc", "particulate", "sds011", "pms5003", "distance", "hcsr04",
-             "a02yyuw", "battery", "bin"}
+    owned = {"__init__", "bme680", "bme680_calc", "bme680_float", "particulate", "sds011", "pms5003", "distance",
+             "hcsr04", "a02yyuw", "battery", "bin"}
     found = {f"citynode.hal.{p.stem}" for p in (lib / "citynode" / "hal").glob("*.py") if p.stem != "__init__"}
     found |= {f"citynode.drivers.{p.stem}" for p in (lib / "citynode" / "drivers").glob("*.py") if p.stem in owned - {"__init__"}}
     assert found <= set(MODULES)

@@ -7,11 +7,15 @@
 # results on the device than on the unix port our tests run on. Results are therefore quantised:
 # 0.01 degC, 1 Pa (2 Pa steps at high pressure, where 3.3.2 divides before doubling), 0.001 %RH,
 # 1 ohm.
+# compensation="float" evaluates the same formulas with true division instead (bme680_float, loaded
+# only then): with IEEE doubles (unix port, CPython) it gives exactly the values
+# adafruit-circuitpython-bme680 gives, which is how the tests cross-check the two drivers. The heater
+# set-point (3.3.5) stays integer in both modes.
 #
 # The base class holds all chip logic and talks to the chip only through _read(reg, n) and
 # _write(reg, data); BME680_I2C implements them for an I2C bus handed in by the HAL.
 from citynode.compat import const
-from citynode.drivers import ConfigError, SensorError, check_range
+from citynode.drivers import ConfigError, SensorError, bme680_calc, check_range
 from citynode.drivers.bme680_calc import (  # noqa: F401  (re-exported: the driver's public maths)
     GAS_RANGE_LUT1,
     GAS_RANGE_LUT2,
@@ -70,10 +74,13 @@ class BME680:
     not reach its target or gas is disabled). Raises SensorError when the chip is absent, answers
     with a wrong chip id, or does not finish in time. The chip is (re)initialised lazily, so a sensor
     that was absent at boot is picked up on a later cycle.
+
+    compensation: "integer" (default; the datasheet's fixed-point formulas, exact on every port) or
+    "float" (the same formulas with true division in floats, as adafruit_bme680 computes them).
     """
 
     def __init__(self, clock=None, *, temperature_os=8, pressure_os=4, humidity_os=2, filter_size=3,
-                 heater_c=320, heater_ms=150, gas=True, timeout_ms=1000):
+                 heater_c=320, heater_ms=150, gas=True, timeout_ms=1000, compensation="integer"):
         if clock is None:
             from citynode.hal import clock as _clock
 
@@ -94,6 +101,14 @@ class BME680:
         self.heater_c = check_range("heater_c", heater_c, 200, 400)
         self.heater_ms = check_range("heater_ms", heater_ms, 1, 4032)
         self.timeout_ms = timeout_ms
+        if compensation == "integer":
+            self._comp = bme680_calc
+        elif compensation == "float":
+            from citynode.drivers import bme680_float  # only now: a node never pays for the float code
+
+            self._comp = bme680_float
+        else:
+            raise ConfigError("compensation", 'must be "integer" or "float", got %r' % (compensation,))
         self.cal = None
         self.ambient_c = 25  # heater calculation ambient; updated from each temperature reading
         self.raw = None  # (adc_t, adc_p, adc_h, adc_gas, gas_range, status bits) of the last reading
@@ -146,8 +161,8 @@ class BME680:
         self._write(_REG_CTRL_MEAS, ((self._os_t << 5) | (self._os_p << 2) | _MODE_FORCED,))
 
     def measure_raw(self):
-        """One forced-mode conversion. Returns integer results:
-        (temperature 0.01 degC, pressure Pa, humidity 0.001 %RH, gas ohm or None)."""
+        """One forced-mode conversion. Returns (temperature 0.01 degC, pressure Pa, humidity
+        0.001 %RH, gas ohm or None): integers, or floats (gas still whole ohms) in "float" mode."""
         try:
             if self.cal is None:
                 self.begin()
@@ -175,15 +190,16 @@ class BME680:
         if adc_t == _ADC_SKIPPED_TP or adc_p == _ADC_SKIPPED_TP or adc_h == _ADC_SKIPPED_H:
             raise SensorError("bme680", "conversion skipped (ADC holds its reset value)")
         cal = self.cal
-        t, t_fine = calc_temperature(cal, adc_t)
+        comp = self._comp
+        t, t_fine = comp.calc_temperature(cal, adc_t)
         if not -4000 <= t <= 8500:  # 1.1: operating range -40..85 degC
-            raise SensorError("bme680", "temperature %d.%02d degC out of range" % (t // 100, t % 100))
-        p = calc_pressure(cal, adc_p, t_fine)
-        h = calc_humidity(cal, adc_h, t_fine)
+            raise SensorError("bme680", "temperature %.2f degC out of range" % (t / 100))
+        p = comp.calc_pressure(cal, adc_p, t_fine)
+        h = comp.calc_humidity(cal, adc_h, t_fine)
         gas = None
         if self.gas and flags == (_GAS_VALID | _HEAT_STAB):
-            gas = calc_gas_resistance(cal, adc_g, g_range)
-        self.ambient_c = t // 100
+            gas = comp.calc_gas_resistance(cal, adc_g, g_range)
+        self.ambient_c = int(t // 100)
         if _DEBUG:
             print("bme680 raw", self.raw, "->", t, p, h, gas)
         return t, p, h, gas
