@@ -168,7 +168,6 @@ class SimFlash:
         self.size = size
         self.data = bytearray(b"\xff" * size)
         self.write_protected = False
-        self.erase_count = 0  # sectors erased, for tests that check what an operation touched
 
     def erase(self, offset: int, length: int) -> None:
         """Erase every sector that [offset, offset+length) touches."""
@@ -177,7 +176,6 @@ class SimFlash:
         if self.write_protected:
             return
         self.data[start:end] = b"\xff" * (end - start)
-        self.erase_count += (end - start) // _SECTOR
 
     def erase_all(self) -> None:
         self.erase(0, self.size)
@@ -186,8 +184,9 @@ class SimFlash:
         """Page-program ``chunk`` at ``offset``: each bit can go from 1 to 0 only (NOR flash)."""
         if self.write_protected:
             return
-        old = self.data[offset:offset + len(chunk)]
-        self.data[offset:offset + len(chunk)] = bytes(a & b for a, b in zip(old, chunk, strict=True))
+        end = offset + len(chunk)
+        merged = int.from_bytes(self.data[offset:end], "big") & int.from_bytes(chunk, "big")
+        self.data[offset:end] = merged.to_bytes(len(chunk), "big")
 
     def md5(self, offset: int, length: int) -> bytes:
         return hashlib.md5(self.data[offset:offset + length]).digest()
@@ -223,7 +222,7 @@ class _FlashWrite:
     compressed: bool
     next_seq: int = 0
     written: int = 0
-    inflater: Any = None
+    inflater: Any = None  # zlib decompressor of a FLASH_DEFL session
     erased_to: int = 0  # the stub erases sectors just before it writes into them
 
 
