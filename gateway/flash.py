@@ -356,7 +356,13 @@ def run_selftest(transport: Any, timeout: float = 30.0) -> SelfTest:
 # ---- flashing -----------------------------------------------------------------------------------
 
 def write_image(port: str, board: dict[str, Any], image: Path, *, erase: bool, progress: Progress) -> str:
-    """Write a MicroPython image with esptool; on a pty, say that it cannot and return that message."""
+    """Write a MicroPython image with esptool; on a pty, say that it cannot and return that message.
+
+    esptool failures become one line a technician can act on: :class:`NoPortError` (nothing at the
+    port), :class:`DeviceBusyError`, :class:`WrongBoardError` (the chip is not the board's MCU), or
+    :class:`FlashError` (no answer from the ROM bootloader, image too large for the flash, write failed).
+    Tested against the real esptool with ``gateway.sim.esp_rom_sim``.
+    """
     if is_pty(port):
         message = f"{port} is a virtual device (pty): it has no flash chip, so {image.name} was not written"
         progress(message)
@@ -366,18 +372,59 @@ def write_image(port: str, board: dict[str, Any], image: Path, *, erase: bool, p
         raise WrongBoardError(f"board {board.get('name')}: esptool cannot write an image for mcu {mcu!r}")
     if not image.is_file():
         raise ConfigError(f"--firmware {image}: no such file")
+    # write_flash/erase_flash: the spelling esptool 4 knows; esptool 5 accepts it with a deprecation note.
     base = [sys.executable, "-m", "esptool", "--chip", mcu, "--port", port]
     steps = ([base + ["erase_flash"]] if erase else []) + [base + ["write_flash", IMAGE_OFFSETS[mcu], str(image)]]
     for argv in steps:
         progress(f"esptool {' '.join(argv[5:])}")
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout).strip().splitlines()
-            text = lines[-1] if lines else f"exit code {proc.returncode}"
-            if "Wrong --chip" in text or "This chip is" in text:
-                raise WrongBoardError(f"{port}: {text}")
-            raise FlashError(f"{port}: esptool failed: {text}")
+            reason = _esptool_reason(proc.stderr, proc.stdout, proc.returncode)
+            raise _esptool_error(port, board, image, argv[7], reason)
     return f"wrote {image.name} at {IMAGE_OFFSETS[mcu]}"
+
+
+_ESPTOOL_FATAL = re.compile(r"A fatal error occurred: (.*)", re.DOTALL)
+_ESPTOOL_NOISE = ("For troubleshooting steps", "WARNING: Deprecated")
+
+
+def _esptool_reason(stderr: str, stdout: str, returncode: int) -> str:
+    """esptool's own reason on one line: the text after "A fatal error occurred:" to the end of that stream
+    (it may run over several lines; the troubleshooting link is dropped), else the last line it printed."""
+    for output in (stderr, stdout):
+        found = _ESPTOOL_FATAL.search(output)
+        if found:
+            lines = [line.strip() for line in found.group(1).splitlines()]
+            return " ".join(line for line in lines if line and not line.startswith(_ESPTOOL_NOISE))
+    lines = [line.strip() for line in (stderr + "\n" + stdout).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_ESPTOOL_NOISE)]
+    return lines[-1] if lines else f"exit code {returncode}"
+
+
+def _esptool_error(port: str, board: dict[str, Any], image: Path, step: str, reason: str) -> FlashError:
+    """The FlashError subclass and message for one failed esptool step."""
+    name, mcu = board.get("name"), board.get("mcu")
+    chip = re.search(r"This chip is ([\w-]+),? not ([\w-]+)", reason)
+    if chip or "Wrong --chip" in reason or "Wrong chip argument" in reason:
+        found = chip.group(1) if chip else "another chip"
+        return WrongBoardError(f"{port}: --board {name} is an {mcu} board but the chip on the port is an {found} "
+                               f"(esptool: {reason})")
+    if "Could not open" in reason:
+        if re.search(r"Errno 2\b|No such file|Connection refused", reason):
+            return NoPortError(f"{port}: no such device, or nothing listening there (is the board plugged in?) "
+                               f"(esptool: {reason})")
+        if re.search(r"exclusively lock|Errno 1[16]\b|Access is denied", reason):
+            return DeviceBusyError(f"{port}: busy, another program has the port open (close it and retry)")
+    if "Failed to connect" in reason:
+        return FlashError(f"{port}: the chip's ROM bootloader does not answer: put the board in download mode "
+                          f"(hold BOOT, press and release RESET, release BOOT) and retry (esptool: {reason})")
+    fit = re.search(r"will not fit in (\d+) bytes of flash", reason)
+    if fit:
+        flash, offset = int(fit.group(1)), int(IMAGE_OFFSETS[str(mcu)], 16)
+        return FlashError(f"{port}: {image.name} is {image.stat().st_size} bytes, but the board's "
+                          f"{flash // 2**20} MB flash holds at most {flash - offset} bytes from "
+                          f"{IMAGE_OFFSETS[str(mcu)]}: is it a MicroPython image for {name}?")
+    return FlashError(f"{port}: esptool {step} failed: {reason}")
 
 
 def _check_board(transport: Any, port: str, board: dict[str, Any], erase: bool) -> None:
