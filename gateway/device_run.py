@@ -23,6 +23,7 @@ from gateway.errors import ConfigError
 from gateway.firmware_build import built_firmware
 from gateway.micropython import find_micropython
 from gateway.paths import boards_dir
+from gateway.simhost import SimHost
 
 __all__ = ["DeviceRun", "prepare_fs", "run_device"]
 
@@ -81,19 +82,23 @@ def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: flo
     tree = built_firmware()
     env = dict(os.environ)
     env["MICROPYPATH"] = f"{tree / 'lib'}:.frozen"
-    proc = subprocess.Popen(
-        [find_micropython(), "-X", f"heapsize={heapsize}", str(tree / "main.py")],
-        cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout
-    try:
-        for line in proc.stdout:
-            yield line.rstrip("\n")
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with SimHost.for_fs(fs) as host:  # the sim board's peripherals, served to the firmware from here
+        env.update(host.env)
+        proc = subprocess.Popen(
+            [find_micropython(), "-X", f"heapsize={heapsize}", str(tree / "main.py")],
+            cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            pass_fds=host.pass_fds,
+        )
+        host.start()
+        assert proc.stdout
+        try:
+            for line in proc.stdout:
+                yield line.rstrip("\n")
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     if proc.returncode:
         yield f"exit status {proc.returncode}"
 

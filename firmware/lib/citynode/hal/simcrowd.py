@@ -22,6 +22,10 @@ class PacedWifi:
             self.started_ms = now
         return self.source.read(buf)
 
+    def quiet_until_ms(self):
+        """After a read of 0: the virtual ms of the next replay (citynode.hal.simlink polls less)."""
+        return self.started_ms + self.period_ms if self.started_ms is not None else 0
+
 
 class PacedBluetooth:
     """Stand-in for the `bluetooth` module on the sim board: a SyntheticBluetooth population whose

@@ -237,3 +237,7 @@ class SimGPS(SimUART):
         if not self.rx:
             self._due()
         return SimUART.read(self, n)
+
+    def quiet_until_ms(self):
+        """With nothing waiting: the virtual ms of the next burst (citynode.hal.simlink polls less)."""
+        return self._next_ms

@@ -1,0 +1,311 @@
+# The sim board with its peripherals on the host: what `citynode device run` and the virtual device
+# give the firmware. The simulators (BME680 register map, SDS011/PMS5003/A02YYUW frames, ultrasonic
+# echoes, passengers at the doors, GPS, WiFi probes and BLE adverts: citynode.hal.sim*) run in the
+# host process (gateway/simhost.py); this module speaks to them over two pipes, as a driver speaks to
+# a chip over a bus, so the drivers' own parsing and compensation code still runs here on the bytes
+# the simulators produce, and none of the simulators' code takes heap on the unix port.
+#
+# Time stays here: the virtual clock, pins, ADC and watchdog are local (citynode.hal.simio), and
+# every request carries the virtual time in us, to which the host sets its clock before it answers.
+#
+# Wire format. Request: one line of JSON, [t_us, device, method, [args]] (bytes as hex strings).
+# Reply: a 4-byte header, a kind byte ("j" JSON value, "b" raw bytes, "e" errno of an OSError) and a
+# 24-bit payload length, then the payload. Raw bytes go straight into the caller's buffer.
+import json
+from binascii import hexlify
+
+from citynode.hal.simio import SimADC, SimClock, SimPin, SimWDT
+
+ENV = "CITYNODE_SIM_LINK"  # "<request fd>,<reply fd>", set by the host that runs the simulators
+_DEEP_SLEEP = "deep_sleep"
+
+
+class Link:
+    """The two pipes to the host's simulators; call() is one request and its reply."""
+
+    def __init__(self, spec, clock):
+        w, r = spec.split(",")
+        self._w = open("/dev/fd/" + w, "wb")
+        self._r = open("/dev/fd/" + r, "rb")
+        self._hdr = bytearray(4)
+        self.clock = clock
+
+    def _fill(self, buf):
+        mv = memoryview(buf)
+        got = 0
+        while got < len(mv):
+            n = self._r.readinto(mv[got:])
+            if not n:
+                raise OSError(5)  # EIO: the host went away
+            got += n
+
+    def call(self, dev, method, args=(), into=None):
+        self._w.write(json.dumps([self.clock.now_us, dev, method, args]))
+        self._w.write(b"\n")
+        h = self._hdr
+        self._fill(h)
+        n = (h[1] << 16) | (h[2] << 8) | h[3]
+        if h[0] == 0x62 and into is not None:  # "b" into the caller's buffer
+            self._fill(memoryview(into)[:n])
+            return n
+        data = bytearray(n)
+        self._fill(data)
+        if h[0] == 0x62:
+            return data
+        value = json.loads(data)
+        if h[0] == 0x65:  # "e"
+            raise OSError(value)
+        return value
+
+
+class _Quiet:
+    """A host device that reports, when it has nothing to read, the virtual ms before which it will
+    have nothing either (a GPS between bursts, a WiFi source between replays): polls until then
+    cost no round trip. A write to the device ends the quiet."""
+
+    def __init__(self, link, dev):
+        self._link = link
+        self._dev = dev
+        self._quiet_ms = 0
+
+    def _asleep(self):
+        return self._link.clock.now_us // 1000 < self._quiet_ms
+
+    def _read(self, method, n, into=None):
+        if self._asleep():
+            return None
+        got = self._link.call(self._dev, method, [n], into)
+        if type(got) is list:  # [None, quiet_until_ms]: nothing to read
+            self._quiet_ms = got[1]
+            return None
+        return got
+
+
+class RemoteUART(_Quiet):
+    """machine.UART of a sensor simulated on the host (read() -> bytes or None, as machine.UART)."""
+
+    def any(self):
+        if self._asleep():
+            return 0
+        return self._link.call(self._dev, "any")
+
+    def read(self, n=-1):
+        return self._read("read", -1 if n is None else n)
+
+    def readinto(self, buf, n=-1):
+        return self._read("read", len(buf) if n < 0 else n, buf)
+
+    def write(self, data):
+        self._quiet_ms = 0
+        return self._link.call(self._dev, "write", [hexlify(data).decode()])
+
+    def flush(self):
+        pass
+
+
+class RemoteWifi(_Quiet):
+    """The WiFi sniffer's record source (read(buf) -> n, 0 when nothing is waiting)."""
+
+    def read(self, buf):
+        return self._read("read", len(buf), buf) or 0
+
+
+class RemoteI2C:
+    """machine.I2C with the host's register-map devices on it."""
+
+    def __init__(self, link):
+        self._link = link
+
+    def scan(self):
+        return self._link.call("i2c", "scan")
+
+    def readfrom_mem(self, addr, reg, n, addrsize=8):
+        return bytes(self._link.call("i2c", "readfrom_mem", [addr, reg, n]))
+
+    def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
+        self._link.call("i2c", "readfrom_mem", [addr, reg, len(buf)], buf)
+
+    def readfrom(self, addr, n, stop=True):
+        return bytes(self._link.call("i2c", "readfrom", [addr, n]))
+
+    def readfrom_into(self, addr, buf, stop=True):
+        self._link.call("i2c", "readfrom", [addr, len(buf)], buf)
+
+    def writeto_mem(self, addr, reg, buf, addrsize=8):
+        self._link.call("i2c", "writeto_mem", [addr, reg, hexlify(buf).decode()])
+
+    def writeto(self, addr, buf, stop=True):
+        return self._link.call("i2c", "writeto", [addr, hexlify(buf).decode()])
+
+
+class _Doors:
+    """SimClock.events for the beams and door contacts of the host's passenger simulator: at each
+    due instant the host moves its pin and says which, and the local pin follows (firing its IRQ)."""
+
+    def __init__(self, link, pins):
+        self._link = link
+        self._pins = pins
+        self.due_us = None
+
+    def refresh(self):
+        self.due_us = self._link.call("transit", "due")
+
+    def fire(self):
+        name, level, self.due_us = self._link.call("transit", "fire")
+        if name is not None:
+            self._pins[name].edge(level)
+
+
+class _BLE:
+    """bluetooth.BLE on the sim board: the host's advertisers (fetched once) delivered by IRQ when a
+    scan starts and every period while a continuous scan runs (as citynode.hal.simcrowd does)."""
+
+    def __init__(self, hal, adverts, period_ms):
+        self._clock = hal.clock
+        self._adverts = adverts
+        self._period_ms = period_ms
+        self._active = False
+        self._irq = None
+        self._timer = None
+        self._addr = bytearray(6)
+        self._data = bytearray(3)
+
+    def BLE(self):
+        return self
+
+    def active(self, on=None):
+        if on is not None:
+            self._active = bool(on)
+        return self._active
+
+    def irq(self, handler):
+        self._irq = handler
+
+    def _deliver(self):
+        if self._irq is None:
+            return
+        addr = self._addr
+        for addr_type, a, rssi in self._adverts:
+            addr[:] = a
+            self._irq(5, (addr_type, memoryview(addr), 0, rssi, memoryview(self._data)))  # _IRQ_SCAN_RESULT
+        for i in range(6):
+            addr[i] = 0
+
+    def gap_scan(self, duration_ms, interval_us=1280000, window_us=11250, active=False):
+        if self._timer is not None:
+            self._clock.cancel(self._timer)
+            self._timer = None
+        if duration_ms is None:
+            return
+        self._deliver()
+        if duration_ms == 0:
+            self._timer = self._clock.every(self._period_ms, self._deliver)
+        elif self._irq is not None:
+            self._irq(6, ())  # _IRQ_SCAN_DONE
+
+
+class LinkHal:
+    """The sim board's HAL (citynode.hal.sim.SimHal's methods) with the peripherals on the host."""
+
+    hard_irq = False
+
+    def __init__(self, board=None, seed=1, values=None, clock=None, link=None):
+        self.board = board or {}
+        self.seed = seed
+        self.values = values or {}
+        self.clock = clock or SimClock()
+        self.link = Link(link, self.clock)
+        battery = self.board.get("battery")
+        self._divider = battery.get("divider", 2.0) if isinstance(battery, dict) else 2.0
+        import os
+
+        self._reset_cause = os.getenv("CITYNODE_RESET_CAUSE") or "power_on"
+        self._wdt = None
+        self._i2c = None
+        self._uarts = {}
+        self._pins = {}
+        self._adcs = {}
+        self._doors = None
+        self._rtc = None
+        self.slept_ms = 0
+
+    def i2c(self, bus=0):
+        if self._i2c is None:
+            self._i2c = RemoteI2C(self.link)
+        return self._i2c
+
+    def uart(self, name):
+        if name not in self._uarts:
+            self.link.call("uart:" + name, "open")
+            self._uarts[name] = RemoteUART(self.link, "uart:" + name)
+        return self._uarts[name]
+
+    def pin(self, name, mode=None, pull=None, value=None):
+        if name not in self._pins:
+            if name.startswith("door") and value is None:
+                pin = SimPin(self.link.call("pin", "open", [name]), name=name)
+                self._pins[name] = pin
+                if self._doors is None:
+                    self._doors = self.clock.events = _Doors(self.link, self._pins)
+                self._doors.refresh()
+                return pin
+            level = 1 if (name == "tilt" and self.values.get("tilt")) else 0
+            self._pins[name] = SimPin(level if value is None else value, name=name)
+        return self._pins[name]
+
+    def adc(self, name):
+        if name not in self._adcs:
+            uv = 0
+            if name == "battery":
+                uv = int(self.values.get("battery_v", 3.9) / self._divider * 1000000)
+            seed = (self.seed * 7919 + 4 * 104729) & 0x3FFFFFFF  # SimHal.device_seed(4)
+            self._adcs[name] = SimADC(uv, noise_uv=2000, seed=seed)
+        return self._adcs[name]
+
+    def time_pulse_us(self, pin, level, timeout_us=1000000):
+        return self.link.call("pulse", "call", [level, timeout_us])
+
+    def spi(self, bus=0):
+        raise ValueError("board spi: the sim board has no SPI devices")
+
+    def wdt(self, timeout_ms=30000):
+        self._wdt = SimWDT(timeout_ms, self.clock)
+        return self._wdt
+
+    def rtc(self):
+        if self._rtc is None:
+            from citynode.hal.simextra import SimRTC
+
+            self._rtc = SimRTC()
+        return self._rtc
+
+    def battery_divider(self):
+        return self._divider
+
+    def peripheral_power(self, on):
+        return False
+
+    def wifi_source(self, channel=1):
+        self.link.call("wifi", "open", [channel])
+        return RemoteWifi(self.link, "wifi")
+
+    def bluetooth(self):
+        adverts, period_ms = self.link.call("ble", "open")
+        return _BLE(self, [(t, bytes.fromhex(a), rssi) for t, a, rssi in adverts], period_ms)
+
+    def reset(self):
+        raise SystemExit(64)  # the virtual device turns exit status 64 into a soft reset
+
+    def reset_cause(self):
+        return self._reset_cause
+
+    def deep_sleep(self, ms):
+        wdt = self._wdt
+        if wdt is not None:
+            wdt.paused = True  # the chip is off in deep sleep, and so is its watchdog
+        self.clock.advance(ms)
+        if wdt is not None:
+            wdt.paused = False
+            wdt._fed = self.clock.ticks_ms()
+        self.slept_ms += ms
+        self._reset_cause = _DEEP_SLEEP
