@@ -42,6 +42,14 @@ def _sim_hal_class() -> Any:
     return SimHal
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 class SimHost:
     """Serves one firmware process: ``env`` and ``pass_fds`` go to its Popen, then :meth:`start`.
 
@@ -49,9 +57,9 @@ class SimHost:
     (or once the firmware process exits and its end of the pipes closes).
     """
 
-    def __init__(self, scenario: dict[str, Any] | None = None) -> None:
+    def __init__(self, scenario: dict[str, Any] | None = None, board: dict[str, Any] | None = None) -> None:
         scenario = scenario or {}
-        self.hal = _sim_hal_class()(seed=scenario.get("seed", 1), values=scenario.get("values", {}))
+        self.hal = _sim_hal_class()(board, seed=scenario.get("seed", 1), values=scenario.get("values", {}))
         self._req_r, self._req_w = os.pipe()
         self._rep_r, self._rep_w = os.pipe()
         self._thread: threading.Thread | None = None
@@ -59,12 +67,8 @@ class SimHost:
 
     @classmethod
     def for_fs(cls, fs: Path) -> SimHost:
-        """A host for the device filesystem ``fs`` (its sim.json, or an empty scenario)."""
-        try:
-            scenario = json.loads((fs / "sim.json").read_text())
-        except (OSError, ValueError):
-            scenario = {}
-        return cls(scenario if isinstance(scenario, dict) else {})
+        """A host for the device filesystem ``fs``: its sim.json (scenario) and board.json."""
+        return cls(_read_json(fs / "sim.json"), _read_json(fs / "board.json"))
 
     @property
     def pass_fds(self) -> tuple[int, int]:
@@ -156,6 +160,8 @@ class SimHost:
                 return self._raw(data) if data else self._nothing(uart)
             if method == "write":
                 return self._json(uart.write(bytes.fromhex(args[0])))
+        elif dev.startswith("adc:") and method in ("read_uv", "read_u16"):
+            return self._json(getattr(hal.adc(dev[4:]), method)())
         elif dev == "pin" and method == "open":
             return self._json(hal.pin(args[0]).level)
         elif dev == "transit":

@@ -14,7 +14,7 @@
 import json
 from binascii import hexlify
 
-from citynode.hal.simio import SimADC, SimClock, SimPin, SimWDT
+from citynode.hal.simio import SimClock, SimPin, SimWDT
 
 ENV = "CITYNODE_SIM_LINK"  # "<request fd>,<reply fd>", set by the host that runs the simulators
 _DEEP_SLEEP = "deep_sleep"
@@ -125,17 +125,25 @@ class RemoteI2C:
     def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
         self._link.call("i2c", "readfrom_mem", [addr, reg, len(buf)], buf)
 
-    def readfrom(self, addr, n, stop=True):
-        return bytes(self._link.call("i2c", "readfrom", [addr, n]))
-
-    def readfrom_into(self, addr, buf, stop=True):
-        self._link.call("i2c", "readfrom", [addr, len(buf)], buf)
-
     def writeto_mem(self, addr, reg, buf, addrsize=8):
         self._link.call("i2c", "writeto_mem", [addr, reg, hexlify(buf).decode()])
 
     def writeto(self, addr, buf, stop=True):
         return self._link.call("i2c", "writeto", [addr, hexlify(buf).decode()])
+
+
+class RemoteADC:
+    """machine.ADC whose input (battery divider, with the host's seeded noise) is on the host."""
+
+    def __init__(self, link, dev):
+        self._link = link
+        self._dev = dev
+
+    def read_uv(self):
+        return self._link.call(self._dev, "read_uv")
+
+    def read_u16(self):
+        return self._link.call(self._dev, "read_u16")
 
 
 class _Doors:
@@ -154,54 +162,6 @@ class _Doors:
         name, level, self.due_us = self._link.call("transit", "fire")
         if name is not None:
             self._pins[name].edge(level)
-
-
-class _BLE:
-    """bluetooth.BLE on the sim board: the host's advertisers (fetched once) delivered by IRQ when a
-    scan starts and every period while a continuous scan runs (as citynode.hal.simcrowd does)."""
-
-    def __init__(self, hal, adverts, period_ms):
-        self._clock = hal.clock
-        self._adverts = adverts
-        self._period_ms = period_ms
-        self._active = False
-        self._irq = None
-        self._timer = None
-        self._addr = bytearray(6)
-        self._data = bytearray(3)
-
-    def BLE(self):
-        return self
-
-    def active(self, on=None):
-        if on is not None:
-            self._active = bool(on)
-        return self._active
-
-    def irq(self, handler):
-        self._irq = handler
-
-    def _deliver(self):
-        if self._irq is None:
-            return
-        addr = self._addr
-        for addr_type, a, rssi in self._adverts:
-            addr[:] = a
-            self._irq(5, (addr_type, memoryview(addr), 0, rssi, memoryview(self._data)))  # _IRQ_SCAN_RESULT
-        for i in range(6):
-            addr[i] = 0
-
-    def gap_scan(self, duration_ms, interval_us=1280000, window_us=11250, active=False):
-        if self._timer is not None:
-            self._clock.cancel(self._timer)
-            self._timer = None
-        if duration_ms is None:
-            return
-        self._deliver()
-        if duration_ms == 0:
-            self._timer = self._clock.every(self._period_ms, self._deliver)
-        elif self._irq is not None:
-            self._irq(6, ())  # _IRQ_SCAN_DONE
 
 
 class LinkHal:
@@ -224,7 +184,6 @@ class LinkHal:
         self._i2c = None
         self._uarts = {}
         self._pins = {}
-        self._adcs = {}
         self._doors = None
         self._rtc = None
         self.slept_ms = 0
@@ -254,13 +213,7 @@ class LinkHal:
         return self._pins[name]
 
     def adc(self, name):
-        if name not in self._adcs:
-            uv = 0
-            if name == "battery":
-                uv = int(self.values.get("battery_v", 3.9) / self._divider * 1000000)
-            seed = (self.seed * 7919 + 4 * 104729) & 0x3FFFFFFF  # SimHal.device_seed(4)
-            self._adcs[name] = SimADC(uv, noise_uv=2000, seed=seed)
-        return self._adcs[name]
+        return RemoteADC(self.link, "adc:" + name)
 
     def time_pulse_us(self, pin, level, timeout_us=1000000):
         return self.link.call("pulse", "call", [level, timeout_us])
@@ -290,8 +243,12 @@ class LinkHal:
         return RemoteWifi(self.link, "wifi")
 
     def bluetooth(self):
+        """The host's advertisers, fetched once and delivered by citynode.hal.simcrowd's BLE."""
+        from citynode.hal.simcrowd import PacedBluetooth
+
         adverts, period_ms = self.link.call("ble", "open")
-        return _BLE(self, [(t, bytes.fromhex(a), rssi) for t, a, rssi in adverts], period_ms)
+        adverts = [(t, bytes.fromhex(a), rssi) for t, a, rssi in adverts]
+        return PacedBluetooth(self, None, period_ms / 1000, adverts)
 
     def reset(self):
         raise SystemExit(64)  # the virtual device turns exit status 64 into a soft reset
