@@ -58,92 +58,56 @@ class Link:
         return value
 
 
-class _Quiet:
-    """A host device that reports, when it has nothing to read, the virtual ms before which it will
-    have nothing either (a GPS between bursts, a WiFi source between replays): polls until then
-    cost no round trip. A write to the device ends the quiet."""
+class Remote:
+    """A device on the host: a sensor's machine.UART (read() -> bytes or None), the WiFi sniffer's
+    record source (read(buf) -> n) or an ADC input. A device with nothing to read says until which
+    virtual ms it will have nothing either (a GPS between bursts, a WiFi population between
+    replays), so polls until then cost no round trip; a write ends that quiet."""
 
     def __init__(self, link, dev):
         self._link = link
         self._dev = dev
         self._quiet_ms = 0
 
-    def _asleep(self):
-        return self._link.clock.now_us // 1000 < self._quiet_ms
-
-    def _read(self, method, n, into=None):
-        if self._asleep():
+    def _read(self, n, into=None):
+        if self._link.clock.now_us // 1000 < self._quiet_ms:
             return None
-        got = self._link.call(self._dev, method, [n], into)
-        if type(got) is list:  # [None, quiet_until_ms]: nothing to read
+        got = self._link.call(self._dev, "read", [n], into)
+        if type(got) is list:  # [None, quiet until ms]: nothing to read
             self._quiet_ms = got[1]
             return None
         return got
 
-
-class RemoteUART(_Quiet):
-    """machine.UART of a sensor simulated on the host (read() -> bytes or None, as machine.UART)."""
-
     def any(self):
-        if self._asleep():
-            return 0
         return self._link.call(self._dev, "any")
 
     def read(self, n=-1):
-        return self._read("read", -1 if n is None else n)
+        if type(n) is not int:  # the WiFi source: read(buf) -> bytes in buf, 0 for none
+            return self._read(len(n), n) or 0
+        return self._read(n)
 
     def readinto(self, buf, n=-1):
-        return self._read("read", len(buf) if n < 0 else n, buf)
+        return self._read(len(buf) if n < 0 else n, buf)
 
     def write(self, data):
         self._quiet_ms = 0
         return self._link.call(self._dev, "write", [hexlify(data).decode()])
 
-    def flush(self):
-        pass
-
-
-class RemoteWifi(_Quiet):
-    """The WiFi sniffer's record source (read(buf) -> n, 0 when nothing is waiting)."""
-
-    def read(self, buf):
-        return self._read("read", len(buf), buf) or 0
+    def read_uv(self):
+        return self._link.call(self._dev, "read_uv")
 
 
 class RemoteI2C:
-    """machine.I2C with the host's register-map devices on it."""
+    """machine.I2C with the host's register-map devices on it (the calls citynode's drivers make)."""
 
     def __init__(self, link):
         self._link = link
 
-    def scan(self):
-        return self._link.call("i2c", "scan")
-
-    def readfrom_mem(self, addr, reg, n, addrsize=8):
-        return bytes(self._link.call("i2c", "readfrom_mem", [addr, reg, n]))
-
     def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
         self._link.call("i2c", "readfrom_mem", [addr, reg, len(buf)], buf)
 
-    def writeto_mem(self, addr, reg, buf, addrsize=8):
-        self._link.call("i2c", "writeto_mem", [addr, reg, hexlify(buf).decode()])
-
     def writeto(self, addr, buf, stop=True):
         return self._link.call("i2c", "writeto", [addr, hexlify(buf).decode()])
-
-
-class RemoteADC:
-    """machine.ADC whose input (battery divider, with the host's seeded noise) is on the host."""
-
-    def __init__(self, link, dev):
-        self._link = link
-        self._dev = dev
-
-    def read_uv(self):
-        return self._link.call(self._dev, "read_uv")
-
-    def read_u16(self):
-        return self._link.call(self._dev, "read_u16")
 
 
 class _Doors:
@@ -196,7 +160,7 @@ class LinkHal:
     def uart(self, name):
         if name not in self._uarts:
             self.link.call("uart:" + name, "open")
-            self._uarts[name] = RemoteUART(self.link, "uart:" + name)
+            self._uarts[name] = Remote(self.link, "uart:" + name)
         return self._uarts[name]
 
     def pin(self, name, mode=None, pull=None, value=None):
@@ -213,7 +177,7 @@ class LinkHal:
         return self._pins[name]
 
     def adc(self, name):
-        return RemoteADC(self.link, "adc:" + name)
+        return Remote(self.link, "adc:" + name)  # read_uv(): the Battery driver prefers it
 
     def time_pulse_us(self, pin, level, timeout_us=1000000):
         return self.link.call("pulse", "call", [level, timeout_us])
@@ -235,12 +199,9 @@ class LinkHal:
     def battery_divider(self):
         return self._divider
 
-    def peripheral_power(self, on):
-        return False
-
     def wifi_source(self, channel=1):
         self.link.call("wifi", "open", [channel])
-        return RemoteWifi(self.link, "wifi")
+        return Remote(self.link, "wifi")
 
     def bluetooth(self):
         """The host's advertisers, fetched once and delivered by citynode.hal.simcrowd's BLE."""
