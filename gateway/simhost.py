@@ -57,9 +57,12 @@ class SimHost:
     (or once the firmware process exits and its end of the pipes closes).
     """
 
-    def __init__(self, scenario: dict[str, Any] | None = None, board: dict[str, Any] | None = None) -> None:
-        scenario = scenario or {}
-        self.hal = _sim_hal_class()(board, seed=scenario.get("seed", 1), values=scenario.get("values", {}))
+    def __init__(self, scenario: dict[str, Any] | None = None, board: dict[str, Any] | None = None,
+                 fs: Path | None = None) -> None:
+        self._scenario = scenario
+        self._board = board
+        self._fs = fs
+        self._hal: Any = None
         self._req_r, self._req_w = os.pipe()
         self._rep_r, self._rep_w = os.pipe()
         self._thread: threading.Thread | None = None
@@ -67,8 +70,18 @@ class SimHost:
 
     @classmethod
     def for_fs(cls, fs: Path) -> SimHost:
-        """A host for the device filesystem ``fs``: its sim.json (scenario) and board.json."""
-        return cls(_read_json(fs / "sim.json"), _read_json(fs / "board.json"))
+        """A host for the device filesystem ``fs``: its sim.json (scenario) and board.json, read at the
+        firmware's first request (a flash may write them after the interpreter started)."""
+        return cls(fs=fs)
+
+    @property
+    def hal(self) -> Any:
+        """The citynode.hal.sim.SimHal whose devices the firmware reads."""
+        if self._hal is None:
+            scenario = self._scenario if self._scenario is not None else _read_json(self._fs / "sim.json") if self._fs else {}
+            board = self._board if self._board is not None else _read_json(self._fs / "board.json") if self._fs else {}
+            self._hal = _sim_hal_class()(board, seed=scenario.get("seed", 1), values=scenario.get("values", {}))
+        return self._hal
 
     @property
     def pass_fds(self) -> tuple[int, int]:
@@ -112,6 +125,8 @@ class SimHost:
             for line in requests:
                 try:
                     t_us, dev, method, args = json.loads(line)
+                    if dev == "hal":
+                        self._hal = None
                     clock = self.hal.clock
                     if t_us > clock.now_us:
                         clock.now_us = t_us
@@ -140,6 +155,9 @@ class SimHost:
         return self._json([None, quiet() if quiet is not None else 0])
 
     def _answer(self, dev: str, method: str, args: list[Any]) -> bytes:
+        if dev == "hal" and method == "new":  # a new SimHal per HAL the firmware builds, as in-process
+            self._hal = self._wifi = None
+            return self._json(None)
         hal = self.hal
         if dev == "i2c":
             bus = hal.i2c()

@@ -139,6 +139,7 @@ class LinkHal:
         self.values = values or {}
         self.clock = clock or SimClock()
         self.link = Link(link, self.clock)
+        self.link.call("hal", "new")  # fresh simulators on the host, as a new SimHal would have
         battery = self.board.get("battery")
         self._divider = battery.get("divider", 2.0) if isinstance(battery, dict) else 2.0
         import os
