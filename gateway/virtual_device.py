@@ -49,6 +49,7 @@ from types import TracebackType
 
 from gateway.errors import CitynodeError
 from gateway.micropython import ESP32_HEAP, find_micropython
+from gateway.simhost import SimHost
 
 __all__ = ["EXIT_CODES", "RESET_ENV", "Reset", "VirtualDevice", "VirtualDeviceError", "reset_cause_for_exit"]
 
@@ -124,6 +125,7 @@ class VirtualDevice:
         self._wake_r = -1
         self._wake_w = -1
         self._proc: subprocess.Popen[bytes] | None = None
+        self._host: SimHost | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -211,19 +213,29 @@ class VirtualDevice:
         argv = [find_micropython(), "-X", f"heapsize={_heap_kb(self.heapsize) + _REPL_HEAP_KB}k", str(_REPL)]
         if first and not self._boot:
             argv.append("--no-boot")
+        self._close_host()
+        host = self._host = SimHost.for_fs(self.fs_dir)  # the sim board's peripherals, served from here
+        env.update(host.env)
         self._proc = subprocess.Popen(
             argv, cwd=self.fs_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True, bufsize=0,
+            stderr=subprocess.PIPE, start_new_session=True, bufsize=0, pass_fds=host.pass_fds,
         )
+        host.start()
         self._ready = False
         self._err_eof = False
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             assert stream is not None
             os.set_blocking(stream.fileno(), False)
 
+    def _close_host(self) -> None:
+        host, self._host = self._host, None
+        if host is not None:
+            host.close()
+
     def _kill(self) -> None:
         proc = self._proc
         if proc is None:
+            self._close_host()
             return
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -239,6 +251,7 @@ class VirtualDevice:
                     stream.close()
                 except OSError:
                     pass
+        self._close_host()
 
     def _restart(self) -> None:
         proc = self._proc

@@ -30,7 +30,7 @@ from gateway.flash import (
 from gateway.commands.flash import read_tray
 from gateway.virtual_device import VirtualDevice
 
-HEAP = "160k"
+HEAP = "96k"
 EUI = "70B3D57ED0000002"
 
 

@@ -17,7 +17,7 @@ MODULES = [
     "citynode.hal", "citynode.hal.mpy", "citynode.hal.cpy", "citynode.hal.cpy_bme680", "citynode.hal.sim",
     "citynode.hal.simbus", "citynode.hal.simio", "citynode.hal.simdev", "citynode.hal.simcrowd", "citynode.hal.sim_bme680",
     "citynode.hal.simuart", "citynode.hal.simextra", "citynode.hal.simtransit", "citynode.hal.simpm",
-    "citynode.hal.simdistance",
+    "citynode.hal.simdistance", "citynode.hal.simrandom", "citynode.hal.simlink",
     "citynode.drivers", "citynode.drivers.bme680", "citynode.drivers.bme680_calc", "citynode.drivers.bme680_float",
     "citynode.drivers.particulate", "citynode.drivers.sds011", "citynode.drivers.pms5003", "citynode.drivers.distance",
     "citynode.drivers.hcsr04",

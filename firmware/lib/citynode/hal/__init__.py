@@ -156,7 +156,15 @@ def load(board, name=None, **kwargs):
     elif name == "cpy":
         from citynode.hal.cpy import CpyHal as cls
     elif name == "sim":
-        from citynode.hal.sim import SimHal as cls
+        import os
+
+        link = os.getenv("CITYNODE_SIM_LINK")  # the simulators run on the host (citynode.hal.simlink)
+        if link:
+            from citynode.hal.simlink import LinkHal as cls
+
+            kwargs["link"] = link
+        else:
+            from citynode.hal.sim import SimHal as cls
     else:
         raise BoardError("hal", "unknown backend %r" % name)
     return cls(board, **kwargs)

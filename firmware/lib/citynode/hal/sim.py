@@ -10,7 +10,8 @@
 # simcrowd (WiFi/BLE), simtransit (passengers at the doors, GPS). The names tests import from here
 # (SimI2C, SimPulse, ...) are resolved on access by __getattr__.
 from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON
-from citynode.hal.simio import SimADC, SimClock, SimPin, SimRandom, SimWDT  # noqa: F401  (re-exported)
+from citynode.hal.simio import SimClock, SimPin, SimWDT  # noqa: F401  (re-exported)
+from citynode.hal.simrandom import SimADC, SimRandom  # noqa: F401  (re-exported)
 
 _LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
          "echo_us": "simextra"}

@@ -7,7 +7,7 @@
 # compensation (bisection: every formula is monotonic in its ADC input).
 from citynode.drivers import bme680_calc as _drv
 from citynode.hal.simbus import RegisterDevice
-from citynode.hal.simio import SimRandom
+from citynode.hal.simrandom import SimRandom
 
 # A realistic calibration set, of the size and sign real chips carry (par_* per datasheet 3.11.1).
 TYPICAL_CALIBRATION = {

@@ -22,18 +22,24 @@ class PacedWifi:
             self.started_ms = now
         return self.source.read(buf)
 
+    def quiet_until_ms(self):
+        """After a read of 0: the virtual ms of the next replay (citynode.hal.simlink polls less)."""
+        return self.started_ms + self.period_ms if self.started_ms is not None else 0
+
 
 class PacedBluetooth:
     """Stand-in for the `bluetooth` module on the sim board: a SyntheticBluetooth population whose
     adverts arrive by IRQ when a scan starts and again every `period_s` of virtual time while the
     scan runs (a continuous gap_scan(0) on a real node hears the same devices over and over)."""
 
-    def __init__(self, hal, kwargs, period_s):
-        from citynode.crowd.synthetic import SyntheticBluetooth
+    def __init__(self, hal, kwargs, period_s, adverts=None):
+        if adverts is None:  # given: the population lives on the host (citynode.hal.simlink)
+            from citynode.crowd.synthetic import SyntheticBluetooth
 
-        kwargs = dict(kwargs)
-        kwargs.setdefault("seed", hal.device_seed(6))
-        self.adverts = SyntheticBluetooth(**kwargs).adverts
+            kwargs = dict(kwargs)
+            kwargs.setdefault("seed", hal.device_seed(6))
+            adverts = SyntheticBluetooth(**kwargs).adverts
+        self.adverts = adverts
         self.clock = hal.clock
         self.period_ms = int(period_s * 1000)
 

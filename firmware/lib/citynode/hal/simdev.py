@@ -66,7 +66,7 @@ def make_uart_device(hal, name):
 
 def make_pulse(hal):
     from citynode.hal.simextra import SimPulse, echo_us
-    from citynode.hal.simio import SimRandom
+    from citynode.hal.simrandom import SimRandom
 
     v = hal.values
     if "distance" in v.get("fault", ()):

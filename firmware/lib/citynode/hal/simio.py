@@ -1,5 +1,7 @@
-# Simulated randomness, time, pins, ADC and watchdog for citynode.hal.sim: what every role's sim board
-# uses. time_pulse_us replay and the RTC live in citynode.hal.simextra (re-exported here on access).
+# Simulated time, pins and watchdog: what every role's sim board uses, in the firmware process too
+# when the simulators run on the host (citynode.hal.simlink). The seeded randomness and the ADC live
+# in citynode.hal.simrandom, time_pulse_us replay and the RTC in citynode.hal.simextra (both
+# re-exported here on access).
 from citynode.compat import const
 
 LOG_LIMIT = const(16)  # recorded writes/commands kept per device: enough for a test, bounded for 1000 cycles
@@ -10,39 +12,6 @@ def log(entries, item):
     if len(entries) >= LOG_LIMIT:
         entries.pop(0)
     entries.append(item)
-
-
-class SimRandom:
-    """xorshift32 (Marsaglia 2003): tiny, seedable and identical on every runtime."""
-
-    def __init__(self, seed=1):
-        self.seed(seed)
-
-    def seed(self, seed):
-        self._s = (seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF or 1
-
-    def next32(self):
-        x = self._s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._s = x
-        return x
-
-    def random(self):
-        """Float in [0, 1)."""
-        return (self.next32() >> 8) / 16777216
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * self.random()
-
-    def randint(self, lo, hi):
-        return lo + self.next32() % (hi - lo + 1)
-
-    def noise(self, sigma):
-        """Approximately normal noise (Irwin-Hall sum of 4 uniforms, variance matched)."""
-        s = self.random() + self.random() + self.random() + self.random() - 2.0
-        return s * sigma * 1.7320508  # var(sum of 4 U(0,1)) = 1/3
 
 
 _TICKS_MASK = const((1 << 30) - 1)
@@ -174,31 +143,6 @@ class SimPin:
             self._handler(self)
 
 
-class SimADC:
-    """ADC returning a scripted voltage in microvolts (a number, or a list consumed per read, the last
-    value repeating), with optional seeded noise. read_u16 assumes `full_scale_uv`."""
-
-    def __init__(self, uv=0, noise_uv=0, seed=1, full_scale_uv=3300000):
-        self.script = list(uv) if isinstance(uv, (list, tuple)) else [uv]
-        self.noise_uv = noise_uv
-        self.rng = SimRandom(seed)
-        self.full_scale_uv = full_scale_uv
-        self.reads = 0
-
-    def set_uv(self, uv):
-        self.script = [uv]
-
-    def read_uv(self):
-        self.reads += 1
-        uv = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        if self.noise_uv:
-            uv += int(self.rng.noise(self.noise_uv))
-        return max(0, min(self.full_scale_uv, int(uv)))
-
-    def read_u16(self):
-        return self.read_uv() * 65535 // self.full_scale_uv
-
-
 class SimWDT:
     """machine.WDT on the virtual board. A cycle that runs longer than `timeout` virtual ms without a
     feed ends the run with exit status 65, which the virtual device turns into a watchdog reset (and the
@@ -228,7 +172,11 @@ class SimWDT:
             self._fed = self.clock.ticks_ms()
 
 
-def __getattr__(name):  # SimPulse, echo_us, SimRTC: loaded only by the roles that use them
+def __getattr__(name):  # loaded only by the simulators that use them
+    if name in ("SimRandom", "SimADC"):
+        from citynode.hal import simrandom
+
+        return getattr(simrandom, name)
     if name in ("SimPulse", "echo_us", "SimRTC"):
         from citynode.hal import simextra
 

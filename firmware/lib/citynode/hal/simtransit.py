@@ -21,7 +21,8 @@
 # breaks A, then B, clears A, then B (150 ms apart, well beyond the 20 ms debounce); an alighting
 # the same from B. They are delivered through SimClock.events at their exact instants while the
 # role idles in clock.sleep_ms(), so the IRQ handlers time-stamp them as on a board.
-from citynode.hal.simio import SimPin, SimRandom
+from citynode.hal.simio import SimPin
+from citynode.hal.simrandom import SimRandom
 from citynode.hal.simuart import SimUART
 
 _STEP_US = 150000  # between the four edges of one crossing
@@ -237,3 +238,7 @@ class SimGPS(SimUART):
         if not self.rx:
             self._due()
         return SimUART.read(self, n)
+
+    def quiet_until_ms(self):
+        """With nothing waiting: the virtual ms of the next burst (citynode.hal.simlink polls less)."""
+        return self._next_ms
