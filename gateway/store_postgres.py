@@ -125,7 +125,6 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE reading_log (
         id         BIGSERIAL PRIMARY KEY,
         event_id   BIGINT NOT NULL REFERENCES events (id),
-        dev_eui    TEXT NOT NULL,
         time       TEXT NOT NULL,
         field      TEXT NOT NULL,
         value      TEXT NOT NULL,
@@ -139,18 +138,20 @@ _MIGRATIONS: tuple[str, ...] = (
          r.frequency, r.gateway_count)
         FROM (SELECT DISTINCT ON (event_id) * FROM readings ORDER BY event_id, id) AS r
         WHERE events.id = r.event_id;
-    INSERT INTO reading_log (id, event_id, dev_eui, time, field, value, value_num, unit, unit_code)
-        SELECT id, event_id, dev_eui, time, field, value, value_num, unit, unit_code FROM readings ORDER BY id;
+    INSERT INTO reading_log (id, event_id, time, field, value, value_num, unit, unit_code)
+        SELECT id, event_id, time, field, value, value_num, unit, unit_code FROM readings ORDER BY id;
     SELECT setval(pg_get_serial_sequence('reading_log', 'id'), last_value, is_called) FROM readings_id_seq;
     DROP TABLE readings;
-    CREATE INDEX readings_device_field_time ON reading_log (dev_eui, field, time);
+    CREATE INDEX reading_log_event ON reading_log (event_id);
+    DROP INDEX events_device;
+    CREATE INDEX events_device_type ON events (dev_eui, message_type, received_at);
     CREATE VIEW readings AS
-        SELECT v.id AS id, v.event_id AS event_id, v.dev_eui AS dev_eui, e.device_name AS device_name,
+        SELECT v.id AS id, v.event_id AS event_id, e.dev_eui AS dev_eui, e.device_name AS device_name,
                e.message_type AS message_type, v.time AS time, v.field AS field, v.value AS value,
                v.value_num AS value_num, v.unit AS unit, v.unit_code AS unit_code,
                e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
                e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
-               e.frequency AS frequency, e.gateway_count AS gateway_count
+               e.frequency AS frequency, e.gateway_count AS gateway_count, e.received_at AS received_at
         FROM reading_log AS v JOIN events AS e ON e.id = v.event_id;
     """,
 )

@@ -1,15 +1,17 @@
 """Recent history of a device from the store: per-field series and link quality, for sparklines.
 
 The store's read API (:meth:`gateway.store.Store.readings`) pages the reading log oldest first, which
-is what sinks and exports need; a sparkline needs the *newest* N values of each field. Every query
-here walks the store's ``readings (dev_eui, field, time)`` index, so its cost depends on N and the
-number of fields, not on how long the device has been reporting:
+is what sinks and exports need; a sparkline needs the *newest* N values of each field. The queries
+here walk the store's events index ``(dev_eui, message_type, received_at)`` and the reading log's
+event index, so their cost depends on N and the number of message types, not on how long the device
+has been reporting:
 
-* the device's field names: one index seek per field (``MIN(field) ... WHERE field > ?``, a loose
-  index scan), instead of ``SELECT DISTINCT`` over all its readings;
-* each field: its newest N rows (``ORDER BY time DESC LIMIT N``), read backwards along the index;
-* link quality (RSSI, SNR) has no table of its own: every reading carries the radio metadata of its
-  uplink, so the uplinks are the distinct de-duplication ids among those rows.
+* the device's message types: one index seek each (``MIN(message_type) ... WHERE message_type > ?``,
+  a loose index scan), instead of ``SELECT DISTINCT`` over all its uplinks;
+* each message type: its newest N uplinks (``ORDER BY received_at DESC LIMIT N``, read backwards
+  along the index), which carry the link quality (RSSI, SNR, SF), and then their readings;
+* each field: the newest N of those readings (a field that a message carries in every uplink has
+  exactly N; one that is sometimes absent, e.g. a sensor fault, has fewer).
 
 The SQL is plain and ``?``-style, so it runs on both backends (SQLite and :mod:`gateway.store_postgres`)
 through the store's one query method.
@@ -29,7 +31,7 @@ from gateway.store import Store, format_time, parse_time
 __all__ = ["DeviceHistory", "FieldSeries", "LinkPoint", "device_history", "uplinks_since"]
 
 MAX_POINTS = 500  # per field; a sparkline cannot show more
-_MAX_FIELDS = 64  # a passenger counter with 4 doors has 17; anything beyond is not a citynode node
+_MAX_TYPES = 16  # message types per device: a node sends its role's and device_status
 
 
 @dataclass(frozen=True)
@@ -105,18 +107,18 @@ def _query(store: Store, sql: str, params: Sequence[Any]) -> list[Any]:
     return store._query(sql, params)  # noqa: SLF001
 
 
-def _field_names(store: Store, dev_eui: str) -> list[str]:
-    names: list[str] = []
+def _message_types(store: Store, dev_eui: str) -> list[str]:
+    types: list[str] = []
     last = ""
-    while len(names) < _MAX_FIELDS:
+    while len(types) < _MAX_TYPES:
         row = _query(
-            store, "SELECT MIN(field) FROM reading_log WHERE dev_eui = ? AND field > ?", (dev_eui, last)
+            store, "SELECT MIN(message_type) FROM events WHERE dev_eui = ? AND message_type > ?", (dev_eui, last)
         )
         if not row or row[0][0] is None:
             break
         last = str(row[0][0])
-        names.append(last)
-    return names
+        types.append(last)
+    return types
 
 
 def _schema_position(message_type: str, field: str) -> tuple[int, int, int]:
@@ -141,29 +143,37 @@ def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistor
     """
     dev_eui = dev_eui.lower()
     points = max(1, min(int(points), MAX_POINTS))
-    series: list[FieldSeries] = []
-    uplinks: dict[str, LinkPoint] = {}
-    role_counts: dict[str, int] = {}
-    for name in _field_names(store, dev_eui):
-        rows = _query(
+    uplinks: list[tuple[str, LinkPoint]] = []  # (message type, link of one uplink)
+    by_field: dict[str, list[tuple[datetime, int, str, Any, str | None]]] = {}  # time, id, type, value, unit
+    role_fields: dict[str, set[str]] = {}
+    for message_type in _message_types(store, dev_eui):
+        events = _query(
             store,
-            "SELECT time, value, unit, message_type, deduplication_id, rssi, snr, spreading_factor, "
-            "gateway_count FROM readings WHERE dev_eui = ? AND field = ? ORDER BY time DESC, id DESC LIMIT ?",
-            (dev_eui, name, points),
+            "SELECT id, received_at, rssi, snr, spreading_factor, gateway_count FROM events "
+            "WHERE dev_eui = ? AND message_type = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+            (dev_eui, message_type, points),
         )
-        if not rows:
-            continue
-        pts = []
-        for row in reversed(rows):
-            time = parse_time(row[0])
-            pts.append((time, json.loads(row[1])))
-            dedup = row[4]
-            seen = uplinks.get(dedup)
-            if seen is None or time > seen.time:
-                uplinks[dedup] = LinkPoint(time, row[5], row[6], row[7], int(row[8] or 0))
-        message_type = rows[0][3]
-        role_counts[message_type] = role_counts.get(message_type, 0) + 1
-        series.append(FieldSeries(name, message_type, rows[0][2], tuple(pts)))
+        for row in events:
+            uplinks.append((message_type, LinkPoint(parse_time(row[1]), row[2], row[3], row[4], int(row[5] or 0))))
+        ids = [int(row[0]) for row in events]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in _query(
+                store,
+                f"SELECT id, time, field, value, unit FROM reading_log WHERE event_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):
+                name = str(row[2])
+                by_field.setdefault(name, []).append(
+                    (parse_time(row[1]), int(row[0]), message_type, json.loads(row[3]), row[4])
+                )
+                role_fields.setdefault(message_type, set()).add(name)
+    series: list[FieldSeries] = []
+    for name, rows in by_field.items():
+        rows.sort(key=lambda r: (r[0], r[1]))
+        newest = rows[-points:]
+        series.append(FieldSeries(name, newest[-1][2], newest[-1][4], tuple((t, v) for t, _, _, v, _ in newest)))
+    role_counts = {t: len(f) for t, f in role_fields.items()}
     # The device's own role (the message type with most fields) first, device_status after it.
     main = max(role_counts, key=lambda t: (t != "device_status", role_counts[t]), default=None)
     series.sort(
@@ -174,7 +184,7 @@ def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistor
             f.field,
         )
     )
-    link = sorted(uplinks.values(), key=lambda p: p.time)[-points:]
+    link = [p for _, p in sorted(uplinks, key=lambda u: u[1].time)][-points:]
     return DeviceHistory(dev_eui, main, tuple(series), tuple(link))
 
 

@@ -119,7 +119,8 @@ def test_a_version_1_file_migrates_to_the_current_schema_keeping_its_readings(
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         indexes = {row[0] for row in s._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "readings_time" not in indexes and "readings_device_field_time" in indexes
+        assert indexes >= {"events_device_type", "reading_log_event"}
+        assert not indexes & {"readings_time", "readings_device_field_time", "events_device"}
         old = s.readings()
         assert [(r.id, r.reading.field, r.reading.value) for r in old] == [(7, "temperature", 21.5), (9, "tilt", True)]
         first = old[0]
@@ -329,3 +330,27 @@ def test_postgres_connection_error_hides_the_password():
     with pytest.raises(StoreError) as info:
         Store.open("postgresql://postgres:hunter2@127.0.0.1:1/test?connect_timeout=2")
     assert "hunter2" not in str(info.value) and "127.0.0.1:1" in str(info.value)
+
+
+def test_reads_by_device_seek_indexes_and_never_scan_a_table(tmp_path, make_uplink, make_reading):
+    """The API's readings query, the status page's history and a sink's outbox page each start from an
+    index (SQLite's plan says SEARCH), so their cost does not grow with the size of the store."""
+    from datetime import UTC, datetime
+
+    from gateway.web.history import device_history
+
+    with Store.open(tmp_path / "g.sqlite") as s:
+        for f_cnt in range(1, 4):
+            up = make_uplink(f_cnt)
+            s.record_uplink(up, [make_reading(up)], role="air_quality")
+        statements: list[str] = []
+        s._conn.set_trace_callback(statements.append)
+        s.readings(device=up.dev_eui, field="temperature", since=datetime(2026, 1, 1, tzinfo=UTC))
+        device_history(s, up.dev_eui, points=10)
+        s.stored_readings_after(1)
+        s._conn.set_trace_callback(None)
+        selects = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+        assert len(selects) >= 4
+        for sql in selects:
+            plan = [row[3] for row in s._query("EXPLAIN QUERY PLAN " + sql)]
+            assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
