@@ -110,7 +110,7 @@ def report(roles: dict[str, dict[str, object]], modules: list[tuple[str, int, in
         "the host process (gateway/simhost.py); the firmware keeps only the virtual clock, pins and watchdog",
         "(citynode.hal.simio) and the link to the host (citynode.hal.simlink, ~11 KB together), and its drivers",
         "parse the bytes the simulators send. A frozen ESP32 build therefore needs a fraction of these figures:",
-        "the role's data (crowd_count: 16 KB of anonymiser sets, 512 devices per kind), the backlog and the",
+        "the role's data (crowd_count: 8 KB of anonymiser sets, 512 devices per kind), the backlog and the",
         "drivers' buffers. Of the resident figures, about 14 KB are the interned names (qstr pool,",
         "`micropython.qstr_info()`, 550-610 names): the pools double in size, so staying under ~618 names rather",
         "than crossing into a sixth pool of 640 entries is worth about 7 KB on the unix port.",

@@ -4,7 +4,7 @@ A scratch directory plays the node's flash: ``config.json`` (role, board ``sim``
 ``boards/sim.json`` and ``sim.json``, the scenario: a seed and scripted sensor values (see
 ``firmware/lib/citynode/hal/simdev.py``), scripted downlinks, the number of cycles. The firmware runs
 as a flashed node runs it: compiled by mpy-cross (``build/vdev-firmware``, rebuilt when ``firmware/``
-changes), with ``-X heapsize=108k`` by default (:data:`VIRTUAL_DEVICE_HEAP`).
+changes), with ``-X heapsize=96k`` by default (:data:`VIRTUAL_DEVICE_HEAP`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from gateway.simhost import SimHost
 __all__ = ["DeviceRun", "prepare_fs", "run_device"]
 
 ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
-# The smallest heap every role runs 1000 cycles in on the unix port (bench/RESULTS.md, firmware heap:
-# 86-100 KB; the sim board's peripherals are simulated in this process, gateway/simhost.py), with a
-# margin. air_quality, bin_fill and passenger_count run in the 96 KB an ESP32 app has; crowd_count
-# holds 16 KB of anonymiser sets on top. The unix port is 64-bit (objects take about twice the bytes)
+# Every role runs 1000 cycles in the 96 KB an ESP32 app has (bench/RESULTS.md, firmware heap: smallest
+# heaps 85-91 KB; the sim board's peripherals are simulated in this process, gateway/simhost.py);
+# crowd_count's 8 KB of anonymiser sets make it the largest. The unix port is 64-bit (objects take about twice the bytes)
 # and keeps the firmware's bytecode and names in RAM, which an ESP32 build with the app frozen into
 # flash (firmware/manifest.py) does not.
-VIRTUAL_DEVICE_HEAP = "108k"
+VIRTUAL_DEVICE_HEAP = "96k"
 
 @dataclass
 class DeviceRun:

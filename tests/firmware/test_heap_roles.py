@@ -5,12 +5,12 @@ with the sim board and the console link. After every cycle the app collects and 
 `heap cycle=N alloc=BYTES free=BYTES`; the heap after cycle 10 (the bounded simulator logs are
 full, every lazily loaded module is in) must equal the heap after cycle 1000 within 1 KB.
 
-HEAPS is the heap each role gets: 96k, about what an app has on an ESP32 without PSRAM, for every
-role but crowd_count (bench/RESULTS.md, firmware_heap, has the measured smallest heaps: 86-100 KB).
+HEAP is the heap every role gets: 96k, about what an app has on an ESP32 without PSRAM
+(bench/RESULTS.md, firmware_heap, has the measured smallest heaps: 85-91 KB).
 The sim board's peripheral simulators run on the host (gateway/simhost.py), so the heap holds the
 node's own code and data; the unix port is still 64-bit (objects take about twice the RAM of an
 ESP32) and holds every module's bytecode in the heap (an ESP32 build freezes it into flash via
-firmware/manifest.py). crowd_count carries 16 KB of anonymiser sets (512 devices per kind) on top.
+firmware/manifest.py). crowd_count carries 8 KB of anonymiser sets (512 devices per kind) on top.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HEAPS = {  # smallest heap measured (bench, 20 cycles) in the comments
     "air_quality": HEAP,  # 86k
     "bin_fill": HEAP,  # 86k
     "passenger_count": HEAP,  # 86k
-    "crowd_count": "108k",  # 100k: 16 KB of anonymiser sets
+    "crowd_count": HEAP,  # 91k: 8 KB of anonymiser sets
 }
 EXPECTED_FAULTS = {"air_quality": ["pm1_0"]}  # the sim board's default SDS011 measures no PM1.0
 PORTS = {"air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count": 13}

@@ -1,13 +1,15 @@
 # Counts distinct devices per window without ever keeping an address.
 #
 # Method: each address (6 bytes) is hashed with HMAC-SHA256 (RFC 2104) under a 32-byte key from
-# os.urandom(); the first 8 bytes of the MAC go into a fixed-size open-addressing set. At window end only
+# os.urandom(); the first 4 bytes of the MAC go into a fixed-size open-addressing set. At window end only
 # the two counts are returned; the set is wiped and a NEW random key is drawn. The key is never stored,
 # logged or sent, so a device seen in two windows gives unrelated hashes: windows cannot be linked, and
 # nothing that leaves the node (two integers) depends on an address except through the count.
 #
-# 8 bytes (64 bits) make a false merge of two devices in one window negligible (birthday bound for
-# 1000 devices: ~3e-14). Memory is flat: the sets are preallocated; beyond `cap` devices per kind new
+# 4 bytes are kept, 31 bits of them compared (the last byte's low bit marks a used slot): two devices
+# of one window merge with probability n*(n-1)/2 / 2**31 (birthday bound), 6e-5 for 512 devices and
+# 2e-4 for 1000, i.e. an undercount of one device in one window out of several thousand; negligible
+# next to the method's real limits below, and half the RAM of 8-byte hashes. Memory is flat: the sets are preallocated; beyond `cap` devices per kind new
 # devices are not counted and `last_overflow` reports it for that window.
 #
 # Limits (see the crowd counting README section): a randomised MAC (locally administered bit set) may
@@ -30,7 +32,7 @@ except ImportError:
 
 _KEY_LEN = const(32)  # HMAC-SHA256 key (RFC 2104 2: at least L = 32 bytes)
 _BLOCK = const(64)  # SHA-256 block size
-_DIGEST = const(8)  # truncated hash kept per device
+_DIGEST = const(4)  # truncated hash kept per device
 _MAC_LEN = const(6)
 _LOCAL_BIT = const(0x02)  # IEEE 802 first octet: locally administered (randomised) address
 _GROUP_BIT = const(0x01)  # first octet: group (multicast) address, never a transmitter
@@ -40,7 +42,7 @@ BLE = const(1)
 
 
 class _HashSet:
-    """Fixed-capacity set of 8-byte values in one bytearray (linear probing, all-zero = empty slot)."""
+    """Fixed-capacity set of 4-byte values in one bytearray (linear probing, all-zero = empty slot)."""
 
     def __init__(self, cap):
         slots = 1
@@ -53,31 +55,23 @@ class _HashSet:
         self.overflow = False
 
     def add(self, d):
-        # d: digest (>= 8 bytes). Returns True if new.
+        # d: digest (>= 4 bytes). Returns True if new.
         t = self._t
         i = (d[0] | (d[1] << 8) | (d[2] << 16)) & self._mask
-        last = d[7] | 1  # stored with its low bit set, so no value is all zero
+        last = d[3] | 1  # stored with its low bit set, so no value is all zero
         while True:
             o = i * _DIGEST
-            if t[o + 7] == 0:  # empty slot: not present
+            if t[o + 3] == 0:  # empty slot: not present
                 if self.count >= self.cap:
                     self.overflow = True
                     return False
-                for k in range(7):
-                    t[o + k] = d[k]
-                t[o + 7] = last
+                t[o] = d[0]
+                t[o + 1] = d[1]
+                t[o + 2] = d[2]
+                t[o + 3] = last
                 self.count += 1
                 return True
-            if (
-                t[o + 7] == last
-                and t[o] == d[0]
-                and t[o + 1] == d[1]
-                and t[o + 2] == d[2]
-                and t[o + 3] == d[3]
-                and t[o + 4] == d[4]
-                and t[o + 5] == d[5]
-                and t[o + 6] == d[6]
-            ):
+            if t[o + 3] == last and t[o] == d[0] and t[o + 1] == d[1] and t[o + 2] == d[2]:
                 return False
             i = (i + 1) & self._mask
 
@@ -92,7 +86,7 @@ class _HashSet:
 class Anonymiser:
     """Distinct-device counter with a per-window keyed hash.
 
-    cap             devices per kind (WiFi, BLE) per window; RAM = 2 * next_pow2(cap * 4/3) * 8 bytes
+    cap             devices per kind (WiFi, BLE) per window; RAM = 2 * next_pow2(cap * 4/3) * 4 bytes
     rssi_floor_dbm  sightings weaker than this are ignored (-100..0); keeps far-away devices out
     skip_randomised ignore WiFi addresses with the locally administered bit (randomised MACs)
     urandom         key source (os.urandom); injectable for tests only
