@@ -6,7 +6,8 @@ they open ``/dev/ttyUSB0``. A relay thread holds the master side and talks to a 
 running :mod:`gateway.vdev_repl` (the board's REPL) over pipes, doing what a board's USB-UART does:
 
 * host -> device: bytes are forwarded unchanged, except Ctrl-C (0x03), which becomes SIGINT to the
-  process (a board's interrupt character raises KeyboardInterrupt in running code);
+  process (a board's interrupt character raises KeyboardInterrupt in running code), sent once the
+  process has read the bytes before it and is waiting in a system call (see "the relay" below);
 * device -> host: ``"\\n"`` becomes ``"\\r\\n"`` (MicroPython's cooked stdout does this on a board).
 
 The process runs with its current directory = ``fs_dir`` (the device filesystem: what mpremote's
@@ -34,11 +35,14 @@ Nothing is left running after :meth:`close`: the process group is killed and eve
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import pty
 import selectors
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 import tty
@@ -64,6 +68,8 @@ _READY = b"\x06"  # vdev_repl writes this to stderr once a SIGINT raises Keyboar
 _ACK = b"\x15"  # ... and this each time it has handled a KeyboardInterrupt
 _ACK_WAIT_S = 1.0  # host bytes after a Ctrl-C wait this long for that acknowledgement ...
 _SIGINT_RESENDS = 2  # ... before the SIGINT is sent again, at most this many times
+_SAFE_POINT_WAIT_S = 2.0  # a SIGINT waits at most this long for the interpreter to block in a system call
+_SAFE_POINT_POLL_S = 0.005
 # On a board the REPL is C code in flash; here vdev_repl.py's bytecode and buffers live in the heap. The
 # interpreter gets this much on top of ``heapsize`` so the app still has what it would have on the board.
 _REPL_HEAP_KB = 24
@@ -274,11 +280,23 @@ class VirtualDevice:
     # still starts kills it: "Fatal Python error: init_import_site"), and the bytes after a Ctrl-C wait
     # until vdev_repl acknowledges the KeyboardInterrupt (or _ACK_WAIT_S passes, when user code caught
     # it), so "\r\x03\r\x01" is handled in that order, as a board handles its UART FIFO.
+    #
+    # A SIGINT is also held until the interpreter sits at a safe point (_at_safe_point): it has read
+    # every byte sent before the Ctrl-C and is blocked in a system call (time.sleep, the REPL's read,
+    # a write to a full pipe). The unix port this runs on is built with MICROPY_ASYNC_KBD_INTR: its
+    # SIGINT handler longjmps out of whatever C code runs, so an interrupt that lands in the garbage
+    # collector (gc.collect(), or an allocation while main.py imports its modules) leaves the heap
+    # locked and every later allocation fails ("MemoryError: memory allocation failed, heap is
+    # locked"): the REPL dies or stops answering. A board never does that: its UART interrupt only
+    # schedules the KeyboardInterrupt, which the VM raises between two bytecodes. And a Ctrl-C sent
+    # while the REPL still works through "\x04" (soft reset, main.py starts) would be spent on the
+    # REPL instead of stopping main.py. Code that never blocks gets the SIGINT after _SAFE_POINT_WAIT_S.
 
     def _relay(self) -> None:
         queue: list[bytearray | None] = []  # None = one Ctrl-C
         to_host = bytearray()
         ack_deadline: float | None = None
+        sigint_due: float | None = None  # a SIGINT waits for a safe point until then, then goes anyway
         resends = 0
         while not self._closing:
             proc = self._proc
@@ -294,20 +312,22 @@ class VirtualDevice:
             if ack_deadline is not None and now >= ack_deadline:
                 ack_deadline = None
                 if resends < _SIGINT_RESENDS and proc.poll() is None:
-                    # The unix port occasionally drops a SIGINT that lands while it is between two
-                    # statements of a freshly started script; a second one is raised. User code that
-                    # catches KeyboardInterrupt itself sees these repeats as a user pressing Ctrl-C again.
+                    # A SIGINT that lands while vdev_repl writes is dropped there (vdev_repl._w), and
+                    # user code may catch KeyboardInterrupt itself; a second one is raised. Code that
+                    # catches it sees these repeats as a user pressing Ctrl-C again.
                     resends += 1
-                    os.kill(proc.pid, signal.SIGINT)
-                    ack_deadline = now + _ACK_WAIT_S
-            if ack_deadline is None and queue and queue[0] is None and self._ready:
+                    sigint_due = now + _SAFE_POINT_WAIT_S
+            if ack_deadline is None and sigint_due is None and queue and queue[0] is None and self._ready:
                 queue.pop(0)
                 while queue and queue[0] is None:  # Ctrl-C pressed several times: one interrupt
                     queue.pop(0)
+                sigint_due = now + _SAFE_POINT_WAIT_S
+                resends = 0
+            if sigint_due is not None and (now >= sigint_due or self._at_safe_point(proc)):
+                sigint_due = None
                 try:
                     os.kill(proc.pid, signal.SIGINT)
                     ack_deadline = now + _ACK_WAIT_S
-                    resends = 0
                 except ProcessLookupError:
                     pass
             queued = sum(len(c) for c in queue if c is not None)
@@ -323,9 +343,12 @@ class VirtualDevice:
                     sel.register(proc.stdout, selectors.EVENT_READ, "out")
                     if not self._err_eof:
                         sel.register(proc.stderr, selectors.EVENT_READ, "err")
-                if ack_deadline is None and queue and queue[0] is not None:
+                if ack_deadline is None and sigint_due is None and queue and queue[0] is not None:
                     sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
-                timeout = 0.5 if ack_deadline is None else max(0.0, ack_deadline - now)
+                if sigint_due is not None:
+                    timeout = _SAFE_POINT_POLL_S
+                else:
+                    timeout = 0.5 if ack_deadline is None else max(0.0, ack_deadline - now)
                 events = sel.select(timeout=timeout)
             finally:
                 sel.close()
@@ -363,9 +386,30 @@ class VirtualDevice:
                         to_host += data.replace(b"\n", b"\r\n")
                     elif data is not None:  # EOF: the interpreter exited; reset like a board
                         queue[:] = [c for c in queue if c is None]  # bytes in flight are lost, Ctrl-Cs kept
+                        if sigint_due is not None:  # not sent yet: the new interpreter gets it when ready
+                            queue.insert(0, None)
+                            sigint_due = None
                         ack_deadline = None
                         self._restart()
                         break  # the other events belong to the old process
+
+    @staticmethod
+    def _at_safe_point(proc: subprocess.Popen[bytes]) -> bool:
+        """True when the interpreter has read every byte sent to it and is blocked in a system call.
+
+        Linux: state "S" in /proc/<pid>/stat (interruptible sleep; the interpreter has one thread).
+        Where that cannot be read the answer is True: the SIGINT goes at once, as before.
+        """
+        assert proc.stdin is not None
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(proc.stdin.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+            if unread:
+                return False
+            with open(f"/proc/{proc.pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return True
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"S"
 
     @staticmethod
     def _read(fd: int) -> bytes | None:
