@@ -70,6 +70,15 @@ _ACK_WAIT_S = 1.0  # host bytes after a Ctrl-C wait this long for that acknowled
 _SIGINT_RESENDS = 2  # ... before the SIGINT is sent again, at most this many times
 _SAFE_POINT_WAIT_S = 2.0  # a SIGINT waits at most this long for the interpreter to block in a system call
 _SAFE_POINT_POLL_S = 0.005
+# System calls in which the interpreter waits (Linux numbers per machine), where a SIGINT is safe:
+# read (the REPL waiting for the host: first in each tuple), then the sleeps and polls (time.sleep is
+# pselect6, time.sleep_ms clock_nanosleep).
+_WAIT_SYSCALLS: dict[str, tuple[int, frozenset[int]]] = {
+    # read; poll, select, nanosleep, clock_nanosleep, epoll_wait, pselect6, ppoll, epoll_pwait
+    "x86_64": (0, frozenset({7, 23, 35, 230, 232, 270, 271, 281})),
+    # read; pselect6, ppoll, nanosleep, clock_nanosleep, epoll_pwait
+    "aarch64": (63, frozenset({72, 73, 101, 115, 22})),
+}
 # On a board the REPL is C code in flash; here vdev_repl.py's bytecode and buffers live in the heap. The
 # interpreter gets this much on top of ``heapsize`` so the app still has what it would have on the board.
 _REPL_HEAP_KB = 24
@@ -105,6 +114,17 @@ def _heap_kb(size: str) -> int:
         return max(1, int(text) // 1024)
     except ValueError:
         raise VirtualDeviceError(f"heapsize {size!r}: expected a size such as 96k") from None
+
+
+def _proc_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat ("R" running, "S" sleeping, "T" stopped); "" when unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    end = stat.rfind(b")")
+    return stat[end + 2:end + 3].decode() if end >= 0 else ""
 
 
 class VirtualDevice:
@@ -281,16 +301,16 @@ class VirtualDevice:
     # until vdev_repl acknowledges the KeyboardInterrupt (or _ACK_WAIT_S passes, when user code caught
     # it), so "\r\x03\r\x01" is handled in that order, as a board handles its UART FIFO.
     #
-    # A SIGINT is also held until the interpreter sits at a safe point (_at_safe_point): it has read
-    # every byte sent before the Ctrl-C and is blocked in a system call (time.sleep, the REPL's read,
-    # a write to a full pipe). The unix port this runs on is built with MICROPY_ASYNC_KBD_INTR: its
-    # SIGINT handler longjmps out of whatever C code runs, so an interrupt that lands in the garbage
-    # collector (gc.collect(), or an allocation while main.py imports its modules) leaves the heap
-    # locked and every later allocation fails ("MemoryError: memory allocation failed, heap is
-    # locked"): the REPL dies or stops answering. A board never does that: its UART interrupt only
-    # schedules the KeyboardInterrupt, which the VM raises between two bytecodes. And a Ctrl-C sent
-    # while the REPL still works through "\x04" (soft reset, main.py starts) would be spent on the
-    # REPL instead of stopping main.py. Code that never blocks gets the SIGINT after _SAFE_POINT_WAIT_S.
+    # A SIGINT is also held until the interpreter sits at a safe point (_sigint_at_safe_point): it
+    # waits in a system call (time.sleep; the REPL's read of stdin, every byte before the Ctrl-C read).
+    # The unix port this runs on is built with MICROPY_ASYNC_KBD_INTR: its SIGINT handler longjmps
+    # out of whatever C code runs, so an interrupt that lands in the garbage collector (gc.collect(),
+    # or an allocation while main.py imports its modules) leaves the heap locked and every later
+    # allocation fails ("MemoryError: memory allocation failed, heap is locked"): the REPL dies or
+    # stops answering. A board never does that: its UART interrupt only schedules the
+    # KeyboardInterrupt, which the VM raises between two bytecodes. And a Ctrl-C sent while the REPL
+    # still works through "\x04" (soft reset, main.py starts) would be spent on the REPL instead of
+    # stopping main.py. Code that never waits gets the SIGINT after _SAFE_POINT_WAIT_S, where it is.
 
     def _relay(self) -> None:
         queue: list[bytearray | None] = []  # None = one Ctrl-C
@@ -323,13 +343,20 @@ class VirtualDevice:
                     queue.pop(0)
                 sigint_due = now + _SAFE_POINT_WAIT_S
                 resends = 0
-            if sigint_due is not None and (now >= sigint_due or self._at_safe_point(proc)):
-                sigint_due = None
+            if sigint_due is not None:
                 try:
-                    os.kill(proc.pid, signal.SIGINT)
-                    ack_deadline = now + _ACK_WAIT_S
+                    if self._sigint_at_safe_point(proc):
+                        sent = True
+                    elif now >= sigint_due:  # busy code that never waits: interrupt it where it is
+                        os.kill(proc.pid, signal.SIGINT)
+                        sent = True
+                    else:
+                        sent = False
                 except ProcessLookupError:
-                    pass
+                    sent = True  # gone: its restart follows
+                if sent:
+                    sigint_due = None
+                    ack_deadline = now + _ACK_WAIT_S
             queued = sum(len(c) for c in queue if c is not None)
             sel = selectors.DefaultSelector()
             try:
@@ -394,22 +421,46 @@ class VirtualDevice:
                         break  # the other events belong to the old process
 
     @staticmethod
-    def _at_safe_point(proc: subprocess.Popen[bytes]) -> bool:
-        """True when the interpreter has read every byte sent to it and is blocked in a system call.
+    def _sigint_at_safe_point(proc: subprocess.Popen[bytes]) -> bool:
+        """Send SIGINT if the interpreter waits in a system call: sleeping, or reading stdin with
+        every byte sent before the Ctrl-C read (so the SIGINT cannot overtake a "\\x04" in the pipe).
 
-        Linux: state "S" in /proc/<pid>/stat (interruptible sleep; the interpreter has one thread).
-        Where that cannot be read the answer is True: the SIGINT goes at once, as before.
+        The process is stopped (SIGSTOP) while /proc/<pid>/syscall is read, so that it cannot leave
+        the wait between the look and the signal; the SIGINT is sent before it continues and is
+        delivered as the wait ends with EINTR. Returns False (nothing sent) while it runs code. Where
+        /proc cannot tell (another machine, no access), the state letter "S" (sleeping) has to do.
         """
-        assert proc.stdin is not None
-        try:
-            unread = struct.unpack("i", fcntl.ioctl(proc.stdin.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-            if unread:
+        syscalls = _WAIT_SYSCALLS.get(os.uname().machine)
+        if syscalls is None or not os.access(f"/proc/{proc.pid}/syscall", os.R_OK):
+            if _proc_state(proc.pid) not in ("S", ""):
                 return False
-            with open(f"/proc/{proc.pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+            os.kill(proc.pid, signal.SIGINT)
             return True
-        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"S"
+        read_nr, waits = syscalls
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(1000):  # stops within microseconds
+                if _proc_state(proc.pid) in ("T", "t", ""):
+                    break
+                time.sleep(0.0001)
+            else:
+                return False
+            try:
+                with open(f"/proc/{proc.pid}/syscall", "rb") as f:
+                    nr = int(f.read().split()[0])  # -1: stopped in user code, not in a system call
+            except (OSError, ValueError, IndexError):  # "running": not stopped after all
+                return False
+            if nr == read_nr:
+                assert proc.stdin is not None
+                unread = struct.unpack("i", fcntl.ioctl(proc.stdin.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+                if unread:
+                    return False
+            elif nr not in waits:
+                return False
+            os.kill(proc.pid, signal.SIGINT)
+            return True
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
 
     @staticmethod
     def _read(fd: int) -> bytes | None:
