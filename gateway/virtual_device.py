@@ -6,8 +6,8 @@ they open ``/dev/ttyUSB0``. A relay thread holds the master side and talks to a 
 running :mod:`gateway.vdev_repl` (the board's REPL) over pipes, doing what a board's USB-UART does:
 
 * host -> device: bytes are forwarded unchanged, except Ctrl-C (0x03), which becomes SIGINT to the
-  process (a board's interrupt character raises KeyboardInterrupt in running code), sent once the
-  process has read the bytes before it and is waiting in a system call (see "the relay" below);
+  process (a board's interrupt character raises KeyboardInterrupt in running code), sent while the
+  process waits in a system call, as a board raises it only between two bytecodes (see "the relay");
 * device -> host: ``"\\n"`` becomes ``"\\r\\n"`` (MicroPython's cooked stdout does this on a board).
 
 The process runs with its current directory = ``fs_dir`` (the device filesystem: what mpremote's
@@ -332,9 +332,10 @@ class VirtualDevice:
             if ack_deadline is not None and now >= ack_deadline:
                 ack_deadline = None
                 if resends < _SIGINT_RESENDS and proc.poll() is None:
-                    # A SIGINT that lands while vdev_repl writes is dropped there (vdev_repl._w), and
-                    # user code may catch KeyboardInterrupt itself; a second one is raised. Code that
-                    # catches it sees these repeats as a user pressing Ctrl-C again.
+                    # The unix port occasionally drops a SIGINT that lands while it is between two
+                    # statements of a freshly started script, and vdev_repl._w drops one that lands
+                    # while it writes; a second one is raised. User code that catches
+                    # KeyboardInterrupt itself sees these repeats as a user pressing Ctrl-C again.
                     resends += 1
                     sigint_due = now + _SAFE_POINT_WAIT_S
             if ack_deadline is None and sigint_due is None and queue and queue[0] is None and self._ready:
