@@ -127,6 +127,22 @@ def _proc_state(pid: int) -> str:
     return stat[end + 2:end + 3].decode() if end >= 0 else ""
 
 
+def _syscall(pid: int) -> int | None:
+    """The system call a stopped or sleeping process is in (/proc/<pid>/syscall): -1 in user code,
+    -2 while it runs; None when the file cannot be read (no /proc, or ptrace access refused)."""
+    try:
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            text = f.read().split()
+    except OSError:
+        return None
+    if not text or text[0] == b"running":
+        return -2
+    try:
+        return int(text[0])
+    except ValueError:
+        return -2
+
+
 class VirtualDevice:
     """A MicroPython unix-port node on a pty: ``with VirtualDevice(fs) as dev: serial.Serial(dev.port)``.
 
@@ -432,7 +448,7 @@ class VirtualDevice:
         /proc cannot tell (another machine, no access), the state letter "S" (sleeping) has to do.
         """
         syscalls = _WAIT_SYSCALLS.get(os.uname().machine)
-        if syscalls is None or not os.access(f"/proc/{proc.pid}/syscall", os.R_OK):
+        if syscalls is None or _syscall(proc.pid) is None:
             if _proc_state(proc.pid) not in ("S", ""):
                 return False
             os.kill(proc.pid, signal.SIGINT)
@@ -446,11 +462,7 @@ class VirtualDevice:
                 time.sleep(0.0001)
             else:
                 return False
-            try:
-                with open(f"/proc/{proc.pid}/syscall", "rb") as f:
-                    nr = int(f.read().split()[0])  # -1: stopped in user code, not in a system call
-            except (OSError, ValueError, IndexError):  # "running": not stopped after all
-                return False
+            nr = _syscall(proc.pid)
             if nr == read_nr:
                 assert proc.stdin is not None
                 unread = struct.unpack("i", fcntl.ioctl(proc.stdin.fileno(), termios.FIONREAD, b"\0" * 4))[0]
