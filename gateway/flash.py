@@ -48,10 +48,10 @@ __all__ = [
     "WrongBoardError",
     "config_from_bundle",
     "flash_node",
+    "interrupt",
     "is_pty",
     "load_board",
     "load_bundle",
-    "interrupt",
     "open_device",
     "run_selftest",
 ]
