@@ -27,6 +27,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
     "WrongBoardError",
     "config_from_bundle",
     "flash_node",
+    "interrupt",
     "is_pty",
     "load_board",
     "load_bundle",
@@ -67,6 +69,12 @@ IMAGE_OFFSETS: dict[str, str] = {"esp32": "0x1000", "esp32s3": "0x0"}
 # Keys of config.json a bundle provides (firmware/lib/citynode/config.py validates them on the node).
 _BUNDLE_KEYS = ("role", "board", "dev_eui", "join_eui", "app_key", "region")
 _SELFTEST_CODE = "import citynode.selftest as _s\n_s.run()\n"
+_RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+# Stopping a running node: Ctrl-C then Ctrl-A, again every _INTERRUPT_RETRY_S until the raw REPL answers,
+# for at most _INTERRUPT_TIMEOUT_S; then it waits until the board has been quiet for _QUIET_S.
+_INTERRUPT_RETRY_S = 2.5
+_INTERRUPT_TIMEOUT_S = 15.0
+_QUIET_S = 0.25
 
 
 class FlashError(CitynodeError):
@@ -236,11 +244,56 @@ def _probe_port(port: str) -> None:
         raise FlashError(f"{port}: cannot open ({text})") from exc
 
 
+def interrupt(transport: Any, port: str, timeout: float = _INTERRUPT_TIMEOUT_S) -> None:
+    """Stop the board's program and leave it in the raw REPL, or raise DeviceBusyError after ``timeout`` s.
+
+    mpremote sends one Ctrl-C and waits 10 s for the raw REPL. One Ctrl-C is not always enough: it
+    can arrive while the board is still soft-resetting (``main.py`` starts after it and runs on), be
+    lost while the chip wakes from light sleep, or be caught by the program. So this sends Ctrl-C
+    then Ctrl-A again every 2.5 s until the raw REPL banner comes, reading (and dropping) what the
+    program prints meanwhile, then waits until the board is quiet so that the banners of the later
+    Ctrl-As are not taken for answers to the next command.
+    """
+    ser = transport.serial
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        ser.write(b"\r\x03")  # Ctrl-C: interrupt the running program
+        ser.write(b"\r\x01")  # Ctrl-A: enter the raw REPL
+        attempt_end = min(deadline, time.monotonic() + _INTERRUPT_RETRY_S)
+        while time.monotonic() < attempt_end:
+            seen = seen[-len(_RAW_BANNER):] + ser.read(max(1, ser.in_waiting))
+            if _RAW_BANNER in seen:
+                _drain(ser, deadline)
+                return
+    raise _not_answering(port)
+
+
+def _not_answering(port: str) -> DeviceBusyError:
+    return DeviceBusyError(
+        f"{port}: the board does not answer in the raw REPL: a program on it does not stop at "
+        "Ctrl-C, or it is not running MicroPython (press its reset button, or reflash with --firmware)"
+    )
+
+
+def _drain(ser: Any, deadline: float) -> None:
+    """Read and drop what the board sends until it has been quiet for _QUIET_S (or the deadline)."""
+    quiet_from = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_from < _QUIET_S:
+        waiting = ser.in_waiting
+        if waiting:
+            ser.read(waiting)
+            quiet_from = time.monotonic()
+        else:
+            time.sleep(0.01)
+
+
 @contextmanager
 def open_device(port: str, *, soft_reset: bool = True) -> Iterator[Any]:
     """mpremote's SerialTransport on ``port``, in the raw REPL (the board's program interrupted).
 
-    Raises NoPortError, DeviceBusyError or FlashError with one line; closes the port afterwards.
+    The program is stopped by :func:`interrupt`. Raises NoPortError, DeviceBusyError or FlashError
+    with one line; closes the port afterwards.
     """
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
@@ -254,16 +307,11 @@ def open_device(port: str, *, soft_reset: bool = True) -> Iterator[Any]:
     # for ever on a silent board instead of letting read_until's own timeouts fire.
     transport.serial.timeout = 0.5
     try:
+        interrupt(transport, port)
         try:
-            try:
-                transport.enter_raw_repl(soft_reset=soft_reset)
-            except TransportError:  # a program slow to stop gets a second Ctrl-C, as a technician would
-                transport.enter_raw_repl(soft_reset=soft_reset)
+            transport.enter_raw_repl(soft_reset=soft_reset)  # the board is idle in the raw REPL now
         except TransportError as exc:
-            raise DeviceBusyError(
-                f"{port}: the board does not answer in the raw REPL: a program on it does not stop at "
-                "Ctrl-C, or it is not running MicroPython (press its reset button, or reflash with --firmware)"
-            ) from exc
+            raise _not_answering(port) from exc
         yield transport
     finally:
         try:

@@ -6,7 +6,8 @@ they open ``/dev/ttyUSB0``. A relay thread holds the master side and talks to a 
 running :mod:`gateway.vdev_repl` (the board's REPL) over pipes, doing what a board's USB-UART does:
 
 * host -> device: bytes are forwarded unchanged, except Ctrl-C (0x03), which becomes SIGINT to the
-  process (a board's interrupt character raises KeyboardInterrupt in running code);
+  process (a board's interrupt character raises KeyboardInterrupt in running code), sent while the
+  process waits in a system call, as a board raises it only between two bytecodes (see "the relay");
 * device -> host: ``"\\n"`` becomes ``"\\r\\n"`` (MicroPython's cooked stdout does this on a board).
 
 The process runs with its current directory = ``fs_dir`` (the device filesystem: what mpremote's
@@ -34,11 +35,14 @@ Nothing is left running after :meth:`close`: the process group is killed and eve
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import pty
 import selectors
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 import tty
@@ -65,6 +69,17 @@ _READY = b"\x06"  # vdev_repl writes this to stderr once a SIGINT raises Keyboar
 _ACK = b"\x15"  # ... and this each time it has handled a KeyboardInterrupt
 _ACK_WAIT_S = 1.0  # host bytes after a Ctrl-C wait this long for that acknowledgement ...
 _SIGINT_RESENDS = 2  # ... before the SIGINT is sent again, at most this many times
+_SAFE_POINT_WAIT_S = 2.0  # a SIGINT waits at most this long for the interpreter to block in a system call
+_SAFE_POINT_POLL_S = 0.005
+# System calls in which the interpreter waits (Linux numbers per machine), where a SIGINT is safe:
+# read (the REPL waiting for the host: first in each tuple), then the sleeps and polls (time.sleep is
+# pselect6, time.sleep_ms clock_nanosleep).
+_WAIT_SYSCALLS: dict[str, tuple[int, frozenset[int]]] = {
+    # read; poll, select, nanosleep, clock_nanosleep, epoll_wait, pselect6, ppoll, epoll_pwait
+    "x86_64": (0, frozenset({7, 23, 35, 230, 232, 270, 271, 281})),
+    # read; pselect6, ppoll, nanosleep, clock_nanosleep, epoll_pwait
+    "aarch64": (63, frozenset({72, 73, 101, 115, 22})),
+}
 # On a board the REPL is C code in flash; here vdev_repl.py's bytecode and buffers live in the heap. The
 # interpreter gets this much on top of ``heapsize`` so the app still has what it would have on the board.
 _REPL_HEAP_KB = 24
@@ -100,6 +115,33 @@ def _heap_kb(size: str) -> int:
         return max(1, int(text) // 1024)
     except ValueError:
         raise VirtualDeviceError(f"heapsize {size!r}: expected a size such as 96k") from None
+
+
+def _proc_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat ("R" running, "S" sleeping, "T" stopped); "" when unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    end = stat.rfind(b")")
+    return stat[end + 2:end + 3].decode() if end >= 0 else ""
+
+
+def _syscall(pid: int) -> int | None:
+    """The system call a stopped or sleeping process is in (/proc/<pid>/syscall): -1 in user code,
+    -2 while it runs; None when the file cannot be read (no /proc, or ptrace access refused)."""
+    try:
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            text = f.read().split()
+    except OSError:
+        return None
+    if not text or text[0] == b"running":
+        return -2
+    try:
+        return int(text[0])
+    except ValueError:
+        return -2
 
 
 class VirtualDevice:
@@ -287,11 +329,23 @@ class VirtualDevice:
     # still starts kills it: "Fatal Python error: init_import_site"), and the bytes after a Ctrl-C wait
     # until vdev_repl acknowledges the KeyboardInterrupt (or _ACK_WAIT_S passes, when user code caught
     # it), so "\r\x03\r\x01" is handled in that order, as a board handles its UART FIFO.
+    #
+    # A SIGINT is also held until the interpreter sits at a safe point (_sigint_at_safe_point): it
+    # waits in a system call (time.sleep; the REPL's read of stdin, every byte before the Ctrl-C read).
+    # The unix port this runs on is built with MICROPY_ASYNC_KBD_INTR: its SIGINT handler longjmps
+    # out of whatever C code runs, so an interrupt that lands in the garbage collector (gc.collect(),
+    # or an allocation while main.py imports its modules) leaves the heap locked and every later
+    # allocation fails ("MemoryError: memory allocation failed, heap is locked"): the REPL dies or
+    # stops answering. A board never does that: its UART interrupt only schedules the
+    # KeyboardInterrupt, which the VM raises between two bytecodes. And a Ctrl-C sent while the REPL
+    # still works through "\x04" (soft reset, main.py starts) would be spent on the REPL instead of
+    # stopping main.py. Code that never waits gets the SIGINT after _SAFE_POINT_WAIT_S, where it is.
 
     def _relay(self) -> None:
         queue: list[bytearray | None] = []  # None = one Ctrl-C
         to_host = bytearray()
         ack_deadline: float | None = None
+        sigint_due: float | None = None  # a SIGINT waits for a safe point until then, then goes anyway
         resends = 0
         while not self._closing:
             proc = self._proc
@@ -308,21 +362,31 @@ class VirtualDevice:
                 ack_deadline = None
                 if resends < _SIGINT_RESENDS and proc.poll() is None:
                     # The unix port occasionally drops a SIGINT that lands while it is between two
-                    # statements of a freshly started script; a second one is raised. User code that
-                    # catches KeyboardInterrupt itself sees these repeats as a user pressing Ctrl-C again.
+                    # statements of a freshly started script, and vdev_repl._w drops one that lands
+                    # while it writes; a second one is raised. User code that catches
+                    # KeyboardInterrupt itself sees these repeats as a user pressing Ctrl-C again.
                     resends += 1
-                    os.kill(proc.pid, signal.SIGINT)
-                    ack_deadline = now + _ACK_WAIT_S
-            if ack_deadline is None and queue and queue[0] is None and self._ready:
+                    sigint_due = now + _SAFE_POINT_WAIT_S
+            if ack_deadline is None and sigint_due is None and queue and queue[0] is None and self._ready:
                 queue.pop(0)
                 while queue and queue[0] is None:  # Ctrl-C pressed several times: one interrupt
                     queue.pop(0)
+                sigint_due = now + _SAFE_POINT_WAIT_S
+                resends = 0
+            if sigint_due is not None:
                 try:
-                    os.kill(proc.pid, signal.SIGINT)
-                    ack_deadline = now + _ACK_WAIT_S
-                    resends = 0
+                    if self._sigint_at_safe_point(proc):
+                        sent = True
+                    elif now >= sigint_due:  # busy code that never waits: interrupt it where it is
+                        os.kill(proc.pid, signal.SIGINT)
+                        sent = True
+                    else:
+                        sent = False
                 except ProcessLookupError:
-                    pass
+                    sent = True  # gone: its restart follows
+                if sent:
+                    sigint_due = None
+                    ack_deadline = now + _ACK_WAIT_S
             queued = sum(len(c) for c in queue if c is not None)
             sel = selectors.DefaultSelector()
             try:
@@ -336,9 +400,12 @@ class VirtualDevice:
                     sel.register(proc.stdout, selectors.EVENT_READ, "out")
                     if not self._err_eof:
                         sel.register(proc.stderr, selectors.EVENT_READ, "err")
-                if ack_deadline is None and queue and queue[0] is not None:
+                if ack_deadline is None and sigint_due is None and queue and queue[0] is not None:
                     sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
-                timeout = 0.5 if ack_deadline is None else max(0.0, ack_deadline - now)
+                if sigint_due is not None:
+                    timeout = _SAFE_POINT_POLL_S
+                else:
+                    timeout = 0.5 if ack_deadline is None else max(0.0, ack_deadline - now)
                 events = sel.select(timeout=timeout)
             finally:
                 sel.close()
@@ -376,9 +443,50 @@ class VirtualDevice:
                         to_host += data.replace(b"\n", b"\r\n")
                     elif data is not None:  # EOF: the interpreter exited; reset like a board
                         queue[:] = [c for c in queue if c is None]  # bytes in flight are lost, Ctrl-Cs kept
+                        if sigint_due is not None:  # not sent yet: the new interpreter gets it when ready
+                            queue.insert(0, None)
+                            sigint_due = None
                         ack_deadline = None
                         self._restart()
                         break  # the other events belong to the old process
+
+    @staticmethod
+    def _sigint_at_safe_point(proc: subprocess.Popen[bytes]) -> bool:
+        """Send SIGINT if the interpreter waits in a system call: sleeping, or reading stdin with
+        every byte sent before the Ctrl-C read (so the SIGINT cannot overtake a "\\x04" in the pipe).
+
+        The process is stopped (SIGSTOP) while /proc/<pid>/syscall is read, so that it cannot leave
+        the wait between the look and the signal; the SIGINT is sent before it continues and is
+        delivered as the wait ends with EINTR. Returns False (nothing sent) while it runs code. Where
+        /proc cannot tell (another machine, no access), the state letter "S" (sleeping) has to do.
+        """
+        syscalls = _WAIT_SYSCALLS.get(os.uname().machine)
+        if syscalls is None or _syscall(proc.pid) is None:
+            if _proc_state(proc.pid) not in ("S", ""):
+                return False
+            os.kill(proc.pid, signal.SIGINT)
+            return True
+        read_nr, waits = syscalls
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(1000):  # stops within microseconds
+                if _proc_state(proc.pid) in ("T", "t", ""):
+                    break
+                time.sleep(0.0001)
+            else:
+                return False
+            nr = _syscall(proc.pid)
+            if nr == read_nr:
+                assert proc.stdin is not None
+                unread = struct.unpack("i", fcntl.ioctl(proc.stdin.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+                if unread:
+                    return False
+            elif nr not in waits:
+                return False
+            os.kill(proc.pid, signal.SIGINT)
+            return True
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
 
     @staticmethod
     def _read(fd: int) -> bytes | None:

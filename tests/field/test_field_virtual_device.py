@@ -125,6 +125,39 @@ def test_a_running_program_is_interrupted_by_enter_raw_repl(fs: Path) -> None:
             t.close()
 
 
+# A node that spends much of its time in the garbage collector between short sleeps.
+GC_CHURN = """import gc, time
+keep = [bytearray(64) for _ in range(300)]
+print('app started')
+while True:
+    junk = [bytearray(32) for _ in range(50)]
+    gc.collect()
+    gc.collect()
+    time.sleep_ms(1)
+"""
+
+
+def test_ctrl_c_stops_main_py_as_a_board_does_even_right_after_a_soft_reset(fs: Path) -> None:
+    # The unix port's SIGINT handler jumps out of whatever C code runs; a Ctrl-C that lands in the
+    # garbage collector leaves the heap locked ("MemoryError: ... heap is locked"). On a board the
+    # interrupt only takes effect between two bytecodes: so it must here, and the REPL keep working.
+    # Each round soft-resets (main.py starts again) and sends mpremote's Ctrl-C right behind the Ctrl-D.
+    fs.mkdir(parents=True)
+    (fs / "main.py").write_text(GC_CHURN)
+    with VirtualDevice(fs) as dev:
+        t = SerialTransport(dev.port, baudrate=115200)
+        t.serial.timeout = 0.5  # a silent device fails the test instead of blocking mpremote's read
+        try:
+            for _ in range(5):
+                t.enter_raw_repl(soft_reset=True, timeout_overall=5)
+                assert t.eval("len([bytearray(100) for _ in range(50)])") == 50
+                t.exit_raw_repl()
+                t.serial.write(b"\x04")  # soft reset in the friendly REPL: main.py runs again
+        finally:
+            t.close()
+        assert dev.resets == []  # never restarted: the interpreter survived every interrupt
+
+
 def test_ctrl_c_interrupts_an_exec_that_never_ends(transport: SerialTransport) -> None:
     transport.enter_raw_repl()
     transport.exec_raw_no_follow("while True:\n    pass\n")
