@@ -28,3 +28,10 @@ def test_airtime_budget_tables_cover_every_role_and_spreading_factor() -> None:
     # More airtime never lengthens a battery life.
     lives = [bench.battery_days("bin_fill", 12, sf) for sf in bench.SFS]
     assert lives == sorted(lives, reverse=True)
+
+
+def test_make_bench_runner_loads_every_benchmark() -> None:
+    """`make bench` (bench/run.py) imports each benchmark the way it runs it, and each has main()."""
+    runner = _load("run")
+    for name in runner.BENCHMARKS:
+        assert callable(runner.load(name).main), name
