@@ -227,6 +227,19 @@ def parse_time(text: str) -> datetime:
 
 # --------------------------------------------------------------------------------------------- schema
 
+# The reading log as the sinks, the API and exports read it: each reading with its uplink's columns
+# (migration 3 on both backends; gateway/store_postgres.py uses it too).
+READINGS_VIEW = """
+    CREATE VIEW readings AS
+        SELECT v.id AS id, v.event_id AS event_id, e.dev_eui AS dev_eui, e.device_name AS device_name,
+               e.message_type AS message_type, v.time AS time, v.field AS field, v.value AS value,
+               v.value_num AS value_num, v.unit AS unit, v.unit_code AS unit_code,
+               e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
+               e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
+               e.frequency AS frequency, e.gateway_count AS gateway_count, e.received_at AS received_at
+        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id
+"""
+
 # Migration N brings the file from user_version N-1 to N. Never edit a released step: append one.
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -319,7 +332,7 @@ _MIGRATIONS: tuple[str, ...] = (
     # (device, message type, receive time) index (one entry per uplink, replacing the unused
     # (device, time) one) and reach the readings through the log's event index, which only ever
     # grows at its end. (A reading's time is its uplink's receive time or earlier.)
-    """
+    f"""
     ALTER TABLE events ADD COLUMN device_name TEXT;
     ALTER TABLE events ADD COLUMN message_type TEXT;
     ALTER TABLE events ADD COLUMN f_cnt INTEGER;
@@ -356,14 +369,7 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX reading_log_event ON reading_log (event_id);
     DROP INDEX events_device;
     CREATE INDEX events_device_type ON events (dev_eui, message_type, received_at);
-    CREATE VIEW readings AS
-        SELECT v.id AS id, v.event_id AS event_id, e.dev_eui AS dev_eui, e.device_name AS device_name,
-               e.message_type AS message_type, v.time AS time, v.field AS field, v.value AS value,
-               v.value_num AS value_num, v.unit AS unit, v.unit_code AS unit_code,
-               e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
-               e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
-               e.frequency AS frequency, e.gateway_count AS gateway_count, e.received_at AS received_at
-        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id;
+    {READINGS_VIEW};
     """,
 )
 

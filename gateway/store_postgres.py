@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from gateway.store import SCHEMA_VERSION, Store, StoreError, UplinkRecord
+from gateway.store import READINGS_VIEW, SCHEMA_VERSION, Store, StoreError, UplinkRecord
 
 __all__ = ["PostgresStore"]
 
@@ -111,7 +111,7 @@ _MIGRATIONS: tuple[str, ...] = (
     DROP INDEX readings_time;
     """,
     # 3: the narrow reading log (see gateway.store's migration 3); ``readings`` becomes a view.
-    """
+    f"""
     ALTER TABLE events ADD COLUMN device_name TEXT;
     ALTER TABLE events ADD COLUMN message_type TEXT;
     ALTER TABLE events ADD COLUMN f_cnt BIGINT;
@@ -145,14 +145,7 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX reading_log_event ON reading_log (event_id);
     DROP INDEX events_device;
     CREATE INDEX events_device_type ON events (dev_eui, message_type, received_at);
-    CREATE VIEW readings AS
-        SELECT v.id AS id, v.event_id AS event_id, e.dev_eui AS dev_eui, e.device_name AS device_name,
-               e.message_type AS message_type, v.time AS time, v.field AS field, v.value AS value,
-               v.value_num AS value_num, v.unit AS unit, v.unit_code AS unit_code,
-               e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
-               e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
-               e.frequency AS frequency, e.gateway_count AS gateway_count, e.received_at AS received_at
-        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id;
+    {READINGS_VIEW};
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "PostgreSQL and SQLite schemas move together"
