@@ -168,8 +168,10 @@ _INT_CPP = frozenset({_F.CPPTYPE_INT32, _F.CPPTYPE_INT64, _F.CPPTYPE_UINT32, _F.
 _FLOAT32_MAX = 3.4028234663852886e38
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired surrogates
 _STD_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+# ASCII digits only, and \Z (not $, which also matches before a final newline json_format refuses).
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})\Z"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # How one field is filled (built once per message type from its descriptor).
@@ -326,6 +328,14 @@ def _scalar(plan: _Plan, value: Any) -> Any:
 
 def _set_timestamp(ts: Any, value: Any) -> None:
     """RFC 3339 (what proto3 JSON writes for a Timestamp) without json_format's strptime."""
+    ts.seconds, ts.nanos = rfc3339_timestamp(value)
+
+
+def rfc3339_timestamp(value: Any) -> tuple[int, int]:
+    """``(seconds, nanos)`` since the epoch of an RFC 3339 string in the form proto3 JSON writes.
+
+    Raises :class:`_NotFast` for anything else (json_format's own parser then decides).
+    """
     match = _RFC3339.match(value) if type(value) is str else None
     if match is None:
         raise _NotFast
@@ -341,8 +351,7 @@ def _set_timestamp(ts: Any, value: Any) -> None:
             raise _NotFast
         offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
         seconds -= offset if zone[0] == "+" else -offset
-    ts.seconds = seconds
-    ts.nanos = int(frac.ljust(9, "0")) if frac else 0
+    return seconds, int(frac.ljust(9, "0")) if frac else 0
 
 
 def encode_event(message: Message, encoding: Encoding) -> bytes:

@@ -104,6 +104,7 @@ REJECTED = [
     ("lower-case time zone", {"time": "2026-05-04T12:00:00z"}),
     ("rxInfo is not a list", {"rxInfo": {"rssi": -80}}),
     ("time is not RFC 3339", {"time": "yesterday"}),
+    ("time with a final newline", {"time": "2026-05-04T12:00:00Z\n"}),
     ("snr beyond float32", {"rxInfo": [{"snr": 1e39}]}),
     ("two oneof members", {"txInfo": {"modulation": {"lora": {}, "fsk": {}}}}),
 ]
