@@ -1,7 +1,8 @@
 """From one received ChirpStack event to stored readings, one function call per step.
 
     Pipeline.handle(kind, body, encoding, source)
-      -> chirpstack.parse_event            bytes/JSON -> protobuf message (else dead letter)
+      -> uplink_json.uplink_from_json      JSON up event -> Uplink, when it surely can (the fast path)
+      -> chirpstack.parse_event            else: bytes/JSON -> protobuf message (else dead letter)
       -> chirpstack.uplink_from_event      up: -> Uplink (best gateway's radio metadata)
       -> Pipeline.decode                   codec chosen per device (fPort -> decoded dict)
       -> normalize.normalize               decoded dict -> unit-labelled Readings
@@ -33,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.normalize import normalize
 from gateway.records import Reading, Uplink
 from gateway.store import DeviceUpdate, Store, UplinkRecord
+from gateway.uplink_json import uplink_from_json
 
 __all__ = ["Decoder", "Outcome", "Pipeline", "PipelineOptions", "Prepared", "Result", "default_decoders"]
 
@@ -98,6 +100,7 @@ class Prepared:
     role: str | None = None  # the decoded message type
     reason: str | None = None  # why the uplink's payload was not decoded (a dead letter with the event)
     dead: tuple[str, bytes | str, str | None] | None = None  # (reason, body, devEUI): unusable event
+    encoding: str = ""  # of the body: "json" or "protobuf"
 
 
 class Pipeline:
@@ -164,23 +167,46 @@ class Pipeline:
         dev_eui_hint: str | None = None,
         received_at: datetime | None = None,
     ) -> Prepared:
-        """Parse, decode and normalise one event without touching the store. Never raises."""
+        """Parse, decode and normalise one event without touching the store. Never raises.
+
+        A JSON ``up`` event takes :func:`gateway.uplink_json.uplink_from_json` when it can (the same
+        Uplink, without building the protobuf message); every other event, and any body that path is
+        unsure of, goes through :func:`gateway.chirpstack.parse_event`.
+        """
         now = received_at or datetime.now(UTC)
         self.metrics.inc("citynode_events_total", type=kind, ingest=source)
         raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+        if kind == "up" and encoding == "json":
+            uplink = uplink_from_json(raw, now)
+            if uplink is not None and self.codec_for(uplink) != OBJECT_CODEC:
+                return self._prepare_uplink(source, raw, now, None, uplink, encoding)
         try:
             event = chirpstack.parse_event(kind, body, encoding)
         except DecodeError as exc:
-            return Prepared(kind, source, raw, now, dead=(str(exc), body, dev_eui_hint))
+            return Prepared(kind, source, raw, now, dead=(str(exc), body, dev_eui_hint), encoding=encoding)
         if kind != "up":
-            return Prepared(kind, source, raw, now, event=event)
+            return Prepared(kind, source, raw, now, event=event, encoding=encoding)
         try:
             uplink = chirpstack.uplink_from_event(event, received_at=now)
         except DecodeError as exc:
-            return Prepared(kind, source, raw, now, event=event, dead=(str(exc), raw, event.dev_eui))
+            return Prepared(
+                kind, source, raw, now, event=event, dead=(str(exc), raw, event.dev_eui), encoding=encoding
+            )
+        return self._prepare_uplink(source, raw, now, event, uplink, encoding)
+
+    def _prepare_uplink(
+        self,
+        source: str,
+        raw: bytes,
+        now: datetime,
+        event: ChirpStackEvent | None,
+        uplink: Uplink,
+        encoding: str,
+    ) -> Prepared:
+        """Decode and normalise an uplink's payload (``event`` is needed only for ChirpStack's ``object``)."""
         if uplink.f_port == 0:
             # FPort 0 carries MAC commands only (LoRaWAN 1.0.4 4.3.2): nothing to decode, still counted.
-            return Prepared(kind, source, raw, now, event=event, uplink=uplink)
+            return Prepared("up", source, raw, now, event=event, uplink=uplink, encoding=encoding)
         readings: list[Reading] = []
         role = None
         reason = None
@@ -199,7 +225,16 @@ class Pipeline:
                 f"{type(exc).__name__}: {exc} (payload {uplink.data.hex()})"
             )
         return Prepared(
-            kind, source, raw, now, event=event, uplink=uplink, readings=readings, role=role, reason=reason
+            "up",
+            source,
+            raw,
+            now,
+            event=event,
+            uplink=uplink,
+            readings=readings,
+            role=role,
+            reason=reason,
+            encoding=encoding,
         )
 
     def commit(self, prepared: Prepared) -> Result:
@@ -211,8 +246,8 @@ class Pipeline:
         if p.dead is not None:
             reason, body, dev_eui = p.dead
             return self._dead(p.source, p.kind, reason, body, dev_eui)
-        assert p.event is not None
         if p.kind != "up":
+            assert p.event is not None
             return self._other(p.event, p.raw, p.source, p.received_at)
         assert p.uplink is not None
         return self._store_uplink(p)
@@ -247,7 +282,7 @@ class Pipeline:
                 prepared[i].uplink,  # type: ignore[arg-type]
                 prepared[i].readings,
                 raw=prepared[i].raw,
-                encoding=prepared[i].event.encoding,  # type: ignore[union-attr]
+                encoding=prepared[i].encoding,
                 role=prepared[i].role,
                 dead_letter_reason=prepared[i].reason,
                 dead_letter_source="decode",
@@ -261,15 +296,15 @@ class Pipeline:
 
     def _store_uplink(self, p: Prepared) -> Result:
         uplink = p.uplink
-        assert uplink is not None and p.event is not None
+        assert uplink is not None
         if uplink.f_port == 0:
-            stored = self.store.record_uplink(uplink, [], raw=p.raw, encoding=p.event.encoding)
+            stored = self.store.record_uplink(uplink, [], raw=p.raw, encoding=p.encoding)
             return self._stored_result(uplink, stored, 0, "ignored")
         stored = self.store.record_uplink(
             uplink,
             p.readings,
             raw=p.raw,
-            encoding=p.event.encoding,
+            encoding=p.encoding,
             role=p.role,
             dead_letter_reason=p.reason,
             dead_letter_source="decode",
@@ -315,11 +350,14 @@ class Pipeline:
             name = OBJECT_CODEC if opts.trust_object else opts.default_codec
         return name
 
-    def decode(self, event: ChirpStackEvent, uplink: Uplink) -> dict[str, Any]:
-        """Decode the uplink's payload with its device's codec; raises :class:`DecodeError`."""
+    def decode(self, event: ChirpStackEvent | None, uplink: Uplink) -> dict[str, Any]:
+        """Decode the uplink's payload with its device's codec; raises :class:`DecodeError`.
+
+        ``event`` (the parsed ChirpStack event) is needed only by the ``chirpstack-object`` codec.
+        """
         name = self.codec_for(uplink)
         if name == OBJECT_CODEC:
-            if not event.message.HasField("object"):
+            if event is None or not event.message.HasField("object"):
                 raise DecodeError("codec chirpstack-object: ChirpStack sent no decoded object")
             obj = json_format.MessageToDict(event.message.object)
             # ChirpStack's JS codec returns {data: ...}; ``object`` is that ``data``, in the decoded form.
