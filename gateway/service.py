@@ -13,6 +13,7 @@ disk); the store is closed last.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -182,6 +183,26 @@ class GatewayService:
             self.store = None
 
 
+# Young-generation collections: every this many container allocations (CPython's default is 700).
+_GC_GEN0_THRESHOLD = 20_000
+
+
+def _settle_garbage_collector() -> None:
+    """Keep the garbage collector off the ingest's hot path (about 7 µs of CPU per uplink).
+
+    What exists once the service runs (modules, the protobuf descriptors, the codec schema, about
+    90,000 objects) lives as long as the process: ``gc.freeze`` takes it out of every later
+    collection. The ingest makes a few dozen short-lived containers per uplink, none in a cycle;
+    collecting the young generation every 20,000 allocations instead of 700 costs a few MiB at most.
+    """
+    from gateway.schema import load_schema
+
+    load_schema()  # loaded on first use otherwise: make it part of what is frozen
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def serve(config: Config, worker_factories: list[WorkerFactory] | None = None) -> int:
     """Run until SIGINT or SIGTERM, then shut down gracefully. Returns the exit status."""
     stop = asyncio.Event()
@@ -200,6 +221,7 @@ async def serve(config: Config, worker_factories: list[WorkerFactory] | None = N
                 "ingests": ",".join(ingests),
             },
         )
+        _settle_garbage_collector()
         print(f"citynode gateway: ready (http port {service.http_port})", file=sys.stderr, flush=True)
         await stop.wait()
         log.info("shutting down")
