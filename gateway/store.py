@@ -22,8 +22,10 @@ transaction, so asyncio code may call it directly or through :func:`asyncio.to_t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -460,6 +462,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _open_writer_lock(path: str) -> int | None:
+    """The file descriptor of ``<path>-writer.lock`` (see :meth:`Store._writing`), or None when the
+    store is in memory or the lock file cannot be made (SQLite's own locking then serialises)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        return os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+
+
 def _value_json(value: Any) -> str:
     """JSON text of a reading value; the common scalar types without the json module's overhead."""
     kind = type(value)
@@ -586,12 +599,13 @@ class Store:
     _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
     _FOR_UPDATE = ""  # row lock on the device read in record_uplink (PostgreSQL: " FOR UPDATE")
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, writer_lock: int | None = None) -> None:
         self._conn = conn
         self._lock = threading.RLock()
         self.path = path
         self._closed = False
         self._batch_depth = 0
+        self._writer_lock = writer_lock  # fd of <path>-writer.lock (see _writing)
 
     # -- lifetime ------------------------------------------------------------------------------------
 
@@ -621,7 +635,7 @@ class Store:
             conn.execute("PRAGMA busy_timeout=30000")
             # 32 MiB page cache (default 2 MiB): the reading indexes take random inserts by device.
             conn.execute("PRAGMA cache_size=-32768")
-            store = cls(conn, path)
+            store = cls(conn, path, _open_writer_lock(path))
             store._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
@@ -632,6 +646,8 @@ class Store:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                if self._writer_lock is not None:
+                    os.close(self._writer_lock)
 
     def __enter__(self) -> Store:
         return self
@@ -667,22 +683,42 @@ class Store:
         with self._lock:
             if self._closed:
                 raise StoreError(f"store {self.path} is closed")
-            cur = self._conn.cursor()
             nested = self._batch_depth > 0
-            cur.execute("SAVEPOINT event" if nested else "BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                if nested:
-                    cur.execute("ROLLBACK TO event")
-                    cur.execute("RELEASE event")
+            with self._writing(not nested):
+                cur = self._conn.cursor()
+                cur.execute("SAVEPOINT event" if nested else "BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    if nested:
+                        cur.execute("ROLLBACK TO event")
+                        cur.execute("RELEASE event")
+                    else:
+                        cur.execute("ROLLBACK")
+                    raise
                 else:
-                    cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("RELEASE event" if nested else "COMMIT")
-            finally:
-                cur.close()
+                    cur.execute("RELEASE event" if nested else "COMMIT")
+                finally:
+                    cur.close()
+
+    @contextmanager
+    def _writing(self, take: bool = True) -> Iterator[None]:
+        """Hold the writers' lock file while a write transaction is open (``take=False``: nested).
+
+        Several processes may write one SQLite file (gateway instances splitting a subscription,
+        ``gateway prune`` beside a running gateway). SQLite itself lets a writer that finds the file
+        locked sleep and retry (1, 2, 5, 10 ... 100 ms), so two busy gateways lose much of their
+        time asleep. A blocking ``flock`` on ``<path>-writer.lock`` hands the turn over the moment
+        the other commits. SQLite's own locking still guards the file against any other writer.
+        """
+        if not take or self._writer_lock is None:
+            yield
+            return
+        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # releases the GIL while it waits
+        try:
+            yield
+        finally:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -702,23 +738,24 @@ class Store:
                 finally:
                     self._batch_depth -= 1
                 return
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot start a batch in {self.path}: {exc}") from exc
-            self._batch_depth = 1
-            try:
-                yield
-            except BaseException:
+            with self._writing():
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot start a batch in {self.path}: {exc}") from exc
+                self._batch_depth = 1
+                try:
+                    yield
+                except BaseException:
+                    self._batch_depth = 0
+                    self._conn.execute("ROLLBACK")
+                    raise
                 self._batch_depth = 0
-                self._conn.execute("ROLLBACK")
-                raise
-            self._batch_depth = 0
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise StoreError(f"cannot commit a batch to {self.path}: {exc}") from exc
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._conn.execute("ROLLBACK")
+                    raise StoreError(f"cannot commit a batch to {self.path}: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
