@@ -111,6 +111,8 @@ class MqttConfig:
     tls: TlsConfig | None = None
     command_topic: str = "application/{application_id}/device/{dev_eui}/command/down"
     batch: int = 500  # events stored per transaction, at most (as many as the broker has in flight)
+    # MQTT ingest processes of this gateway (one core each), splitting ``shared_group``'s messages.
+    processes: int = 1
 
     @property
     def subscription(self) -> str:
@@ -313,12 +315,18 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         tls=tls,
         command_topic=s.str("command_topic", MqttConfig.command_topic),
         batch=s.int("batch", MqttConfig.batch, 1, 10_000),
+        processes=s.int("processes", 1, 1, 64),
     )
     s.done()
     if not mqtt.client_id:
         raise ConfigError("mqtt.client_id: must not be empty (the persistent session is keyed by it)")
     if mqtt.shared_group and any(c in mqtt.shared_group for c in "/+#"):
         raise ConfigError(f"mqtt.shared_group: must not contain / + or #, got {mqtt.shared_group!r}")
+    if mqtt.processes > 1 and not mqtt.shared_group:
+        raise ConfigError(
+            f"mqtt.processes = {mqtt.processes} needs mqtt.shared_group: the processes split the "
+            "events as members of one shared subscription"
+        )
 
     s = _Section("http", doc.get("http", {}))
     http = HttpConfig(

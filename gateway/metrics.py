@@ -45,6 +45,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self._collectors: list[Callable[[], Iterable[Sample]]] = []
+        self._counter_sources: list[Callable[[], Iterable[Sample]]] = []
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -64,9 +65,18 @@ class Metrics:
         """Register a function called at every scrape that yields extra samples (gauges)."""
         self._collectors.append(collect)
 
+    def add_counter_source(self, counters: Callable[[], Iterable[Sample]]) -> None:
+        """Register counters kept elsewhere (another process): added to this one's at every scrape."""
+        self._counter_sources.append(counters)
+
     def samples(self) -> list[Sample]:
         with self._lock:
-            out: list[Sample] = [(n, dict(lbls), v) for (n, lbls), v in self._counters.items()]
+            totals = dict(self._counters)
+        for source in self._counter_sources:
+            for name, labels, value in source():
+                key = (name, tuple(sorted(labels.items())))
+                totals[key] = totals.get(key, 0.0) + value
+        out: list[Sample] = [(n, dict(lbls), v) for (n, lbls), v in totals.items()]
         for collect in self._collectors:
             out.extend(collect())
         return out

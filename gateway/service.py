@@ -129,6 +129,13 @@ class GatewayService:
             mqtt = MqttIngest(cfg.mqtt, self.pipeline, batch_size=cfg.mqtt.batch)
             self.ingests.append(mqtt)
             checks["mqtt"] = lambda: None if mqtt.connected.is_set() else "not connected to the broker"
+            if cfg.mqtt.processes > 1:
+                from gateway.ingest.processes import MqttWorkers
+
+                workers = MqttWorkers(cfg, cfg.mqtt.processes - 1)
+                self.ingests.append(workers)
+                self.metrics.add_counter_source(workers.counters)
+                checks["mqtt processes"] = workers.health
         if cfg.amqp.enabled:
             from gateway.ingest.amqp import AmqpIngest
 
