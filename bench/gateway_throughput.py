@@ -299,6 +299,14 @@ class GatewayRun:
     transport: str = "mqtt"  # or "amqp": one durable RabbitMQ queue, competing consumers
     offered: float = 0.0  # publish rate (/s) of a paced run; 0 = a burst
     cpu_s: float = 0.0  # CPU time (user + system) all gateway processes spent on the run
+    processes: int = 1  # [mqtt] processes of each instance
+
+    @property
+    def label(self) -> str:
+        """How the run was set up, e.g. "x2, shared" or "x1, 2 processes"."""
+        if self.processes > 1:
+            return f"x{self.instances}, {self.processes} processes"
+        return f"x{self.instances}, {self.stores}"
 
     @property
     def cpu_us_per_uplink(self) -> float:
@@ -313,6 +321,26 @@ def _peak_rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    """A gateway's extra MQTT ingest processes: its children started by multiprocessing's spawn
+    (not multiprocessing's resource tracker, which idles)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid and (
+                    b"spawn_main" in (entry / "cmdline").read_bytes()
+                ):
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def _tree(pids: Sequence[int]) -> list[int]:
+    return [q for p in pids for q in (p, *_children(p))]
 
 
 def _cpu_s(pid: int) -> float:
@@ -334,6 +362,7 @@ def _gateway_config(
     group: str,
     topic: str,
     transport: str = "mqtt",
+    processes: int = 1,
 ) -> Path:
     http_port = free_port()
     app = topic.split("/")[1]
@@ -352,6 +381,7 @@ client_id = "bench-gateway-{index}-{os.getpid()}-{time.monotonic_ns()}"
 encoding = "{encoding}"
 topic = "{topic}"
 shared_group = "{group}"
+processes = {processes}
 
 [amqp]
 enabled = {"true" if transport == "amqp" else "false"}
@@ -402,11 +432,12 @@ def run_gateway(
     rate: float | None = None,
     transport: str = "mqtt",
     workdir: Path,
+    processes: int = 1,
 ) -> GatewayRun:
     """Start ``instances`` gateways, publish ``events``, wait until every one is stored, measure."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"gw{instances}-", dir=workdir))
     app = events[0][0].split("/")[1]
-    group = f"bench{app[-8:]}" if instances > 1 else ""  # $share/<group>/...: fresh per run
+    group = f"bench{app[-8:]}" if instances > 1 or processes > 1 else ""  # $share/<group>/...: fresh per run
     per_instance = stores == "per-instance"
     dbs = [run_dir / (f"store-{i}.sqlite" if per_instance else "store.sqlite") for i in range(instances)]
     procs = []
@@ -422,6 +453,7 @@ def run_gateway(
                 group,
                 f"application/{app}/device/+/event/+",
                 transport,
+                processes,
             )
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             proc = subprocess.Popen(
@@ -432,7 +464,8 @@ def run_gateway(
             )
             procs.append(proc)
             _wait_healthy(proc, cfg)
-        cpu_before = sum(_cpu_s(p.pid) for p in procs)
+        pids = _tree([p.pid for p in procs])  # healthy: every ingest process is up and connected
+        cpu_before = sum(_cpu_s(pid) for pid in pids)
         sent: dict[str, float] = {}
         if transport == "amqp":
             publisher = threading.Thread(target=lambda: sent.update(publish_amqp(events)))
@@ -467,6 +500,7 @@ def run_gateway(
             stored=len(seen),
             offered=rate or 0.0,
             transport=transport,
+            processes=processes,
         )
         if seen:
             first = min(sent.values()) if sent else t_start
@@ -474,8 +508,8 @@ def run_gateway(
             lat = sorted((seen[d] - sent[d]) * 1000 for d in seen if d in sent)
             result.p50_ms = statistics.median(lat)
             result.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        result.rss_mib = [_peak_rss_mib(p.pid) for p in procs]
-        result.cpu_s = sum(_cpu_s(p.pid) for p in procs) - cpu_before
+        result.rss_mib = [_peak_rss_mib(pid) for pid in pids]
+        result.cpu_s = sum(_cpu_s(pid) for pid in pids) - cpu_before
         if len(seen) < len(events):
             raise RuntimeError(f"only {len(seen)} of {len(events)} events stored (logs in {run_dir})")
         return result
@@ -503,8 +537,11 @@ def measure(
     inflight: int = 1000,
     paced_rate: float = 300.0,
     amqp_instances: Sequence[int] = (1, 2, 4),
+    processes: Sequence[int] = (2,),
 ) -> dict[str, object]:
     """Run every measurement; returns plain data for :func:`report`.
+
+    ``processes``: runs of one instance with that many MQTT ingest processes (``[mqtt] processes``).
 
     The AMQP runs (``amqp_instances``; one durable queue, one SQLite file per instance) use the
     last encoding only, and are skipped (and said so) when no RabbitMQ listens on 127.0.0.1:5672.
@@ -534,6 +571,18 @@ def measure(
                                 f"{run.cpu_us_per_uplink:,.0f} CPU us/uplink",
                                 file=sys.stderr,
                             )
+                for count in processes:
+                    run = run_gateway(
+                        broker.port, build_events(n, enc, seed=seed), encoding=enc,
+                        synchronous=synchronous[0], processes=count, workdir=workdir,
+                    )
+                    seed += 1
+                    data["runs"].append(run)  # type: ignore[attr-defined]
+                    print(
+                        f"  {enc} {synchronous[0]} {run.label}: {run.rate:,.0f}/s, "
+                        f"{run.cpu_us_per_uplink:,.0f} CPU us/uplink",
+                        file=sys.stderr,
+                    )
                 if paced_rate:
                     paced_n = max(50, min(n, int(paced_rate * 5)))
                     run = run_gateway(
@@ -601,7 +650,7 @@ def report(data: dict[str, object]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for enc, limit in raw.items():
-        ones = [r for r in runs if r.encoding == enc and r.instances == 1]
+        ones = [r for r in runs if r.encoding == enc and r.instances == 1 and r.processes == 1]
         one = next((r for r in ones if r.synchronous == "FULL"), None)
         if one is None:
             one = ones[0]
@@ -610,33 +659,35 @@ def report(data: dict[str, object]) -> str:
         lines.append(
             f"| {enc} | {limit:,.0f} | {one.rate:,.0f} | {one.rate / limit:.0%} | "
             f"{one.p50_ms:,.0f} / {one.p99_ms:,.0f} | {max(one.rss_mib):.0f} | "
-            f"{best.rate:,.0f} (x{best.instances}, {best.stores}) | {best.rate / limit:.0%} |"
+            f"{best.rate:,.0f} ({best.label}) | {best.rate / limit:.0%} |"
         )
     lines += [
         "",
-        "Every run (`shared` = all instances write one SQLite file, whose writers serialise on its lock; "
-        "`per-instance` = one SQLite file each; instances split the stream with `$share/<group>/...`):",
+        "Every run (`shared` = all instances write one SQLite file, taking turns through its lock file; "
+        "`per-instance` = one SQLite file each; instances split the stream with `$share/<group>/...`; "
+        "`processes` = `[mqtt] processes` of each instance, which split the stream the same way):",
         "",
-        "| encoding | synchronous | instances | stores | uplinks/s | p50 / p99 latency (ms) "
+        "| encoding | synchronous | instances | processes | stores | uplinks/s | p50 / p99 latency (ms) "
         "| peak RSS each (MiB) |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "|---|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in runs:
         lines.append(
-            f"| {r.encoding} | {r.synchronous} | {r.instances} | {r.stores} | {r.rate:,.0f} | "
-            f"{r.p50_ms:,.0f} / {r.p99_ms:,.0f} | {', '.join(f'{m:.0f}' for m in r.rss_mib)} |"
+            f"| {r.encoding} | {r.synchronous} | {r.instances} | {r.processes} | {r.stores} | "
+            f"{r.rate:,.0f} | {r.p50_ms:,.0f} / {r.p99_ms:,.0f} | {', '.join(f'{m:.0f}' for m in r.rss_mib)} |"
         )
     lines += [
         "",
         "CPU time per uplink (all gateway processes, user + system, from /proc; less sensitive to the "
         "machine's other load than the rates):",
         "",
-        "| encoding | synchronous | instances | stores | CPU µs per uplink |",
-        "|---|---|---:|---|---:|",
+        "| encoding | synchronous | instances | processes | stores | CPU µs per uplink |",
+        "|---|---|---:|---:|---|---:|",
     ]
     for r in runs:
         lines.append(
-            f"| {r.encoding} | {r.synchronous} | {r.instances} | {r.stores} | {r.cpu_us_per_uplink:,.0f} |"
+            f"| {r.encoding} | {r.synchronous} | {r.instances} | {r.processes} | {r.stores} | "
+            f"{r.cpu_us_per_uplink:,.0f} |"
         )
     if paced:
         lines += [
@@ -747,6 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
     parser.add_argument("--paced-rate", type=float, default=300.0, help="/s, below capacity: 0 = none")
     parser.add_argument("--amqp-instances", default="1,2,4", help="AMQP runs ('' for none)")
+    parser.add_argument("--processes", default="2", help="one instance with N MQTT processes ('' for none)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update bench/RESULTS.md")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--raw-subscriber", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -770,6 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         inflight=args.inflight,
         paced_rate=args.paced_rate,
         amqp_instances=[int(x) for x in args.amqp_instances.split(",") if x],
+        processes=[int(x) for x in args.processes.split(",") if x],
     )
     text = report(data)
     print(text)
