@@ -4,7 +4,7 @@ The general path (:func:`gateway.chirpstack.parse_event` then :func:`~gateway.ch
 parses the JSON with the standard library and fills a ``chirpstack_api`` message field by field in
 Python: about 35 µs of a JSON uplink's CPU, the largest single cost of the MQTT ingest. Here msgspec
 validates the whole body in C against types built from the same protobuf descriptors (never a
-hand-kept field list) and the Uplink is read from the result.
+hand-kept field list) and the Uplink is read from the result: about 9 µs.
 
 The rule that makes it safe: :func:`uplink_from_json` returns an Uplink only when the general path
 would accept the body and make the very same Uplink of it; for anything else (a body it is unsure
@@ -27,20 +27,18 @@ from __future__ import annotations
 
 import re
 import struct
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from chirpstack_api import integration
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from gateway.chirpstack import _NotFast, rfc3339_timestamp
 from gateway.records import RadioMeta, Uplink
 
 __all__ = ["uplink_from_json"]
 
 _F = FieldDescriptor
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EUI = re.compile(r"^[0-9a-f]{16}\Z")
 _FLOAT32_MAX = 3.4028234663852886e38
 _FLOAT32 = struct.Struct("<f")
@@ -115,7 +113,8 @@ class _Types:
             if sub is not None and any(self.oneofs[sub]):
                 children.append((fd.name, fd.is_repeated))
         # gc=False: decoded values hold no reference cycles; untracked structs cost the collector nothing.
-        cls = msgspec.defstruct(desc.name, fields, kw_only=True, gc=False)
+        # omit_defaults: encoded again, a struct shows only what the body gave (see _no_duplicate_keys).
+        cls = msgspec.defstruct(desc.name, fields, kw_only=True, gc=False, omit_defaults=True)
         self.structs[desc.full_name] = cls
         members = tuple(tuple(fd.name for fd in oneof.fields) for oneof in desc.oneofs)
         self.oneofs[cls] = (members, tuple(children))
@@ -207,21 +206,27 @@ _ANY = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
 
 
-def _no_duplicate_keys(body: bytes) -> bool:
-    """Whether no object in ``body`` (valid JSON) repeats a key.
+def _no_duplicate_keys(body: bytes, up: msgspec.Struct) -> bool:
+    """Whether no object in ``body`` (valid JSON, decoded as ``up``) repeats a key.
 
     Every ``:`` of a JSON text separates a key from its value or sits in a string. Decoded, a
-    repeated key keeps only its last value, so re-encoded the text has fewer of them: the separator
-    of each dropped pair at least. Only an escape could add one (``\\u003a`` decodes to ``:``, which
-    msgspec writes plainly): bodies with that escape go the general way.
+    repeated key keeps only its last value, so encoded again the text has fewer of them: the
+    separator of each dropped pair at least. Encoding ``up`` again gives only what the body gave
+    (fields left at their defaults are omitted), less what the types ignore (unknown fields): the
+    same count means nothing was dropped, which is the case for ChirpStack's own bodies. Otherwise
+    the body is decoded without types (nothing ignored) and counted again. Only an escape could add a
+    ``:`` (``\\u003a`` decodes to one, which msgspec writes plainly): such bodies go the general way.
     """
     if b"\\u003a" in body or b"\\u003A" in body:
         return False
+    colons = body.count(b":")
+    if _ENCODER.encode(up).count(b":") == colons:
+        return True
     try:
         again = _ENCODER.encode(_ANY.decode(body))
     except (msgspec.DecodeError, msgspec.EncodeError, ValueError, OverflowError):
         return False
-    return body.count(b":") == again.count(b":")
+    return again.count(b":") == colons
 
 
 def _float32(value: float) -> float:
@@ -238,7 +243,7 @@ def uplink_from_json(body: bytes, received_at: datetime) -> Uplink | None:
         up = _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if not _TYPES.check(up) or not _no_duplicate_keys(body):
+    if not _TYPES.check(up) or not _no_duplicate_keys(body, up):
         return None
     info = up.device_info
     if info is msgspec.UNSET or not up.deduplication_id:
@@ -264,11 +269,9 @@ def uplink_from_json(body: bytes, received_at: datetime) -> Uplink | None:
         if modulation is not msgspec.UNSET and modulation.lora is not msgspec.UNSET:
             sf = modulation.lora.spreading_factor
     if up.time is not msgspec.UNSET:
-        try:
-            seconds, nanos = rfc3339_timestamp(up.time)  # msgspec checked the pattern already
-            received = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
-        except (_NotFast, OverflowError):
-            return None
+        # The pattern checked above is a subset of ISO 8601 that fromisoformat reads (3.11+: "Z", and
+        # digits beyond the microsecond truncated, as the general path's nanos // 1000).
+        received = datetime.fromisoformat(up.time).astimezone(UTC)
     else:
         received = received_at
     return Uplink(
