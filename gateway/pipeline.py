@@ -289,8 +289,14 @@ class Pipeline:
             )
             for i in indexes
         ]
+        decoded = readings = 0
         for i, stored in zip(indexes, self.store.record_uplinks(records), strict=True):
-            results[i] = self._uplink_result(prepared[i], stored)
+            result = results[i] = self._uplink_result(prepared[i], stored, count=False)
+            if result.outcome == "stored":
+                decoded += 1
+                readings += result.readings
+        self.metrics.inc("citynode_uplinks_decoded_total", decoded)  # once per batch, not per uplink
+        self.metrics.inc("citynode_readings_total", readings)
 
     # -- uplinks -------------------------------------------------------------------------------------
 
@@ -311,8 +317,11 @@ class Pipeline:
         )
         return self._uplink_result(p, stored)
 
-    def _uplink_result(self, p: Prepared, stored: bool) -> Result:
-        """Metrics, log line and result of an uplink with a payload, once the store has answered."""
+    def _uplink_result(self, p: Prepared, stored: bool, count: bool = True) -> Result:
+        """Metrics, log line and result of an uplink with a payload, once the store has answered.
+
+        ``count=False``: the caller counts decoded uplinks and readings itself (a batch at once).
+        """
         uplink = p.uplink
         assert uplink is not None
         reason = p.reason
@@ -330,8 +339,9 @@ class Pipeline:
                 },
             )
             return Result("up", "dead_letter", uplink.dev_eui, 0, reason, uplink.deduplication_id)
-        self.metrics.inc("citynode_uplinks_decoded_total")
-        self.metrics.inc("citynode_readings_total", len(p.readings))
+        if count:
+            self.metrics.inc("citynode_uplinks_decoded_total")
+            self.metrics.inc("citynode_readings_total", len(p.readings))
         return self._stored_result(uplink, True, len(p.readings), "stored")
 
     def _stored_result(self, uplink: Uplink, stored: bool, count: int, outcome: Outcome) -> Result:

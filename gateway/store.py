@@ -492,13 +492,17 @@ def _value_num(value: Any) -> float | None:
 
 
 
-def _reading_rows(event_id: int, readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
+def _reading_rows(
+    event_id: int, readings: Sequence[Reading], times: dict[datetime, str] | None = None
+) -> list[tuple[Any, ...]]:
     """The ``reading_log`` rows (``_READING_INSERT`` order) of one uplink's readings.
 
     What the readings share with their uplink (device name, message type, deduplication id, FCnt,
     tags, radio metadata) is stored once, in the uplink's event row (:func:`_uplink_event_values`).
+    ``times`` caches formatted times (readings share a few: their uplink's, a batch's offsets).
     """
-    times: dict[datetime, str] = {}  # batched readings share a few times: format each once
+    if times is None:
+        times = {}
     rows = []
     for x in readings:
         t = times.get(x.time)
@@ -871,6 +875,8 @@ class Store:
         readings: list[tuple[Any, ...]] = []
         dead: list[tuple[Any, ...]] = []
         updates: dict[str, _DeviceTally] = {}
+        times: dict[datetime, str] = {}  # formatted once per batch: an uplink's readings share its time
+        tags_json_of: dict[tuple[tuple[str, str], ...], str] = {}  # a device's tags rarely change
         for r in records:
             up = r.uplink
             if up.deduplication_id in seen:
@@ -880,13 +886,18 @@ class Store:
             stored.append(True)
             event_id = next_id
             next_id += 1
-            received = format_time(up.received_at)
-            tags_json = json.dumps(up.tags, sort_keys=True)
+            received = times.get(up.received_at)
+            if received is None:
+                received = times[up.received_at] = format_time(up.received_at)
+            tags_key = tuple(up.tags.items())
+            tags_json = tags_json_of.get(tags_key)
+            if tags_json is None:
+                tags_json = tags_json_of[tags_key] = json.dumps(up.tags, sort_keys=True)
             message_type = r.readings[0].message_type if r.readings else r.role
             events.append(
                 (event_id, *_uplink_event_values(up, received, r.encoding, r.raw, message_type, tags_json))
             )
-            readings.extend(_reading_rows(event_id, r.readings))
+            readings.extend(_reading_rows(event_id, r.readings, times))
             # The device row, as record_uplink's _update_device_for_uplink would leave it.
             state = devices.get(up.dev_eui)
             tally = updates.get(up.dev_eui)
