@@ -42,7 +42,7 @@ log = logging.getLogger("citynode.ingest.processes")
 _REPORT_S = 1.0
 _BACKOFF_MIN_S = 1.0
 _BACKOFF_MAX_S = 30.0
-_STOP_TIMEOUT_S = 35.0  # a worker's ingest waits up to 30 s for its last commit
+_STOP_TIMEOUT_S = 25.0  # then SIGKILL; within the 30 s the service gives its ingests to stop
 
 
 @dataclass
