@@ -55,7 +55,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
     "location": integration.LocationEvent,
 }
 
-_EUI = re.compile(r"^[0-9a-f]{16}$")
+_EUI = re.compile(r"^[0-9a-f]{16}\Z")  # \Z: $ would let a final newline through
 _TOPIC = re.compile(r"^application/([^/]+)/device/([^/]+)/event/([^/]+)$")
 _ROUTING_KEY = re.compile(r"^application\.([^.]+)\.device\.([^.]+)\.event\.([^.]+)$")
 

@@ -453,6 +453,6 @@ class Pipeline:
         return Result(kind, "dead_letter", dev_eui, reason=full)
 
 
-_EUI = re.compile(r"^[0-9a-f]{16}$")
+_EUI = re.compile(r"^[0-9a-f]{16}\Z")  # \Z: $ would let a final newline through
 _LOG_CODES = frozenset(chirpstack.integration.LogCode.values())
 _LOG_LEVELS = frozenset(chirpstack.integration.LogLevel.values())

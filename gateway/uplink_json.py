@@ -200,6 +200,11 @@ _DEFAULTS = {
     _F.CPPTYPE_ENUM: msgspec.UNSET,  # never read here; absent and present both fine
 }
 
+# More objects and arrays than this (counted as "{" and "[" bytes, in strings too) and the body goes the
+# general way: nesting that deep could hit Python's recursion limit on one path and not the other.
+# ChirpStack's uplinks have about 10, 4 more per receiving gateway.
+_MAX_CONTAINERS = 256
+
 _TYPES = _Types(integration.UplinkEvent.DESCRIPTOR)
 _DECODER = msgspec.json.Decoder(_TYPES.root)
 _ANY = msgspec.json.Decoder()
@@ -224,7 +229,7 @@ def _no_duplicate_keys(body: bytes, up: msgspec.Struct) -> bool:
         return True
     try:
         again = _ENCODER.encode(_ANY.decode(body))
-    except (msgspec.DecodeError, msgspec.EncodeError, ValueError, OverflowError):
+    except (msgspec.DecodeError, msgspec.EncodeError, ValueError, OverflowError, RecursionError):
         return False
     return again.count(b":") == colons
 
@@ -239,9 +244,11 @@ def uplink_from_json(body: bytes, received_at: datetime) -> Uplink | None:
     ``received_at`` stands in for an event without ``time``, as in
     :func:`gateway.chirpstack.uplink_from_event`. Never raises.
     """
+    if body.count(b"{") + body.count(b"[") > _MAX_CONTAINERS:
+        return None  # deep or huge: the general path's recursion limits decide, as they always did
     try:
         up = _DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if not _TYPES.check(up) or not _no_duplicate_keys(body, up):
         return None

@@ -135,6 +135,7 @@ VARIANTS: list[tuple[str, dict[tuple[Any, ...], Any]]] = [
     ("gatewayId by both names", {("rxInfo", 0, "gateway_id"): "0016c001ff10a299"}),
     ("devEui upper case", {("deviceInfo", "devEui"): "0004A30B001C0530"}),
     ("devEui too short", {("deviceInfo", "devEui"): "0004a30b"}),
+    ("devEui with a final newline", {("deviceInfo", "devEui"): "0004a30b001c0530\n"}),
     ("no deviceInfo", {("deviceInfo",): DELETE}),
     ("no deduplicationId", {("deduplicationId",): DELETE}),
     ("data url-safe base64", {("data",): "AQID_g=="}),
@@ -243,6 +244,22 @@ def test_duplicate_keys_are_never_taken(events, where, first, second):
 )
 def test_broken_bodies_are_left_to_the_general_path(body):
     assert uplink_from_json(body, NOW) is None
+
+
+@pytest.mark.parametrize("depth", [100, 2000, 100_000])
+def test_deep_nesting_is_left_to_the_general_path_and_never_raises(events, depth):
+    doc = full_up(events)
+    body = (json.dumps(doc)[:-1] + ', "futureField": ' + "[" * depth + "]" * depth + "}").encode()
+    fast = assert_same_or_steps_aside(body)  # and no exception escapes either path
+    assert (fast is None) == (depth > 200)
+
+
+def test_a_deeply_nested_uplink_is_a_dead_letter_not_a_stuck_ingest(events, store):
+    from gateway.pipeline import Pipeline
+
+    body = json.dumps(full_up(events))[:-1] + ', "futureField": ' + "[" * 5000 + "]" * 5000 + "}"
+    result = Pipeline(store).handle("up", body.encode(), "json", "mqtt")
+    assert result.outcome == "dead_letter" and "nested too deeply" in (result.reason or "")
 
 
 # ------------------------------------------------------------------------- random mutations
