@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -64,6 +65,7 @@ class MqttWorkers:
         self.config = config
         self._workers = [_Worker(index) for index in range(1, count + 1)]
         self._retired: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._counters_lock = threading.Lock()  # /metrics reads counters from another thread
         self._stopping = asyncio.Event()
         self._context = multiprocessing.get_context("spawn")  # no fork of a running event loop
 
@@ -100,18 +102,18 @@ class MqttWorkers:
 
     def counters(self) -> Iterable[Sample]:
         """Every worker's counters, those of exited workers included (for :class:`Metrics`)."""
-        totals = dict(self._retired)
-        for worker in self._workers:
-            for name, labels, value in worker.counters:
+        with self._counters_lock:
+            totals = dict(self._retired)
+            reports = [worker.counters for worker in self._workers]
+        for counters in reports:
+            for name, labels, value in counters:
                 key = (name, tuple(sorted(labels.items())))
                 totals[key] = totals.get(key, 0.0) + value
         return [(name, dict(labels), value) for (name, labels), value in totals.items()]
 
     def health(self) -> str | None:
         """None when every worker is connected to the broker, else which are not."""
-        down = [
-            str(w.index) for w in self._workers if not (w.connected and w.process and w.process.is_alive())
-        ]
+        down = [str(w.index) for w in self._workers if not (w.connected and _alive(w.process))]
         return f"mqtt ingest process {', '.join(down)} not connected" if down else None
 
     # -- supervision ----------------------------------------------------------------------------------
@@ -124,8 +126,13 @@ class MqttWorkers:
             name=f"citynode-mqtt-{worker.index}",
             daemon=True,  # never outlives the gateway
         )
-        process.start()
-        send.close()  # the child holds its end; EOF here when it is gone
+        try:
+            process.start()
+        except BaseException:
+            receive.close()
+            raise
+        finally:
+            send.close()  # the child holds its end; EOF here when it is gone
         worker.process, worker.conn, worker.started_at = process, receive, time.monotonic()
         log.info("mqtt ingest process started", extra={"worker": worker.index, "pid": process.pid})
 
@@ -133,7 +140,9 @@ class MqttWorkers:
         conn = worker.conn
         try:
             while conn is not None and conn.poll():
-                worker.counters, worker.connected = conn.recv()
+                counters, connected = conn.recv()
+                with self._counters_lock:
+                    worker.counters, worker.connected = counters, connected
         except (EOFError, OSError):
             pass  # it exited; the next check of the process sees it
 
@@ -152,14 +161,17 @@ class MqttWorkers:
 
     def _retire(self, worker: _Worker) -> None:
         """Keep an exited worker's counters (a restarted one counts from zero) and forget the process."""
-        for name, labels, value in worker.counters:
-            key = (name, tuple(sorted(labels.items())))
-            self._retired[key] = self._retired.get(key, 0.0) + value
+        self._read_reports(worker)  # its last report, sent just before it left
+        with self._counters_lock:
+            for name, labels, value in worker.counters:
+                key = (name, tuple(sorted(labels.items())))
+                self._retired[key] = self._retired.get(key, 0.0) + value
+            worker.counters, worker.connected = (), False
         if worker.conn is not None:
             worker.conn.close()
-        if worker.process is not None:
+        if worker.process is not None and not worker.process.is_alive():
             worker.process.close()
-        worker.process, worker.conn, worker.counters, worker.connected = None, None, (), False
+        worker.process, worker.conn = None, None
 
     def _stop_all(self) -> None:
         running = [w for w in self._workers if w.process is not None and w.process.is_alive()]
@@ -175,9 +187,15 @@ class MqttWorkers:
                 worker.process.kill()
                 worker.process.join(5)
         for worker in self._workers:
-            self._read_reports(worker)
             if worker.process is not None:
                 self._retire(worker)
+
+
+def _alive(process: BaseProcess | None) -> bool:
+    try:
+        return process is not None and process.is_alive()
+    except ValueError:  # closed meanwhile by the supervisor
+        return False
 
 
 # ----------------------------------------------------------------------------------- in the worker

@@ -78,7 +78,14 @@ def children(pid: int) -> list[int]:
 
 def workers(pid: int) -> list[int]:
     """The gateway's ingest processes (spawned interpreters; multiprocessing's helper excluded)."""
-    return [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    out = []
+    for child in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(child)
+        except OSError:  # gone meanwhile
+            continue
+    return out
 
 
 def events_in(port: int) -> float:
@@ -130,7 +137,7 @@ def test_three_processes_split_the_stream_into_one_store_and_one_metrics_page(
 
         publish(mosquitto, app, bodies[:N])
         wait_until(lambda: len(stored()) == N, 60, "the first half stored")
-        wait_until(lambda: events_in(port) == N, 10, "every process's counters in /metrics")
+        wait_until(lambda: events_in(port) >= N, 10, "every process's counters in /metrics")
 
         victim = workers(gw.pid)[0]
         os.kill(victim, signal.SIGKILL)
