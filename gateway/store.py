@@ -28,6 +28,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ __all__ = [
 
 FCNT_MODULUS = 1 << 32  # LoRaWAN 1.0.4 / 1.1: FCntUp is a 32-bit counter (16 bits on air)
 _WRAP_WINDOW = 1 << 16  # a drop from above 2**32 - window to below window is a wrap, not a reset
+_LATE_WINDOW = 64  # a drop by at most this many frames (to above this) is a late uplink, not a reset
 
 
 class StoreError(CitynodeError):
@@ -179,9 +181,10 @@ class StoredReading:
 class FcntStep:
     """How one uplink's FCnt relates to the previous one of the same device."""
 
-    lost: int = 0  # FCnt values skipped (uplinks that never arrived)
+    lost: int = 0  # FCnt values skipped (uplinks that never arrived); -1: a late one arrived after all
     reset: bool = False  # the counter went backwards without a join in between
     repeated: bool = False  # same FCnt again (retransmission of a confirmed uplink)
+    late: bool = False  # an older FCnt stored after a newer one (parallel ingests): fills a gap
 
 
 def fcnt_step(last: int | None, new: int) -> FcntStep:
@@ -192,8 +195,14 @@ def fcnt_step(last: int | None, new: int) -> FcntStep:
     * ``new == last + 1``: in order. ``new > last + 1``: ``new - last - 1`` uplinks lost.
     * ``new == last``: a repeat (LoRaWAN 1.0.4 4.3.1.1 retransmits confirmed uplinks with the same FCnt).
     * ``new < last``: a 32-bit wrap when ``last`` is near 2**32 and ``new`` near 0 (counted as
-      gap across the wrap), otherwise a reset: the node rebooted without persisting its counter (ABP) or
-      rejoined without us seeing the join; frames ``0 .. new-1`` of the new session were lost.
+      gap across the wrap); else, when ``new`` is at most ``_LATE_WINDOW`` behind (and above it: a
+      restarted node counts from 0, so small counters read as a restart), a late
+      uplink: ChirpStack forwards a device's uplinks in FCnt order, but ingest processes or instances
+      splitting a shared subscription store them in parallel, so an older one may be stored after a
+      newer one; it fills a gap counted before (``lost=-1``; the caller never lets the count go below
+      0) and leaves the last FCnt where it is. Otherwise a reset: the node rebooted without
+      persisting its counter (ABP) or rejoined without us seeing the join; frames ``0 .. new-1`` of the
+      new session were lost.
     """
     if last is None:
         return FcntStep()
@@ -203,6 +212,8 @@ def fcnt_step(last: int | None, new: int) -> FcntStep:
         return FcntStep(lost=new - last - 1)
     if last >= FCNT_MODULUS - _WRAP_WINDOW and new < _WRAP_WINDOW:
         return FcntStep(lost=new + FCNT_MODULUS - last - 1)
+    if new > _LATE_WINDOW and last - new <= _LATE_WINDOW:
+        return FcntStep(lost=-1, late=True)
     return FcntStep(lost=new, reset=True)
 
 
@@ -462,6 +473,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_WRITER_WAIT_S = 30.0  # as PRAGMA busy_timeout
+
+
+def _lock_file(fd: int, path: str) -> None:
+    """Take the writers' lock of the store at ``path``: at once when free, else within a millisecond of
+    its release (polled, so that the wait can end), at most ``_WRITER_WAIT_S``."""
+    deadline = time.monotonic() + _WRITER_WAIT_S
+    pause = 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"store {path}: another writer held {path}-writer.lock for {_WRITER_WAIT_S:.0f} s"
+                ) from None
+            time.sleep(pause)  # releases the GIL
+            pause = min(pause * 2, 0.001)
+
+
 def _open_writer_lock(path: str) -> int | None:
     """The file descriptor of ``<path>-writer.lock`` (see :meth:`Store._writing`), or None when the
     store is in memory or the lock file cannot be made (SQLite's own locking then serialises)."""
@@ -640,9 +672,15 @@ class Store:
             # 32 MiB page cache (default 2 MiB): the reading indexes take random inserts by device.
             conn.execute("PRAGMA cache_size=-32768")
             store = cls(conn, path, _open_writer_lock(path))
-            store._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
+        try:
+            store._migrate()
+        except BaseException as exc:
+            store.close()  # the connection and the lock file's descriptor
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open store {path}: {exc}") from exc
+            raise
         return store
 
     def close(self) -> None:
@@ -714,11 +752,14 @@ class Store:
         locked sleep and retry (1, 2, 5, 10 ... 100 ms), so two busy gateways lose much of their
         time asleep. A blocking ``flock`` on ``<path>-writer.lock`` hands the turn over the moment
         the other commits. SQLite's own locking still guards the file against any other writer.
+
+        The wait is bounded like SQLite's own (``_WRITER_WAIT_S``, its busy timeout): a writer stuck
+        with the lock makes this one fail with :class:`StoreError` (not acknowledged, retried), not hang.
         """
         if not take or self._writer_lock is None:
             yield
             return
-        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # releases the GIL while it waits
+        _lock_file(self._writer_lock, self.path)
         try:
             yield
         finally:
@@ -862,13 +903,14 @@ class Store:
                 )
             )
         dev_euis = list({r.uplink.dev_eui for r in records})
-        devices: dict[str, list[Any]] = {}  # dev_eui -> [last_fcnt, battery, role] as stored
+        devices: dict[str, list[Any]] = {}  # dev_eui -> [last_fcnt, battery, role, fcnt_gaps] as stored
         for chunk in _chunks(dev_euis, 500):
             marks = ", ".join("?" * len(chunk))
             for row in cur.execute(
-                f"SELECT dev_eui, last_fcnt, battery, role FROM devices WHERE dev_eui IN ({marks})", chunk
+                f"SELECT dev_eui, last_fcnt, battery, role, fcnt_gaps FROM devices WHERE dev_eui IN ({marks})",
+                chunk,
             ):
-                devices[row[0]] = [row[1], row[2], row[3]]
+                devices[row[0]] = [row[1], row[2], row[3], row[4]]
         next_id = int(cur.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
         stored: list[bool] = []
         events: list[tuple[Any, ...]] = []
@@ -910,13 +952,15 @@ class Store:
                 None,
             )
             if state is None:
-                state = devices[up.dev_eui] = [None, None, None]
-            state[0] = up.f_cnt if not step.repeated else last
+                state = devices[up.dev_eui] = [None, None, None, 0]
+            state[0] = up.f_cnt if not (step.repeated or step.late) else last
             if battery is not None:
                 state[1] = battery
             if r.role:
                 state[2] = r.role
-            tally.lost += step.lost
+            lost = step.lost if state[3] + step.lost >= 0 else 0  # a late uplink fills a counted gap
+            state[3] += lost
+            tally.lost += lost
             tally.resets += 1 if step.reset else 0
             tally.uplinks += 1
             tally.row = (
@@ -959,11 +1003,12 @@ class Store:
         tags_json: str,
     ) -> None:
         row = cur.execute(
-            "SELECT last_fcnt, battery, role FROM devices WHERE dev_eui = ?" + self._FOR_UPDATE,
+            "SELECT last_fcnt, battery, role, fcnt_gaps FROM devices WHERE dev_eui = ?" + self._FOR_UPDATE,
             (uplink.dev_eui,),
         ).fetchone()
         last = row["last_fcnt"] if row else None
         step = fcnt_step(last, uplink.f_cnt)
+        lost = step.lost if row is None or row["fcnt_gaps"] + step.lost >= 0 else 0
         battery = next(
             (x.value for x in readings if x.field == "battery" and _value_num(x.value) is not None), None
         )
@@ -973,8 +1018,8 @@ class Store:
         else:
             battery_value = battery if battery is not None else row["battery"]
             role_value = role or row["role"]
-        # A repeat must not move the counter backwards when it arrives out of order.
-        new_last = uplink.f_cnt if not step.repeated else last
+        # A repeat or a late uplink must not move the counter backwards.
+        new_last = uplink.f_cnt if not (step.repeated or step.late) else last
         cur.execute(
             "INSERT INTO devices (dev_eui, name, application_id, tags, role, last_fcnt, fcnt_gaps, resets, "
             "uplinks, last_seen, last_rssi, last_snr, battery, last_event) "
@@ -991,7 +1036,7 @@ class Store:
                 tags_json,
                 role_value,
                 new_last,
-                step.lost,
+                lost,
                 1 if step.reset else 0,
                 received,
                 uplink.radio.rssi,

@@ -50,6 +50,10 @@ FCNT_CASES = [
     (4, 4, FcntStep(repeated=True)),  # confirmed-uplink retransmission
     (900, 2, FcntStep(lost=2, reset=True)),  # reboot without persisted counter: 0 and 1 lost
     (900, 0, FcntStep(reset=True)),
+    (900, 880, FcntStep(lost=-1, late=True)),  # stored after 900 by a parallel ingest: fills a gap
+    (900, 836, FcntStep(lost=-1, late=True)),  # 64 behind: still late
+    (900, 835, FcntStep(lost=835, reset=True)),  # further back: a restart that lost frames 0..834
+    (70, 60, FcntStep(reset=True, lost=60)),  # small counters: a restarted node, not a late uplink
     (2**32 - 1, 0, FcntStep()),  # 32-bit wrap, in order
     (2**32 - 2, 1, FcntStep(lost=2)),  # wrap: 2**32-1 and 0 lost
 ]
@@ -354,3 +358,23 @@ def test_reads_by_device_seek_indexes_and_never_scan_a_table(tmp_path, make_upli
         for sql in selects:
             plan = [row[3] for row in s._query("EXPLAIN QUERY PLAN " + sql)]
             assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one at a time", "a batch"])
+def test_late_uplinks_fill_their_gaps_instead_of_counting_a_reset(store, make_uplink, bulk):
+    """Ingest processes splitting a shared subscription may store FCnt 102 after 104."""
+    from gateway.store import UplinkRecord
+
+    eui = "0004a30b001c0530"
+    order = (100, 101, 104, 102, 103, 105, 99)  # 99: late, but no gap of it counted: nothing to fill
+    ups = [make_uplink(fcnt, dedup=f"late-{fcnt}") for fcnt in order]
+    if bulk:
+        with store.batch():
+            store.record_uplinks([UplinkRecord(up, []) for up in ups[:4]])
+        with store.batch():
+            store.record_uplinks([UplinkRecord(up, []) for up in ups[4:]])
+    else:
+        for up in ups:
+            store.record_uplink(up, [])
+    dev = store.device(eui)
+    assert (dev.last_fcnt, dev.fcnt_gaps, dev.resets, dev.uplinks) == (105, 0, 0, 7)

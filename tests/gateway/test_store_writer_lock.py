@@ -12,6 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from gateway.store import Store, UplinkRecord
 
 
@@ -64,3 +66,21 @@ def test_two_stores_writing_batches_at_once_keep_every_uplink(tmp_path: Path, ma
 def test_an_in_memory_store_needs_no_lock_file(make_uplink):
     with Store.open(":memory:") as store:
         assert store.record_uplink(make_uplink(), [])
+
+
+def test_a_writer_that_never_lets_go_makes_the_write_fail_not_hang(tmp_path: Path, make_uplink, monkeypatch):
+    import gateway.store as store_module
+    from gateway.store import StoreError
+
+    path = tmp_path / "gateway.sqlite"
+    store = Store.open(path)
+    other = os.open(f"{path}-writer.lock", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    monkeypatch.setattr(store_module, "_WRITER_WAIT_S", 0.2)
+    try:
+        with pytest.raises(StoreError, match="another writer held .*writer.lock"):
+            store.record_uplink(make_uplink(), [])
+    finally:
+        os.close(other)
+    assert store.record_uplink(make_uplink(), [])  # the lock is free again: it goes through
+    store.close()
