@@ -31,7 +31,9 @@ from gateway.errors import DecodeError
 from gateway.records import RadioMeta, Uplink
 
 __all__ = [
+    "DEV_EUI",
     "EVENT_TYPES",
+    "FLOAT32_MAX",
     "ChirpStackEvent",
     "Encoding",
     "encode_event",
@@ -55,7 +57,8 @@ EVENT_TYPES: dict[str, type[Message]] = {
     "location": integration.LocationEvent,
 }
 
-_EUI = re.compile(r"^[0-9a-f]{16}\Z")  # \Z: $ would let a final newline through
+# A DevEUI as the gateway keeps it: 16 lower-case hex digits (\Z: $ would let a final newline through).
+DEV_EUI = re.compile(r"^[0-9a-f]{16}\Z")
 _TOPIC = re.compile(r"^application/([^/]+)/device/([^/]+)/event/([^/]+)$")
 _ROUTING_KEY = re.compile(r"^application\.([^.]+)\.device\.([^.]+)\.event\.([^.]+)$")
 
@@ -165,7 +168,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _F = FieldDescriptor
 _INT_CPP = frozenset({_F.CPPTYPE_INT32, _F.CPPTYPE_INT64, _F.CPPTYPE_UINT32, _F.CPPTYPE_UINT64})
-_FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: the bound of float fields in JSON
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired surrogates
 _STD_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
 # ASCII digits only, and \Z (not $, which also matches before a final newline json_format refuses).
@@ -316,7 +319,7 @@ def _scalar(plan: _Plan, value: Any) -> Any:
     if scalar == _DOUBLE or scalar == _FLOAT:
         if kind is not float and kind is not int:
             raise _NotFast  # "NaN", "Infinity" as strings
-        if scalar == _FLOAT and not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+        if scalar == _FLOAT and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
             raise _NotFast
         return value
     if scalar == _ENUM and kind is str and plan.enum is not None:
@@ -373,7 +376,7 @@ def uplink_from_event(event: ChirpStackEvent, *, received_at: datetime | None = 
     up = event.message
     info = up.device_info
     dev_eui = info.dev_eui.lower()
-    if not _EUI.match(dev_eui):
+    if not DEV_EUI.match(dev_eui):
         raise DecodeError(f"up event: deviceInfo.devEui must be 16 hex digits, got {info.dev_eui!r}")
     if not up.deduplication_id:
         raise DecodeError(f"up event of {dev_eui}: deduplicationId missing (needed for exactly-once)")

@@ -19,7 +19,6 @@ store itself fails, so that the ingest does not acknowledge an event it did not 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -386,7 +385,7 @@ class Pipeline:
         msg = event.message
         info = msg.device_info
         dev_eui = event.dev_eui
-        if dev_eui is None or not _EUI.match(dev_eui):
+        if dev_eui is None or not chirpstack.DEV_EUI.match(dev_eui):
             # ChirpStack sets deviceInfo on every device event; without it the body is not one.
             return self._dead(
                 source,
@@ -453,6 +452,5 @@ class Pipeline:
         return Result(kind, "dead_letter", dev_eui, reason=full)
 
 
-_EUI = re.compile(r"^[0-9a-f]{16}\Z")  # \Z: $ would let a final newline through
 _LOG_CODES = frozenset(chirpstack.integration.LogCode.values())
 _LOG_LEVELS = frozenset(chirpstack.integration.LogLevel.values())

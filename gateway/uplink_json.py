@@ -25,7 +25,6 @@ general path's tests name, and on randomly mutated bodies.
 
 from __future__ import annotations
 
-import re
 import struct
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -34,13 +33,12 @@ import msgspec
 from chirpstack_api import integration
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.chirpstack import DEV_EUI, FLOAT32_MAX
 from gateway.records import RadioMeta, Uplink
 
 __all__ = ["uplink_from_json"]
 
 _F = FieldDescriptor
-_EUI = re.compile(r"^[0-9a-f]{16}\Z")
-_FLOAT32_MAX = 3.4028234663852886e38
 _FLOAT32 = struct.Struct("<f")
 _INT_RANGES = {
     _F.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -167,7 +165,7 @@ class _Types:
         if fd.type == _F.TYPE_DOUBLE:
             return float
         if fd.type == _F.TYPE_FLOAT:
-            return Annotated[float, msgspec.Meta(ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
+            return Annotated[float, msgspec.Meta(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
         if fd.type == _F.TYPE_ENUM:
             return Literal[tuple(v.name for v in fd.enum_type.values)]
         return None
@@ -256,7 +254,7 @@ def uplink_from_json(body: bytes, received_at: datetime) -> Uplink | None:
     if info is msgspec.UNSET or not up.deduplication_id:
         return None
     dev_eui = info.dev_eui.lower()
-    if not _EUI.match(dev_eui):
+    if not DEV_EUI.match(dev_eui):
         return None
     best = None
     best_key = (0.0, 0)
