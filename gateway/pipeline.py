@@ -177,8 +177,9 @@ class Pipeline:
         raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
         if kind == "up" and encoding == "json":
             uplink = uplink_from_json(raw, now)
-            if uplink is not None and self.codec_for(uplink) != OBJECT_CODEC:
-                return self._prepare_uplink(source, raw, now, None, uplink, encoding)
+            codec = self.codec_for(uplink) if uplink is not None else OBJECT_CODEC
+            if uplink is not None and codec != OBJECT_CODEC:
+                return self._prepare_uplink(source, raw, now, None, uplink, encoding, codec)
         try:
             event = chirpstack.parse_event(kind, body, encoding)
         except DecodeError as exc:
@@ -201,8 +202,10 @@ class Pipeline:
         event: ChirpStackEvent | None,
         uplink: Uplink,
         encoding: str,
+        codec: str | None = None,
     ) -> Prepared:
-        """Decode and normalise an uplink's payload (``event`` is needed only for ChirpStack's ``object``)."""
+        """Decode and normalise an uplink's payload (``event`` is needed only for ChirpStack's ``object``;
+        ``codec``: the device's codec when the caller already looked it up)."""
         if uplink.f_port == 0:
             # FPort 0 carries MAC commands only (LoRaWAN 1.0.4 4.3.2): nothing to decode, still counted.
             return Prepared("up", source, raw, now, event=event, uplink=uplink, encoding=encoding)
@@ -210,7 +213,7 @@ class Pipeline:
         role = None
         reason = None
         try:
-            decoded = self.decode(event, uplink)
+            decoded = self.decode(event, uplink, codec)
             readings = normalize(decoded, uplink)
             role = decoded.get("type")
         except DecodeError as exc:
@@ -359,12 +362,15 @@ class Pipeline:
             name = OBJECT_CODEC if opts.trust_object else opts.default_codec
         return name
 
-    def decode(self, event: ChirpStackEvent | None, uplink: Uplink) -> dict[str, Any]:
+    def decode(
+        self, event: ChirpStackEvent | None, uplink: Uplink, codec: str | None = None
+    ) -> dict[str, Any]:
         """Decode the uplink's payload with its device's codec; raises :class:`DecodeError`.
 
-        ``event`` (the parsed ChirpStack event) is needed only by the ``chirpstack-object`` codec.
+        ``event`` (the parsed ChirpStack event) is needed only by the ``chirpstack-object`` codec;
+        ``codec`` is :meth:`codec_for`'s answer when the caller has it already.
         """
-        name = self.codec_for(uplink)
+        name = codec or self.codec_for(uplink)
         if name == OBJECT_CODEC:
             if event is None or not event.message.HasField("object"):
                 raise DecodeError("codec chirpstack-object: ChirpStack sent no decoded object")
