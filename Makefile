@@ -6,11 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast firmware bench generate check-generated sysdeps nodedeps clean help
+.PHONY: demo test test-fast lint firmware bench generate check-generated sysdeps nodedeps clean help
 
 help:
 	@echo "make demo      set up and run the main job"
 	@echo "make test      set up and run every test (unit, MicroPython, QuickJS, brokers, HIL on the virtual device)"
+	@echo "make test-fast the everyday loop: every test not marked slow, stop at the first failure"
+	@echo "make lint      ruff over the whole tree (make test runs it too)"
 	@echo "make firmware  compile the node app with mpy-cross into build/firmware"
 	@echo "make bench     run the benchmarks and rewrite bench/RESULTS.md"
 	@echo "make generate  regenerate codec tables and the ChirpStack codec from codecs/schema.json"
@@ -40,11 +42,19 @@ tests/js/node_modules/.installed: tests/js/package.json
 demo: $(STAMP)
 	$(BIN)/citynode demo
 
-test: $(STAMP) sysdeps nodedeps
+test: $(STAMP) sysdeps nodedeps lint
 	$(BIN)/python -m pytest
 
+# The everyday loop: everything but the tests marked slow (brokers, browsers, 1000-cycle heap runs, demo).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -x -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Fails when a generated file (codec tables, the ChirpStack codec) is older than codecs/schema.json.
+check-generated: $(STAMP)
+	$(BIN)/python -m pytest -q tests/contract/test_codec_generated.py
 
 generate: $(STAMP)
 	$(BIN)/citynode codec generate

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "firmware" / "lib"))
 from results import machine, write_section  # noqa: E402
 
 from citynode.lorawan import airtime  # noqa: E402  (the firmware module, run under CPython)
-from gateway.codec import encode_uplink  # noqa: E402
+from gateway.contract.codec import encode_uplink  # noqa: E402
 
 LORAWAN_OVERHEAD = 13  # MHDR 1 + DevAddr 4 + FCtrl 1 + FCnt 2 + FPort 1 + MIC 4 (LoRaWAN 1.0.4 §4)
 SFS = (7, 8, 9, 10, 11, 12)

@@ -11,7 +11,7 @@ Per role, on the virtual device (`citynode device run`: mpy-cross output, sim bo
   interferes (light sleepers count here their whole interval of idling: beams, GPS, sniffing);
 * at 96k: whether the role runs 20 cycles with the ESP32-like default heap of `device run`.
 
-Then the size of every compiled module (``gateway.firmware_build.build_firmware``).
+Then the size of every compiled module (``gateway.field.firmware_build.build_firmware``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.device_run import ROLES, run_device  # noqa: E402
-from gateway.firmware_build import build_firmware  # noqa: E402
+from results import machine, write_section
 
-from results import machine, write_section  # noqa: E402
+from gateway.field.firmware_build import build_firmware
+from gateway.sim.device_run import ROLES, run_device
 
 HEAP_LINE = re.compile(r"heap cycle=(\d+) alloc=(\d+) free=(\d+) garbage=(\d+)")
 LIGHT = ("passenger_count", "crowd_count")
@@ -107,7 +107,7 @@ def report(roles: dict[str, dict[str, object]], modules: list[tuple[str, int, in
         "module's bytecode and interned names in the heap, which an ESP32 build freezes into flash with",
         "`firmware/manifest.py` (frozen bytecode costs no heap). The sim board's peripheral simulators",
         "(citynode.hal.sim*: register maps, sensor frames, passengers, GPS, WiFi and BLE populations) run in",
-        "the host process (gateway/simhost.py); the firmware keeps only the virtual clock, pins and watchdog",
+        "the host process (gateway/sim/simhost.py); the firmware keeps only the virtual clock, pins and watchdog",
         "(citynode.hal.simio) and the link to the host (citynode.hal.simlink, ~11 KB together), and its drivers",
         "parse the bytes the simulators send. A frozen ESP32 build therefore needs a fraction of these figures:",
         "the role's data (crowd_count: 8 KB of anonymiser sets, 512 devices per kind), the backlog and the",

@@ -6,7 +6,7 @@ What one run does (``python bench/gateway_throughput.py --n 20000``, or ``make b
    never drops a QoS 1 message of a slow consumer; ``max_inflight_messages`` see ``--inflight``).
 2. Builds N ChirpStack v4 ``up`` events from ``chirpstack_api.integration.UplinkEvent`` messages,
    cycling through the five citynode message types (``codecs/samples.json`` values, slightly varied,
-   encoded with :func:`gateway.codec.encode_uplink`), 500 devices with increasing FCnt, distinct
+   encoded with :func:`gateway.contract.codec.encode_uplink`), 500 devices with increasing FCnt, distinct
    deduplicationIds; serialised as ChirpStack's JSON or protobuf marshalers write them.
 3. For each encoding: publishes all N at QoS 1 as fast as one paho client can (a burst, so the
    consumer's sustained rate shows) to
@@ -19,7 +19,7 @@ What one run does (``python bench/gateway_throughput.py --n 20000``, or ``make b
        event waited in the broker's queue); a paced run at a fixed rate gives the latency without
        queueing. Memory is the peak RSS (``VmHWM``) of each gateway process.
 
-Nothing here asserts timings; ``tests/gateway/test_bench_gateway_smoke.py`` runs it with a tiny N.
+Nothing here asserts timings; ``tests/system/test_throughput_bench.py`` runs it with a tiny N.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def build_events(n: int, encoding: str, seed: int = 1) -> list[tuple[str, str, b
     from chirpstack_api import gw, integration
     from google.protobuf import json_format
 
-    from gateway.codec import encode_uplink
+    from gateway.contract.codec import encode_uplink
 
     samples = json.loads((ROOT / "codecs" / "samples.json").read_text(encoding="utf-8"))
     kinds = list(FPORTS)
@@ -460,7 +460,7 @@ def run_gateway(
                 [sys.executable, "-m", "gateway.cli", "gateway", "serve", "--config", str(cfg)],
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=open(run_dir / f"gateway-{i}.log", "wb"),  # noqa: SIM115 (closed with the process)
+                stderr=open(run_dir / f"gateway-{i}.log", "wb"),
             )
             procs.append(proc)
             _wait_healthy(proc, cfg)
@@ -739,41 +739,41 @@ Before the performance work (main at cb8e7cb, same machine and bench, N = 8,000,
 What changed, all without weakening a guarantee (an event is committed before it is acknowledged,
 exactly-once by deduplicationId, bad input to dead letters):
 
-* `gateway/chirpstack.py`: JSON events are filled into the chirpstack-api message by a fast path driven by
+* `gateway/service/ingest/events.py`: JSON events are filled into the chirpstack-api message by a fast path driven by
   the message descriptor (no hand-kept field list) from one `json.loads`, instead of `json_format.Parse`
   (which parsed the text a second time and converted every field through generic Python): about 3x faster
   per event; everything it does not take exactly as ChirpStack writes it (nulls, numbers as strings,
   URL-safe base64, enum numbers, ...) still goes through `json_format`, and tests check both give equal
   messages and refuse the same bodies. `uplink_from_event` reads each upb attribute once and converts the
   Timestamp arithmetically.
-* `gateway/pipeline.py` + `gateway/ingest/mqtt.py`: `Pipeline.prepare` (parse, decode, normalise; no store)
+* `gateway/service/pipeline.py` + `gateway/service/ingest/mqtt.py`: `Pipeline.prepare` (parse, decode, normalise; no store)
   and `Pipeline.commit_many` (one transaction); the MQTT ingest prepares batch k+1 while batch k commits
   (SQLite releases the GIL) and sends batch k's PUBACKs, in order, only after its commit returned.
-* `gateway/ingest/amqp.py`: group commit too (it committed, and fsynced, one message at a time): the
+* `gateway/service/ingest/amqp.py`: group commit too (it committed, and fsynced, one message at a time): the
   messages RabbitMQ already delivered (up to `prefetch`) are stored in one transaction and acknowledged
   after it with one `basic.ack` (`multiple`), or all rejected with requeue when it fails.
-* `gateway/store.py`: tags JSON and receive time formatted once per uplink, common value types inlined,
-  32 MiB page cache. `gateway/normalize.py`: plain scalar fields skip the generic flattener.
+* `gateway/service/store/__init__.py`: tags JSON and receive time formatted once per uplink, common value types inlined,
+  32 MiB page cache. `gateway/contract/normalize.py`: plain scalar fields skip the generic flattener.
 * Broker: group commit can only batch what the broker lets be in flight: mosquitto's default
   `max_inflight_messages 20` caps a batch at 20 events (one fsync each); this bench uses 1000.
 
 Second round (after the figures above: 580 / 730 CPU µs per protobuf / JSON uplink, ~1,550 / 890 per second):
 
-* `gateway/ingest/mqtt_wire.py`: the MQTT ingest no longer goes through paho/aiomqtt. py-spy showed two
+* `gateway/service/ingest/mqtt_wire.py`: the MQTT ingest no longer goes through paho/aiomqtt. py-spy showed two
   thirds of the gateway's CPU there (paho reads each packet with several small `recv` calls, builds a
   message object, aiomqtt queues it and wakes a future per message). The ingest's own MQTT 3.1.1
   subscriber (an asyncio protocol: QoS 0/1/2, TLS, user/password, keep-alive, persistent session) parses
   every packet out of each chunk the socket delivers, hands over whole batches and writes the PUBACKs of
   a committed batch with one `write`, still in arrival order and only after the commit. Tested against
   scripted byte streams (fragments, protocol violations) and mosquitto.
-* `gateway/store.py`: `Store.record_uplinks` stores a batch with a handful of multi-row statements (one
+* `gateway/service/store/__init__.py`: `Store.record_uplinks` stores a batch with a handful of multi-row statements (one
   duplicate lookup, event ids allocated under the write lock, readings and device rows as multi-row
   inserts in power-of-two sizes that stay prepared) instead of about ten statements per uplink. Besides
   the statements saved, SQLite releases the GIL once per statement: a few long statements let the commit
   thread overlap the parsing thread, where thousands of short ones each waited for the GIL. A property
   test checks it leaves every table exactly as one-at-a-time storage would. Schema 2 drops the
   reading log's time index (queries by time also name the device; exports page by id).
-* `gateway/records.py`, `gateway/pipeline.py`: the per-uplink value objects are slotted dataclasses
+* `gateway/contract/records.py`, `gateway/service/pipeline.py`: the per-uplink value objects are slotted dataclasses
   instead of frozen ones (a frozen dataclass sets every field through `object.__setattr__`: 2 µs per
   `Reading`, 6.4 of them per uplink); one tags copy per uplink; cached schema multipliers.
 * `[mqtt] batch` (default 500): events per group commit.
@@ -790,7 +790,7 @@ Second round (after the figures above: 580 / 730 CPU µs per protobuf / JSON upl
 Third round (2026-12-02; before it: ~105 / ~170 CPU µs per protobuf / JSON uplink, one instance
 8,700 / 5,300 per second on a loaded machine, 9,400 / 6,700 on a quiet one):
 
-* `gateway/uplink_json.py`: a JSON `up` event goes straight to the Uplink. msgspec validates the whole
+* `gateway/service/ingest/json_fast.py`: a JSON `up` event goes straight to the Uplink. msgspec validates the whole
   body in C against Struct types generated from the chirpstack-api descriptors (JSON names, integer
   ranges, float32 range, enum names, padded base64, dated RFC 3339 Timestamps and Durations as
   patterns; proto-name keys and Struct/other well-known types as types no value satisfies, so they
@@ -798,12 +798,12 @@ Third round (2026-12-02; before it: ~105 / ~170 CPU µs per protobuf / JSON upli
   Anything it is unsure of goes the general way (`parse_event`), and a table and a random-mutation
   property test check it never accepts a body the general path refuses nor reads one differently.
   ~37 -> ~9 µs per JSON uplink: JSON now costs what protobuf costs.
-* `gateway/store.py`: several processes writing one SQLite file take turns through a lock file
+* `gateway/service/store/__init__.py`: several processes writing one SQLite file take turns through a lock file
   (`flock`, polled every 0.1-1 ms, given up after 30 s like SQLite's busy timeout) instead of SQLite's
   sleep-and-retry busy handler (1, 2, 5 ... 100 ms), which left two instances on one file asleep
   much of the time (x2 on one file: 10,200 -> 13,300-14,400 protobuf uplinks/s). Receive times and
   tags JSON are formatted once per batch; counters are counted once per batch.
-* `[mqtt] processes = N` (gateway/ingest/processes.py): one gateway runs N MQTT ingest processes in
+* `[mqtt] processes = N` (gateway/service/ingest/processes.py): one gateway runs N MQTT ingest processes in
   one shared subscription writing one store (the runs "x1, 2 processes"). One process is bound by one
   core: parsing and storing hold the interpreter's lock for ~75 µs per uplink, and the commit thread
   overlapping the parse thread (SQLite releases the lock in its own work) gains little now.

@@ -76,7 +76,7 @@ def json_size(reading: dict[str, Any]) -> int:
 
 def citynode_sizes() -> dict[str, bytes]:
     """Encode every sample with the firmware codec on the MicroPython unix port."""
-    from gateway.micropython import run_code
+    from gateway.field.micropython import run_code
 
     code = (
         "import json, binascii\nfrom citynode import codec\n"
@@ -106,7 +106,7 @@ def table() -> str:
 
 def batch_table() -> str:
     """How many readings (15 minutes apart) one uplink carries at DR0, DR3 and DR5."""
-    from gateway.codec import encode_batch
+    from gateway.contract.codec import encode_batch
 
     rows = ["Readings per batched uplink (15 min apart):", "",
             "| message | DR0–2 (51 B) | DR3 (115 B) | DR4–5 (242 B) |", "|---|---:|---:|---:|"]
@@ -134,7 +134,7 @@ PUBLISHED = (
 
 
 def published_table() -> str:
-    from gateway.codec import encode_uplink
+    from gateway.contract.codec import encode_uplink
 
     rows = ["Against the published formats of devices in use today (one periodic report):", "",
             "| device | its fields | its bytes | citynode equivalent | citynode bytes | |",

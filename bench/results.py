@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -20,7 +20,7 @@ HEADER = (
 
 
 def machine() -> str:
-    return f"{platform.machine()}, Python {platform.python_version()}, {datetime.now(timezone.utc):%Y-%m-%d}"
+    return f"{platform.machine()}, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
 
 
 def write_section(name: str, body: str) -> None:

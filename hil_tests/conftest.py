@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 import serial
 
-from gateway.firmware_build import build_firmware
-from gateway.flash import config_from_bundle, flash_node, load_board
-from gateway.virtual_device import VirtualDevice
+from gateway.field.firmware_build import build_firmware
+from gateway.field.flash import config_from_bundle, flash_node, load_board
+from gateway.sim.virtual_device import VirtualDevice
 
 DEFAULT_ROLE = "bin_fill"
 VIRTUAL_EUI = "70B3D57ED0000042"
-# An ESP32's heap: the sim board's simulators run on the host (gateway/simhost.py), not in the node's heap.
+# An ESP32's heap: the sim board's simulators run on the host (gateway/sim/simhost.py), not in the node's heap.
 VIRTUAL_HEAP = "96k"
 # Tests the node firmware cannot pass yet, left out of the run with the reason printed in the summary.
 PENDING_MARK = "pending_firmware"
@@ -161,7 +161,7 @@ class DUT:
         if self.device is not None:
             (self.device.fs_dir / name).write_text(text)
             return
-        from gateway.flash import open_device
+        from gateway.field.flash import open_device
 
         self._pause()
         try:
@@ -196,8 +196,8 @@ def app_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def virtual_bundle(role: str) -> dict[str, Any]:
-    """A bundle as `citynode provision` writes it (gateway.provision.bundle_for), for the virtual node."""
-    from gateway.provision import ROLE_SETTINGS
+    """A bundle as `citynode provision` writes it (gateway.field.provision.bundle_for), for the virtual node."""
+    from gateway.field.provision import ROLE_SETTINGS
 
     s = ROLE_SETTINGS[role]
     return {"dev_eui": VIRTUAL_EUI, "join_eui": "70B3D57ED0001000", "app_key": "2B7E151628AED2A6ABF7158809CF4F3C",
@@ -212,9 +212,9 @@ def _marker_arg(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
 
 @pytest.fixture
 def network_server(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The LoRaWAN network-server simulator (gateway.nssim) on a free UDP port, knowing the virtual node."""
-    from gateway.nssim import NetworkServerSim
-    from gateway.nssim.registry import device_from_mapping
+    """The LoRaWAN network-server simulator (gateway.sim.nssim) on a free UDP port, knowing the virtual node."""
+    from gateway.sim.nssim import NetworkServerSim
+    from gateway.sim.nssim.registry import device_from_mapping
 
     role = _marker_arg(request, "role", DEFAULT_ROLE)
     sim = NetworkServerSim([device_from_mapping(virtual_bundle(role), "virtual node")], port=0)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.codec import decode, encode_downlink
+from gateway.contract.codec import decode, encode_downlink
 
 VERSION = r"0\.1\.0"
 UPLINK = r"uplink fport=(\d+) len=(\d+) hex=([0-9a-f]+)"

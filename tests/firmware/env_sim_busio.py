@@ -8,6 +8,7 @@ to the same citynode.hal.sim.SimI2C (and so the same register map) our own drive
 from __future__ import annotations
 
 import env_sim_paths  # noqa: F401  (firmware/lib on sys.path)
+
 from citynode.hal.sim import SimI2C
 
 

@@ -107,7 +107,7 @@ def test_a_failing_sensor_sends_the_reading_with_faults(micropython: Any, node_d
     out = run(micropython, node_dir, "node, hal = make_node(['boom'])\nnode.boot()\nnode.cycle()\n")
     assert "measure failed: i2c bus stuck" in out
     uplink = [line for line in out if line.startswith("uplink fport=11")][0]
-    from gateway.codec import decode
+    from gateway.contract.codec import decode
 
     payload = bytes.fromhex(uplink.split("hex=")[1])
     reading = decode(11, payload)["readings"][0]
@@ -135,7 +135,7 @@ print("backlog", len(node.backlog))
     assert sum("uplink failed fport=11: no network" in line for line in out) == 2
     sent = [line for line in out if line.startswith("uplink fport=11")]
     assert len(sent) == 1
-    from gateway.codec import decode
+    from gateway.contract.codec import decode
 
     batch = decode(11, bytes.fromhex(sent[0].split("hex=")[1]))
     assert [r["offset_s"] for r in batch["readings"]] == [0, 3600, 7200]
@@ -166,7 +166,7 @@ print([(r["distance"], r["offset_s"]) for r in b.newest_first()])
 
 
 def test_downlink_config_is_applied_and_saved(micropython: Any, node_dir: Path) -> None:
-    from gateway.codec import encode_downlink
+    from gateway.contract.codec import encode_downlink
 
     _, data = encode_downlink({"interval": 1800, "bin_depth": 900, "occupancy_reset": True})
     out = run(micropython, node_dir, f"""
@@ -208,7 +208,7 @@ node.boot(); node.cycle()
 
 
 def test_reboot_downlink_resets_after_the_cycle(micropython: Any, node_dir: Path) -> None:
-    from gateway.codec import encode_downlink
+    from gateway.contract.codec import encode_downlink
 
     _, data = encode_downlink({"reboot": True})
     out = run(micropython, node_dir, f"""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import codec
-from gateway.device_run import VIRTUAL_DEVICE_HEAP, run_device
+from gateway.contract import codec
+from gateway.sim.device_run import VIRTUAL_DEVICE_HEAP, run_device
 
 # The app's bytecode is held in RAM on the unix port (an ESP32 build freezes it into flash), and the
 # unix port is 64-bit: twice the bytes per object of an ESP32; the sim peripherals run on the host.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from gateway.firmware_build import build_firmware
-from gateway.micropython import find_micropython
+from gateway.field.firmware_build import build_firmware
+from gateway.field.micropython import find_micropython
 
 
 def test_build_compiles_every_library_module(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ full, every lazily loaded module is in) must equal the heap after cycle 1000 wit
 
 HEAP is the heap every role gets: 96k, about what an app has on an ESP32 without PSRAM
 (bench/RESULTS.md, firmware_heap, has the measured smallest heaps: 85-91 KB).
-The sim board's peripheral simulators run on the host (gateway/simhost.py), so the heap holds the
+The sim board's peripheral simulators run on the host (gateway/sim/simhost.py), so the heap holds the
 node's own code and data; the unix port is still 64-bit (objects take about twice the RAM of an
 ESP32) and holds every module's bytecode in the heap (an ESP32 build freezes it into flash via
 firmware/manifest.py). crowd_count carries 8 KB of anonymiser sets (512 devices per kind) on top.
@@ -19,8 +19,8 @@ import re
 
 import pytest
 
-from gateway import codec
-from gateway.device_run import run_device
+from gateway.contract import codec
+from gateway.sim.device_run import run_device
 
 HEAP = "96k"
 HEAPS = {  # smallest heap measured (bench, 20 cycles) in the comments

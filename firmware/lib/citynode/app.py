@@ -20,6 +20,7 @@ _WDT_TIMEOUT_MS = const(120000)  # a cycle that hangs (sensor, radio) resets the
 _MIN_SLEEP_S = const(5)
 _LOW_BATTERY_V = 3.3
 
+# citynode's one version: the gateway and pyproject.toml read it from this line (tests/test_version.py).
 FIRMWARE_VERSION = "0.1.0"
 
 

@@ -10,8 +10,8 @@
 # simcrowd (WiFi/BLE), simtransit (passengers at the doors, GPS). The names tests import from here
 # (SimI2C, SimPulse, ...) are resolved on access by __getattr__.
 from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON
-from citynode.hal.simio import SimClock, SimPin, SimWDT  # noqa: F401  (re-exported)
-from citynode.hal.simrandom import SimADC, SimRandom  # noqa: F401  (re-exported)
+from citynode.hal.simio import SimClock, SimPin, SimWDT
+from citynode.hal.simrandom import SimADC, SimRandom
 
 _LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
          "echo_us": "simextra"}
@@ -40,7 +40,7 @@ class SimHal:
         self.clock = clock or SimClock()
         self.values = values or {}
         self.devices = {}
-        # The virtual device restarts the interpreter on a reset and says why (gateway/virtual_device.py).
+        # The virtual device restarts the interpreter on a reset and says why (gateway/sim/virtual_device.py).
         self._reset_cause = _env("CITYNODE_RESET_CAUSE") or RESET_POWER_ON
         self._wdt = None
         self._i2c = None

@@ -1,7 +1,7 @@
 # The sim board with its peripherals on the host: what `citynode device run` and the virtual device
 # give the firmware. The simulators (BME680 register map, SDS011/PMS5003/A02YYUW frames, ultrasonic
 # echoes, passengers at the doors, GPS, WiFi probes and BLE adverts: citynode.hal.sim*) run in the
-# host process (gateway/simhost.py); this module speaks to them over two pipes, as a driver speaks to
+# host process (gateway/sim/simhost.py); this module speaks to them over two pipes, as a driver speaks to
 # a chip over a bus, so the drivers' own parsing and compensation code still runs here on the bytes
 # the simulators produce, and none of the simulators' code takes heap on the unix port.
 #

@@ -1,5 +1,5 @@
 # A virtual LoRa radio over UDP on 127.0.0.1, for the MicroPython unix port (and CPython): it lets the
-# real citynode LoRaWAN MAC talk to the network-server simulator (gateway/nssim) as if through the air.
+# real citynode LoRaWAN MAC talk to the network-server simulator (gateway/sim/nssim) as if through the air.
 # It implements the citynode.radio.base.Radio interface the MAC uses (configure / send / recv / sleep /
 # standby) without subclassing base.Radio, which is built around an SPI chip.
 #

@@ -1,0 +1,59 @@
+"""Data-platform sinks: NGSI-LD, OGC SensorThings and MQTT republish, fed by the outbox.
+
+``gateway.service.sinks.base`` defines what a sink promises, ``gateway.service.outbox`` runs one outbox worker per
+sink, and ``gateway.service.sinks.config.build_sinks`` turns the ``[sinks.*]`` tables of the TOML file into
+sinks. :func:`worker_factories` is the hook ``citynode gateway serve`` calls to run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink
+from gateway.service.sinks.mqtt import MqttConfig, MqttSink
+from gateway.service.sinks.ngsild import NgsiLdConfig, NgsiLdSink
+from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+
+__all__ = [
+    "DeliveryResult",
+    "MqttConfig",
+    "MqttSink",
+    "NgsiLdConfig",
+    "NgsiLdSink",
+    "Row",
+    "RowFailure",
+    "SensorThingsConfig",
+    "SensorThingsSink",
+    "Sink",
+    "worker_factories",
+]
+
+
+def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
+    """The sink delivery of a gateway ``Config`` as one worker for ``GatewayService``.
+
+    Validates ``config.sinks`` now (a bad key fails at start-up with :class:`ConfigError`), returns no
+    worker when no sink is enabled. The worker runs one outbox worker per sink on the service's store,
+    adds the per-sink counters to ``/metrics`` and, when the service cancels it at shutdown, lets the
+    deliveries in flight finish (bounded by the sinks' timeouts) so their cursors are saved; everything
+    else stays pending in the store for the next start.
+    """
+    from gateway.service.outbox import Delivery
+    from gateway.service.sinks.config import build_sinks
+
+    specs = build_sinks(config.sinks, store_path=config.store.path)
+    if not specs:
+        return []
+
+    async def run(service: Any) -> None:
+        delivery = Delivery(service.store, specs)
+        service.metrics.add_collector(delivery.samples)
+        delivery.start()
+        try:
+            await asyncio.Event().wait()  # until the service cancels us
+        finally:
+            await asyncio.shield(delivery.aclose())
+
+    return [run]

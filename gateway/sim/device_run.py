@@ -1,0 +1,115 @@
+"""Run the node firmware on the MicroPython unix port as a virtual device with simulated peripherals.
+
+A scratch directory plays the node's flash: ``config.json`` (role, board ``sim``), ``board.json`` from
+``boards/sim.json`` and ``sim.json``, the scenario: a seed and scripted sensor values (see
+``firmware/lib/citynode/hal/simdev.py``), scripted downlinks, the number of cycles. The firmware runs
+as a flashed node runs it: compiled by mpy-cross (``build/vdev-firmware``, rebuilt when ``firmware/``
+changes), with ``-X heapsize=96k`` by default (:data:`VIRTUAL_DEVICE_HEAP`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+from gateway.field.firmware_build import built_firmware
+from gateway.field.micropython import find_micropython
+from gateway.paths import boards_dir
+from gateway.sim.simhost import SimHost
+
+__all__ = ["DeviceRun", "prepare_fs", "run_device"]
+
+ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
+# Every role runs 1000 cycles in the 96 KB an ESP32 app has (bench/RESULTS.md, firmware heap: smallest
+# heaps 85-91 KB; the sim board's peripherals are simulated in this process, gateway/sim/simhost.py);
+# crowd_count's 8 KB of anonymiser sets make it the largest. The unix port is 64-bit (objects take about twice the bytes)
+# and keeps the firmware's bytecode and names in RAM, which an ESP32 build with the app frozen into
+# flash (firmware/manifest.py) does not.
+VIRTUAL_DEVICE_HEAP = "96k"
+
+@dataclass
+class DeviceRun:
+    """What one run printed, split into uplinks and other lines."""
+
+    lines: list[str] = field(default_factory=list)
+    returncode: int = 0
+    stderr: str = ""
+
+    @property
+    def uplinks(self) -> list[tuple[int, bytes]]:
+        out = []
+        for line in self.lines:
+            if line.startswith("uplink fport="):
+                parts = dict(p.split("=", 1) for p in line.split()[1:])
+                out.append((int(parts["fport"]), bytes.fromhex(parts["hex"])))
+        return out
+
+
+def prepare_fs(
+    fs: Path, role: str, *, board: str = "sim", cycles: int | None = None, seed: int = 1,
+    values: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+    downlinks: list[dict[str, Any]] | None = None, heap_report: bool = False,
+) -> Path:
+    """Write config.json, board.json and sim.json for a virtual node into ``fs``."""
+    if role not in ROLES:
+        raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+    board_file = boards_dir() / f"{board}.json"
+    if not board_file.exists():
+        known = ", ".join(sorted(p.stem for p in boards_dir().glob("*.json")))
+        raise ConfigError(f"board: no boards/{board}.json (known: {known})")
+    fs.mkdir(parents=True, exist_ok=True)
+    cfg = {"role": role, "board": board, "start_delay_max": 0, "dev_eui": f"{seed:016x}"}
+    cfg.update(config or {})
+    (fs / "config.json").write_text(json.dumps(cfg))
+    (fs / "board.json").write_text(board_file.read_text())
+    sim = {"seed": seed, "values": values or {}, "downlinks": downlinks or [], "heap_report": heap_report}
+    if cycles is not None:
+        sim["cycles"] = cycles
+    (fs / "sim.json").write_text(json.dumps(sim))
+    return fs
+
+
+def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0) -> Iterator[str]:
+    """Run the compiled firmware's main.py in ``fs`` and yield its output lines as they come."""
+    tree = built_firmware()
+    env = dict(os.environ)
+    env["MICROPYPATH"] = f"{tree / 'lib'}:.frozen"
+    with SimHost.for_fs(fs) as host:  # the sim board's peripherals, served to the firmware from here
+        env.update(host.env)
+        proc = subprocess.Popen(
+            [find_micropython(), "-X", f"heapsize={heapsize}", str(tree / "main.py")],
+            cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            pass_fds=host.pass_fds,
+        )
+        host.start()
+        assert proc.stdout
+        try:
+            for line in proc.stdout:
+                yield line.rstrip("\n")
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if proc.returncode:
+        yield f"exit status {proc.returncode}"
+
+
+def run_device(role: str, cycles: int, fs: Path | None = None, **kwargs: Any) -> DeviceRun:
+    """Prepare a virtual node and run ``cycles`` cycles; returns what it printed."""
+    heapsize = kwargs.pop("heapsize", VIRTUAL_DEVICE_HEAP)
+    with tempfile.TemporaryDirectory(prefix="citynode-device-") as tmp:
+        root = fs or Path(tmp)
+        prepare_fs(root, role, cycles=cycles, **kwargs)
+        lines = list(stream_device(root, heapsize=heapsize))
+    code = 0
+    if lines and lines[-1].startswith("exit status "):
+        code = int(lines.pop().split()[-1])
+    return DeviceRun(lines=lines, returncode=code)

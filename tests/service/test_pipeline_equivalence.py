@@ -1,0 +1,174 @@
+"""The gateway's fast paths give exactly what the slow, general ones give.
+
+* ``chirpstack.parse_event`` fills JSON events from a descriptor-driven fast path; for every body
+  (ChirpStack's own shapes and the unusual ones the proto3 JSON mapping also allows) the message
+  equals what ``google.protobuf.json_format.Parse`` makes of it, and bodies json_format rejects are
+  still rejected.
+* ``normalize`` handles plain scalar fields inline; the readings equal those of the generic flattener.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf import json_format
+
+from gateway.errors import DecodeError
+from gateway.service.ingest import events as chirpstack
+from gateway.service.ingest.events import EVENT_TYPES, parse_event
+
+
+def slow_parse(kind: str, body: str):
+    message = EVENT_TYPES[kind]()
+    json_format.Parse(body, message, ignore_unknown_fields=True)
+    return message
+
+
+def fast_only(kind: str, body: str):
+    """The fast path on its own (raises chirpstack._NotFast where it defers to json_format)."""
+    message = EVENT_TYPES[kind]()
+    chirpstack._fill_message(message, json.loads(body))
+    return message
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_TYPES))
+def test_every_chirpstack_event_type_takes_the_fast_path_and_equals_json_format(events, kind):
+    if kind == "location":
+        from chirpstack_api import integration
+
+        msg = integration.LocationEvent(deduplication_id="loc-1", device_info=events.device_info())
+        msg.location.latitude, msg.location.longitude = 51.5055, 7.1021
+    else:
+        msg = getattr(events, kind)()
+    body = json_format.MessageToJson(msg)
+    assert fast_only(kind, body) == slow_parse(kind, body) == msg
+    assert parse_event(kind, body, "json").message == msg
+
+
+def up_doc(events, **changes):
+    msg = events.up(data=b"\x01\x02\x03\xfe", rx=[("0016c001ff10a235", -87, 7.25)])
+    doc = json.loads(json_format.MessageToJson(msg))
+    for key, value in changes.items():
+        if key.startswith("-"):  # "-fCnt": drop that key
+            doc.pop(key[1:])
+        else:
+            doc[key] = value
+    return doc
+
+
+# (what, changes to the JSON document of an uplink, does the fast path take it itself)
+CASES = [
+    ("as ChirpStack writes it", {}, True),
+    ("nanosecond time", {"time": "2026-05-04T12:00:00.123456789Z"}, True),
+    ("time with an offset", {"time": "2026-05-04T14:00:00.5+02:00"}, True),
+    ("time with a negative offset", {"time": "2026-05-04T09:30:00-02:30"}, True),
+    ("unknown field (newer ChirpStack)", {"futureField": {"x": 1}}, True),
+    ("proto field names instead of JSON names", {"-fCnt": 0, "-fPort": 0, "f_cnt": 7, "f_port": 11}, True),
+    ("same field by both names (json_format: the last wins)", {"fCnt": 1, "f_cnt": 2}, False),
+    (
+        "unknown enum name (ignored like an unknown field)",
+        {"txInfo": {"modulation": {"lora": {"codeRate": "CR_9_9"}}}},
+        False,
+    ),
+    ("url-safe base64", {"data": "AQID_g=="}, False),
+    ("unpadded base64", {"data": "AQID/g"}, False),
+    ("fCnt as a string (allowed for numbers)", {"fCnt": "7"}, False),
+    ("fCnt as 7.0", {"fCnt": 7.0}, False),
+    ("null field", {"fPort": None}, False),
+    ("trusted object (Struct)", {"object": {"type": "air_quality", "readings": [{"pm10": 14.3}]}}, True),
+    ("empty txInfo object still present", {"txInfo": {}}, True),
+    ("enum by number", {"txInfo": {"modulation": {"lora": {"codeRate": 1}}}}, False),
+]
+
+
+@pytest.mark.parametrize("what,changes,fast", CASES, ids=[c[0] for c in CASES])
+def test_uplink_variants_parse_exactly_like_json_format(events, what, changes, fast):
+    body = json.dumps(up_doc(events, **changes))
+    expected = slow_parse("up", body)
+    assert parse_event("up", body, "json").message == expected
+    if fast:
+        assert fast_only("up", body) == expected
+    else:
+        with pytest.raises((chirpstack._NotFast, ValueError, TypeError)):
+            fast_only("up", body)
+
+
+# Bodies json_format refuses: parse_event must refuse them too, naming the event type.
+REJECTED = [
+    ("fCnt is a bool", {"fCnt": True}),
+    ("fCnt has a fraction", {"fCnt": 7.5}),
+    ("fCnt out of range", {"fCnt": 2**40}),
+    ("devAddr is a number", {"devAddr": 12}),
+    ("lower-case time zone", {"time": "2026-05-04T12:00:00z"}),
+    ("rxInfo is not a list", {"rxInfo": {"rssi": -80}}),
+    ("time is not RFC 3339", {"time": "yesterday"}),
+    ("time with a final newline", {"time": "2026-05-04T12:00:00Z\n"}),
+    ("snr beyond float32", {"rxInfo": [{"snr": 1e39}]}),
+    ("two oneof members", {"txInfo": {"modulation": {"lora": {}, "fsk": {}}}}),
+]
+
+
+@pytest.mark.parametrize("what,changes", REJECTED, ids=[c[0] for c in REJECTED])
+def test_bodies_json_format_rejects_are_rejected(events, what, changes):
+    body = json.dumps(up_doc(events, **changes))
+    with pytest.raises(json_format.ParseError):
+        slow_parse("up", body)
+    with pytest.raises(DecodeError, match="up event"):
+        parse_event("up", body, "json")
+
+
+def test_duplicate_json_keys_are_rejected(events):
+    body = json.dumps(up_doc(events))[:-1] + ', "fCnt": 9}'
+    with pytest.raises(DecodeError, match="duplicate JSON key 'fCnt'"):
+        parse_event("up", body, "json")
+
+
+def test_normalize_fast_scalars_equal_the_generic_flattener(make_uplink):
+    from gateway.contract import normalize as norm
+
+    uplink = make_uplink(received_at=datetime(2026, 5, 4, 12, tzinfo=UTC))
+    decoded = {
+        "type": "passenger_count",
+        "version": 1,
+        "readings": [
+            {"interval": 300, "doors": [{"door": 0, "boardings": 3, "alightings": 1}], "occupancy": 45,
+             "battery": 3.9, "offset_s": 0},
+            {"interval": 300, "occupancy": 40, "battery": 3.91, "offset_s": 300},
+        ],
+    }
+    fast = norm.normalize(decoded, uplink)
+    original = norm._PLAIN
+    try:
+        norm._PLAIN = frozenset()  # every field through _flatten
+        slow = norm.normalize(decoded, uplink)
+    finally:
+        norm._PLAIN = original
+    assert fast == slow
+    assert [r.field for r in fast][:5] == [
+        "interval",
+        "doors.0.door",
+        "doors.0.boardings",
+        "doors.0.alightings",
+        "occupancy",
+    ]
+    assert fast[-1].time == datetime(2026, 5, 4, 11, 55, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "seconds,nanos",
+    [(0, 0), (1777896000, 999_999_999), (-62135596800, 0), (253402300799, 999_999_999), (-1, 999_999_999)],
+)
+def test_uplink_time_equals_timestamp_to_datetime(events, seconds, nanos):
+    msg = events.up()
+    msg.time.seconds, msg.time.nanos = seconds, nanos
+    up = chirpstack.uplink_from_event(parse_event("up", msg.SerializeToString(), "protobuf"))
+    assert up.received_at == msg.time.ToDatetime(tzinfo=UTC)
+
+
+def test_uplink_time_beyond_datetime_is_a_decode_error(events):
+    msg = events.up()
+    msg.time.seconds = 2**62  # protobuf carries any int64
+    with pytest.raises(DecodeError, match="time out of range"):
+        chirpstack.uplink_from_event(parse_event("up", msg.SerializeToString(), "protobuf"))
