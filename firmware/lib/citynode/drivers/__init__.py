@@ -1,5 +1,5 @@
-# citynode sensor drivers. Every driver takes its bus / pin / clock through the constructor (see
-# shared STYLE.md) and never imports `machine`, `busio` or `board`: the HAL builds those objects.
+# citynode sensor drivers. Every driver takes its bus / pin / clock through the constructor (docs/nodes.md,
+# "Sensors and the HAL") and never imports `machine`, `busio` or `board`: the HAL builds those objects.
 #
 # A measurement that cannot be made raises SensorError; the application catches it, leaves the field
 # out of the reading and names it in "faults". Bad configuration raises ConfigError naming the field.
