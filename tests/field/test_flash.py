@@ -134,6 +134,7 @@ def stubborn_fs(path: Path, swallowed: int | None) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_program_that_ignores_a_few_ctrl_cs_is_still_stopped(tmp_path: Path) -> None:
     # Each Ctrl-C becomes up to three interrupts on the virtual device (it repeats one the program
     # catches twice), so six caught outlast mpremote's Ctrl-C and a second try; open_device keeps pressing.
@@ -142,6 +143,7 @@ def test_a_program_that_ignores_a_few_ctrl_cs_is_still_stopped(tmp_path: Path) -
             assert transport.eval("1 + 1") == 2
 
 
+@pytest.mark.slow
 def test_a_program_that_never_stops_is_a_busy_device_with_one_line(tmp_path: Path) -> None:
     with VirtualDevice(stubborn_fs(tmp_path / "fs", swallowed=None), heapsize=HEAP) as dev:
         transport = SerialTransport(dev.port, baudrate=115200)
@@ -252,6 +254,7 @@ def citynode(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=240, env={**os.environ, "COLUMNS": "200"})
 
 
+@pytest.mark.slow
 def test_cli_flash_then_check(device: VirtualDevice, bundles: Path) -> None:
     proc = citynode("flash", "--port", device.port, "--board", "sim", "--device", EUI, "--bundles", str(bundles))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -285,6 +288,7 @@ def test_cli_one_line_error_and_exit_2_for_a_missing_port(bundles: Path) -> None
     ]
 
 
+@pytest.mark.slow
 def test_cli_bulk_flashes_a_tray_in_parallel_with_a_summary(tmp_path: Path, bundles: Path) -> None:
     with VirtualDevice(calm_fs(tmp_path / "a"), heapsize=HEAP) as a, \
             VirtualDevice(calm_fs(tmp_path / "b"), heapsize=HEAP) as b:

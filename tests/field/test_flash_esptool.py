@@ -89,6 +89,7 @@ def test_an_esp32s3_board_gets_its_image_at_0x0_in_8_mb(tmp_path) -> None:
     assert flash[len(data):] == b"\xff" * (len(flash) - len(data))
 
 
+@pytest.mark.slow
 def test_erase_clears_what_an_earlier_image_left_behind(esp32, tmp_path) -> None:
     board = load_board(ESP32_BOARD)
     old = firmware_like(600_000, seed=3)
@@ -159,6 +160,7 @@ def test_a_missing_serial_device_is_no_port(tmp_path) -> None:
                     progress=lambda _: None)
 
 
+@pytest.mark.slow
 def test_a_board_not_in_download_mode_is_told_how_to_get_there(tmp_path) -> None:
     with EspRomSimulator("esp32", download_mode=False) as sim, pytest.raises(FlashError) as caught:
         write_image(sim.url, load_board(ESP32_BOARD), image_file(tmp_path, b"\x00" * 1024), erase=False,

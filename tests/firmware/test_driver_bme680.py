@@ -226,6 +226,7 @@ def test_calibration_without_shared_nibbles_needs_no_patching(micropython):
     _assert_identical([str(r) for r in raw], ours["out"], theirs)
 
 
+@pytest.mark.slow
 def test_each_adafruit_deviation_shows_until_corrected(micropython):
     """Without its correction, each deviation moves exactly the quantity it feeds: the nibble
     unpacking moves humidity (the typical chip's 0xE2 = 0xF5 makes H1 767.3125 instead of 757, by
@@ -274,6 +275,7 @@ print(json.dumps(out))
 
 # --- integer mode (a node's default): within the documented tolerances of Adafruit ----------------------
 
+@pytest.mark.slow
 def test_integer_mode_on_micropython_matches_adafruit_within_tolerances(micropython):
     raw = _raw_cases() + [r for _, r in _operating_table()]
     ours = _ours_on_micropython(micropython, raw)

@@ -149,6 +149,7 @@ def test_rx_timing_and_rx_param_setup_take_effect_on_both_sides(sim: NetworkServ
     assert r["dl"]["port"] == 2
 
 
+@pytest.mark.slow
 def test_link_loss_adr_backoff_then_rejoin_with_a_fresh_devnonce(sim: NetworkServerSim, node: SimNode) -> None:
     first = node.join()
     assert first["ok"]

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CITYNODE = str(Path(sys.executable).parent / "citynode")
 
 
@@ -18,6 +20,7 @@ def test_codec_demo_encodes_on_micropython_and_decodes_every_type() -> None:
     assert "rejected with a reason" in out.stdout
 
 
+@pytest.mark.slow
 def test_chain_demo_delivers_every_uplink_from_a_virtual_fleet_to_the_gateway(tmp_path: Path) -> None:
     """Four nodes (one per role) join through the LoRaWAN MAC and the network-server simulator; every
     uplink the network delivers lands decoded in the gateway's store, nothing is dead-lettered."""

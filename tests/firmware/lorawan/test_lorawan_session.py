@@ -216,6 +216,7 @@ def reused(air: list) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 def test_no_counter_is_reused_when_power_is_cut_at_any_instant(micropython, tmp_path: Path) -> None:
     period = 97  # longer than one boot-to-sleep cycle, so each phase is a different instant of the cycle
     code = HARNESS.replace("PERIOD", str(period)).replace("PATH", json.dumps(str(tmp_path / "lorawan.rec")))
