@@ -63,7 +63,7 @@ def record(spec: tuple, index: int) -> UplinkRecord:
 def dump(store: Store) -> dict[str, list[tuple]]:
     tables = {}
     for table, order in (("events", "id"), ("readings", "id"), ("devices", "dev_eui"), ("dead_letters", "id")):
-        tables[table] = [tuple(row) for row in store._query(f"SELECT * FROM {table} ORDER BY {order}")]
+        tables[table] = [tuple(row) for row in store.query(f"SELECT * FROM {table} ORDER BY {order}")]
     return tables
 
 
