@@ -383,3 +383,22 @@ def test_late_uplinks_fill_their_gaps_instead_of_counting_a_reset(store, make_up
             store.record_uplink(up, [])
     dev = store.device(eui)
     assert (dev.last_fcnt, dev.fcnt_gaps, dev.resets, dev.uplinks) == (105, 0, 0, 7)
+
+
+def test_a_dead_letter_is_timed_when_the_gateway_received_it_not_by_the_event(store, make_uplink):
+    """An event may claim any time (a node's clock, a replay from last week); a dead letter's
+    ``received_at`` is the gateway's own time (issue 17)."""
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    old = make_uplink(9, data=b"\x82\x01")  # received_at: 2026-05-04, the network time it states
+    assert store.record_uplink(old, [], dead_letter_reason="truncated CBOR")
+    assert store.record_event(
+        "log", DeviceUpdate(old.dev_eui), received_at=old.received_at, dedup_id=None, raw=b"{}",
+        dead_letter=("chirpstack-log", "ChirpStack ERROR UPLINK_CODEC"),
+    )  # fmt: skip
+    given = datetime(2026, 6, 1, 8, 30, tzinfo=UTC)
+    assert store.record_uplink(make_uplink(10, data=b"\xff"), [], dead_letter_reason="bad", gateway_received_at=given)
+    newest, log, first = store.dead_letters()
+    assert first.received_at >= before and log.received_at >= before
+    assert newest.received_at == given

@@ -113,15 +113,19 @@ class Store:
         role: str | None = None,
         dead_letter_reason: str | None = None,
         dead_letter_source: str = "decode",
+        gateway_received_at: datetime | None = None,
     ) -> bool:
         """Store one ``up`` event with its readings, update the device, all in one transaction.
 
         Returns ``False`` (and changes nothing) when an event with the same de-duplication id was
         stored before: this is what makes redelivery (MQTT QoS 1, AMQP requeue, HTTP retry) exactly-once.
         ``dead_letter_reason`` stores a dead letter (the raw payload) in the same transaction, for
-        uplinks whose payload could not be decoded.
+        uplinks whose payload could not be decoded; its time is ``gateway_received_at`` (default: now),
+        when the gateway received the event, not the network time the event states.
         """
-        record = UplinkRecord(uplink, readings, raw, encoding, role, dead_letter_reason, dead_letter_source)
+        record = UplinkRecord(
+            uplink, readings, raw, encoding, role, dead_letter_reason, dead_letter_source, gateway_received_at
+        )
         try:
             with self._db.tx() as cur:
                 return events.record_uplinks(cur, self._d, [record])[0]
@@ -156,6 +160,7 @@ class Store:
                 role=r.role,
                 dead_letter_reason=r.dead_letter_reason,
                 dead_letter_source=r.dead_letter_source,
+                gateway_received_at=r.gateway_received_at,
             )
             for r in records
         ]
@@ -175,7 +180,7 @@ class Store:
 
         Returns ``False`` when the same ``(kind, dedup_id)`` was stored before (``dedup_id=None`` is
         never a duplicate: log events carry no id). ``dead_letter=(source, reason)`` adds a dead letter
-        holding ``raw`` in the same transaction.
+        holding ``raw`` in the same transaction, timed now (``received_at`` is the event's own time).
         """
         received = format_time(received_at)
         try:

@@ -21,7 +21,7 @@ from gateway.service.store.devices import DeviceRow, apply_event, read_health, w
 from gateway.service.store.dialect import Dialect
 from gateway.service.store.health import after_uplink, battery_of
 from gateway.service.store.rows import chunks, multi_row, pow2_chunks, reading_rows, uplink_event_values
-from gateway.service.store.values import DeviceUpdate, UplinkRecord, format_time
+from gateway.service.store.values import DeviceUpdate, UplinkRecord, format_time, now
 
 __all__ = ["record_event", "record_uplinks"]
 
@@ -56,6 +56,7 @@ def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord]) -> 
     rows: dict[str, DeviceRow] = {}
     times: dict[datetime, str] = {}  # formatted once per batch: an uplink's readings share its time
     tags_json_of: dict[tuple[tuple[str, str], ...], str] = {}  # a device's tags rarely change
+    arrived = format_time(now())  # a dead letter's time: when the gateway got it, not the event's claim
     for r in records:
         up = r.uplink
         if up.deduplication_id in seen:
@@ -94,7 +95,8 @@ def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord]) -> 
         device.resets += 1 if change.reset else 0
         device.uplinks += 1
         if r.dead_letter_reason is not None:
-            dead.append(deadletters.row(received, r.dead_letter_source, r.dead_letter_reason, up.data, up.dev_eui))
+            at = arrived if r.gateway_received_at is None else format_time(r.gateway_received_at)
+            dead.append(deadletters.row(at, r.dead_letter_source, r.dead_letter_reason, up.data, up.dev_eui))
     for chunk in pow2_chunks(events):
         cur.execute(d.sql(multi_row(_EVENT_INSERT_WITH_ID, _EVENT_ROW_WITH_ID, len(chunk))), [v for e in chunk for v in e])
     for chunk in pow2_chunks(readings):
@@ -134,5 +136,6 @@ def record_event(
         apply_event(cur, d, kind, update, received)
     if dead_letter is not None:
         source, reason = dead_letter
-        deadletters.insert(cur, d, deadletters.row(received, source, reason, raw, update.dev_eui or None))
+        arrived = format_time(now())  # the gateway's time, not the event's own
+        deadletters.insert(cur, d, deadletters.row(arrived, source, reason, raw, update.dev_eui or None))
     return True

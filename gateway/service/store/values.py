@@ -148,6 +148,9 @@ class UplinkRecord:
     role: str | None = None
     dead_letter_reason: str | None = None
     dead_letter_source: str = "decode"
+    # when the gateway received the event: the dead letter's time (None: now). Not uplink.received_at,
+    # which is the network's time as the event states it.
+    gateway_received_at: datetime | None = None
 
 
 def format_time(value: datetime) -> str:
