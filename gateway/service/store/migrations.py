@@ -174,19 +174,35 @@ _V3_TAIL = f"""
 """
 
 
-def _steps(dialect: Dialect, v3_copy: str) -> tuple[str, ...]:
+# 4: the read API pages a device's readings in log order by walking its events in id order
+# (``events_device_id``) and each event's readings in id order (``reading_log_event``): reading ids
+# grow with event ids (an uplink's readings are written after it, writers one at a time), so the
+# pages need no sort of the device's history (queries.readings). One index entry per uplink.
+_V4 = """
+    CREATE INDEX events_device_id ON events (dev_eui, id);
+"""
+# SQLite's index on (event_id) already holds the rowid (the reading id) in order; PostgreSQL's
+# must name it.
+_V4_POSTGRES = """
+    DROP INDEX reading_log_event;
+    CREATE INDEX reading_log_event ON reading_log (event_id, id);
+"""
+
+
+def _steps(dialect: Dialect, v3_copy: str, v4_own: str = "") -> tuple[str, ...]:
     return tuple(
         dialect.ddl(step)
         for step in (
             _V1,
             _V2,
             _V3_HEAD + v3_copy.replace("{", "{{").replace("}", "}}") + _V3_TAIL,
+            _V4 + v4_own,
         )
     )
 
 
 SQLITE_MIGRATIONS: tuple[str, ...] = _steps(SQLITE, _V3_COPY_SQLITE)
-POSTGRES_MIGRATIONS: tuple[str, ...] = _steps(POSTGRES, _V3_COPY_POSTGRES)
+POSTGRES_MIGRATIONS: tuple[str, ...] = _steps(POSTGRES, _V3_COPY_POSTGRES, _V4_POSTGRES)
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "PostgreSQL and SQLite schemas move together"
 
