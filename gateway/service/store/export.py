@@ -1,0 +1,147 @@
+"""Exports of the reading log as CSV or JSON lines, streamed: memory stays flat at any size.
+
+The rows are formatted by the database, not by Python objects per reading: SQLite builds each
+JSON line with ``json_object`` and hands CSV rows as plain tuples to :mod:`csv`; PostgreSQL streams
+``COPY ... TO STDOUT`` straight to the output. The stored ``value`` and ``tags`` are JSON text
+already and go out as they are (a string value unquoted in CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+
+from gateway.service.store.values import format_time
+
+__all__ = ["CSV_COLUMNS", "ExportFilter", "export"]
+
+# The CSV columns, in order (frequency and gateway_count as in JSON lines).
+CSV_COLUMNS = (
+    "id", "time", "dev_eui", "device_name", "message_type", "field", "value", "unit", "unit_code", "f_cnt",
+    "deduplication_id", "rssi", "snr", "gateway_id", "spreading_factor", "tags", "frequency", "gateway_count",
+)  # fmt: skip
+
+# Column expressions over reading_log AS v JOIN events AS e (the readings view, spelled out).
+_SOURCE = {
+    "id": "v.id", "time": "v.time", "dev_eui": "e.dev_eui", "device_name": "e.device_name",
+    "message_type": "e.message_type", "field": "v.field", "value": "v.value", "unit": "v.unit",
+    "unit_code": "v.unit_code", "f_cnt": "e.f_cnt", "deduplication_id": "e.dedup_id", "rssi": "e.rssi",
+    "snr": "e.snr", "gateway_id": "e.gateway_id", "spreading_factor": "e.spreading_factor", "tags": "e.tags",
+    "frequency": "e.frequency", "gateway_count": "e.gateway_count",
+}  # fmt: skip
+# The JSON lines' keys, in the order of StoredReading.to_json.
+_JSON_KEYS = (
+    "id", "dev_eui", "device_name", "message_type", "time", "field", "value", "unit", "unit_code",
+    "deduplication_id", "f_cnt", "tags", "rssi", "snr", "gateway_id", "spreading_factor", "frequency",
+    "gateway_count",
+)  # fmt: skip
+_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    device: str | None = None
+    field: str | None = None
+    since: datetime | None = None
+
+
+def _where(f: ExportFilter, mark: str) -> tuple[str, str, list[Any]]:
+    """WHERE and ORDER BY over ``v`` and ``e`` (a device's readings walked as the read API does)."""
+    where, params = ["1 = 1"], []
+    if f.device:
+        where.append(f"e.dev_eui = {mark}")
+        params.append(f.device.lower())
+    if f.field:
+        where.append(f"v.field = {mark}")
+        params.append(f.field)
+    if f.since is not None:
+        where.append(f"v.time >= {mark} AND e.received_at >= {mark}")
+        params += [format_time(f.since)] * 2
+    return " AND ".join(where), "e.id, v.id" if f.device else "v.id", params
+
+
+def _sqlite_csv_value(expr: str) -> str:
+    return f"CASE WHEN substr({expr}, 1, 1) = '\"' THEN json_extract({expr}, '$') ELSE {expr} END"
+
+
+def _sqlite_json_value(expr: str) -> str:
+    return f"CASE WHEN json_valid({expr}) THEN json({expr}) ELSE {expr} END"
+
+
+def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
+    """Write the readings matching ``f`` to ``out``; returns how many."""
+    where, order, params = _where(f, "?")
+    joined = "FROM reading_log AS v JOIN events AS e ON e.id = v.event_id"
+    count = 0
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    try:
+        if fmt == "csv":
+            cols = ", ".join(
+                _sqlite_csv_value(_SOURCE[c]) if c == "value" else _SOURCE[c] for c in CSV_COLUMNS
+            )
+            cur = conn.execute(f"SELECT {cols} {joined} WHERE {where} ORDER BY {order}", params)
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            while rows := cur.fetchmany(_BATCH):
+                writer.writerows(rows)
+                count += len(rows)
+        else:
+            pairs = ", ".join(
+                f"'{k}', " + (_sqlite_json_value(_SOURCE[k]) if k in ("value", "tags") else _SOURCE[k])
+                for k in _JSON_KEYS
+            )
+            cur = conn.execute(f"SELECT json_object({pairs}) || char(10) {joined} WHERE {where} ORDER BY {order}", params)
+            while rows := cur.fetchmany(_BATCH):
+                text.write("".join([r[0] for r in rows]))
+                count += len(rows)
+        text.flush()
+    finally:
+        text.detach()
+    return count
+
+
+def export_postgres(conn: Any, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
+    """The same on PostgreSQL: ``COPY (SELECT ...) TO STDOUT``, streamed to ``out``."""
+    where, order, params = _where(f, "%s")
+    joined = "FROM reading_log AS v JOIN events AS e ON e.id = v.event_id"
+    if fmt == "csv":
+        value = "CASE WHEN left(v.value, 1) = '\"' THEN v.value::json #>> '{}' ELSE v.value END"
+        cols = ", ".join(f"{value if c == 'value' else _SOURCE[c]} AS {c}" for c in CSV_COLUMNS)
+        sql = f"COPY (SELECT {cols} {joined} WHERE {where} ORDER BY {order}) TO STDOUT WITH (FORMAT csv, HEADER)"
+    else:
+        pairs = ", ".join(
+            f"'{k}', " + (f"{_SOURCE[k]}::json" if k in ("value", "tags") else _SOURCE[k]) for k in _JSON_KEYS
+        )
+        # CSV format with a delimiter and quote no JSON text holds raw: each line goes out as it is
+        # (the text format would double every backslash of a JSON escape).
+        sql = (
+            f"COPY (SELECT json_build_object({pairs})::text {joined} WHERE {where} ORDER BY {order}) "
+            "TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
+        )
+    with conn.cursor() as cur:
+        with cur.copy(sql, params) as copy:
+            for data in copy:
+                out.write(data)
+        return max(cur.rowcount, 0)  # from the command's status, "COPY <rows>"
+
+
+def export(store: Any, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
+    """Write ``store``'s readings matching ``f`` as ``fmt`` (``csv`` or ``jsonl``) to the byte stream
+    ``out``; returns the number of readings. SQLite is read through its own read-only connection (a
+    snapshot; writers go on); raises the driver's error (``BrokenPipeError`` when ``out`` closes)."""
+    backend = store.backend
+    if backend.dialect.name == "postgres":
+        return export_postgres(backend.connection, fmt, f, out)
+    if backend.path == ":memory:":
+        return export_sqlite(backend.connection, fmt, f, out)
+    conn = sqlite3.connect(f"file:{backend.path}?mode=ro", uri=True)
+    try:
+        return export_sqlite(conn, fmt, f, out)
+    finally:
+        conn.close()
+
+
