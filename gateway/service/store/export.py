@@ -8,8 +8,6 @@ already and go out as they are (a string value unquoted in CSV).
 
 from __future__ import annotations
 
-import csv
-import io
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,44 +62,80 @@ def _where(f: ExportFilter, mark: str) -> tuple[str, str, list[Any]]:
     return " AND ".join(where), "e.id, v.id" if f.device else "v.id", params
 
 
-def _sqlite_csv_value(expr: str) -> str:
-    return f"CASE WHEN substr({expr}, 1, 1) = '\"' THEN json_extract({expr}, '$') ELSE {expr} END"
+# Columns whose text may hold a comma, a quote or a line break (the others are numbers, fixed-format
+# times, hex EUIs and the schema's names).
+_FREE_TEXT = {"device_name", "unit", "unit_code", "deduplication_id", "gateway_id"}
+_JSON_STRINGS = {"time", "dev_eui", "device_name", "message_type", "field", "unit", "unit_code",
+                 "deduplication_id", "gateway_id"}  # fmt: skip
 
 
-def _sqlite_json_value(expr: str) -> str:
-    return f"CASE WHEN json_valid({expr}) THEN json({expr}) ELSE {expr} END"
+def _csv_quoted(x: str) -> str:
+    """``x`` quoted as :mod:`csv` quotes (QUOTE_MINIMAL): only when it holds a comma, a quote, CR or LF."""
+    return (
+        f"CASE WHEN instr({x}, ',') OR instr({x}, '\"') OR instr({x}, char(10)) OR instr({x}, char(13)) "
+        f"THEN '\"' || replace({x}, '\"', '\"\"') || '\"' ELSE {x} END"
+    )
+
+
+def _sqlite_csv_line() -> str:
+    """One CSV line as one ``printf`` (NULL prints as nothing; REAL with 15 significant digits)."""
+    args = []
+    for c in CSV_COLUMNS:
+        x = _SOURCE[c]
+        if c == "value":  # a JSON string value goes out as its text (json_extract unquotes it)
+            args.append(f"CASE WHEN substr({x}, 1, 1) = '\"' THEN {_csv_quoted(f'json_extract({x}, {chr(39)}${chr(39)})')} "
+                        f"ELSE {x} END")  # fmt: skip
+        elif c == "tags":  # JSON text: quoted unless it is {}
+            args.append(f"CASE WHEN {x} = '{{}}' THEN {x} ELSE '\"' || replace({x}, '\"', '\"\"') || '\"' END")
+        elif c in _FREE_TEXT:
+            args.append(_csv_quoted(x))
+        else:
+            args.append(x)
+    return "printf('" + ",".join(["%s"] * len(args)) + "' || char(10), " + ", ".join(args) + ")"
+
+
+def _json_args(quote: str) -> list[str]:
+    """Each key's value as JSON text: stored JSON (value, tags) as it is, strings quoted, NULL as null."""
+    args = []
+    for k in _JSON_KEYS:
+        x = _SOURCE[k]
+        if k in ("value", "tags"):
+            args.append(x)
+        elif k in _JSON_STRINGS:
+            args.append(f"COALESCE({quote}({x}), 'null')")
+        else:
+            args.append(f"COALESCE(CAST({x} AS TEXT), 'null')")
+    return args
+
+
+def _json_template() -> str:
+    return "{" + ", ".join(f'"{k}": %s' for k in _JSON_KEYS) + "}"
 
 
 def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
-    """Write the readings matching ``f`` to ``out``; returns how many."""
+    """Write the readings matching ``f`` to ``out``; returns how many. Each line is built by SQLite."""
     where, order, params = _where(f, "?")
     joined = "FROM reading_log AS v JOIN events AS e ON e.id = v.event_id"
+    if fmt == "csv":
+        out.write((",".join(CSV_COLUMNS) + "\n").encode())
+        line = _sqlite_csv_line()
+    else:
+        line = f"printf('{_json_template()}' || char(10), {', '.join(_json_args('json_quote'))})"
+    cur = conn.execute(f"SELECT {line} {joined} WHERE {where} ORDER BY {order}", params)
     count = 0
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    try:
-        if fmt == "csv":
-            cols = ", ".join(
-                _sqlite_csv_value(_SOURCE[c]) if c == "value" else _SOURCE[c] for c in CSV_COLUMNS
-            )
-            cur = conn.execute(f"SELECT {cols} {joined} WHERE {where} ORDER BY {order}", params)
-            writer = csv.writer(text, lineterminator="\n")
-            writer.writerow(CSV_COLUMNS)
-            while rows := cur.fetchmany(_BATCH):
-                writer.writerows(rows)
-                count += len(rows)
-        else:
-            pairs = ", ".join(
-                f"'{k}', " + (_sqlite_json_value(_SOURCE[k]) if k in ("value", "tags") else _SOURCE[k])
-                for k in _JSON_KEYS
-            )
-            cur = conn.execute(f"SELECT json_object({pairs}) || char(10) {joined} WHERE {where} ORDER BY {order}", params)
-            while rows := cur.fetchmany(_BATCH):
-                text.write("".join([r[0] for r in rows]))
-                count += len(rows)
-        text.flush()
-    finally:
-        text.detach()
+    while rows := cur.fetchmany(_BATCH):
+        out.write("".join([r[0] for r in rows]).encode())
+        count += len(rows)
+    out.flush()
     return count
+
+
+def _json_pg_parts() -> list[str]:
+    parts = []
+    for i, (k, arg) in enumerate(zip(_JSON_KEYS, _json_args("to_json"), strict=True)):
+        head = ("{" if i == 0 else ", ") + f'"{k}": '
+        parts += [f"'{head}'", arg if k not in ("value", "tags") else arg]
+    return [*parts, "'}'"]
 
 
 def export_postgres(conn: Any, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
@@ -113,13 +147,10 @@ def export_postgres(conn: Any, fmt: str, f: ExportFilter, out: IO[bytes]) -> int
         cols = ", ".join(f"{value if c == 'value' else _SOURCE[c]} AS {c}" for c in CSV_COLUMNS)
         sql = f"COPY (SELECT {cols} {joined} WHERE {where} ORDER BY {order}) TO STDOUT WITH (FORMAT csv, HEADER)"
     else:
-        pairs = ", ".join(
-            f"'{k}', " + (f"{_SOURCE[k]}::json" if k in ("value", "tags") else _SOURCE[k]) for k in _JSON_KEYS
-        )
         # CSV format with a delimiter and quote no JSON text holds raw: each line goes out as it is
         # (the text format would double every backslash of a JSON escape).
         sql = (
-            f"COPY (SELECT json_build_object({pairs})::text {joined} WHERE {where} ORDER BY {order}) "
+            f"COPY (SELECT {' || '.join(_json_pg_parts())} {joined} WHERE {where} ORDER BY {order}) "
             "TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
         )
     with conn.cursor() as cur:
