@@ -63,8 +63,10 @@ def _where(f: ExportFilter, mark: str) -> tuple[str, str, list[Any]]:
 
 
 # Columns whose text may hold a comma, a quote or a line break (the others are numbers, fixed-format
-# times, hex EUIs and the schema's names).
-_FREE_TEXT = {"device_name", "unit", "unit_code", "deduplication_id", "gateway_id"}
+# times, hex EUIs and the schema's names; units too when the payload contract's units hold none:
+# normalize takes every unit from it, see _contract_units_plain).
+_FREE_TEXT = {"device_name", "deduplication_id", "gateway_id"}
+_UNIT_COLUMNS = {"unit", "unit_code"}
 _JSON_STRINGS = {"time", "dev_eui", "device_name", "message_type", "field", "unit", "unit_code",
                  "deduplication_id", "gateway_id"}  # fmt: skip
 
@@ -77,8 +79,21 @@ def _csv_quoted(x: str) -> str:
     )
 
 
+def _contract_units_plain() -> bool:
+    """True when no unit or unit code of the payload contract needs CSV quoting."""
+    from gateway.contract.schema import load_schema
+
+    texts: list[str] = []
+    for message in load_schema().messages.values():
+        for spec in message.fields:
+            for item in (spec, *getattr(spec, "items", ())):
+                texts += [getattr(item, "unit", None) or "", getattr(item, "unit_code", None) or ""]
+    return not any(ch in text for text in texts for ch in ',"\r\n')
+
+
 def _sqlite_csv_line() -> str:
     """One CSV line as one ``printf`` (NULL prints as nothing; REAL with 15 significant digits)."""
+    free = _FREE_TEXT if _contract_units_plain() else _FREE_TEXT | _UNIT_COLUMNS
     args = []
     for c in CSV_COLUMNS:
         x = _SOURCE[c]
@@ -87,7 +102,7 @@ def _sqlite_csv_line() -> str:
                         f"ELSE {x} END")  # fmt: skip
         elif c == "tags":  # JSON text: quoted unless it is {}
             args.append(f"CASE WHEN {x} = '{{}}' THEN {x} ELSE '\"' || replace({x}, '\"', '\"\"') || '\"' END")
-        elif c in _FREE_TEXT:
+        elif c in free:
             args.append(_csv_quoted(x))
         else:
             args.append(x)
@@ -99,8 +114,10 @@ def _json_args(quote: str) -> list[str]:
     args = []
     for k in _JSON_KEYS:
         x = _SOURCE[k]
-        if k in ("value", "tags"):
+        if k in ("value", "tags") or k == "id":
             args.append(x)
+        elif k in ("time", "dev_eui"):  # format_time and 16 hex digits, never NULL: nothing to escape
+            args.append(f"'\"' || {x} || '\"'")
         elif k in _JSON_STRINGS:
             args.append(f"COALESCE({quote}({x}), 'null')")
         else:
