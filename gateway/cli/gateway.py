@@ -13,40 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import csv
 import json
+import os
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from gateway.errors import ConfigError, EncodeError
 from gateway.service.config import Config, load_config
-from gateway.service.store import Store, StoredReading, parse_time
+from gateway.service.store import Store, parse_time
+from gateway.service.store.export import ExportFilter
+from gateway.service.store.export import export as export_readings
 
 __all__ = ["register"]
-
-_EXPORT_PAGE = 5000
-_CSV_COLUMNS = (
-    "id",
-    "time",
-    "dev_eui",
-    "device_name",
-    "message_type",
-    "field",
-    "value",
-    "unit",
-    "unit_code",
-    "f_cnt",
-    "deduplication_id",
-    "rssi",
-    "snr",
-    "gateway_id",
-    "spreading_factor",
-    "tags",
-)
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("gateway", help="the ChirpStack gateway service and its store")
@@ -136,42 +116,28 @@ def _sink_workers(config: Config) -> list[Any]:
 # ----------------------------------------------------------------------------------------------- export
 
 
-def _pages(store: Store, args: argparse.Namespace) -> Iterator[StoredReading]:
+def export(store: Store, args: argparse.Namespace, out: IO[bytes]) -> int:
+    """Stream the readings ``args`` select to ``out`` (:mod:`gateway.service.store.export`)."""
     since = parse_time(args.since) if args.since else None
-    after = 0
-    while True:
-        page = store.readings(args.device, args.field, since, _EXPORT_PAGE, after_id=after)
-        yield from page
-        if len(page) < _EXPORT_PAGE:
-            return
-        after = page[-1].id
-
-
-def export(store: Store, args: argparse.Namespace, out: IO[str]) -> int:
-    count = 0
-    if args.format == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(_CSV_COLUMNS)
-        for row in _pages(store, args):
-            doc = row.to_json()
-            doc["tags"] = json.dumps(doc["tags"], sort_keys=True)
-            doc["value"] = json.dumps(doc["value"]) if isinstance(doc["value"], bool) else doc["value"]
-            writer.writerow([doc[c] for c in _CSV_COLUMNS])
-            count += 1
-    else:
-        for row in _pages(store, args):
-            out.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    return export_readings(store, args.format, ExportFilter(args.device, args.field, since), out)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as fh:
+            with open(args.out, "wb") as fh:
                 count = export(store, args, fh)
         else:
-            count = export(store, args, sys.stdout)
+            try:
+                count = export(store, args, sys.stdout.buffer)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # The reader stopped (``export | head``): not an error of the export. Point stdout at
+                # /dev/null so that the interpreter's last flush at exit has nowhere to fail.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                return 0
     print(f"exported {count} readings", file=sys.stderr)
     return 0
 

@@ -9,8 +9,15 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.service import store as store_module
-from gateway.service.store import SCHEMA_VERSION, DeviceUpdate, FcntStep, Store, StoreError, fcnt_step
+from gateway.service.store import (
+    SCHEMA_VERSION,
+    DeviceUpdate,
+    FcntStep,
+    Store,
+    StoreError,
+    fcnt_step,
+    migrations,
+)
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
@@ -68,9 +75,9 @@ def test_open_creates_wal_store_at_current_schema(tmp_path):
     s = Store.open(tmp_path / "sub" / "g.sqlite")
     try:
         assert s.schema_version == SCHEMA_VERSION
-        mode = s._query("PRAGMA journal_mode")[0][0]
+        mode = s.query("PRAGMA journal_mode")[0][0]
         assert mode == "wal"
-        assert s._query("PRAGMA synchronous")[0][0] == 2  # FULL
+        assert s.query("PRAGMA synchronous")[0][0] == 2  # FULL
     finally:
         s.close()
 
@@ -108,7 +115,7 @@ def test_a_version_1_file_migrates_to_the_current_schema_keeping_its_readings(
     # A store written by the first release (schema 1), with readings and a sink part-way through them.
     path = tmp_path / "v1.sqlite"
     conn = sqlite3.connect(path, isolation_level=None)
-    for statement in store_module._MIGRATIONS[0].split(";"):
+    for statement in migrations.SQLITE_MIGRATIONS[0].split(";"):
         if statement.strip():
             conn.execute(statement)
     conn.execute(
@@ -122,7 +129,7 @@ def test_a_version_1_file_migrates_to_the_current_schema_keeping_its_readings(
     conn.close()
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
-        indexes = {row[0] for row in s._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert indexes >= {"events_device_type", "reading_log_event"}
         assert not indexes & {"readings_time", "readings_device_field_time", "events_device"}
         old = s.readings()
@@ -288,10 +295,10 @@ def test_batch_rolls_back_everything_when_it_fails(store, make_uplink, make_read
 
 @pytest.mark.postgres
 def test_postgres_migrates_once_and_reopens(pg_schema, make_uplink, make_reading):
-    from gateway.service.store.postgres import PostgresStore
+    from gateway.service.store.postgres import PostgresBackend
 
     with Store.open(pg_schema) as s:
-        assert isinstance(s, PostgresStore) and s.schema_version == SCHEMA_VERSION
+        assert isinstance(s.backend, PostgresBackend) and s.schema_version == SCHEMA_VERSION
         up = make_uplink(1)
         s.record_uplink(up, [make_reading(up)])
     with Store.open(pg_schema) as s:
@@ -302,12 +309,10 @@ def test_postgres_migrates_once_and_reopens(pg_schema, make_uplink, make_reading
 def test_postgres_version_1_data_migrates_to_the_narrow_reading_log(pg_schema, make_uplink, make_reading):
     import psycopg
 
-    from gateway.service.store import postgres as store_postgres
-
     schema = pg_schema.rsplit("%3D", 1)[1]
     with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={schema}") as conn:
         conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
-        for statement in store_postgres._MIGRATIONS[0].split(";"):
+        for statement in migrations.POSTGRES_MIGRATIONS[0].split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute("INSERT INTO citynode_schema VALUES (1)")
@@ -348,15 +353,15 @@ def test_reads_by_device_seek_indexes_and_never_scan_a_table(tmp_path, make_upli
             up = make_uplink(f_cnt)
             s.record_uplink(up, [make_reading(up)], role="air_quality")
         statements: list[str] = []
-        s._conn.set_trace_callback(statements.append)
+        s.backend.connection.set_trace_callback(statements.append)
         s.readings(device=up.dev_eui, field="temperature", since=datetime(2026, 1, 1, tzinfo=UTC))
         device_history(s, up.dev_eui, points=10)
         s.stored_readings_after(1)
-        s._conn.set_trace_callback(None)
+        s.backend.connection.set_trace_callback(None)
         selects = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
         assert len(selects) >= 4
         for sql in selects:
-            plan = [row[3] for row in s._query("EXPLAIN QUERY PLAN " + sql)]
+            plan = [row[3] for row in s.query("EXPLAIN QUERY PLAN " + sql)]
             assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
 
 
@@ -378,3 +383,22 @@ def test_late_uplinks_fill_their_gaps_instead_of_counting_a_reset(store, make_up
             store.record_uplink(up, [])
     dev = store.device(eui)
     assert (dev.last_fcnt, dev.fcnt_gaps, dev.resets, dev.uplinks) == (105, 0, 0, 7)
+
+
+def test_a_dead_letter_is_timed_when_the_gateway_received_it_not_by_the_event(store, make_uplink):
+    """An event may claim any time (a node's clock, a replay from last week); a dead letter's
+    ``received_at`` is the gateway's own time (issue 17)."""
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    old = make_uplink(9, data=b"\x82\x01")  # received_at: 2026-05-04, the network time it states
+    assert store.record_uplink(old, [], dead_letter_reason="truncated CBOR")
+    assert store.record_event(
+        "log", DeviceUpdate(old.dev_eui), received_at=old.received_at, dedup_id=None, raw=b"{}",
+        dead_letter=("chirpstack-log", "ChirpStack ERROR UPLINK_CODEC"),
+    )  # fmt: skip
+    given = datetime(2026, 6, 1, 8, 30, tzinfo=UTC)
+    assert store.record_uplink(make_uplink(10, data=b"\xff"), [], dead_letter_reason="bad", gateway_received_at=given)
+    newest, log, first = store.dead_letters()
+    assert first.received_at >= before and log.received_at >= before
+    assert newest.received_at == given

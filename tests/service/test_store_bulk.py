@@ -57,13 +57,14 @@ def record(spec: tuple, index: int) -> UplinkRecord:
                         "battery", battery, "V", "VLT", up.deduplication_id, f_cnt, dict(up.tags))
             )
     reason = None if not undecodable else f"fPort 10 FCnt {f_cnt}: not valid CBOR"
-    return UplinkRecord(up, readings, raw=b'{"n": %d}' % index, encoding="json", role=role, dead_letter_reason=reason)
+    return UplinkRecord(up, readings, raw=b'{"n": %d}' % index, encoding="json", role=role, dead_letter_reason=reason,
+                        gateway_received_at=T0 + timedelta(hours=1, seconds=index))
 
 
 def dump(store: Store) -> dict[str, list[tuple]]:
     tables = {}
     for table, order in (("events", "id"), ("readings", "id"), ("devices", "dev_eui"), ("dead_letters", "id")):
-        tables[table] = [tuple(row) for row in store._query(f"SELECT * FROM {table} ORDER BY {order}")]
+        tables[table] = [tuple(row) for row in store.query(f"SELECT * FROM {table} ORDER BY {order}")]
     return tables
 
 
@@ -75,7 +76,7 @@ def test_bulk_equals_one_at_a_time(tmp_path_factory, specs, cuts) -> None:
     with Store.open(directory / "one.sqlite") as one, Store.open(directory / "bulk.sqlite") as bulk:
         expected = [
             one.record_uplink(r.uplink, r.readings, raw=r.raw, encoding=r.encoding, role=r.role,
-                              dead_letter_reason=r.dead_letter_reason)
+                              dead_letter_reason=r.dead_letter_reason, gateway_received_at=r.gateway_received_at)
             for r in records
         ]
         got: list[bool] = []

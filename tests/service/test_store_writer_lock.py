@@ -69,14 +69,14 @@ def test_an_in_memory_store_needs_no_lock_file(make_uplink):
 
 
 def test_a_writer_that_never_lets_go_makes_the_write_fail_not_hang(tmp_path: Path, make_uplink, monkeypatch):
-    import gateway.service.store as store_module
+    import gateway.service.store.lock as lock_module
     from gateway.service.store import StoreError
 
     path = tmp_path / "gateway.sqlite"
     store = Store.open(path)
     other = os.open(f"{path}-writer.lock", os.O_RDWR)
     fcntl.flock(other, fcntl.LOCK_EX)
-    monkeypatch.setattr(store_module, "_WRITER_WAIT_S", 0.2)
+    monkeypatch.setattr(lock_module, "WRITER_WAIT_S", 0.2)
     try:
         with pytest.raises(StoreError, match="another writer held .*writer.lock"):
             store.record_uplink(make_uplink(), [])

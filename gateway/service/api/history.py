@@ -103,8 +103,7 @@ class DeviceHistory:
 
 
 def _query(store: Store, sql: str, params: Sequence[Any]) -> list[Any]:
-    # The store has no public "newest N" read; its query method is shared by both backends.
-    return store._query(sql, params)
+    return store.query(sql, params)
 
 
 def _message_types(store: Store, dev_eui: str) -> list[str]:

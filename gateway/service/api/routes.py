@@ -2,8 +2,9 @@
 
 =========================================  =====================================================
 ``GET /api/devices``                       every device with FCnt health and last link quality
-``GET /api/readings?device=&field=&since=``  readings as JSON (``since`` ISO 8601; ``limit`` <= 10000,
-                                           ``after`` = reading id for paging)
+``GET /api/readings?device=&field=&since=``  readings as JSON, oldest first (``since`` ISO 8601;
+                                           ``limit`` <= 10000; ``after`` = the ``next`` of the previous
+                                           answer, null on the last page)
 ``GET /api/deadletters?limit=``            newest dead letters (raw shown as hex or text)
 ``GET /api/history?device=&points=``       newest ``points`` (default 60) values of each field of a
                                            device and RSSI/SNR of its newest uplinks (sparklines)
@@ -137,7 +138,9 @@ class Api:
             limit,
             after_id=after,
         )
-        return web.json_response({"readings": [r.to_json() for r in rows]})
+        # Keyset paging: ``next`` is the ``after`` of the following page, null when this one is the last.
+        next_after = rows[-1].id if limit and len(rows) == limit else None
+        return web.json_response({"readings": [r.to_json() for r in rows], "next": next_after})
 
     async def dead_letters(self, request: web.Request) -> web.Response:
         self._check(request)

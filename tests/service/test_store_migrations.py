@@ -1,0 +1,107 @@
+"""A store written at today's schema (3, the narrow reading log) migrates to the current one keeping
+all its data, on SQLite and PostgreSQL; reads and paging work on the migrated rows."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from gateway.service.store import SCHEMA_VERSION, Store
+from gateway.service.store.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, statements
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+EVENT = (
+    "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw, device_name, message_type, f_cnt, "
+    "tags, rssi, snr, gateway_id, spreading_factor, frequency, gateway_count) VALUES "
+    "({id}, 'up', '{dev}', '2026-05-04T12:0{id}:00.000000Z', 'd{id}', 'json', NULL, 'node', 'air_quality', {id}, "
+    "'{{\"district\": \"buer\"}}', -90, 7.5, '0016c001ff10a235', 7, 868100000, 2)"
+)
+READING = (
+    "INSERT INTO reading_log (id, event_id, time, field, value, value_num, unit, unit_code) VALUES "
+    "({id}, {event}, '2026-05-04T12:0{event}:00.000000Z', '{field}', '{value}', NULL, NULL, NULL)"
+)
+ROWS = [  # (event id, device, [(reading id, field, value JSON)])
+    (1, "00000000000000aa", [(1, "temperature", "21.5"), (2, "tilt", "true")]),
+    (2, "00000000000000bb", [(3, "temperature", "19.0")]),
+    (3, "00000000000000aa", [(4, "temperature", "22.0"), (5, "reset_cause", '"watchdog"')]),
+]
+OTHER = [
+    "INSERT INTO devices (dev_eui, name, last_fcnt, fcnt_gaps, uplinks) VALUES ('00000000000000aa', 'node', 3, 1, 2)",
+    "INSERT INTO dead_letters (received_at, source, reason, raw, raw_is_text) "
+    "VALUES ('2026-05-04T12:00:00.000000Z', 'mqtt', 'bad', NULL, 0)",
+    "INSERT INTO sink_cursors VALUES ('ngsi', 2, '2026-05-04T12:00:01.000000Z')",
+]
+
+
+def data_statements() -> list[str]:
+    out = []
+    for event, dev, readings in ROWS:
+        out.append(EVENT.format(id=event, dev=dev))
+        out += [READING.format(id=i, event=event, field=f, value=v) for i, f, v in readings]
+    return out + OTHER
+
+
+def check(s: Store) -> None:
+    assert s.schema_version == SCHEMA_VERSION
+    assert [(r.id, r.reading.field, r.reading.value) for r in s.readings("00000000000000aa")] == [
+        (1, "temperature", 21.5), (2, "tilt", True), (4, "temperature", 22.0), (5, "reset_cause", "watchdog")
+    ]  # fmt: skip
+    assert [r.id for r in s.readings("00000000000000aa", after_id=2)] == [4, 5]
+    assert [r.id for r in s.readings("00000000000000aa", "temperature")] == [1, 4]
+    first = s.readings()[0]
+    assert first.reading.tags == {"district": "buer"} and first.radio.gateway_count == 2
+    dev = s.device("00000000000000aa")
+    assert (dev.last_fcnt, dev.fcnt_gaps, dev.uplinks) == (3, 1, 2)
+    assert len(s.dead_letters()) == 1 and s.cursors() == {"ngsi": 2} and s.pending("ngsi") == 3
+    assert s.counts()["readings"] == 5 and s.counts()["uplinks"] == 3
+
+
+def test_a_schema_3_sqlite_file_keeps_everything(tmp_path, make_uplink, make_reading) -> None:
+    path = tmp_path / "v3.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in SQLITE_MIGRATIONS[:3]:
+        for statement in statements(step):
+            conn.execute(statement)
+    for statement in data_statements():
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version=3")
+    conn.close()
+    with Store.open(path) as s:
+        check(s)
+        indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"events_device_id", "reading_log_event", "events_device_type"} <= indexes
+        up = make_uplink(4, dev_eui="00000000000000aa")
+        assert s.record_uplink(up, [make_reading(up)])
+        assert [r.id for r in s.readings("00000000000000aa", after_id=5)] == [6]
+
+
+@pytest.mark.postgres
+def test_a_schema_3_postgres_database_keeps_everything(make_uplink, make_reading) -> None:
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
+            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
+            for version, step in enumerate(POSTGRES_MIGRATIONS[:3], 1):
+                for statement in statements(step):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (version,))
+            for statement in data_statements():
+                conn.execute(statement)
+            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), 5)")
+            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 3)")
+        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
+            check(s)
+            up = make_uplink(4, dev_eui="00000000000000aa")
+            assert s.record_uplink(up, [make_reading(up)])
+            assert [r.id for r in s.readings("00000000000000aa", after_id=5)] == [6]
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
