@@ -745,7 +745,8 @@ exactly-once by deduplicationId, bad input to dead letters):
   per event; everything it does not take exactly as ChirpStack writes it (nulls, numbers as strings,
   URL-safe base64, enum numbers, ...) still goes through `json_format`, and tests check both give equal
   messages and refuse the same bodies. `uplink_from_event` reads each upb attribute once and converts the
-  Timestamp arithmetically.
+  Timestamp arithmetically. (That descriptor-driven path was removed later, in the architecture round:
+  `json_fast.py` below is the one JSON fast path, `json_format` the general one.)
 * `gateway/service/pipeline.py` + `gateway/service/ingest/mqtt.py`: `Pipeline.prepare` (parse, decode, normalise; no store)
   and `Pipeline.commit_many` (one transaction); the MQTT ingest prepares batch k+1 while batch k commits
   (SQLite releases the GIL) and sends batch k's PUBACKs, in order, only after its commit returned.

@@ -34,12 +34,13 @@ from chirpstack_api import integration
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.contract.records import RadioMeta, Uplink
-from gateway.service.ingest.events import DEV_EUI, FLOAT32_MAX
+from gateway.service.ingest.events import DEV_EUI
 
 __all__ = ["uplink_from_json"]
 
 _F = FieldDescriptor
 _FLOAT32 = struct.Struct("<f")
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: the bound of float fields in JSON
 _INT_RANGES = {
     _F.TYPE_INT32: (-(2**31), 2**31 - 1),
     _F.TYPE_SINT32: (-(2**31), 2**31 - 1),
