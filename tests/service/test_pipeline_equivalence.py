@@ -80,7 +80,7 @@ CASES = [
     ("fCnt as a string (allowed for numbers)", {"fCnt": "7"}, False),
     ("fCnt as 7.0", {"fCnt": 7.0}, False),
     ("null field", {"fPort": None}, False),
-    ("trusted object (Struct)", {"object": {"type": "air_quality", "readings": [{"pm10": 14.3}]}}, False),
+    ("trusted object (Struct)", {"object": {"type": "air_quality", "readings": [{"pm10": 14.3}]}}, True),
     ("empty txInfo object still present", {"txInfo": {}}, True),
     ("enum by number", {"txInfo": {"modulation": {"lora": {"codeRate": 1}}}}, False),
 ]
@@ -175,3 +175,20 @@ def test_uplink_time_beyond_datetime_is_a_decode_error(events):
     msg.time.seconds = 2**62  # protobuf carries any int64
     with pytest.raises(DecodeError, match="time out of range"):
         chirpstack.uplink_from_event(parse_event("up", msg.SerializeToString(), "protobuf"))
+
+
+def test_an_uplink_with_chirpstacks_object_takes_the_fast_path_and_stores_what_protobuf_stores(events, store):
+    """A device with a codec gets ``object`` in every up event; the pipeline still takes the fast path
+    (no protobuf message is built) and prepares the readings the protobuf body gives."""
+    from gateway.contract import codec
+    from gateway.service.pipeline import Pipeline
+
+    payload = codec.encode_uplink("bin_fill", {"distance": 850, "fill_level": 62, "temperature": 18.5,
+                                               "tilt": False, "battery": 3.61})
+    msg = events.up(data=payload, f_port=11)
+    msg.object.update(codec.decode(11, payload))
+    pipeline = Pipeline(store)
+    fast = pipeline.prepare("up", events.body(msg, "json"), "json", "mqtt", received_at=NOW)
+    slow = pipeline.prepare("up", events.body(msg, "protobuf"), "protobuf", "mqtt", received_at=NOW)
+    assert fast.event is None, "the JSON fast path was not taken"
+    assert fast.uplink == slow.uplink and fast.readings == slow.readings and len(fast.readings) == 5
