@@ -4,7 +4,9 @@ What one run does (``python bench/gateway_throughput.py --n 20000``, or ``make b
 
 1. Starts its own ``mosquitto`` on a free port (``max_queued_messages 0`` = unbounded, so the broker
    never drops a QoS 1 message of a slow consumer; ``max_inflight_messages`` see ``--inflight``).
-2. Builds N ChirpStack v4 ``up`` events from ``chirpstack_api.integration.UplinkEvent`` messages,
+2. Builds N ChirpStack v4 ``up`` events (:func:`chirpstack_up_event`: ``object`` as the JS codec decodes
+   the payload, one to three gateways with their metadata, ``txInfo``, tags) from
+   ``chirpstack_api.integration.UplinkEvent`` messages,
    cycling through the five citynode message types (``codecs/samples.json`` values, slightly varied,
    encoded with :func:`gateway.contract.codec.encode_uplink`), 500 devices with increasing FCnt, distinct
    deduplicationIds; serialised as ChirpStack's JSON or protobuf marshalers write them.
@@ -19,7 +21,9 @@ What one run does (``python bench/gateway_throughput.py --n 20000``, or ``make b
        event waited in the broker's queue); a paced run at a fixed rate gives the latency without
        queueing. Memory is the peak RSS (``VmHWM``) of each gateway process.
 
-Nothing here asserts timings; ``tests/system/test_throughput_bench.py`` runs it with a tiny N.
+``--parse-only`` measures only the in-process parse step per JSON ``up`` event, with and without
+``object`` (:func:`parse_micro`). Nothing here asserts timings; ``tests/system/test_throughput_bench.py``
+runs it with a tiny N.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -62,9 +67,9 @@ def build_events(n: int, encoding: str, seed: int = 1) -> list[tuple[str, str, b
 
     Each ``seed`` is its own ChirpStack application (``app_id(seed)``, in the topic), so that the
     persistent sessions left on the broker by earlier runs do not match, and queue, later runs' events.
+    Every event is what ChirpStack v4 sends for a citynode device (see :func:`chirpstack_up_event`).
     """
     app = app_id(seed)
-    from chirpstack_api import gw, integration
     from google.protobuf import json_format
 
     from gateway.contract.codec import encode_uplink
@@ -81,39 +86,87 @@ def build_events(n: int, encoding: str, seed: int = 1) -> list[tuple[str, str, b
         if "battery" in reading:
             reading["battery"] = round(reading["battery"] - rng.uniform(0, 0.3), 2)
         device = i % DEVICES
-        dev_eui = f"70b3d57ed005{device:04x}"
         dedup = f"{seed:08x}-{i >> 16:04x}-4{i & 0xfff:03x}-8000-{i:012x}"
-        ev = integration.UplinkEvent(
-            deduplication_id=dedup,
-            dev_addr=f"01ab{device:04x}",
-            adr=True,
-            dr=5,
-            f_cnt=i // DEVICES,
-            f_port=FPORTS[kind],
-            data=encode_uplink(kind, reading),
+        ev = chirpstack_up_event(
+            app=app, device=device, kind=kind, f_cnt=i // DEVICES, f_port=FPORTS[kind],
+            data=encode_uplink(kind, reading), dedup=dedup, uplink_id=1234 + i, rng=rng,
         )
-        info = ev.device_info
-        info.tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
-        info.tenant_name = "Gelsenkirchen"
-        info.application_id = app
-        info.application_name = "citynode"
-        info.device_profile_id = "0b8a9d0e-5a4f-4c8f-a1b2-33c4d5e6f708"
-        info.device_profile_name = "citynode-eu868"
-        info.device_name = f"{kind}-{device:03d}"
-        info.dev_eui = dev_eui
-        info.tags["district"] = ("altstadt", "buer", "horst", "ueckendorf")[device % 4]
-        ev.time.GetCurrentTime()
-        gateways = (("0016c001ff10a235", -87 - device % 30, 7.5), ("0016c001ff10a236", -110, -3.0))
-        for gw_id, rssi, snr in gateways:
-            rx = gw.UplinkRxInfo(gateway_id=gw_id, uplink_id=1234 + i, rssi=rssi, snr=snr, channel=0)
-            ev.rx_info.append(rx)
-        ev.tx_info.frequency = 868100000
-        ev.tx_info.modulation.lora.bandwidth = 125000
-        ev.tx_info.modulation.lora.spreading_factor = 7
-        ev.tx_info.modulation.lora.code_rate = gw.CodeRate.CR_4_5
         body = json_format.MessageToJson(ev).encode() if encoding == "json" else ev.SerializeToString()
-        out.append((f"application/{app}/device/{dev_eui}/event/up", dedup, body))
+        out.append((f"application/{app}/device/{ev.device_info.dev_eui}/event/up", dedup, body))
     return out
+
+
+# EU868: the three default channels and five more a network usually adds (RP002 2.1.2).
+EU868_CHANNELS_HZ = (868100000, 868300000, 868500000, 867100000, 867300000, 867500000, 867700000, 867900000)
+GATEWAYS = ("0016c001ff10a235", "0016c001ff10a236", "0016c001ff10a237")
+GATEWAY_LOCATIONS = ((51.5055, 7.1021, 62.0), (51.5177, 7.0857, 55.0), (51.4936, 7.1202, 71.0))
+
+
+def chirpstack_up_event(
+    *, app: str, device: int, kind: str, f_cnt: int, f_port: int, data: bytes, dedup: str, uplink_id: int,
+    rng: random.Random,
+):
+    """One ``up`` event as ChirpStack v4 sends it for a citynode device (provisioned with the JS codec).
+
+    * ``object``: what the device profile's codec (``codecs/chirpstack/citynode.js``) returns as ``data``
+      for the payload, as a ``google.protobuf.Struct``. The JS codec decodes exactly as
+      :func:`gateway.contract.codec.decode` (``tests/contract/test_codec_vectors.py``), which is used
+      here because running QuickJS per event would dominate building 20,000 of them.
+    * ``rxInfo``: one to three gateways (about half the uplinks heard by one), each with its uplink id,
+      RSSI/SNR, channel, rfChain, gateway and network-server time, location, context, region metadata
+      and CRC status; ``txInfo``: an EU868 channel, LoRa 125 kHz, SF7-SF12 and the matching data rate.
+    * ``deviceInfo`` with tenant, application, profile, class and tags; ``regionConfigId``, ``devAddr``.
+    """
+    from chirpstack_api import common, gw, integration
+
+    from gateway.contract.codec import decode
+
+    sf = rng.choice((7, 7, 7, 8, 9, 10, 11, 12))
+    ev = integration.UplinkEvent(
+        deduplication_id=dedup,
+        dev_addr=f"01ab{device:04x}",
+        adr=True,
+        dr=12 - sf,  # EU868: DR5 = SF7 ... DR0 = SF12 (RP002 2.1.3)
+        f_cnt=f_cnt,
+        f_port=f_port,
+        data=data,
+        region_config_id="eu868",
+    )
+    ev.object.update(decode(f_port, data))
+    info = ev.device_info
+    info.tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
+    info.tenant_name = "Gelsenkirchen"
+    info.application_id = app
+    info.application_name = "citynode"
+    info.device_profile_id = "0b8a9d0e-5a4f-4c8f-a1b2-33c4d5e6f708"
+    info.device_profile_name = "citynode-eu868"
+    info.device_name = f"{kind}-{device:03d}"
+    info.dev_eui = f"70b3d57ed005{device:04x}"
+    info.device_class_enabled = common.DeviceClass.CLASS_A
+    info.tags["district"] = ("altstadt", "buer", "horst", "ueckendorf")[device % 4]
+    info.tags["role"] = kind
+    ev.time.GetCurrentTime()
+    heard_by = rng.choice((1, 1, 2, 3))
+    channel = rng.randrange(len(EU868_CHANNELS_HZ))
+    for g in range(heard_by):
+        gateway_id = GATEWAYS[(device + g) % len(GATEWAYS)]
+        rx = gw.UplinkRxInfo(
+            gateway_id=gateway_id, uplink_id=uplink_id * 4 + g, rssi=-87 - device % 30 - 12 * g,
+            snr=round(7.5 - 4.25 * g, 2), channel=channel, rf_chain=channel // 4, context=rng.randbytes(4),
+            crc_status=gw.CRCStatus.CRC_OK,
+        )
+        rx.gw_time.CopyFrom(ev.time)
+        rx.ns_time.CopyFrom(ev.time)
+        lat, lon, alt = GATEWAY_LOCATIONS[(device + g) % len(GATEWAY_LOCATIONS)]
+        rx.location.latitude, rx.location.longitude, rx.location.altitude = lat, lon, alt
+        rx.metadata["region_config_id"] = "eu868"
+        rx.metadata["region_common_name"] = "EU868"
+        ev.rx_info.append(rx)
+    ev.tx_info.frequency = EU868_CHANNELS_HZ[channel]
+    ev.tx_info.modulation.lora.bandwidth = 125000
+    ev.tx_info.modulation.lora.spreading_factor = sf
+    ev.tx_info.modulation.lora.code_rate = gw.CodeRate.CR_4_5
+    return ev
 
 
 def app_id(seed: int) -> str:
@@ -745,7 +798,8 @@ exactly-once by deduplicationId, bad input to dead letters):
   per event; everything it does not take exactly as ChirpStack writes it (nulls, numbers as strings,
   URL-safe base64, enum numbers, ...) still goes through `json_format`, and tests check both give equal
   messages and refuse the same bodies. `uplink_from_event` reads each upb attribute once and converts the
-  Timestamp arithmetically.
+  Timestamp arithmetically. (That descriptor-driven path was removed later, in the architecture round:
+  `json_fast.py` below is the one JSON fast path, `json_format` the general one.)
 * `gateway/service/pipeline.py` + `gateway/service/ingest/mqtt.py`: `Pipeline.prepare` (parse, decode, normalise; no store)
   and `Pipeline.commit_many` (one transaction); the MQTT ingest prepares batch k+1 while batch k commits
   (SQLite releases the GIL) and sends batch k's PUBACKs, in order, only after its commit returned.
@@ -819,6 +873,73 @@ use both cores: that is the limit of the "2 processes" and "x2" runs.
 """
 
 
+def parse_micro(n: int = 2000, rounds: int = 7) -> str:
+    """CPU per JSON ``up`` event of the ingest's parse step, in-process (no broker, no store).
+
+    The same N benchmark events (:func:`build_events`) with ``object``, and with ``object`` removed,
+    through the fast path (``json_fast.uplink_from_json``) and the general one (``parse_event`` with
+    ``json_format``, then ``uplink_from_event``); protobuf for comparison. Best of ``rounds`` rounds of
+    thread CPU time, in µs per event; and how many of the events the fast path took.
+    """
+    from chirpstack_api import integration
+    from google.protobuf import json_format
+
+    from gateway.service.ingest.events import parse_event, uplink_from_event
+    from gateway.service.ingest.json_fast import uplink_from_json
+
+    now = datetime.now(UTC)
+    with_object = [body for _t, _d, body in build_events(n, "json")]
+    without_object = []
+    protobuf = []
+    for body in with_object:
+        msg = json_format.Parse(body, integration.UplinkEvent())
+        protobuf.append(msg.SerializeToString())
+        msg.ClearField("object")
+        without_object.append(json_format.MessageToJson(msg).encode())
+
+    def fast(bodies: list[bytes]) -> None:
+        for body in bodies:
+            uplink_from_json(body, now)
+
+    def general(bodies: list[bytes]) -> None:
+        for body in bodies:
+            uplink_from_event(parse_event("up", body, "json"), received_at=now)
+
+    def proto(bodies: list[bytes]) -> None:
+        for body in bodies:
+            uplink_from_event(parse_event("up", body, "protobuf"), received_at=now)
+
+    def best(run, bodies: list[bytes]) -> float:
+        times = []
+        for _ in range(rounds):
+            start = time.thread_time()
+            run(bodies)
+            times.append(time.thread_time() - start)
+        return min(times) / len(bodies) * 1e6
+
+    taken = [sum(uplink_from_json(b, now) is not None for b in bodies) for bodies in (with_object, without_object)]
+    rows = [
+        ("JSON, fast path (json_fast)", best(fast, with_object), best(fast, without_object)),
+        ("JSON, general path (json_format)", best(general, with_object), best(general, without_object)),
+        ("protobuf", best(proto, protobuf), None),
+    ]
+    size = statistics.mean(len(b) for b in with_object), statistics.mean(len(b) for b in without_object)
+    lines = [
+        f"Parse step per `up` event, in-process, {n} benchmark events, best of {rounds} rounds of thread CPU:",
+        "",
+        "| path | with `object` (µs) | without `object` (µs) |",
+        "|---|---:|---:|",
+    ]
+    for name, a, b in rows:
+        lines.append(f"| {name} | {a:.1f} | {'–' if b is None else f'{b:.1f}'} |")
+    lines += [
+        "",
+        f"Fast path took {taken[0]}/{n} events with `object`, {taken[1]}/{n} without; "
+        f"mean JSON body {size[0]:.0f} / {size[1]:.0f} bytes.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=int(os.environ.get("CITYNODE_BENCH_N", "20000")))
@@ -833,7 +954,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--raw-subscriber", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--render", metavar="JSON", help="report saved measurements (from --json) instead")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="only the in-process parse step per JSON up event, with and without object")
     args = parser.parse_args(argv)
+    if args.parse_only:
+        print(parse_micro(min(args.n, 5000)))
+        return 0
     if args.raw_subscriber:
         return raw_subscriber_main(args.raw_subscriber, args.n)
     if args.render:

@@ -21,8 +21,15 @@ environment variable               config key
 ``CITYNODE_STORE_PATH``            ``store.path``
 =================================  ==============================
 
-Sections this module does not know (``[sinks.*]``) are kept as plain data in :attr:`Config.sinks`
-for the sink workers to validate.
+The ``[sinks.*]`` tables are kept as plain data in :attr:`Config.sinks` and validated, by the same
+:class:`Section` machinery (same error wording, :class:`Secret` for their tokens, passwords and
+user names, the environment first), when the sinks are built
+(:func:`gateway.service.sinks.config.build_sinks`); their secrets' variables are
+``CITYNODE_SINKS_<NAME>_<KEY>``.
+
+Every error names the key by its dotted path and says what was expected: ``<section>.<key>: expected
+<what>, got <value>`` (never the value of a secret), ``<section>.<key>: required``, and for keys not
+known ``<section>: unknown key(s) <keys> (<section>.<key>: unknown key; known: ...)``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = [
     "LogConfig",
     "MqttConfig",
     "Secret",
+    "Section",
     "StoreConfig",
     "TlsConfig",
     "load_config",
@@ -59,6 +67,13 @@ class Secret:
 
     def __init__(self, value: str = "") -> None:
         self._value = value
+
+    @classmethod
+    def of(cls, value: Secret | str | None) -> Secret:
+        """``value`` as a Secret (``None``: the empty secret); for dataclasses that also take strings."""
+        if isinstance(value, Secret):
+            return value
+        return cls(value or "")
 
     def get(self) -> str:
         return self._value
@@ -188,32 +203,51 @@ _ENV = {
 }
 
 
-class _Section:
-    """Typed access to one TOML table; remembers which keys were read to report unknown ones."""
+class Section:
+    """Typed access to one TOML table, the one validator of every part of the gateway's file.
 
-    def __init__(self, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
+    Each accessor names the key by its dotted path when the value is wrong (``mqtt.port: expected an
+    integer in 1..65535, got 'abc'``); :meth:`done` reports the keys no accessor read. Secrets come
+    from the environment first: the variable is ``_ENV``'s for the gateway's own sections, else
+    ``env_prefix`` + the key in upper case (the sinks' ``CITYNODE_SINKS_<NAME>_``).
+    """
+
+    def __init__(
+        self, name: str, data: Any, *, environ: Mapping[str, str] | None = None, env_prefix: str = ""
+    ) -> None:
+        if not isinstance(data, Mapping):
             raise ConfigError(f"{name}: expected a table, got {type(data).__name__}")
         self.name = name
         self.data = data
         self.used: set[str] = set()
+        self.environ = os.environ if environ is None else environ
+        self.env_prefix = env_prefix
 
     def _raw(self, key: str, default: Any) -> Any:
         self.used.add(key)
         return self.data.get(key, default)
+
+    def error(self, key: str, expected: str) -> ConfigError:
+        """``<section>.<key>: expected <expected>, got <value>`` (for checks beyond the accessors')."""
+        return ConfigError(f"{self.name}.{key}: expected {expected}, got {self.data.get(key)!r}")
 
     def str(self, key: str, default: str, choices: tuple[str, ...] = ()) -> str:
         value = self._raw(key, default)
         if not isinstance(value, str):
             raise ConfigError(f"{self.name}.{key}: expected a string, got {value!r}")
         if choices and value not in choices:
-            raise ConfigError(f"{self.name}.{key}: must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{self.name}.{key}: expected one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def opt_str(self, key: str) -> str | None:
-        value = self._raw(key, None)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{self.name}.{key}: expected a string, got {value!r}")
+    def opt_str(
+        self, key: str, default: str | None = None, *, required: bool = False, nonempty: bool = False
+    ) -> str | None:
+        """A string or ``None`` (absent; empty too unless ``nonempty``, which refuses it)."""
+        value = self._raw(key, default)
+        if value is None and required:
+            raise ConfigError(f"{self.name}.{key}: required")
+        if value is not None and (not isinstance(value, str) or (nonempty and not value)):
+            raise self.error(key, "a non-empty string" if nonempty else "a string")
         return value or None
 
     def int(self, key: str, default: int, lo: int, hi: int) -> int:
@@ -222,6 +256,12 @@ class _Section:
             raise ConfigError(f"{self.name}.{key}: expected an integer in {lo}..{hi}, got {value!r}")
         return value
 
+    def float(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self._raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ConfigError(f"{self.name}.{key}: expected a number in {lo}..{hi}, got {value!r}")
+        return float(value)
+
     def bool(self, key: str, default: bool) -> bool:
         value = self._raw(key, default)
         if not isinstance(value, bool):
@@ -229,10 +269,12 @@ class _Section:
         return value
 
     def secret(self, key: str, default: str = "") -> Secret:
-        env = _ENV.get((self.name, key))
+        env = _ENV.get((self.name, key)) or (
+            f"{self.env_prefix}{key.upper()}" if self.env_prefix else None
+        )
         value = self._raw(key, default)
-        if env and os.environ.get(env):
-            return Secret(os.environ[env])
+        if env and self.environ.get(env):
+            return Secret(self.environ[env])
         if not isinstance(value, str):
             raise ConfigError(f"{self.name}.{key}: expected a string")  # never echo a secret
         return Secret(value)
@@ -243,10 +285,15 @@ class _Section:
             raise ConfigError(f"{self.name}.{key}: expected a table, got {type(value).__name__}")
         return value
 
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+    def done(self, known: set[str] | frozenset[str] | None = None) -> None:
+        """Refuse the keys no accessor read (and not in ``known``: keys read elsewhere)."""
+        unknown = sorted(set(self.data) - self.used - (known or set()))
         if unknown:
-            raise ConfigError(f"{self.name}: unknown key(s) {', '.join(unknown)}")
+            first = f"{self.name}.{unknown[0]}"
+            allowed = ", ".join(sorted(self.used | (known or set())))
+            raise ConfigError(
+                f"{self.name}: unknown key(s) {', '.join(unknown)} ({first}: unknown key; known: {allowed})"
+            )
 
 
 _ENCODINGS = ("json", "protobuf")
@@ -259,7 +306,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
 
-    s = _Section("store", doc.get("store", {}))
+    s = Section("store", doc.get("store", {}))
     env_path = os.environ.get(_ENV[("store", "path")])
     store = StoreConfig(
         path=env_path or s.str("path", StoreConfig.path),
@@ -268,7 +315,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     s.used.add("path")
     s.done()
 
-    s = _Section("decode", doc.get("decode", {}))
+    s = Section("decode", doc.get("decode", {}))
     profile_codecs = s.table("profile_codecs") or {}
     for name, codec in profile_codecs.items():
         if not isinstance(codec, str):
@@ -281,11 +328,11 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     )
     s.done()
 
-    s = _Section("mqtt", doc.get("mqtt", {}))
+    s = Section("mqtt", doc.get("mqtt", {}))
     tls_table = s.table("tls")
     tls = None
     if tls_table is not None:
-        t = _Section("mqtt.tls", tls_table)
+        t = Section("mqtt.tls", tls_table)
         tls = TlsConfig(
             ca=t.opt_str("ca"),
             cert=t.opt_str("cert"),
@@ -328,7 +375,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
             "events as members of one shared subscription"
         )
 
-    s = _Section("http", doc.get("http", {}))
+    s = Section("http", doc.get("http", {}))
     http = HttpConfig(
         enabled=s.bool("enabled", True),
         host=s.str("host", "127.0.0.1"),
@@ -343,7 +390,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     )
     s.done()
 
-    s = _Section("amqp", doc.get("amqp", {}))
+    s = Section("amqp", doc.get("amqp", {}))
     amqp = AmqpConfig(
         enabled=s.bool("enabled", False),
         url=s.secret("url", AmqpConfig().url.get()),
@@ -355,7 +402,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     )
     s.done()
 
-    s = _Section("chirpstack", doc.get("chirpstack", {}))
+    s = Section("chirpstack", doc.get("chirpstack", {}))
     cs = ChirpStackConfig(
         downlink=s.str("downlink", "mqtt", ("mqtt", "grpc")),
         grpc_target=s.str("grpc_target", "localhost:8080"),
@@ -365,7 +412,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     )
     s.done()
 
-    s = _Section("log", doc.get("log", {}))
+    s = Section("log", doc.get("log", {}))
     log = LogConfig(
         level=s.str("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         format=s.str("format", "text", ("text", "json")),

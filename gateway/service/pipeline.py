@@ -1,7 +1,7 @@
 """From one received ChirpStack event to stored readings, one function call per step.
 
     Pipeline.handle(kind, body, encoding, source)
-      -> uplink_json.uplink_from_json      JSON up event -> Uplink, when it surely can (the fast path)
+      -> json_fast.uplink_from_json        JSON up event -> Uplink, when it surely can (the fast path)
       -> chirpstack.parse_event            else: bytes/JSON -> protobuf message (else dead letter)
       -> chirpstack.uplink_from_event      up: -> Uplink (best gateway's radio metadata)
       -> Pipeline.decode                   codec chosen per device (fPort -> decoded dict)

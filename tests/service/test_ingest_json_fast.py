@@ -42,12 +42,28 @@ def assert_same_or_steps_aside(body: bytes) -> Any:
     return fast
 
 
-def full_up(events) -> dict[str, Any]:
+# ChirpStack's ``object`` for a device with a codec: what the device profile's JavaScript codec returned
+# as ``data`` (citynode's decoded form; the generated codec decodes exactly as gateway.contract.codec,
+# tests/contract/test_codec_vectors.py), carried as a google.protobuf.Struct.
+OBJECT = {
+    "type": "passenger_count",
+    "version": 1,
+    "readings": [
+        {"interval": 300, "doors": [{"door": 0, "boardings": 12, "alightings": 9},
+                                    {"door": 1, "boardings": 7, "alightings": 15}],
+         "occupancy": 45, "battery": 3.9, "latitude": 51.50548, "longitude": 7.10211},
+    ],
+}
+
+
+def full_up(events, with_object: bool = False) -> dict[str, Any]:
     """An uplink with every part a real ChirpStack v4 writes: tags, two gateways with times, context,
-    metadata, location and GPS time, LoRa modulation, region, relay-free."""
+    metadata, location and GPS time, LoRa modulation, region, relay-free; with ``object`` if asked."""
     from chirpstack_api import common, gw
 
     msg = events.up(data=b"\x86\x01\x83\x00\x01\x00", tags={"district": "buer", "bin_type": "paper"})
+    if with_object:
+        msg.object.update(OBJECT)
     for rx in msg.rx_info:
         rx.gw_time.FromDatetime(datetime(2026, 5, 4, 11, 59, 59, 123456, tzinfo=UTC))
         rx.ns_time.FromDatetime(datetime(2026, 5, 4, 12, 0, 0, 4000, tzinfo=UTC))
@@ -70,7 +86,7 @@ def dumps(doc: Any) -> bytes:
 
 
 def test_chirpstack_shapes_take_the_fast_path_and_equal_the_general_one(events):
-    for doc in (json.loads(json_format.MessageToJson(events.up())), full_up(events)):
+    for doc in (json.loads(json_format.MessageToJson(events.up())), full_up(events), full_up(events, True)):
         compact, indented = dumps(doc), json.dumps(doc, indent=2, ensure_ascii=False).encode()
         for body in (compact, indented, json_format.MessageToJson(events.up()).encode()):
             fast = uplink_from_json(body, NOW)
@@ -183,26 +199,29 @@ def apply(doc: dict[str, Any], changes: dict[tuple[Any, ...], Any]) -> dict[str,
     return doc
 
 
+@pytest.mark.parametrize("with_object", [False, True], ids=["no object", "with object"])
 @pytest.mark.parametrize("what,changes", VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_unusual_bodies_are_taken_alike_or_left_to_the_general_path(events, what, changes):
-    body = dumps(apply(full_up(events), changes))
+def test_unusual_bodies_are_taken_alike_or_left_to_the_general_path(events, what, changes, with_object):
+    body = dumps(apply(full_up(events, with_object), changes))
     assert_same_or_steps_aside(body)
     if general(body) == REFUSED:
         assert uplink_from_json(body, NOW) is None
 
 
-def test_ordinary_variants_still_take_the_fast_path(events):
+@pytest.mark.parametrize("with_object", [False, True], ids=["no object", "with object"])
+def test_ordinary_variants_still_take_the_fast_path(events, with_object):
     taken = {
         "time with nanoseconds", "time with an offset", "time on a leap day",
         "time on 29 February 2000 (a leap year)",
         "GPS time with decimals", "GPS time negative", "fCnt at 2**32 - 1", "data with non-zero padding bits",
         "data empty", "snr at the float32 maximum", "snr as an integer", "rxInfo empty", "empty txInfo",
         "no txInfo", "unknown field", "unknown field with a colon in a string", "tag with a colon",
-        "tag named like a proto field", "device name with escapes",
+        "tag named like a proto field", "device name with escapes", "trusted object present",
     }
     for what, changes in VARIANTS:
         if what in taken:
-            assert uplink_from_json(dumps(apply(full_up(events), changes)), NOW) is not None, what
+            body = dumps(apply(full_up(events, with_object), changes))
+            assert uplink_from_json(body, NOW) is not None, what
 
 
 # Duplicate keys: json_format refuses them anywhere in the body; so does the fast path (it steps aside).
@@ -216,13 +235,20 @@ DUPLICATES = [
     ("a key written with an escape", '"fCnt": 1,', '"f\\u0043nt": 2,'),
     ("masked by an escaped colon", '"fCnt": 1,', '"fCnt": 2, "futureField": "\\u003a",'),
     ("masked by an upper-case escaped colon", '"fCnt": 1,', '"fCnt": 2, "futureField": "\\u003A",'),
+    ("in object", '"type": "x",', ""),  # object already has "type"
+    ("in object, nested", '"door": 5,', ""),  # the first door already has "door"
+    ("in object, both values equal", '"version": 1,', ""),
 ]
 
 
 @pytest.mark.parametrize("where,first,second", DUPLICATES, ids=[d[0] for d in DUPLICATES])
 def test_duplicate_keys_are_never_taken(events, where, first, second):
-    text = json.dumps(full_up(events))
-    if where == "in deviceInfo":
+    text = json.dumps(full_up(events, with_object=where.startswith("in object")))
+    if where in ("in object", "in object, both values equal"):
+        text = text.replace('"object": {', '"object": {' + first + second, 1)
+    elif where == "in object, nested":
+        text = text.replace('"doors": [{', '"doors": [{' + first + second, 1)
+    elif where == "in deviceInfo":
         text = text.replace('"deviceInfo": {', '"deviceInfo": {' + first + second, 1)
     elif where == "in tags":
         text = text.replace('"tags": {', '"tags": {' + first + second, 1)
@@ -233,6 +259,63 @@ def test_duplicate_keys_are_never_taken(events, where, first, second):
     body = text.encode()
     assert general(body) == REFUSED, "json_format refuses duplicate keys"
     assert uplink_from_json(body, NOW) is None
+
+
+# ``object`` (a google.protobuf.Struct): json_format takes any JSON object whose numbers fit a double
+# and whose nesting stays within its recursion limit (100 messages: about 49 levels of object).
+# (what, the object, taken by the fast path: True, False, or None for "either, as long as it agrees")
+def _nested(depth: int, leaf: Any = 1) -> dict[str, Any]:
+    """An object ``depth`` levels deep (the object itself is level 1)."""
+    node: Any = leaf
+    for _ in range(depth - 1):
+        node = [node]
+    return {"deep": node}
+
+
+OBJECTS: list[tuple[str, Any, bool | None]] = [
+    ("a citynode decoded message", OBJECT, True),
+    ("empty", {}, True),
+    ("every JSON type", {"s": "x", "i": -3, "f": 2.5, "t": True, "n": None, "l": [1, "a", None], "o": {}}, True),
+    ("keys named like uplink fields", {"fCnt": 1, "devEui": "x", "object": {"data": "AQ=="}}, True),
+    ("a key that is empty", {"": 1}, True),
+    ("colons in keys and strings", {"a:b": "c:d", "url": "http://x:80/"}, True),
+    ("escapes and non-ASCII", {"name": 'bin "7"\\\t\u00e9\u2603\U0001f600', "\u00fc": "\x00"}, True),
+    ("an integer beyond 64 bits", {"n": 2**70}, True),
+    ("an integer of 308 digits", {"n": 10**307}, True),
+    ("an integer of 309 digits that fits a double", {"n": 10**308}, None),
+    ("an integer beyond a double", {"n": 10**400}, False),
+    ("a negative integer beyond a double", {"n": -(10**400)}, False),
+    ("an integer beyond Python's digit limit", {"n": "<5000 digits>"}, False),
+    ("a float that overflows to infinity", {"n": 1e400}, None),
+    ("NaN", {"n": float("nan")}, None),
+    ("Infinity", {"n": float("inf")}, None),
+    ("-0.0 and a float that underflows", {"z": -0.0, "u": 1e-400}, True),
+    ("a string with a lone surrogate", {"s": "\ud800"}, False),
+    ("a key with a lone surrogate", {"\udc00": 1}, False),
+    ("nested 32 deep", _nested(32), True),
+    ("nested 33 deep", _nested(33), None),
+    ("nested 49 deep", _nested(49), None),
+    ("nested 50 deep", _nested(50), False),
+    ("nested 60 deep, empty", _nested(60, []), False),
+    ("wide but shallow", {f"k{i}": [i, {"v": i}] for i in range(80)}, True),
+    ("null", None, None),
+    ("an array", [1, 2], False),
+    ("a string", "x", False),
+    ("a number", 3, False),
+    ("true", True, False),
+]
+
+
+@pytest.mark.parametrize("what,obj,taken", OBJECTS, ids=[o[0] for o in OBJECTS])
+def test_chirpstack_object_is_taken_alike_or_left_to_the_general_path(events, what, obj, taken):
+    doc = full_up(events)
+    doc["object"] = obj
+    body = dumps(doc).replace(b'"<5000 digits>"', b"9" * 5000)  # json.dumps would refuse to write it
+    fast = assert_same_or_steps_aside(body)
+    if general(body) == REFUSED:
+        assert fast is None
+    if taken is not None:
+        assert (fast is not None) == taken, what
 
 
 @pytest.mark.parametrize(
@@ -268,7 +351,8 @@ _VALUES = st.sampled_from(
     [None, True, False, 0, -1, 1, 7, 2**31, 2**32, 2**40, -(2**31) - 1, 1.5, 7.25, -3.0, 1e39, 1e-50, "",
      "abc", "AQID/g==", "AQID_g", "AQ==", "2026-05-04T12:00:00Z", "2026-02-30T00:00:00Z",
      "2024-02-29T23:59:59.5-01:30",
-     "1.5s", "-2s", "CR_4_5", "GPS", "0004a30b001c0530", [], [1], {}, {"a": 1}, {"lora": {}}, "x:y"]
+     "1.5s", "-2s", "CR_4_5", "GPS", "0004a30b001c0530", [], [1], {}, {"a": 1}, {"lora": {}}, "x:y",
+     10**400, 2**70, float("nan"), float("inf"), "\ud800", [[[[{"a": [None]}]]]]]
 )
 
 
@@ -286,11 +370,16 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 # ``events`` only builds messages: sharing it between examples is safe.
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    seed=st.integers(0, 2**32 - 1), values=st.lists(_VALUES, min_size=1, max_size=3), how=st.integers(0, 3)
+    seed=st.integers(0, 2**32 - 1),
+    values=st.lists(_VALUES, min_size=1, max_size=3),
+    how=st.integers(0, 3),
+    with_object=st.booleans(),
 )
-def test_randomly_mutated_bodies_are_taken_alike_or_left_to_the_general_path(events, seed, values, how):
+def test_randomly_mutated_bodies_are_taken_alike_or_left_to_the_general_path(
+    events, seed, values, how, with_object
+):
     rng = random.Random(seed)
-    doc = full_up(events)
+    doc = full_up(events, with_object)
     for value in values:
         value = copy.deepcopy(value)  # sampled values are shared between examples
         path = rng.choice(_paths(doc))

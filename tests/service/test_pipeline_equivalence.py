@@ -1,9 +1,10 @@
 """The gateway's fast paths give exactly what the slow, general ones give.
 
-* ``chirpstack.parse_event`` fills JSON events from a descriptor-driven fast path; for every body
-  (ChirpStack's own shapes and the unusual ones the proto3 JSON mapping also allows) the message
-  equals what ``google.protobuf.json_format.Parse`` makes of it, and bodies json_format rejects are
-  still rejected.
+* ``events.parse_event`` parses JSON events with ``google.protobuf.json_format`` (the one general
+  path); for every body (ChirpStack's own shapes and the unusual ones the proto3 JSON mapping also
+  allows) the message equals what ``json_format.Parse`` makes of it, and bodies json_format rejects
+  are still rejected. The one JSON fast path, ``json_fast.uplink_from_json``, makes the same Uplink
+  of ChirpStack's own shapes and steps aside for the rest (see also ``test_ingest_json_fast.py``).
 * ``normalize`` handles plain scalar fields inline; the readings equal those of the generic flattener.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
@@ -18,6 +20,9 @@ from google.protobuf import json_format
 from gateway.errors import DecodeError
 from gateway.service.ingest import events as chirpstack
 from gateway.service.ingest.events import EVENT_TYPES, parse_event
+from gateway.service.ingest.json_fast import uplink_from_json
+
+NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
 def slow_parse(kind: str, body: str):
@@ -26,11 +31,8 @@ def slow_parse(kind: str, body: str):
     return message
 
 
-def fast_only(kind: str, body: str):
-    """The fast path on its own (raises chirpstack._NotFast where it defers to json_format)."""
-    message = EVENT_TYPES[kind]()
-    chirpstack._fill_message(message, json.loads(body))
-    return message
+def general_uplink(body: str):
+    return chirpstack.uplink_from_event(parse_event("up", body, "json"), received_at=NOW)
 
 
 @pytest.mark.parametrize("kind", sorted(EVENT_TYPES))
@@ -43,12 +45,96 @@ def test_every_chirpstack_event_type_takes_the_fast_path_and_equals_json_format(
     else:
         msg = getattr(events, kind)()
     body = json_format.MessageToJson(msg)
-    assert fast_only(kind, body) == slow_parse(kind, body) == msg
-    assert parse_event(kind, body, "json").message == msg
+    assert parse_event(kind, body, "json").message == slow_parse(kind, body) == msg
+    if kind == "up":
+        assert uplink_from_json(body.encode(), NOW) == general_uplink(body)
 
 
-def up_doc(events, **changes):
-    msg = events.up(data=b"\x01\x02\x03\xfe", rx=[("0016c001ff10a235", -87, 7.25)])
+FPORTS = {"device_status": 1, "air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count": 13}
+GATEWAYS = [("0016c001ff10a235", -87, 7.25), ("0016c001ff10a236", -104, 1.5), ("0016c001ff10a237", -117, -6.75)]
+
+
+@pytest.fixture(scope="module")
+def js_codec():
+    """``codecs/chirpstack/citynode.js`` in QuickJS, called as ChirpStack calls a device profile's codec."""
+    import quickjs
+
+    ctx = quickjs.Context()
+    ctx.eval((Path(__file__).resolve().parents[2] / "codecs" / "chirpstack" / "citynode.js").read_text("utf-8"))
+
+    def decode_uplink(f_port: int, data: bytes) -> dict:
+        arg = json.dumps({"fPort": f_port, "bytes": list(data), "variables": {}})
+        return json.loads(ctx.eval(f"JSON.stringify(decodeUplink({arg}))"))
+
+    return decode_uplink
+
+
+def chirpstack_up(events, js_codec, kind: str = "air_quality", gateways: int = 1):
+    """An up event as ChirpStack v4 sends it for a citynode device: the payload a node sends, ``object``
+    as the device profile's JS codec decodes it, ``gateways`` receiving gateways with their metadata,
+    ``txInfo``, tags, region."""
+    from chirpstack_api import common, gw
+
+    from gateway.contract import codec
+
+    samples = json.loads((Path(__file__).resolve().parents[2] / "codecs" / "samples.json").read_text("utf-8"))
+    payload = codec.encode_uplink(kind, samples[kind])
+    msg = events.up(data=payload, f_port=FPORTS[kind], rx=GATEWAYS[:gateways],
+                    tags={"district": "buer", "role": kind})
+    msg.object.update(js_codec(FPORTS[kind], payload)["data"])
+    msg.region_config_id = "eu868"
+    msg.device_info.device_class_enabled = common.DeviceClass.CLASS_A
+    for rx in msg.rx_info:
+        rx.gw_time.CopyFrom(msg.time)
+        rx.ns_time.CopyFrom(msg.time)
+        rx.context = b"\x12\x34\x56\x78"
+        rx.crc_status = gw.CRCStatus.CRC_OK
+        rx.metadata["region_config_id"] = "eu868"
+        rx.metadata["region_common_name"] = "EU868"
+        rx.location.latitude, rx.location.longitude = 51.5055, 7.1021
+    return msg
+
+
+@pytest.mark.parametrize("gateways", [1, 2, 3])
+@pytest.mark.parametrize("kind", sorted(FPORTS))
+def test_chirpstack_uplinks_with_object_take_the_fast_path_and_equal_json_format(events, js_codec, kind, gateways):
+    msg = chirpstack_up(events, js_codec, kind, gateways)
+    body = json_format.MessageToJson(msg)
+    assert json.loads(body)["object"]["type"] == kind and len(json.loads(body)["rxInfo"]) == gateways
+    assert parse_event("up", body, "json").message == slow_parse("up", body) == msg
+    fast = uplink_from_json(body.encode(), NOW)
+    assert fast is not None and fast == general_uplink(body)
+    assert fast.radio.gateway_count == gateways and fast.radio.rssi == -87
+
+
+def test_the_throughput_benchmark_publishes_such_uplinks():
+    """bench/gateway_throughput.py's events: object, one to three gateways, txInfo, tags; fast path."""
+    import importlib.util
+    import sys
+
+    bench = sys.modules.get("gateway_throughput")
+    if bench is None:
+        spec = importlib.util.spec_from_file_location(
+            "gateway_throughput", Path(__file__).resolve().parents[2] / "bench" / "gateway_throughput.py"
+        )
+        assert spec and spec.loader
+        bench = importlib.util.module_from_spec(spec)
+        sys.modules["gateway_throughput"] = bench  # its dataclasses look their module up
+        spec.loader.exec_module(bench)
+    counts = set()
+    for _topic, _dedup, body in bench.build_events(60, "json"):
+        doc = json.loads(body)
+        assert doc["object"]["type"] and doc["object"]["readings"] and doc["deviceInfo"]["tags"]
+        assert doc["txInfo"]["modulation"]["lora"]["spreadingFactor"] in range(7, 13)
+        counts.add(len(doc["rxInfo"]))
+        fast = uplink_from_json(body, NOW)
+        assert fast is not None and fast == general_uplink(body.decode())
+    assert counts == {1, 2, 3}
+
+
+def up_doc(events, js_codec, **changes):
+    msg = chirpstack_up(events, js_codec)
+    msg.data = b"\x01\x02\x03\xfe"  # the base64 cases below change this value
     doc = json.loads(json_format.MessageToJson(msg))
     for key, value in changes.items():
         if key.startswith("-"):  # "-fCnt": drop that key
@@ -65,7 +151,8 @@ CASES = [
     ("time with an offset", {"time": "2026-05-04T14:00:00.5+02:00"}, True),
     ("time with a negative offset", {"time": "2026-05-04T09:30:00-02:30"}, True),
     ("unknown field (newer ChirpStack)", {"futureField": {"x": 1}}, True),
-    ("proto field names instead of JSON names", {"-fCnt": 0, "-fPort": 0, "f_cnt": 7, "f_port": 11}, True),
+    # json_format accepts proto names; the fast path leaves them to it (ChirpStack writes JSON names).
+    ("proto field names instead of JSON names", {"-fCnt": 0, "-fPort": 0, "f_cnt": 7, "f_port": 11}, False),
     ("same field by both names (json_format: the last wins)", {"fCnt": 1, "f_cnt": 2}, False),
     (
         "unknown enum name (ignored like an unknown field)",
@@ -84,15 +171,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("what,changes,fast", CASES, ids=[c[0] for c in CASES])
-def test_uplink_variants_parse_exactly_like_json_format(events, what, changes, fast):
-    body = json.dumps(up_doc(events, **changes))
+def test_uplink_variants_parse_exactly_like_json_format(events, js_codec, what, changes, fast):
+    body = json.dumps(up_doc(events, js_codec, **changes))
     expected = slow_parse("up", body)
     assert parse_event("up", body, "json").message == expected
+    fast_uplink = uplink_from_json(body.encode(), NOW)
     if fast:
-        assert fast_only("up", body) == expected
+        assert fast_uplink is not None and fast_uplink == general_uplink(body)
     else:
-        with pytest.raises((chirpstack._NotFast, ValueError, TypeError)):
-            fast_only("up", body)
+        assert fast_uplink is None
 
 
 # Bodies json_format refuses: parse_event must refuse them too, naming the event type.
@@ -111,16 +198,16 @@ REJECTED = [
 
 
 @pytest.mark.parametrize("what,changes", REJECTED, ids=[c[0] for c in REJECTED])
-def test_bodies_json_format_rejects_are_rejected(events, what, changes):
-    body = json.dumps(up_doc(events, **changes))
+def test_bodies_json_format_rejects_are_rejected(events, js_codec, what, changes):
+    body = json.dumps(up_doc(events, js_codec, **changes))
     with pytest.raises(json_format.ParseError):
         slow_parse("up", body)
     with pytest.raises(DecodeError, match="up event"):
         parse_event("up", body, "json")
 
 
-def test_duplicate_json_keys_are_rejected(events):
-    body = json.dumps(up_doc(events))[:-1] + ', "fCnt": 9}'
+def test_duplicate_json_keys_are_rejected(events, js_codec):
+    body = json.dumps(up_doc(events, js_codec))[:-1] + ', "fCnt": 9}'
     with pytest.raises(DecodeError, match="duplicate JSON key 'fCnt'"):
         parse_event("up", body, "json")
 
@@ -172,3 +259,20 @@ def test_uplink_time_beyond_datetime_is_a_decode_error(events):
     msg.time.seconds = 2**62  # protobuf carries any int64
     with pytest.raises(DecodeError, match="time out of range"):
         chirpstack.uplink_from_event(parse_event("up", msg.SerializeToString(), "protobuf"))
+
+
+def test_an_uplink_with_chirpstacks_object_takes_the_fast_path_and_stores_what_protobuf_stores(events, store):
+    """A device with a codec gets ``object`` in every up event; the pipeline still takes the fast path
+    (no protobuf message is built) and prepares the readings the protobuf body gives."""
+    from gateway.contract import codec
+    from gateway.service.pipeline import Pipeline
+
+    payload = codec.encode_uplink("bin_fill", {"distance": 850, "fill_level": 62, "temperature": 18.5,
+                                               "tilt": False, "battery": 3.61})
+    msg = events.up(data=payload, f_port=11)
+    msg.object.update(codec.decode(11, payload))
+    pipeline = Pipeline(store)
+    fast = pipeline.prepare("up", events.body(msg, "json"), "json", "mqtt", received_at=NOW)
+    slow = pipeline.prepare("up", events.body(msg, "protobuf"), "protobuf", "mqtt", received_at=NOW)
+    assert fast.event is None, "the JSON fast path was not taken"
+    assert fast.uplink == slow.uplink and fast.readings == slow.readings and len(fast.readings) == 5

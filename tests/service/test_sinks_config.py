@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.service.config import Secret, parse_config
 from gateway.service.outbox import Delivery
 from gateway.service.sinks import MqttSink, NgsiLdSink, SensorThingsSink
 from gateway.service.sinks.config import build_sinks
@@ -60,9 +61,37 @@ def test_secrets_come_from_the_environment_first(tmp_path: Path) -> None:
            "CITYNODE_SINKS_MQTT_PASSWORD": "mq"}
     text = EXAMPLE.replace('tenant = "gelsenkirchen"', 'token = "from-file"')
     ngsild, sta, mqtt = (s.sink for s in build(text, tmp_path, env))
-    assert ngsild.config.token == "from-env"
-    assert (sta.config.username, sta.config.password) == ("citynode", "pw")
-    assert mqtt.config.password == "mq"
+    assert ngsild.config.token.get() == "from-env"
+    assert (sta.config.username.get(), sta.config.password.get()) == ("citynode", "pw")
+    assert mqtt.config.password.get() == "mq"
+
+
+def test_sink_secrets_are_secrets_never_shown(tmp_path: Path) -> None:
+    env = {"CITYNODE_SINKS_NGSILD_TOKEN": "tok-123", "CITYNODE_SINKS_MQTT_PASSWORD": "pw-456"}
+    text = EXAMPLE.replace('username = "citynode"', 'username = "citynode"\npassword = "pw-789"')
+    specs = build(text, tmp_path, env)
+    ngsild, sta, mqtt = (s.sink for s in specs)
+    assert all(isinstance(v, Secret) for v in (ngsild.config.token, sta.config.username,
+                                               sta.config.password, sta.config.token, mqtt.config.password))
+    shown = repr(specs)
+    assert "tok-123" not in shown and "pw-456" not in shown and "pw-789" not in shown
+
+
+def test_a_bad_sink_secret_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sinks\.ngsild\.token: expected a string") as info:
+        build('[sinks.ngsild]\nurl = "u"\ntoken = ["hunter2"]', tmp_path)
+    assert "hunter2" not in str(info.value)
+
+
+def test_sink_errors_read_like_the_rest_of_the_file(tmp_path: Path) -> None:
+    """One validator: the same words for the same mistake in [mqtt] and in [sinks.mqtt]."""
+    with pytest.raises(ConfigError) as sink_error:
+        build('[sinks.mqtt]\nhost = "h"\nport = "abc"', tmp_path)
+    with pytest.raises(ConfigError) as ingest_error:
+        parse_config({"mqtt": {"enabled": True, "port": "abc"}})
+    assert str(sink_error.value) == "sinks." + str(ingest_error.value)
+    with pytest.raises(ConfigError, match=r"^sinks\.mqtt: unknown key\(s\) prot \(sinks\.mqtt\.prot: unknown key"):
+        build('[sinks.mqtt]\nhost = "h"\nprot = 1', tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import pytest
 from gateway.contract.records import Reading, Uplink
 from gateway.errors import SinkError
 from gateway.service.outbox import Backoff, DeliveryWorker
-from gateway.service.sinks.mqtt import MqttConfig, MqttSink, uplink_message
+from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig, uplink_message
 from gateway.service.store import Store
 
 pytestmark = pytest.mark.mqtt
@@ -114,7 +114,7 @@ def test_every_uplink_is_republished_once_with_qos_1(broker: Broker, store: Stor
         ready = asyncio.Event()
         listener = asyncio.create_task(collect(broker.port, ready, got, 20))
         await ready.wait()
-        sink = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port))
+        sink = MqttSink(MqttSinkConfig(host="127.0.0.1", port=broker.port))
         w = DeliveryWorker(sink, store, batch_size=7)
         await w.drain()
         await sink.aclose()
@@ -134,7 +134,7 @@ def test_broker_outage_is_retryable_and_the_outbox_catches_up(broker: Broker, st
         add(store, uplink(i))
 
     async def main() -> list[tuple[str, dict[str, Any]]]:
-        sink = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port, timeout_s=2.0))
+        sink = MqttSink(MqttSinkConfig(host="127.0.0.1", port=broker.port, timeout_s=2.0))
         w = DeliveryWorker(sink, store, batch_size=4, backoff=Backoff(jitter=0.0), rng=random.Random(1))
         await w.step()  # the first 2 uplinks (4 readings) arrive
         broker.stop()
@@ -162,7 +162,7 @@ def test_unreachable_broker_is_retryable() -> None:
         port = s.getsockname()[1]  # nothing listens here once the socket is closed
 
     async def main() -> SinkError:
-        sink = MqttSink(MqttConfig(host="127.0.0.1", port=port, timeout_s=2.0))
+        sink = MqttSink(MqttSinkConfig(host="127.0.0.1", port=port, timeout_s=2.0))
         with pytest.raises(SinkError) as info:
             await sink.deliver([(1, uplink(1)[0])])
         return info.value
@@ -179,7 +179,7 @@ def test_republish_over_tls_with_username_and_password(mosquitto: Any, store: St
         ready = asyncio.Event()
         listener = asyncio.create_task(collect(mosquitto.port, ready, got, 1))
         await ready.wait()
-        sink = MqttSink(MqttConfig(host="localhost", port=mosquitto.tls_port, tls=True,
+        sink = MqttSink(MqttSinkConfig(host="localhost", port=mosquitto.tls_port, tls=True,
                                    ca_file=str(mosquitto.tls["ca"]), username=mosquitto.username,
                                    password=mosquitto.password, topic_prefix="citynode/tls"))
         await DeliveryWorker(sink, store).drain()
@@ -193,7 +193,7 @@ def test_republish_over_tls_with_username_and_password(mosquitto: Any, store: St
 
 def test_a_wrong_password_is_retryable_not_a_reason_to_drop_readings(mosquitto: Any) -> None:
     async def main() -> SinkError:
-        sink = MqttSink(MqttConfig(host="localhost", port=mosquitto.tls_port, tls=True,
+        sink = MqttSink(MqttSinkConfig(host="localhost", port=mosquitto.tls_port, tls=True,
                                    ca_file=str(mosquitto.tls["ca"]), username=mosquitto.username,
                                    password="wrong", timeout_s=5.0))
         with pytest.raises(SinkError) as info:

@@ -9,12 +9,14 @@ ChirpStack's MQTT, HTTP and AMQP integrations all carry the same messages, defin
 With ``json`` marshaling ChirpStack writes the protobuf JSON mapping (camelCase field names such as
 ``deviceInfo.devEui``, ``bytes`` as base64, enums by name, timestamps as RFC 3339); with ``protobuf``
 it sends the serialised message. Both are parsed with the protobuf runtime, never with a hand-kept
-field list. Anything that cannot be parsed raises :class:`gateway.errors.DecodeError` naming the reason.
+field list: JSON by ``google.protobuf.json_format`` (the general path; the ingest's one fast path for
+JSON ``up`` events is :mod:`gateway.service.ingest.json_fast`, which takes only what this path makes
+the same Uplink of). Anything that cannot be parsed raises :class:`gateway.errors.DecodeError` naming
+the reason.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass
@@ -23,7 +25,6 @@ from typing import Any, Literal
 
 from chirpstack_api import integration
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
@@ -33,7 +34,6 @@ from gateway.errors import DecodeError
 __all__ = [
     "DEV_EUI",
     "EVENT_TYPES",
-    "FLOAT32_MAX",
     "ChirpStackEvent",
     "Encoding",
     "encode_event",
@@ -114,21 +114,15 @@ def parse_event(kind: str, body: bytes | str, encoding: Encoding) -> ChirpStackE
             if not isinstance(doc, dict):
                 raise DecodeError(f"{kind} event: JSON body is not an object")
             _check_base64(kind, doc.get("data"))
-            try:
-                _fill_message(message, doc)
-            except (_NotFast, ValueError, TypeError, AttributeError, KeyError, json_format.Error):
-                # Anything the fast path does not take as it is (nulls, numbers as strings, custom
-                # enum values, ...) goes through the protobuf runtime's own parser, which either
-                # accepts it or names what is wrong: the result is the same as if it always did.
-                message = cls()
-                json_format.ParseDict(doc, message, ignore_unknown_fields=True)
+            json_format.ParseDict(doc, message, ignore_unknown_fields=True)
         except DecodeError:
             raise
         except RecursionError:
             raise DecodeError(f"{kind} event: JSON nested too deeply") from None
-        except (ValueError, json_format.Error, TypeError, AttributeError, KeyError) as exc:
-            # json.JSONDecodeError, json_format.ParseError (bad base64, wrong types) and the odd
-            # TypeError the protobuf runtime raises for exotic shapes: all mean "not this message".
+        except (ValueError, json_format.Error, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            # json.JSONDecodeError, json_format.ParseError (bad base64, wrong types), the odd TypeError
+            # the protobuf runtime raises for exotic shapes and the OverflowError of a number beyond a
+            # double in ``object`` (a Struct, whose numbers are doubles): all mean "not this message".
             raise DecodeError(f"{kind} event: invalid JSON: {_short(exc)}") from None
     elif encoding == "protobuf":
         if isinstance(body, str):
@@ -142,21 +136,6 @@ def parse_event(kind: str, body: bytes | str, encoding: Encoding) -> ChirpStackE
     return ChirpStackEvent(kind=kind, message=message, encoding=encoding)
 
 
-# -------------------------------------------------------------------------------- fast JSON parsing
-#
-# google.protobuf.json_format walks the JSON in pure Python with a general converter (about 1 ms per
-# ChirpStack uplink event on the benchmark machine, the gateway's largest single cost). The fast path
-# below fills the same chirpstack-api message from the already-parsed dict, driven by the message's
-# own descriptor (never a hand-kept field list), for the shapes ChirpStack's JSON marshaler writes
-# (proto3 JSON mapping: lowerCamelCase names, enums by name, bytes as padded standard base64,
-# Timestamps in RFC 3339). It takes only values whose type is exactly what the mapping prescribes
-# and raises _NotFast for everything else, so json_format stays the judge of every unusual input.
-
-
-class _NotFast(Exception):
-    """The fast JSON path does not handle this input: use json_format."""
-
-
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # json_format rejects duplicate keys (RFC 8259 4: names SHOULD be unique); so do we.
     doc = dict(pairs)
@@ -166,195 +145,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
-_F = FieldDescriptor
-_INT_CPP = frozenset({_F.CPPTYPE_INT32, _F.CPPTYPE_INT64, _F.CPPTYPE_UINT32, _F.CPPTYPE_UINT64})
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: the bound of float fields in JSON
-_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired surrogates
-_STD_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-# ASCII digits only, and \Z (not $, which also matches before a final newline json_format refuses).
-_RFC3339 = re.compile(
-    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})\Z"
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# How one field is filled (built once per message type from its descriptor).
-_MAP, _REPEATED_MESSAGE, _MESSAGE, _REPEATED, _SCALAR = range(5)
-_STRING, _BYTES, _INT, _BOOL, _DOUBLE, _FLOAT, _ENUM = range(7)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    name: str  # the proto field name (attribute of the Python message)
-    number: int
-    oneof: str | None
-    shape: int  # _MAP, _REPEATED_MESSAGE, _MESSAGE, _REPEATED or _SCALAR
-    scalar: int  # _STRING ... _ENUM for scalar fields and map values
-    message: str = ""  # full name of a message field's type
-    enum: dict[str, int] | None = None
-
-
-# message full name -> {JSON key (JSON name and proto name): plan}
-_PLANS: dict[str, dict[str, _Plan]] = {}
-
-
-def _scalar_kind(fd: Any) -> tuple[int, dict[str, int] | None]:
-    cpp = fd.cpp_type
-    if cpp == _F.CPPTYPE_STRING:
-        return (_BYTES if fd.type == _F.TYPE_BYTES else _STRING), None
-    if cpp in _INT_CPP:
-        return _INT, None
-    if cpp == _F.CPPTYPE_BOOL:
-        return _BOOL, None
-    if cpp == _F.CPPTYPE_DOUBLE:
-        return _DOUBLE, None
-    if cpp == _F.CPPTYPE_FLOAT:
-        return _FLOAT, None
-    if cpp == _F.CPPTYPE_ENUM:
-        return _ENUM, {v.name: v.number for v in fd.enum_type.values}
-    return -1, None
-
-
-def _plans_of(desc: Any) -> dict[str, _Plan]:
-    table = _PLANS.get(desc.full_name)
-    if table is not None:
-        return table
-    table = {}
-    for fd in desc.fields:
-        oneof = fd.containing_oneof.name if fd.containing_oneof is not None else None
-        msg = fd.message_type
-        if msg is not None and msg.GetOptions().map_entry:
-            key, value = msg.fields_by_name["key"], msg.fields_by_name["value"]
-            scalar, enum = _scalar_kind(value) if value.message_type is None else (-1, None)
-            if key.type != _F.TYPE_STRING:
-                scalar = -1  # non-string keys: json_format's rules
-            plan = _Plan(fd.name, fd.number, oneof, _MAP, scalar, enum=enum)
-        elif msg is not None:
-            shape = _REPEATED_MESSAGE if fd.is_repeated else _MESSAGE
-            plan = _Plan(fd.name, fd.number, oneof, shape, -1, msg.full_name)
-        else:
-            scalar, enum = _scalar_kind(fd)
-            shape = _REPEATED if fd.is_repeated else _SCALAR
-            plan = _Plan(fd.name, fd.number, oneof, shape, scalar, enum=enum)
-        table[fd.name] = table[fd.json_name] = plan
-    _PLANS[desc.full_name] = table
-    return table
-
-
-def _fill_message(message: Any, doc: dict[str, Any]) -> None:
-    """Merge the proto3-JSON ``doc`` into ``message``; raises :class:`_NotFast` when unsure."""
-    plans = _plans_of(message.DESCRIPTOR)
-    seen: set[int] = set()
-    oneofs: set[str] | None = None
-    for key, value in doc.items():
-        plan = plans.get(key)
-        if plan is None:
-            continue  # ignore_unknown_fields: a newer ChirpStack may add fields
-        if plan.number in seen or value is None:
-            raise _NotFast  # the same field twice (JSON and proto name), or null: json_format decides
-        seen.add(plan.number)
-        if plan.oneof is not None:
-            oneofs = oneofs or set()
-            if plan.oneof in oneofs:
-                raise _NotFast
-            oneofs.add(plan.oneof)
-        shape = plan.shape
-        if shape == _SCALAR:
-            setattr(message, plan.name, _scalar(plan, value))
-        elif shape == _MESSAGE:
-            sub = getattr(message, plan.name)
-            sub.SetInParent()  # an empty object still marks the field present, as json_format does
-            _fill_submessage(sub, plan.message, value)
-        elif shape == _REPEATED_MESSAGE:
-            if type(value) is not list:
-                raise _NotFast
-            container = getattr(message, plan.name)
-            for item in value:
-                if type(item) is not dict:
-                    raise _NotFast
-                _fill_message(container.add(), item)
-        elif shape == _MAP:
-            if type(value) is not dict or plan.scalar < 0:
-                raise _NotFast
-            container = getattr(message, plan.name)
-            for k, v in value.items():
-                if not k.isascii() and _SURROGATE.search(k):
-                    raise _NotFast
-                container[k] = _scalar(plan, v)
-        else:  # repeated scalar
-            if type(value) is not list:
-                raise _NotFast
-            getattr(message, plan.name).extend([_scalar(plan, v) for v in value])
-
-
-def _fill_submessage(sub: Any, full_name: str, value: Any) -> None:
-    if full_name == "google.protobuf.Timestamp":
-        _set_timestamp(sub, value)
-    elif full_name.startswith("google.protobuf."):  # Struct, Duration, wrappers: rare, json_format's
-        json_format.ParseDict(value, sub, ignore_unknown_fields=True)
-    elif type(value) is dict:
-        _fill_message(sub, value)
-    else:
-        raise _NotFast
-
-
-def _scalar(plan: _Plan, value: Any) -> Any:
-    kind = type(value)
-    scalar = plan.scalar
-    if scalar == _STRING:
-        if kind is not str or (not value.isascii() and _SURROGATE.search(value)):
-            raise _NotFast
-        return value
-    if scalar == _INT:
-        if kind is not int:
-            raise _NotFast  # numbers as strings (64-bit), 1.0, true: json_format's rules
-        return value
-    if scalar == _BYTES:
-        if kind is not str or not _STD_BASE64.match(value):
-            raise _NotFast  # URL-safe or unpadded base64: json_format's lenient decoder
-        return base64.b64decode(value)
-    if scalar == _BOOL:
-        if kind is not bool:
-            raise _NotFast
-        return value
-    if scalar == _DOUBLE or scalar == _FLOAT:
-        if kind is not float and kind is not int:
-            raise _NotFast  # "NaN", "Infinity" as strings
-        if scalar == _FLOAT and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
-            raise _NotFast
-        return value
-    if scalar == _ENUM and kind is str and plan.enum is not None:
-        number = plan.enum.get(value)
-        if number is not None:
-            return number
-    raise _NotFast
-
-
-def _set_timestamp(ts: Any, value: Any) -> None:
-    """RFC 3339 (what proto3 JSON writes for a Timestamp) without json_format's strptime."""
-    ts.seconds, ts.nanos = rfc3339_timestamp(value)
-
-
-def rfc3339_timestamp(value: Any) -> tuple[int, int]:
-    """``(seconds, nanos)`` since the epoch of an RFC 3339 string in the form proto3 JSON writes.
-
-    Raises :class:`_NotFast` for anything else (json_format's own parser then decides).
-    """
-    match = _RFC3339.match(value) if type(value) is str else None
-    if match is None:
-        raise _NotFast
-    year, month, day, hour, minute, second, frac, zone = match.groups()
-    try:
-        when = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
-    except ValueError:
-        raise _NotFast from None  # e.g. a leap second: json_format's rules
-    delta = when - _EPOCH
-    seconds = delta.days * 86400 + delta.seconds
-    if zone != "Z":
-        if int(zone[1:3]) > 23 or int(zone[4:6]) > 59:
-            raise _NotFast
-        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
-        seconds -= offset if zone[0] == "+" else -offset
-    return seconds, int(frac.ljust(9, "0")) if frac else 0
 
 
 def encode_event(message: Message, encoding: Encoding) -> bytes:

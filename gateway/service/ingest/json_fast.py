@@ -1,22 +1,32 @@
 """ChirpStack ``up`` events in JSON, straight to an :class:`Uplink` (the ingest's fast path).
 
 The general path (:func:`gateway.service.ingest.events.parse_event` then :func:`~gateway.service.ingest.events.uplink_from_event`)
-parses the JSON with the standard library and fills a ``chirpstack_api`` message field by field in
-Python: about 35 µs of a JSON uplink's CPU, the largest single cost of the MQTT ingest. Here msgspec
+parses the JSON with the standard library and fills a ``chirpstack_api`` message with
+``google.protobuf.json_format``: about 200 µs of CPU for an uplink as ChirpStack sends it (one to
+three gateways, ``object``), the largest single cost of the MQTT ingest by far. Here msgspec
 validates the whole body in C against types built from the same protobuf descriptors (never a
-hand-kept field list) and the Uplink is read from the result: about 9 µs.
+hand-kept field list) and the Uplink is read from the result: about 17 µs, 21 µs with ``object``
+(``python bench/gateway_throughput.py --parse-only``).
 
 The rule that makes it safe: :func:`uplink_from_json` returns an Uplink only when the general path
 would accept the body and make the very same Uplink of it; for anything else (a body it is unsure
-of, a bad one, or one that needs ChirpStack's ``object``) it returns ``None`` and the caller takes the
+of, or a bad one) it returns ``None`` and the caller takes the
 general path, which accepts the body by json_format's rules or names what is wrong. What it takes:
 
 * the proto3 JSON mapping as ChirpStack writes it: lowerCamelCase names, enums by name, bytes as
   padded standard base64, Timestamps in RFC 3339 (``Z`` or an offset), Durations as ``"1.5s"``;
   integers as JSON integers within the field's range, float32 fields within float32's range (their
   values rounded to float32 as the protobuf message stores them); unknown fields are ignored.
-* not: ``null`` values, numbers as strings, enum numbers, other base64 forms, the same field twice or
-  by its proto name, two members of a oneof, other well-known types (``object`` is a Struct), any
+* ChirpStack's ``object`` (the device codec's output, a ``google.protobuf.Struct``): any JSON object
+  json_format's Struct conversion accepts, which is any object whose numbers fit a double and whose
+  nesting stays within json_format's recursion limit. The fast path takes objects nested at most
+  :data:`_MAX_OBJECT_DEPTH` deep and without an integer of 309 digits or more (the first that may not
+  fit a double); NaN and Infinity are not JSON (msgspec refuses them, json's parser takes them), lone
+  surrogates neither (msgspec refuses them, the protobuf runtime too). The Uplink does not carry
+  ``object``: a device whose codec is ChirpStack's ``object`` still takes the general path (the
+  pipeline needs the parsed message).
+* not: ``null`` values (``object`` included), numbers as strings, enum numbers, other base64 forms,
+  the same field twice or by its proto name, two members of a oneof, other well-known types, any
   duplicate key anywhere in the body. Those go the general way.
 
 ``tests/service/test_ingest_json_fast.py`` checks the rule on ChirpStack's shapes, on every unusual form the
@@ -34,12 +44,13 @@ from chirpstack_api import integration
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.contract.records import RadioMeta, Uplink
-from gateway.service.ingest.events import DEV_EUI, FLOAT32_MAX
+from gateway.service.ingest.events import DEV_EUI
 
 __all__ = ["uplink_from_json"]
 
 _F = FieldDescriptor
 _FLOAT32 = struct.Struct("<f")
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: the bound of float fields in JSON
 _INT_RANGES = {
     _F.TYPE_INT32: (-(2**31), 2**31 - 1),
     _F.TYPE_SINT32: (-(2**31), 2**31 - 1),
@@ -136,7 +147,11 @@ class _Types:
                     return _Timestamp | msgspec.UnsetType, unset
                 if msg.full_name == "google.protobuf.Duration":
                     return _Duration | msgspec.UnsetType, unset
-                return _Never, unset  # Struct (``object``), Value, wrappers, Any...
+                if msg.full_name == "google.protobuf.Struct" and fd.full_name == _OBJECT_FIELD:
+                    # ChirpStack's ``object``: any JSON object; uplink_from_json checks the rest
+                    # (depth, numbers) only there, so no other Struct field may take this way.
+                    return dict[str, Any] | msgspec.UnsetType, unset
+                return _Never, unset  # other Structs, Value, wrappers, Any...
             struct = self._struct(msg)
             if fd.is_repeated:
                 return list[struct], []
@@ -200,8 +215,37 @@ _DEFAULTS = {
 
 # More objects and arrays than this (counted as "{" and "[" bytes, in strings too) and the body goes the
 # general way: nesting that deep could hit Python's recursion limit on one path and not the other.
-# ChirpStack's uplinks have about 10, 4 more per receiving gateway.
+# ChirpStack's uplinks have about 10, 4 more per receiving gateway, plus those of ``object``.
 _MAX_CONTAINERS = 256
+# ``object`` nested deeper than this (the object itself is 1) goes the general way. json_format counts
+# every message it enters and refuses the 101st: the event is 1, ``object`` 2, and a value k levels
+# deep is a Value at 2k + 1 (its Struct or ListValue at 2k + 2), so it refuses objects from about
+# 50 levels on; 32 keeps clear of that rule's details. A citynode codec's object is 3-4 deep.
+_MAX_OBJECT_DEPTH = 32
+# An integer of this many digits may not fit a double (10**308 does, 2**1024 does not); json_format
+# sets a Struct number from it and fails. Shorter integers always fit (rounded, as both paths round).
+_LONG_INTEGER = b"0" * 309
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # digit -> "0", else " "
+_OBJECT_FIELD = "integration.UplinkEvent.object"
+
+def _depth_at_most(value: Any, limit: int) -> bool:
+    """Whether the JSON value ``value`` (an object or array) nests at most ``limit`` levels deep."""
+    if limit <= 0:
+        return False
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if (kind is dict or kind is list) and not _depth_at_most(item, limit - 1):
+            return False
+    return True
+
+
+def _object_fits(body: bytes, containers: int, obj: dict[str, Any]) -> bool:
+    """Whether json_format's Struct conversion surely accepts ``obj``, the ``object`` of ``body``."""
+    if containers > _MAX_OBJECT_DEPTH and not _depth_at_most(obj, _MAX_OBJECT_DEPTH):
+        return False
+    # A long run of digits anywhere (in a string too, then the body merely goes the general way).
+    return _LONG_INTEGER not in body.translate(_DIGITS)
+
 
 _TYPES = _Types(integration.UplinkEvent.DESCRIPTOR)
 _DECODER = msgspec.json.Decoder(_TYPES.root)
@@ -242,13 +286,16 @@ def uplink_from_json(body: bytes, received_at: datetime) -> Uplink | None:
     ``received_at`` stands in for an event without ``time``, as in
     :func:`gateway.service.ingest.events.uplink_from_event`. Never raises.
     """
-    if body.count(b"{") + body.count(b"[") > _MAX_CONTAINERS:
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > _MAX_CONTAINERS:
         return None  # deep or huge: the general path's recursion limits decide, as they always did
     try:
         up = _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if not _TYPES.check(up) or not _no_duplicate_keys(body, up):
+        return None
+    if up.object is not msgspec.UNSET and not _object_fits(body, containers, up.object):
         return None
     info = up.device_info
     if info is msgspec.UNSET or not up.deduplication_id:

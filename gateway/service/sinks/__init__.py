@@ -12,14 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink
-from gateway.service.sinks.mqtt import MqttConfig, MqttSink
+from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
 from gateway.service.sinks.ngsild import NgsiLdConfig, NgsiLdSink
 from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = [
     "DeliveryResult",
-    "MqttConfig",
     "MqttSink",
+    "MqttSinkConfig",
     "NgsiLdConfig",
     "NgsiLdSink",
     "Row",

@@ -2,9 +2,13 @@
 
 Each table names one sink; its ``type`` (``ngsild``, ``sensorthings`` or ``mqtt``) defaults to the
 table's name, so ``[sinks.ngsild]`` is enough, and ``[sinks.partner] type = "ngsild"`` adds a second
-NGSI-LD sink with its own cursor. Secrets are best given in the environment, which wins over the file:
+NGSI-LD sink with its own cursor. Secrets (tokens, passwords, user names) are
+:class:`gateway.service.config.Secret` values, best given in the environment, which wins over the file:
 ``CITYNODE_SINKS_<NAME>_TOKEN``, ``..._PASSWORD``, ``..._USERNAME`` (``<NAME>`` is the table name in
-upper case, ``-`` as ``_``). Every invalid key raises :class:`gateway.errors.ConfigError` naming it.
+upper case, ``-`` as ``_``). The tables are read by the gateway configuration's own validator
+(:class:`gateway.service.config.Section`): every invalid key raises
+:class:`gateway.errors.ConfigError` naming it as ``sinks.<name>.<key>``, in the same words as the
+rest of the file.
 
 Keys every sink takes (the outbox worker's settings): ``enabled`` (true), ``batch_size`` (100),
 ``retry_initial_s`` (1.0), ``retry_max_s`` (300), ``max_row_attempts`` (8).
@@ -17,23 +21,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.service.config import Section
 from gateway.service.outbox import Backoff
 from gateway.service.sinks.base import Sink
-from gateway.service.sinks.mqtt import MqttConfig, MqttSink
+from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
 from gateway.service.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT, NgsiLdConfig, NgsiLdSink
 from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = ["SinkSpec", "build_sinks"]
 
-_COMMON = {"type", "enabled", "batch_size", "retry_initial_s", "retry_max_s", "max_row_attempts"}
+_COMMON = frozenset({"type", "enabled", "batch_size", "retry_initial_s", "retry_max_s", "max_row_attempts"})
 _KEYS = {
-    "ngsild": {"url", "context", "tenant", "token", "timeout_s", "id_prefix", "burning_temperature"},
-    "sensorthings": {"url", "id_cache", "username", "password", "token", "timeout_s", "default_location"},
-    "mqtt": {"host", "port", "topic_prefix", "username", "password", "tls", "ca_file", "client_id", "qos",
-             "retain", "timeout_s"},
+    "ngsild": frozenset({"url", "context", "tenant", "token", "timeout_s", "id_prefix", "burning_temperature"}),
+    "sensorthings": frozenset(
+        {"url", "id_cache", "username", "password", "token", "timeout_s", "default_location"}
+    ),
+    "mqtt": frozenset({"host", "port", "topic_prefix", "username", "password", "tls", "ca_file", "client_id",
+                       "qos", "retain", "timeout_s"}),
 }
-_SECRETS = ("token", "password", "username")
 
 
 @dataclass(frozen=True)
@@ -44,42 +49,8 @@ class SinkSpec:
     worker_options: Mapping[str, Any]
 
 
-class _Table:
-    def __init__(self, name: str, data: Mapping[str, Any], environ: Mapping[str, str]) -> None:
-        self.name, self.data, self.environ = name, data, environ
-
-    def _err(self, key: str, what: str) -> ConfigError:
-        return ConfigError(f"sinks.{self.name}.{key}: {what}, got {self.data.get(key)!r}")
-
-    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
-        value = self.data.get(key, default)
-        if value is None and required:
-            raise ConfigError(f"sinks.{self.name}.{key}: required")
-        if value is not None and (not isinstance(value, str) or not value):
-            raise self._err(key, "expected a non-empty string")
-        return value
-
-    def secret(self, key: str) -> str | None:
-        env = f"CITYNODE_SINKS_{self.name.upper().replace('-', '_')}_{key.upper()}"
-        return self.environ.get(env) or self.text(key)
-
-    def number(self, key: str, default: float, lo: float, hi: float) -> float:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-            raise self._err(key, f"expected a number in {lo}..{hi}")
-        return float(value)
-
-    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self._err(key, f"expected an integer in {lo}..{hi}")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            raise self._err(key, "expected true or false")
-        return value
+def _text(t: Section, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+    return t.opt_str(key, default, required=required, nonempty=True)
 
 
 def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
@@ -87,27 +58,24 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
     """The enabled sinks of a ``[sinks]`` table, validated, in file order.
 
     ``store_path`` is the gateway's SQLite file; the SensorThings id mapping goes there unless
-    ``id_cache`` names another file.
+    ``id_cache`` names another file. ``environ`` (default: the process environment) holds the secrets.
     """
     env = os.environ if environ is None else environ
     specs: list[SinkSpec] = []
     for name, data in sinks.items():
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"sinks.{name}: expected a table")
-        t = _Table(name, data, env)
-        kind = t.text("type", name)
+        prefix = f"CITYNODE_SINKS_{name.upper().replace('-', '_')}_"
+        t = Section(f"sinks.{name}", data, environ=env, env_prefix=prefix)
+        kind = _text(t, "type", name)
         if kind not in _KEYS:
-            raise ConfigError(f"sinks.{name}.type: expected one of {', '.join(sorted(_KEYS))}, got {kind!r}")
-        unknown = sorted(set(data) - _COMMON - _KEYS[kind])
-        if unknown:
-            raise ConfigError(f"sinks.{name}.{unknown[0]}: unknown key for a {kind} sink")
-        if not t.flag("enabled", True):
+            raise t.error("type", f"one of {', '.join(sorted(_KEYS))}")
+        t.done(_COMMON | _KEYS[kind])  # unknown keys fail even in a disabled sink
+        if not t.bool("enabled", True):
             continue
-        initial = t.number("retry_initial_s", 1.0, 0.01, 3600)
+        initial = t.float("retry_initial_s", 1.0, 0.01, 3600)
         options = {
-            "batch_size": t.integer("batch_size", 100, 1, 10_000),
-            "backoff": Backoff(initial_s=initial, max_s=t.number("retry_max_s", 300.0, initial, 86_400)),
-            "max_row_attempts": t.integer("max_row_attempts", 8, 1, 1000),
+            "batch_size": t.int("batch_size", 100, 1, 10_000),
+            "backoff": Backoff(initial_s=initial, max_s=t.float("retry_max_s", 300.0, initial, 86_400)),
+            "max_row_attempts": t.int("max_row_attempts", 8, 1, 1000),
         }
         sink: Sink
         if kind == "ngsild":
@@ -115,12 +83,13 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
             if isinstance(context, str):
                 context = [context]
             if not isinstance(context, list) or not context or not all(isinstance(c, str) for c in context):
-                raise t._err("context", "expected a URL or a list of URLs")
+                raise t.error("context", "a URL or a list of URLs")
             sink = NgsiLdSink(NgsiLdConfig(
-                url=t.text("url", required=True) or "", name=name, context=tuple(context),
-                tenant=t.text("tenant"), token=t.secret("token"), timeout_s=t.number("timeout_s", 10.0, 0.1, 600),
-                id_prefix=t.text("id_prefix", "urn:ngsi-ld:") or "urn:ngsi-ld:",
-                burning_temperature=t.number("burning_temperature", 60.0, -40, 200)))
+                url=_text(t, "url", required=True) or "", name=name, context=tuple(context),
+                tenant=_text(t, "tenant"), token=t.secret("token"),
+                timeout_s=t.float("timeout_s", 10.0, 0.1, 600),
+                id_prefix=_text(t, "id_prefix", "urn:ngsi-ld:") or "urn:ngsi-ld:",
+                burning_temperature=t.float("burning_temperature", 60.0, -40, 200)))
         elif kind == "sensorthings":
             location = data.get("default_location")
             if location is not None:
@@ -128,18 +97,18 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
                       and all(isinstance(v, int | float) and not isinstance(v, bool) for v in location)
                       and -180 <= location[0] <= 180 and -90 <= location[1] <= 90)
                 if not ok:
-                    raise t._err("default_location", "expected [longitude, latitude] in degrees")
+                    raise t.error("default_location", "[longitude, latitude] in degrees")
                 location = (float(location[0]), float(location[1]))
             sink = SensorThingsSink(SensorThingsConfig(
-                url=t.text("url", required=True) or "", name=name, id_cache=t.text("id_cache", store_path),
+                url=_text(t, "url", required=True) or "", name=name, id_cache=_text(t, "id_cache", store_path),
                 username=t.secret("username"), password=t.secret("password"), token=t.secret("token"),
-                timeout_s=t.number("timeout_s", 10.0, 0.1, 600), default_location=location))
+                timeout_s=t.float("timeout_s", 10.0, 0.1, 600), default_location=location))
         else:
-            sink = MqttSink(MqttConfig(
-                host=t.text("host", required=True) or "", port=t.integer("port", 1883, 1, 65535), name=name,
-                topic_prefix=t.text("topic_prefix", "citynode/readings") or "citynode/readings",
-                username=t.secret("username"), password=t.secret("password"), tls=t.flag("tls", False),
-                ca_file=t.text("ca_file"), client_id=t.text("client_id"), qos=t.integer("qos", 1, 0, 2),
-                retain=t.flag("retain", False), timeout_s=t.number("timeout_s", 10.0, 0.1, 600)))
+            sink = MqttSink(MqttSinkConfig(
+                host=_text(t, "host", required=True) or "", port=t.int("port", 1883, 1, 65535), name=name,
+                topic_prefix=_text(t, "topic_prefix", "citynode/readings") or "citynode/readings",
+                username=t.secret("username"), password=t.secret("password"), tls=t.bool("tls", False),
+                ca_file=_text(t, "ca_file"), client_id=_text(t, "client_id"), qos=t.int("qos", 1, 0, 2),
+                retain=t.bool("retain", False), timeout_s=t.float("timeout_s", 10.0, 0.1, 600)))
         specs.append(SinkSpec(sink, options))
     return specs

@@ -20,34 +20,40 @@ import json
 import ssl
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 
 from gateway.contract.records import Reading
 from gateway.errors import SinkError
+from gateway.service.config import Secret
 from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
 
-__all__ = ["MqttConfig", "MqttSink", "uplink_message"]
+__all__ = ["MqttSink", "MqttSinkConfig", "uplink_message"]
 
 
 @dataclass(frozen=True)
-class MqttConfig:
-    """``[sinks.mqtt]`` in the gateway's TOML file."""
+class MqttSinkConfig:
+    """``[sinks.mqtt]`` in the gateway's TOML file (the MQTT ingest's is ``gateway.service.config.MqttConfig``)."""
 
     host: str
     port: int = 1883
     name: str = "mqtt"
     topic_prefix: str = "citynode/readings"
-    username: str | None = None
-    password: str | None = None  # never logged
+    username: Secret = field(default_factory=Secret)
+    password: Secret = field(default_factory=Secret)
     tls: bool = False
     ca_file: str | None = None  # CA bundle for the broker's certificate (default: system CAs)
     client_id: str | None = None  # default: citynode-sink-<random>
     qos: int = 1
     retain: bool = False
     timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        # Secrets are Secret values (never shown by repr); plain strings are taken too.
+        for name in ("username", "password"):
+            object.__setattr__(self, name, Secret.of(getattr(self, name)))
 
 
 def uplink_message(group: Sequence[Reading]) -> dict[str, Any]:
@@ -68,7 +74,7 @@ def uplink_message(group: Sequence[Reading]) -> dict[str, Any]:
 class MqttSink(Sink):
     """Publishes one normalised JSON message per uplink to an MQTT broker (aiomqtt)."""
 
-    def __init__(self, config: MqttConfig) -> None:
+    def __init__(self, config: MqttSinkConfig) -> None:
         if config.qos not in (0, 1, 2):
             raise ValueError(f"sinks.mqtt.qos must be 0, 1 or 2, not {config.qos}")
         self.config = config
@@ -86,7 +92,7 @@ class MqttSink(Sink):
         if c.tls:
             tls_context = ssl.create_default_context(cafile=c.ca_file)
         client = aiomqtt.Client(
-            c.host, c.port, username=c.username, password=c.password,
+            c.host, c.port, username=c.username.get() or None, password=c.password.get() or None,
             identifier=c.client_id or f"citynode-sink-{uuid.uuid4().hex[:12]}",
             tls_context=tls_context, timeout=c.timeout_s,
         )

@@ -60,6 +60,7 @@ import aiohttp
 
 from gateway.contract.records import Reading
 from gateway.errors import SinkError
+from gateway.service.config import Secret
 from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
 
 __all__ = ["CORE_CONTEXT", "SDM_CONTEXT", "MappingError", "NgsiLdConfig", "NgsiLdSink", "build_entity"]
@@ -87,11 +88,16 @@ class NgsiLdConfig:
     name: str = "ngsild"
     context: tuple[str, ...] = (SDM_CONTEXT, CORE_CONTEXT)
     tenant: str | None = None  # NGSILD-Tenant header (clause 6.3.14)
-    token: str | None = None  # bearer token; never logged
+    token: Secret = field(default_factory=Secret)  # bearer token
     timeout_s: float = 10.0
     id_prefix: str = "urn:ngsi-ld:"
     burning_temperature: float = 60.0  # °C: a bin at or above this is "burning"
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Secrets are Secret values (never shown by repr); plain strings are taken too.
+        for name in ("token",):
+            object.__setattr__(self, name, Secret.of(getattr(self, name)))
 
 
 # field -> (attribute, scale, unitCode override). scale converts percent to the models' 0..1.
@@ -269,7 +275,7 @@ class NgsiLdSink(Sink):
         if self.config.tenant:
             headers["NGSILD-Tenant"] = self.config.tenant
         if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+            headers["Authorization"] = f"Bearer {self.config.token.get()}"
         return headers
 
     async def _client(self) -> aiohttp.ClientSession:

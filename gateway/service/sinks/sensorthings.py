@@ -23,7 +23,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import aiohttp
 
 from gateway.contract.records import Reading
 from gateway.errors import ConfigError, SinkError
+from gateway.service.config import Secret
 from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, isoformat_utc
 
 __all__ = ["IdCache", "SensorThingsConfig", "SensorThingsSink", "unit_of_measurement"]
@@ -112,11 +113,16 @@ class SensorThingsConfig:
     url: str  # service root with version, e.g. http://frost:8080/FROST-Server/v1.1
     name: str = "sensorthings"
     id_cache: str | None = None  # SQLite file for the id mapping (default: the gateway's store)
-    username: str | None = None  # HTTP basic auth (FROST's BasicAuthProvider); never logged
-    password: str | None = None
-    token: str | None = None  # bearer token (e.g. Keycloak in front of FROST); never logged
+    username: Secret = field(default_factory=Secret)  # HTTP basic auth (FROST's BasicAuthProvider)
+    password: Secret = field(default_factory=Secret)
+    token: Secret = field(default_factory=Secret)  # bearer token (e.g. Keycloak in front of FROST)
     timeout_s: float = 10.0
     default_location: tuple[float, float] | None = None  # (longitude, latitude) for untagged devices
+
+    def __post_init__(self) -> None:
+        # Secrets are Secret values (never shown by repr); plain strings are taken too.
+        for name in ("username", "password", "token"):
+            object.__setattr__(self, name, Secret.of(getattr(self, name)))
 
 
 class IdCache:
@@ -183,9 +189,9 @@ class SensorThingsSink(Sink):
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             auth = None
-            if self.config.username is not None:
-                auth = aiohttp.BasicAuth(self.config.username, self.config.password or "")
-            headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else None
+            if self.config.username:
+                auth = aiohttp.BasicAuth(self.config.username.get(), self.config.password.get())
+            headers = {"Authorization": f"Bearer {self.config.token.get()}"} if self.config.token else None
             self._session = aiohttp.ClientSession(
                 auth=auth, headers=headers, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
             self._own_session = True
