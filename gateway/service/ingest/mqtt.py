@@ -30,6 +30,7 @@ import aiomqtt
 from gateway.errors import DecodeError
 from gateway.service.config import MqttConfig, TlsConfig
 from gateway.service.ingest.events import parse_mqtt_topic
+from gateway.service.ingest.limits import check_topic, oversized
 from gateway.service.ingest.mqtt_wire import MqttConnection, MqttError, Publish
 from gateway.service.pipeline import Pipeline, Prepared, Result
 from gateway.service.store import StoreError
@@ -83,6 +84,15 @@ class MqttIngest:
         self._stopping = asyncio.Event()
         self.handled = 0
         self.batch_size = batch_size
+        self.broker_error: str | None = None  # why the last session ended, if it was the broker
+        self.store_error: str | None = None  # the store's error until a commit succeeds again
+
+    def problem(self) -> str | None:
+        """For ``/health``: why the broker connection is down (the store's failures are :attr:`store_error`)."""
+        if self.connected.is_set():
+            return None
+        where = f"broker {self.config.host}:{self.config.port}"
+        return f"{where}: {self.broker_error}" if self.broker_error else f"not connected to the {where}"
 
     def stop(self) -> None:
         """Finish the message in hand, then leave (unacknowledged messages stay with the broker)."""
@@ -98,7 +108,11 @@ class MqttIngest:
             except Exception as exc:
                 # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
-                if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError)):
+                if isinstance(exc, StoreError):
+                    self.store_error = str(exc)
+                else:
+                    self.broker_error = str(exc) or type(exc).__name__
+                if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError, OSError)):
                     log.warning(
                         "mqtt session ended, retrying",
                         extra={
@@ -132,6 +146,7 @@ class MqttIngest:
         try:
             await conn.subscribe(c.subscription, c.qos)
             self.connected.set()
+            self.broker_error = None
             log.info(
                 "mqtt subscribed",
                 extra={
@@ -196,17 +211,20 @@ class MqttIngest:
         """Acknowledge a committed batch, in arrival order (MQTT 3.1.1 4.6)."""
         conn.ack(batch)
         self.handled += len(batch)
+        self.store_error = None
 
     def _prepare_batch(self, batch: list[Publish]) -> list[Prepared]:
         return [self._prepare(message) for message in batch]
 
     def _prepare(self, message: Publish) -> Prepared:
+        payload = message.payload
         try:
             _app, dev_eui, kind = parse_mqtt_topic(message.topic)
         except DecodeError as exc:
-            return Prepared(
-                "unknown", "mqtt", message.payload, datetime.now(UTC), dead=(str(exc), message.payload, None)
-            )
-        return self.pipeline.prepare(
-            kind, message.payload, self.config.encoding, "mqtt", dev_eui_hint=dev_eui
-        )
+            if len(payload) > self.config.max_message:
+                return oversized("mqtt", "unknown", payload, self.config.max_message, None)
+            return Prepared("unknown", "mqtt", payload, datetime.now(UTC), dead=(str(exc), payload, None))
+        if len(payload) > self.config.max_message:
+            return oversized("mqtt", kind, payload, self.config.max_message, dev_eui)
+        prepared = self.pipeline.prepare(kind, payload, self.config.encoding, "mqtt", dev_eui_hint=dev_eui)
+        return check_topic(prepared, dev_eui, kind)
