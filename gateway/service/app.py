@@ -122,7 +122,7 @@ class GatewayService:
         if cfg.mqtt.enabled:
             from gateway.service.ingest.mqtt import MqttIngest
 
-            mqtt = MqttIngest(cfg.mqtt, self.pipeline, batch_size=cfg.mqtt.batch)
+            mqtt = MqttIngest(cfg.mqtt, self.pipeline, batch_size=cfg.mqtt.batch, warnings=self.warnings)
             self.ingests.append(mqtt)
             checks["mqtt"] = mqtt.problem
         if cfg.amqp.enabled:

@@ -77,8 +77,18 @@ def mqtt_client(
 class MqttIngest:
     """Consumes ChirpStack events from an MQTT broker into the pipeline until :meth:`stop` or cancellation."""
 
-    def __init__(self, config: MqttConfig, pipeline: Pipeline, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        pipeline: Pipeline,
+        *,
+        batch_size: int = 500,
+        warnings: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
+        # Shown by /health: the broker lost this gateway's session (see _session).
+        self.warnings: dict[str, str] = warnings if warnings is not None else {}
+        self._subscribed_before = False
         self.pipeline = pipeline
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -145,6 +155,18 @@ class MqttIngest:
         )
         try:
             await conn.subscribe(c.subscription, c.qos)
+            if self._subscribed_before and not conn.session_present:
+                # The broker forgot the session it kept for us (restarted without persistence, or
+                # the session expired): what it received between its start and this subscription
+                # was queued for nobody. Nothing the gateway can recover; say so, once per loss.
+                text = (
+                    f"the broker lost this gateway's session (at {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}): "
+                    "events published between its restart and this re-subscription are lost; run "
+                    "mosquitto with persistence true"
+                )
+                self.warnings["mqtt session"] = text
+                log.warning("mqtt session lost by the broker", extra={"warning": text})
+            self._subscribed_before = True
             self.connected.set()
             self.broker_error = None
             log.info(
