@@ -121,7 +121,6 @@ def test_this_broker_delivers_nothing_published_while_a_shared_subscription_was_
         own_mosquitto, store, events, aq_payload, shared_group=f"g{uuid.uuid4().hex[:8]}"
     )
     assert received < APP_EVENTS, received
-    print(f"shared subscription: {received} of {APP_EVENTS} received")
 
 
 def test_one_persistent_subscriber_receives_everything_published_across_a_broker_restart(
