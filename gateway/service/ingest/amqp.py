@@ -52,7 +52,8 @@ class AmqpIngest:
 
     def problem(self) -> str | None:
         """For ``/health``: why the RabbitMQ connection is down (store failures are :attr:`store_error`)."""
-        if self.connected.is_set():
+        if self.connected.is_set() or (self.store_error and not self.broker_error):
+            # between sessions because the store failed: /health names the store, not the broker
             return None
         return f"RabbitMQ: {self.broker_error}" if self.broker_error else "not connected to RabbitMQ"
 
@@ -71,7 +72,7 @@ class AmqpIngest:
                 # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
                 if isinstance(exc, StoreError):
-                    self.store_error = str(exc)
+                    self.store_error, self.broker_error = str(exc), None
                 else:
                     self.broker_error = str(exc) or type(exc).__name__
                 if isinstance(exc, (aio_pika.exceptions.AMQPException, OSError, StoreError)):
@@ -133,7 +134,13 @@ class AmqpIngest:
 
     def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> list[Result]:
         """Prepare every message, then store them all in one transaction (one fsync)."""
-        return self.pipeline.commit_many([self._prepare(message) for message in batch])
+        prepared = [self._prepare(message) for message in batch]
+        try:
+            return self.pipeline.commit_many(prepared)
+        except StoreError:
+            raise
+        except Exception as exc:  # e.g. sqlite3.OperationalError escaping the store: still the store
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
     def _prepare(self, message: AbstractIncomingMessage) -> Prepared:
         body = bytes(message.body)

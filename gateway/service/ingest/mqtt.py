@@ -74,6 +74,16 @@ def mqtt_client(
     )
 
 
+def _commit(pipeline: Pipeline, prepared: list[Prepared]) -> list[Result]:
+    """:meth:`Pipeline.commit_many`, any failure of it reported as the store's (what /health names)."""
+    try:
+        return pipeline.commit_many(prepared)
+    except StoreError:
+        raise
+    except Exception as exc:  # e.g. sqlite3.OperationalError escaping the store: still the store
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
 class MqttIngest:
     """Consumes ChirpStack events from an MQTT broker into the pipeline until :meth:`stop` or cancellation."""
 
@@ -99,7 +109,8 @@ class MqttIngest:
 
     def problem(self) -> str | None:
         """For ``/health``: why the broker connection is down (the store's failures are :attr:`store_error`)."""
-        if self.connected.is_set():
+        if self.connected.is_set() or (self.store_error and not self.broker_error):
+            # between sessions because the store failed: /health names the store, not the broker
             return None
         where = f"broker {self.config.host}:{self.config.port}"
         return f"{where}: {self.broker_error}" if self.broker_error else f"not connected to the {where}"
@@ -119,7 +130,7 @@ class MqttIngest:
                 # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
                 if isinstance(exc, StoreError):
-                    self.store_error = str(exc)
+                    self.store_error, self.broker_error = str(exc), None
                 else:
                     self.broker_error = str(exc) or type(exc).__name__
                 if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError, OSError)):
@@ -218,7 +229,7 @@ class MqttIngest:
                 # The store call blocks on fsync: run it off the event loop. It completes even if we
                 # are cancelled meanwhile (threads are not interruptible); the acknowledgements then
                 # are not sent and the broker redelivers, which the store recognises as duplicates.
-                commit = asyncio.ensure_future(asyncio.to_thread(self.pipeline.commit_many, prepared))
+                commit = asyncio.ensure_future(asyncio.to_thread(_commit, self.pipeline, prepared))
                 in_flight = (batch, commit)
         finally:
             stopping.cancel()
