@@ -19,6 +19,7 @@ import socket
 import uuid
 
 import aio_pika
+import aiohttp
 import pytest
 
 from gateway.service.app import GatewayService
@@ -297,3 +298,21 @@ def test_http_limits_are_configurable(tmp_path):
     assert (cfg.http.request_timeout, cfg.http.max_headers, cfg.http.max_header_size) == (1, 16, 2048)
     default = parse_config({}).http
     assert (default.request_timeout, default.max_headers, default.max_header_size) == (15, 32, 4096)
+
+
+def test_unauthorised_requests_are_logged_one_line_each_at_most_ten_a_minute(tmp_path, caplog):
+    cfg = http_config(tmp_path, token="ingest-secret")
+
+    async def main():
+        async with GatewayService(cfg) as svc, aiohttp.ClientSession() as s:
+            statuses = []
+            for _ in range(50):
+                async with s.post(f"http://127.0.0.1:{svc.http_port}/chirpstack?event=up", data=b"{}") as r:
+                    statuses.append(r.status)
+            return statuses
+
+    with caplog.at_level(logging.DEBUG):
+        statuses = asyncio.run(main())
+    assert statuses == [401] * 50
+    lines = [r for r in caplog.records if r.getMessage() == "http ingest: unauthorised request"]
+    assert len(lines) == 10 and all(r.levelno == logging.WARNING and r.exc_info is None for r in lines)

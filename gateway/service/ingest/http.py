@@ -56,6 +56,7 @@ class ChirpStackHttpIngest:
         self.config = config
         self.pipeline = pipeline
         self.in_flight = 0
+        self.refused = RateLimitedLog(log, per_minute=10)  # one line per refused request, at most 10/min
 
     def add_routes(self, app: web.Application, path: str = "/chirpstack") -> None:
         app.router.add_post(path, self.handle)
@@ -72,7 +73,7 @@ class ChirpStackHttpIngest:
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
-            log.warning("http ingest: unauthorised request", extra={"peer": request.remote})
+            self.refused.warning("http ingest: unauthorised request", peer=request.remote)
             return web.json_response({"error": "unauthorised"}, status=401)
         if request.content_length is not None and request.content_length > self.config.max_body:
             return web.json_response({"error": f"body larger than {self.config.max_body} bytes"}, status=413)
@@ -80,7 +81,7 @@ class ChirpStackHttpIngest:
             # bounded by the application's client_max_size too, and in time
             body = await asyncio.wait_for(request.read(), self.config.request_timeout)
         except TimeoutError:
-            _refused.warning("http: body not received in time", peer=request.remote)
+            self.refused.warning("http: body not received in time", peer=request.remote)
             return web.json_response({"error": "body not received in time"}, status=408)
         except web.HTTPRequestEntityTooLarge:
             return web.json_response({"error": f"body larger than {self.config.max_body} bytes"}, status=413)
@@ -125,9 +126,6 @@ class ChirpStackHttpIngest:
 
 # ------------------------------------------------------------------ what a slow or malformed client costs
 
-_refused = RateLimitedLog(logging.getLogger("citynode.http"), per_minute=10)
-
-
 class RefusedRequestLog:
     """aiohttp's server logger: a malformed request is one rate-limited WARNING line, no traceback.
 
@@ -136,7 +134,7 @@ class RefusedRequestLog:
     """
 
     def __init__(self, limiter: RateLimitedLog | None = None) -> None:
-        self.limiter = limiter or _refused
+        self.limiter = limiter or RateLimitedLog(logging.getLogger("citynode.http"), per_minute=10)
         self.bugs = logging.getLogger("citynode.http")
 
     def debug(self, *args: Any, **kwargs: Any) -> None:
@@ -158,6 +156,7 @@ def server_limits(config: HttpConfig) -> dict[str, Any]:
         "max_field_size": config.max_header_size,
         "max_headers": config.max_headers,
         "keepalive_timeout": float(config.request_timeout),
+        "lingering_time": 1.0,  # s reading what is left of a refused request's body, then close
         "logger": RefusedRequestLog(),
     }
 
