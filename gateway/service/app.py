@@ -82,6 +82,13 @@ class GatewayService:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
+        # name -> a function returning what is wrong (or None), for /health; see add_health_check.
+        self.health_checks: dict[str, Callable[[], str | None]] = {}
+        self.warnings: dict[str, str] = {}
+
+    def add_health_check(self, name: str, check: Callable[[], str | None]) -> None:
+        """Let ``/health`` answer 503 naming ``name`` while ``check()`` returns a reason (workers, sinks)."""
+        self.health_checks[name] = check
 
     async def __aenter__(self) -> GatewayService:
         await self.start()
@@ -98,9 +105,8 @@ class GatewayService:
             )
         self.metrics.add_collector(store_samples(self.store))
         self.pipeline = Pipeline(self.store, cfg.decode, self.metrics)
-        checks: dict[str, Callable[[], str | None]] = {}
+        checks = self.health_checks
         # Said at start-up and in every /health answer: configurations that work but are unsafe.
-        self.warnings: dict[str, str] = {}
         routes = open_routes(cfg.http)
         if routes:
             self.warnings["http"] = (

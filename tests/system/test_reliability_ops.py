@@ -139,3 +139,35 @@ def test_health_names_the_store_when_writing_fails_not_the_broker(tmp_path, mosq
     doc = asyncio.run(main())
     assert doc["problems"]["store"].startswith("writing failed: ")
     assert "mqtt" not in doc["problems"]  # the broker is fine; nothing says it is not
+
+
+def test_health_names_a_failing_sink_with_its_reason_and_clears_when_it_delivers(tmp_path, events, aq_payload):
+    from gateway.service.sinks import worker_factories
+    from gateway.sim.platforms.ngsild import NgsiLdSimulator
+
+    async def main():
+        async with NgsiLdSimulator() as platform:
+            platform.fail_next.extend([503] * 5)
+            cfg = parse_config(
+                {
+                    "store": {"path": str(tmp_path / "g.sqlite")},
+                    "http": {"port": 0},
+                    "sinks": {"ngsild": {"url": platform.url, "retry_initial_s": 0.05, "retry_max_s": 0.5}},
+                }
+            )
+            async with GatewayService(cfg, worker_factories=worker_factories(cfg)) as svc:
+                svc.pipeline.handle("up", events.body(events.up(f_cnt=1, data=aq_payload())), "json", "http")
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while (answer := await get(svc, "/health"))[0] != 503:
+                    assert loop.time() < deadline, "the failing sink was never reported"
+                    await asyncio.sleep(0.02)
+                while svc.store.pending("ngsild"):
+                    assert loop.time() < deadline, "never delivered"
+                    await asyncio.sleep(0.02)
+                return answer, await get(svc, "/health")
+
+    (status, body), (after, _) = asyncio.run(main())
+    problem = json.loads(body)["problems"]["sink ngsild"]
+    assert status == 503 and problem.startswith("failing, retrying: ") and "503" in problem
+    assert after == 200

@@ -84,7 +84,8 @@ class Api:
         self.store = store
         self.metrics = metrics
         self.api_token = api_token
-        self.health_checks = dict(health_checks or {})
+        # Kept by reference: workers started later (the sinks) add their checks to the service's dict.
+        self.health_checks = health_checks if health_checks is not None else {}
         self.warnings = warnings if warnings is not None else {}
 
     def add_routes(self, app: web.Application) -> None:
