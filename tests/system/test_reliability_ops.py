@@ -171,3 +171,15 @@ def test_health_names_a_failing_sink_with_its_reason_and_clears_when_it_delivers
     problem = json.loads(body)["problems"]["sink ngsild"]
     assert status == 503 and problem.startswith("failing, retrying: ") and "503" in problem
     assert after == 200
+
+
+def test_a_token_file_readable_by_others_is_refused_with_the_chmod_that_fixes_it(tmp_path):
+    from gateway.field.chirpstack_client import resolve_token
+
+    token = tmp_path / "chirpstack.token"
+    token.write_text("secret-token\n")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match=rf"\(mode 0644\); fix it with: chmod 600 {token}"):
+        resolve_token(token_file=token, env={})
+    token.chmod(0o600)
+    assert resolve_token(token_file=token, env={}) == "secret-token"
