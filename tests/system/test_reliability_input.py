@@ -316,3 +316,15 @@ def test_unauthorised_requests_are_logged_one_line_each_at_most_ten_a_minute(tmp
     assert statuses == [401] * 50
     lines = [r for r in caplog.records if r.getMessage() == "http ingest: unauthorised request"]
     assert len(lines) == 10 and all(r.levelno == logging.WARNING and r.exc_info is None for r in lines)
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_a_field_no_event_type_knows_is_tolerated_as_a_newer_chirpstack_s(store, events, encoding):
+    ingest = MqttIngest(MqttConfig(enabled=True, encoding=encoding), Pipeline(store))
+    body = events.body(events.join(DEV), encoding)
+    if encoding == "json":
+        body = body.rstrip().removesuffix(b"}") + b', "someFutureField": 1}'
+    else:
+        body += bytes([0x98, 0x06, 0x01])  # tag (99 << 3 | 0) as a varint, value 1: no event type has field 99
+    result = ingest.pipeline.commit(ingest._prepare(Publish(f"application/a/device/{DEV}/event/join", body, 1, 1)))
+    assert result.outcome == "stored", result.reason

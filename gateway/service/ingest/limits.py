@@ -68,8 +68,21 @@ def _looks_like(p: Prepared, kind: str) -> str | None:
     if p.event is None:
         return None
     if p.encoding == "protobuf":
-        unknown = sorted({field.field_number for field in UnknownFieldSet(p.event.message)})
-        return f"fields {unknown} are not in a {kind} event" if unknown else None
+        if not len(UnknownFieldSet(p.event.message)):
+            return None
+        # Fields the topic's type does not have: another type's body, or a newer ChirpStack's field.
+        # Only the first is refused: the body parses as another event type, all its fields known.
+        for other, cls in EVENT_TYPES.items():
+            if other == kind:
+                continue
+            message = cls()
+            try:
+                message.ParseFromString(p.raw)
+            except Exception:  # protobuf's DecodeError and friends: not that type
+                continue
+            if not len(UnknownFieldSet(message)):
+                return f"it parses as the {other!r} event"
+        return None
     try:
         doc: Any = json.loads(p.raw)
     except ValueError:
@@ -84,7 +97,7 @@ def _looks_like(p: Prepared, kind: str) -> str | None:
     # Only fields of another event type count (a newer ChirpStack may add fields of its own).
     for other, fields in _FIELDS.items():
         if other != kind and set(foreign) & fields:
-            return f"fields {', '.join(foreign)} belong to a {other!r} event"
+            return f"fields {', '.join(foreign)} belong to the {other!r} event"
     return None
 
 
