@@ -434,6 +434,7 @@ client_id = "bench-gateway-{index}-{os.getpid()}-{time.monotonic_ns()}"
 encoding = "{encoding}"
 topic = "{topic}"
 shared_group = "{group}"
+allow_shared_subscription_loss = true  # a bench: no broker restart while it runs
 processes = {processes}
 
 [amqp]
@@ -949,7 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
     parser.add_argument("--paced-rate", type=float, default=300.0, help="/s, below capacity: 0 = none")
     parser.add_argument("--amqp-instances", default="1,2,4", help="AMQP runs ('' for none)")
-    parser.add_argument("--processes", default="2", help="one instance with N MQTT processes ('' for none)")
+    parser.add_argument("--processes", default="", help="one instance with N MQTT processes ('' for none)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update bench/RESULTS.md")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--raw-subscriber", type=int, metavar="PORT", help=argparse.SUPPRESS)

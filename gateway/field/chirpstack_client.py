@@ -88,9 +88,14 @@ def resolve_token(
 
 def _read_token_file(path: str | os.PathLike[str]) -> str:
     try:
+        mode = Path(path).stat().st_mode & 0o777
         text = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"token file {path}: cannot read it ({exc.strerror})") from None
+    if mode & 0o077:  # as bundles: a secret only its owner may read
+        raise ConfigError(
+            f"token file {path}: readable by group or others (mode {mode:04o}); fix it with: chmod 600 {path}"
+        )
     if not text:
         raise ConfigError(f"token file {path}: is empty")
     return text

@@ -13,6 +13,7 @@ disk); the store is closed last.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -22,18 +23,41 @@ from typing import Any
 from aiohttp import web
 
 from gateway.service.api.routes import Api, store_samples
-from gateway.service.config import Config
-from gateway.service.ingest.http import ChirpStackHttpIngest
+from gateway.service.config import SHARED_SUBSCRIPTION_LOSS, Config, HttpConfig
+from gateway.service.ingest.http import ChirpStackHttpIngest, ConnectionGuard, server_limits
 from gateway.service.metrics import Metrics
 from gateway.service.pipeline import Pipeline
 from gateway.service.runtime import settle_garbage_collector
 from gateway.service.store import Store
 
-__all__ = ["GatewayService", "WorkerFactory", "serve"]
+__all__ = ["GatewayService", "WorkerFactory", "open_routes", "serve"]
 
 log = logging.getLogger("citynode.service")
 
 WorkerFactory = Callable[["GatewayService"], Awaitable[None]]
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name or "" (every interface)
+        return False
+
+
+def open_routes(http: HttpConfig) -> list[str]:
+    """The routes anyone who reaches ``http.host`` may use without a token (empty on loopback)."""
+    if not http.enabled or _loopback(http.host):
+        return []
+    routes = []
+    if http.ingest and not (http.token or http.secret):
+        routes.append("POST /chirpstack (ingest: set http.token or http.secret)")
+    if not http.api_token:
+        routes.append("/api/* (device names, tags, positions: set http.api_token)")
+        routes.append("/metrics (set http.api_token)")
+    return routes
+
 
 class GatewayService:
     """Everything ``serve`` runs, as one async context manager."""
@@ -58,6 +82,13 @@ class GatewayService:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
+        # name -> a function returning what is wrong (or None), for /health; see add_health_check.
+        self.health_checks: dict[str, Callable[[], str | None]] = {}
+        self.warnings: dict[str, str] = {}
+
+    def add_health_check(self, name: str, check: Callable[[], str | None]) -> None:
+        """Let ``/health`` answer 503 naming ``name`` while ``check()`` returns a reason (workers, sinks)."""
+        self.health_checks[name] = check
 
     async def __aenter__(self) -> GatewayService:
         await self.start()
@@ -74,40 +105,59 @@ class GatewayService:
             )
         self.metrics.add_collector(store_samples(self.store))
         self.pipeline = Pipeline(self.store, cfg.decode, self.metrics)
-        checks: dict[str, Callable[[], str | None]] = {}
+        checks = self.health_checks
+        # Said at start-up and in every /health answer: configurations that work but are unsafe.
+        routes = open_routes(cfg.http)
+        if routes:
+            self.warnings["http"] = (
+                f"listening on {cfg.http.host}, beyond loopback, with open routes: " + "; ".join(routes)
+            )
+        if cfg.mqtt.enabled and cfg.mqtt.shared_group:
+            self.warnings["mqtt"] = SHARED_SUBSCRIPTION_LOSS.replace(
+                "To run it anyway, set mqtt.allow_shared_subscription_loss = true",
+                "Running anyway (mqtt.allow_shared_subscription_loss = true)",
+            )
+        for name, text in self.warnings.items():
+            log.warning("unsafe configuration", extra={"component": name, "warning": text})
 
+        def store_writes() -> str | None:
+            errors = [i.store_error for i in self.ingests if getattr(i, "store_error", None)]
+            return f"writing failed: {errors[0]}" if errors else None
+
+        checks["store"] = store_writes
         if cfg.mqtt.enabled:
             from gateway.service.ingest.mqtt import MqttIngest
 
-            mqtt = MqttIngest(cfg.mqtt, self.pipeline, batch_size=cfg.mqtt.batch)
+            mqtt = MqttIngest(cfg.mqtt, self.pipeline, batch_size=cfg.mqtt.batch, warnings=self.warnings)
             self.ingests.append(mqtt)
-            checks["mqtt"] = lambda: None if mqtt.connected.is_set() else "not connected to the broker"
-            if cfg.mqtt.processes > 1:
-                from gateway.service.ingest.processes import MqttWorkers
-
-                workers = MqttWorkers(cfg, cfg.mqtt.processes - 1)
-                self.ingests.append(workers)
-                self.metrics.add_counter_source(workers.counters)
-                checks["mqtt processes"] = workers.health
+            checks["mqtt"] = mqtt.problem
         if cfg.amqp.enabled:
             from gateway.service.ingest.amqp import AmqpIngest
 
             amqp = AmqpIngest(cfg.amqp, self.pipeline)
             self.ingests.append(amqp)
-            checks["amqp"] = lambda: None if amqp.connected.is_set() else "not connected to RabbitMQ"
+            checks["amqp"] = amqp.problem
 
         if cfg.http.enabled:
-            self.app = web.Application(client_max_size=cfg.http.max_body)
+            guard = ConnectionGuard(cfg.http.request_timeout)
+            self.app = web.Application(client_max_size=cfg.http.max_body, middlewares=[guard.middleware])
             if cfg.http.ingest:
                 self.http_ingest = ChirpStackHttpIngest(cfg.http, self.pipeline)
                 self.http_ingest.add_routes(self.app)
-                if not (cfg.http.token or cfg.http.secret):
+                if not (cfg.http.token or cfg.http.secret) and not routes:
                     log.warning("http ingest accepts unauthenticated requests: set http.token or http.secret")
             Api(
-                self.store, self.metrics, api_token=cfg.http.api_token.get(), health_checks=checks
+                self.store,
+                self.metrics,
+                api_token=cfg.http.api_token.get(),
+                health_checks=checks,
+                warnings=self.warnings,
             ).add_routes(self.app)
-            self._runner = web.AppRunner(self.app, shutdown_timeout=30.0, access_log=None)
+            self._runner = web.AppRunner(
+                self.app, shutdown_timeout=30.0, access_log=None, **server_limits(cfg.http)
+            )
             await self._runner.setup()
+            self._workers.append(asyncio.create_task(guard.run(self._runner), name="ConnectionGuard"))
             site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
             await site.start()
             sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]

@@ -54,6 +54,7 @@ __all__ = [
     "Secret",
     "Section",
     "StoreConfig",
+    "SHARED_SUBSCRIPTION_LOSS",
     "TlsConfig",
     "load_config",
     "parse_config",
@@ -126,8 +127,12 @@ class MqttConfig:
     tls: TlsConfig | None = None
     command_topic: str = "application/{application_id}/device/{dev_eui}/command/down"
     batch: int = 500  # events stored per transaction, at most (as many as the broker has in flight)
-    # MQTT ingest processes of this gateway (one core each), splitting ``shared_group``'s messages.
-    processes: int = 1
+    # A message larger than this (bytes) is dead-lettered by its size, first bytes and SHA-256.
+    max_message: int = 64 * 1024
+    # mosquitto 2.0 delivers nothing published while every member of a shared subscription was
+    # offline (broker restart, gateway restart): "$share/..." is refused unless this says the
+    # operator accepts that loss (docs/reliability.md).
+    allow_shared_subscription_loss: bool = False
 
     @property
     def subscription(self) -> str:
@@ -148,6 +153,11 @@ class HttpConfig:
     api_token: Secret = field(default_factory=Secret)  # Bearer token for /api/* (empty: open)
     max_body: int = 64 * 1024  # bytes; an uplink event is about 1-2 kB
     default_encoding: str = "json"  # when a request has no Content-Type
+    # s a connection may take to deliver a complete request (head and body), and stay idle between
+    # requests; then it is closed (slow or partial requests hold no descriptor for long).
+    request_timeout: int = 15
+    max_headers: int = 32  # header lines per request; each at most max_header_size bytes
+    max_header_size: int = 4096
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,7 @@ class AmqpConfig:
     routing_key: str = "application.*.device.*.event.*"
     prefetch: int = 100
     encoding: str = "json"
+    max_message: int = 64 * 1024  # bytes; larger: dead-lettered by size, first bytes and SHA-256
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,24 @@ class Section:
 
 _ENCODINGS = ("json", "protobuf")
 
+SHARED_SUBSCRIPTION_LOSS = (
+    "mqtt.shared_group loses events on this broker: mosquitto 2.0 delivers "
+    "nothing published while every member of a shared subscription is offline (a broker restart, a "
+    "gateway restart or kill), even to persistent sessions. Safe alternatives: one gateway without "
+    "shared_group (a persistent session, QoS 1), or ChirpStack's AMQP integration with [amqp] and several "
+    "gateways on one durable queue (competing consumers). To run it anyway, set "
+    "mqtt.allow_shared_subscription_loss = true (see docs/reliability.md)"
+)
+
+
+def _owner_only(path: str, key: str) -> None:
+    """Refuse a secret file (a private key, a token) that its group or others may read."""
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"{key}: {path} is readable by group or others (mode {mode:04o}); fix it with: chmod 600 {path}"
+        )
+
 
 def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     """Validate a parsed TOML document (plus the environment) into a :class:`Config`."""
@@ -344,8 +373,11 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
             path = getattr(tls, key)
             if path and not Path(path).is_file():
                 raise ConfigError(f"mqtt.tls.{key}: no such file {path}")
+        if tls.key:
+            _owner_only(tls.key, "mqtt.tls.key")
         if bool(tls.cert) != bool(tls.key):
             raise ConfigError("mqtt.tls.cert and mqtt.tls.key: give both or neither")
+    s.used.add("processes")  # accepted as 1 only (see below)
     mqtt = MqttConfig(
         enabled=s.bool("enabled", False),
         host=s.str("host", "localhost"),
@@ -362,18 +394,24 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         tls=tls,
         command_topic=s.str("command_topic", MqttConfig.command_topic),
         batch=s.int("batch", MqttConfig.batch, 1, 10_000),
-        processes=s.int("processes", 1, 1, 64),
+        max_message=s.int("max_message", MqttConfig.max_message, 1024, 256 * 1024 * 1024),
+        allow_shared_subscription_loss=s.bool("allow_shared_subscription_loss", False),
     )
     s.done()
     if not mqtt.client_id:
         raise ConfigError("mqtt.client_id: must not be empty (the persistent session is keyed by it)")
     if mqtt.shared_group and any(c in mqtt.shared_group for c in "/+#"):
         raise ConfigError(f"mqtt.shared_group: must not contain / + or #, got {mqtt.shared_group!r}")
-    if mqtt.processes > 1 and not mqtt.shared_group:
+    if s.data.get("processes", 1) != 1:
+        # Removed: it split the stream through a shared subscription (which loses events across a
+        # broker restart on mosquitto 2.0) and gained nothing over a second instance (bench/RESULTS.md).
         raise ConfigError(
-            f"mqtt.processes = {mqtt.processes} needs mqtt.shared_group: the processes split the "
-            "events as members of one shared subscription"
+            "mqtt.processes was removed: its processes shared a subscription, which loses events when the "
+            "broker restarts, and they were no faster than a second gateway (docs/reliability.md); use one "
+            "gateway per store, or [amqp] with several gateways on one durable queue"
         )
+    if mqtt.shared_group and not mqtt.allow_shared_subscription_loss:
+        raise ConfigError(SHARED_SUBSCRIPTION_LOSS)
 
     s = Section("http", doc.get("http", {}))
     http = HttpConfig(
@@ -387,6 +425,9 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         api_token=s.secret("api_token"),
         max_body=s.int("max_body", HttpConfig.max_body, 1024, 16 * 1024 * 1024),
         default_encoding=s.str("default_encoding", "json", _ENCODINGS),
+        request_timeout=s.int("request_timeout", HttpConfig.request_timeout, 1, 3600),
+        max_headers=s.int("max_headers", HttpConfig.max_headers, 8, 1024),
+        max_header_size=s.int("max_header_size", HttpConfig.max_header_size, 1024, 65536),
     )
     s.done()
 
@@ -399,6 +440,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
         routing_key=s.str("routing_key", AmqpConfig.routing_key),
         prefetch=s.int("prefetch", 100, 1, 65535),
         encoding=s.str("encoding", "json", _ENCODINGS),
+        max_message=s.int("max_message", AmqpConfig.max_message, 1024, 256 * 1024 * 1024),
     )
     s.done()
 

@@ -144,6 +144,7 @@ class DeliveryWorker:
         self._sleep: Sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
         self.metrics = SinkMetrics()
+        self.failing: str | None = None  # why the sink is being retried now; None once a batch went through
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -180,7 +181,7 @@ class DeliveryWorker:
             except _Stopped:
                 break
             except Exception as exc:  # the store itself failed (disk full, locked): keep the worker alive
-                self.metrics.last_error = f"store: {exc}"
+                self.metrics.last_error = self.failing = f"store: {exc}"
                 log.exception("sink %s: outbox step failed", self.name)
                 try:
                     await self._wait(self.backoff.delay(failures, self._rng))
@@ -225,6 +226,7 @@ class DeliveryWorker:
                 await _call(self.store.set_cursor, self.name, prefix)
             raise
         await _call(self.store.set_cursor, self.name, rows[-1][0])
+        self.failing = None
         self.metrics.pending = int(await _call(self.store.pending, self.name))
         return len(rows)
 
@@ -305,6 +307,7 @@ class DeliveryWorker:
     async def _retry_wait(self, attempt: int, reason: str) -> None:
         delay = self.backoff.delay(attempt, self._rng)
         self.metrics.retries += 1
+        self.failing = reason
         log.warning("sink %s: %s; retry %d in %.1f s", self.name, reason, attempt + 1, delay)
         await self._wait(delay)
 

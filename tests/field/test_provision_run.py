@@ -300,6 +300,7 @@ def test_bad_token_is_a_clear_error(provision, inventory, monkeypatch) -> None:
 def test_token_from_a_file(provision, inventory, monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("CITYNODE_CHIRPSTACK_TOKEN")
     (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)
     assert provision(inventory, "--token-file", str(tmp_path / "token"))[0] == 0
 
 

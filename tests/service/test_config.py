@@ -22,6 +22,7 @@ enabled = true
 host = "mqtt.example.org"
 client_id = "citynode-gw-1"
 shared_group = "citynode"
+allow_shared_subscription_loss = true  # docs/reliability.md: mosquitto 2.0 loses what a restart hides
 encoding = "protobuf"
 username = "gateway"
 tls = { ca = "CA_PATH" }

@@ -227,6 +227,7 @@ def test_injected_fault_fails_once(sim: ChirpStackSimulator, client: ChirpStackC
 def test_token_sources(tmp_path, kwargs: dict, env: dict, expected: str) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("from-file\n")
+    token_file.chmod(0o600)
     kwargs = {k: (str(token_file) if v == "FILE" else v) for k, v in kwargs.items()}
     env = {k: (str(token_file) if v == "FILE" else v) for k, v in env.items()}
     assert resolve_token(env=env, **kwargs) == expected
@@ -238,6 +239,7 @@ def test_missing_token_names_the_sources(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         resolve_token(token_file=tmp_path / "absent", env={})
     (tmp_path / "empty").write_text("\n")
+    (tmp_path / "empty").chmod(0o600)
     with pytest.raises(ConfigError, match="is empty"):
         resolve_token(token_file=tmp_path / "empty", env={})
 

@@ -14,7 +14,9 @@
 ``GET /metrics``                           Prometheus text format
 =========================================  =====================================================
 
-``/api/*`` requires ``Authorization: Bearer <http.api_token>`` when that token is set.
+``/api/*`` and ``/metrics`` require ``Authorization: Bearer <http.api_token>`` when that token is set.
+``/health`` stays open (probes); it names each failing component with its reason, and lists
+``warnings`` (configurations that run but are unsafe) in both its 200 and 503 answers.
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ class Api:
         *,
         api_token: str = "",
         health_checks: Mapping[str, Callable[[], str | None]] | None = None,
+        warnings: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.api_token = api_token
-        self.health_checks = dict(health_checks or {})
+        # Kept by reference: workers started later (the sinks) add their checks to the service's dict.
+        self.health_checks = health_checks if health_checks is not None else {}
+        self.warnings = warnings if warnings is not None else {}
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/api/devices", self.devices)
@@ -181,11 +186,13 @@ class Api:
             error = check()
             if error:
                 problems[name] = error
+        extra = {"warnings": dict(self.warnings)} if self.warnings else {}
         if problems:
-            return web.json_response({"status": "error", "problems": problems}, status=503)
-        return web.json_response({"status": "ok"})
+            return web.json_response({"status": "error", "problems": problems, **extra}, status=503)
+        return web.json_response({"status": "ok", **extra})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        self._check(request)
         text = await asyncio.to_thread(self.metrics.render)
         return web.Response(
             body=text.encode("utf-8"), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from gateway.errors import DecodeError
 from gateway.service.config import AmqpConfig
 from gateway.service.ingest.events import parse_routing_key
+from gateway.service.ingest.limits import check_topic, oversized
 from gateway.service.pipeline import Pipeline, Prepared, Result
 from gateway.service.store import StoreError
 
@@ -46,6 +47,15 @@ class AmqpIngest:
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self.handled = 0
+        self.broker_error: str | None = None  # why the last session ended, if it was RabbitMQ
+        self.store_error: str | None = None  # the store's error until a commit succeeds again
+
+    def problem(self) -> str | None:
+        """For ``/health``: why the RabbitMQ connection is down (store failures are :attr:`store_error`)."""
+        if self.connected.is_set() or (self.store_error and not self.broker_error):
+            # between sessions because the store failed: /health names the store, not the broker
+            return None
+        return f"RabbitMQ: {self.broker_error}" if self.broker_error else "not connected to RabbitMQ"
 
     def stop(self) -> None:
         """Finish the message in hand, then leave (unacknowledged messages go back to the queue)."""
@@ -61,6 +71,10 @@ class AmqpIngest:
             except Exception as exc:
                 # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
+                if isinstance(exc, StoreError):
+                    self.store_error, self.broker_error = str(exc), None
+                else:
+                    self.broker_error = str(exc) or type(exc).__name__
                 if isinstance(exc, (aio_pika.exceptions.AMQPException, OSError, StoreError)):
                     log.warning(
                         "amqp session ended, retrying",
@@ -84,6 +98,7 @@ class AmqpIngest:
             queue = await channel.declare_queue(self.config.queue, durable=True)
             await queue.bind(exchange, routing_key=self.config.routing_key)
             self.connected.set()
+            self.broker_error = None
             log.info(
                 "amqp consuming", extra={"queue": self.config.queue, "routing_key": self.config.routing_key}
             )
@@ -115,15 +130,27 @@ class AmqpIngest:
                     # is exactly the deliveries after the previous batch, in delivery order.
                     await batch[-1].ack(multiple=True)
                     self.handled += len(batch)
+                    self.store_error = None
 
     def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> list[Result]:
         """Prepare every message, then store them all in one transaction (one fsync)."""
-        return self.pipeline.commit_many([self._prepare(message) for message in batch])
+        prepared = [self._prepare(message) for message in batch]
+        try:
+            return self.pipeline.commit_many(prepared)
+        except StoreError:
+            raise
+        except Exception as exc:  # e.g. sqlite3.OperationalError escaping the store: still the store
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
     def _prepare(self, message: AbstractIncomingMessage) -> Prepared:
         body = bytes(message.body)
         try:
             _app, dev_eui, kind = parse_routing_key(message.routing_key or "")
         except DecodeError as exc:
+            if len(body) > self.config.max_message:
+                return oversized("amqp", "unknown", body, self.config.max_message, None)
             return Prepared("unknown", "amqp", body, datetime.now(UTC), dead=(str(exc), body, None))
-        return self.pipeline.prepare(kind, body, self.config.encoding, "amqp", dev_eui_hint=dev_eui)
+        if len(body) > self.config.max_message:
+            return oversized("amqp", kind, body, self.config.max_message, dev_eui)
+        prepared = self.pipeline.prepare(kind, body, self.config.encoding, "amqp", dev_eui_hint=dev_eui)
+        return check_topic(prepared, dev_eui, kind)

@@ -30,6 +30,7 @@ import aiomqtt
 from gateway.errors import DecodeError
 from gateway.service.config import MqttConfig, TlsConfig
 from gateway.service.ingest.events import parse_mqtt_topic
+from gateway.service.ingest.limits import check_topic, oversized
 from gateway.service.ingest.mqtt_wire import MqttConnection, MqttError, Publish
 from gateway.service.pipeline import Pipeline, Prepared, Result
 from gateway.service.store import StoreError
@@ -73,16 +74,46 @@ def mqtt_client(
     )
 
 
+def _commit(pipeline: Pipeline, prepared: list[Prepared]) -> list[Result]:
+    """:meth:`Pipeline.commit_many`, any failure of it reported as the store's (what /health names)."""
+    try:
+        return pipeline.commit_many(prepared)
+    except StoreError:
+        raise
+    except Exception as exc:  # e.g. sqlite3.OperationalError escaping the store: still the store
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
 class MqttIngest:
     """Consumes ChirpStack events from an MQTT broker into the pipeline until :meth:`stop` or cancellation."""
 
-    def __init__(self, config: MqttConfig, pipeline: Pipeline, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        pipeline: Pipeline,
+        *,
+        batch_size: int = 500,
+        warnings: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
+        # Shown by /health: the broker lost this gateway's session (see _session).
+        self.warnings: dict[str, str] = warnings if warnings is not None else {}
+        self._subscribed_before = False
         self.pipeline = pipeline
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self.handled = 0
         self.batch_size = batch_size
+        self.broker_error: str | None = None  # why the last session ended, if it was the broker
+        self.store_error: str | None = None  # the store's error until a commit succeeds again
+
+    def problem(self) -> str | None:
+        """For ``/health``: why the broker connection is down (the store's failures are :attr:`store_error`)."""
+        if self.connected.is_set() or (self.store_error and not self.broker_error):
+            # between sessions because the store failed: /health names the store, not the broker
+            return None
+        where = f"broker {self.config.host}:{self.config.port}"
+        return f"{where}: {self.broker_error}" if self.broker_error else f"not connected to the {where}"
 
     def stop(self) -> None:
         """Finish the message in hand, then leave (unacknowledged messages stay with the broker)."""
@@ -98,7 +129,11 @@ class MqttIngest:
             except Exception as exc:
                 # The message in hand was not acknowledged: the broker redelivers it.
                 self.connected.clear()
-                if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError)):
+                if isinstance(exc, StoreError):
+                    self.store_error, self.broker_error = str(exc), None
+                else:
+                    self.broker_error = str(exc) or type(exc).__name__
+                if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError, OSError)):
                     log.warning(
                         "mqtt session ended, retrying",
                         extra={
@@ -131,7 +166,20 @@ class MqttIngest:
         )
         try:
             await conn.subscribe(c.subscription, c.qos)
+            if self._subscribed_before and not conn.session_present:
+                # The broker forgot the session it kept for us (restarted without persistence, or
+                # the session expired): what it received between its start and this subscription
+                # was queued for nobody. Nothing the gateway can recover; say so, once per loss.
+                text = (
+                    f"the broker lost this gateway's session (at {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}): "
+                    "events published between its restart and this re-subscription are lost; run "
+                    "mosquitto with persistence true"
+                )
+                self.warnings["mqtt session"] = text
+                log.warning("mqtt session lost by the broker", extra={"warning": text})
+            self._subscribed_before = True
             self.connected.set()
+            self.broker_error = None
             log.info(
                 "mqtt subscribed",
                 extra={
@@ -181,7 +229,7 @@ class MqttIngest:
                 # The store call blocks on fsync: run it off the event loop. It completes even if we
                 # are cancelled meanwhile (threads are not interruptible); the acknowledgements then
                 # are not sent and the broker redelivers, which the store recognises as duplicates.
-                commit = asyncio.ensure_future(asyncio.to_thread(self.pipeline.commit_many, prepared))
+                commit = asyncio.ensure_future(asyncio.to_thread(_commit, self.pipeline, prepared))
                 in_flight = (batch, commit)
         finally:
             stopping.cancel()
@@ -196,17 +244,20 @@ class MqttIngest:
         """Acknowledge a committed batch, in arrival order (MQTT 3.1.1 4.6)."""
         conn.ack(batch)
         self.handled += len(batch)
+        self.store_error = None
 
     def _prepare_batch(self, batch: list[Publish]) -> list[Prepared]:
         return [self._prepare(message) for message in batch]
 
     def _prepare(self, message: Publish) -> Prepared:
+        payload = message.payload
         try:
             _app, dev_eui, kind = parse_mqtt_topic(message.topic)
         except DecodeError as exc:
-            return Prepared(
-                "unknown", "mqtt", message.payload, datetime.now(UTC), dead=(str(exc), message.payload, None)
-            )
-        return self.pipeline.prepare(
-            kind, message.payload, self.config.encoding, "mqtt", dev_eui_hint=dev_eui
-        )
+            if len(payload) > self.config.max_message:
+                return oversized("mqtt", "unknown", payload, self.config.max_message, None)
+            return Prepared("unknown", "mqtt", payload, datetime.now(UTC), dead=(str(exc), payload, None))
+        if len(payload) > self.config.max_message:
+            return oversized("mqtt", kind, payload, self.config.max_message, dev_eui)
+        prepared = self.pipeline.prepare(kind, payload, self.config.encoding, "mqtt", dev_eui_hint=dev_eui)
+        return check_topic(prepared, dev_eui, kind)

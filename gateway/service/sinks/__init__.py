@@ -50,6 +50,10 @@ def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
     async def run(service: Any) -> None:
         delivery = Delivery(service.store, specs)
         service.metrics.add_collector(delivery.samples)
+        for worker in delivery.workers:  # /health names a sink being retried, with the reason
+            service.add_health_check(
+                f"sink {worker.name}", lambda w=worker: f"failing, retrying: {w.failing}" if w.failing else None
+            )
         delivery.start()
         try:
             await asyncio.Event().wait()  # until the service cancels us
