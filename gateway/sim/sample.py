@@ -105,6 +105,7 @@ def uplink_event_json(
     time: datetime,
     rssi: int,
     snr: float,
+    interval_s: int = 300,
 ) -> bytes:
     """A ChirpStack v4 ``up`` event as its JSON integration sends it (``chirpstack-api`` message)."""
     from chirpstack_api import gw, integration
@@ -120,7 +121,9 @@ def uplink_event_json(
         device_name=device.name,
         dev_eui=device.dev_eui,
     )
-    info.tags.update({"district": device.district, "programme": device.role})
+    # uplink_interval_s: what `citynode provision` puts in the device profile's tags and ChirpStack
+    # merges into every event's tags; the status page's "silent" flag counts from it.
+    info.tags.update({"district": device.district, "programme": device.role, "uplink_interval_s": str(interval_s)})
     event = integration.UplinkEvent(
         deduplication_id=f"7d4a0c2e-0000-4000-8000-{device.dev_eui[-4:]}{f_cnt:08d}",
         device_info=info,
@@ -187,7 +190,7 @@ def _fill(
             snr = round(device.snr + 1.5 * math.sin(i * 0.3 + len(device.name)) - (2.5 if dip else 0), 1)
             data = codec.encode_uplink(device.role, _reading(device, i, t))
             f_port = codec_fport(device.role)
-            body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr)
+            body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr, int(interval.total_seconds()))
             pipeline.handle("up", body, "json", "sample")
             count += 1
         if device.role == "air_quality" and device is devices[0]:
