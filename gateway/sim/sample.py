@@ -21,7 +21,15 @@ from gateway.contract import codec
 from gateway.service.pipeline import Pipeline
 from gateway.service.store import Store
 
-__all__ = ["SAMPLE_DEVICES", "SampleDevice", "fill_sample_fleet", "uplink_event_json"]
+__all__ = [
+    "CITY_DISTRICTS",
+    "SAMPLE_DEVICES",
+    "SampleDevice",
+    "city_device",
+    "fill_city_fleet",
+    "fill_sample_fleet",
+    "uplink_event_json",
+]
 
 _APP = "3f1c1a34-5d6c-4b61-8c4e-2f9a3c1b7d20"
 _GATEWAYS = ("0016c001ff10a235", "0016c001ff10a236")
@@ -223,3 +231,73 @@ def codec_fport(message_type: str) -> int:
     from gateway.contract.schema import load_schema
 
     return load_schema().messages[message_type].fport
+
+
+CITY_DISTRICTS = ("altstadt", "buer", "horst", "schalke", "erle", "hassel", "bismarck", "ueckendorf")
+_CITY_ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
+_CITY_PREFIX = {"air_quality": "aq", "bin_fill": "bin", "passenger_count": "bus", "crowd_count": "crowd"}
+
+
+def city_device(n: int) -> SampleDevice:
+    """Device number ``n`` (0-based) of a city fleet: roles and districts in turn, DevEUI 70b3d57ed1xxxxxx."""
+    role = _CITY_ROLES[n % len(_CITY_ROLES)]
+    district = CITY_DISTRICTS[(n // len(_CITY_ROLES)) % len(CITY_DISTRICTS)]
+    return SampleDevice(
+        dev_eui=f"70b3d57ed1{n:06x}",
+        name=f"{_CITY_PREFIX[role]}-{district}-{n:05d}",
+        role=role,
+        district=district,
+        rssi=-85 - n % 35,
+        snr=round(9.0 - (n % 35) * 0.5, 1),
+        sf=7 + n % 6,
+    )
+
+
+def fill_city_fleet(
+    store: Store,
+    devices: int = 20_000,
+    *,
+    now: datetime | None = None,
+    uplinks: int = 3,
+    interval: timedelta = timedelta(minutes=15),
+    chunk: int = 2_000,
+) -> int:
+    """A city-sized fleet: ``devices`` nodes of all four roles in :data:`CITY_DISTRICTS`, ``uplinks`` each,
+    through the real pipeline in transactions of ``chunk`` events (about 10 s for 60,000 events).
+
+    Every 97th device stopped an hour ago (silent), every 101st reports a low battery, and every 1000th
+    sent a truncated payload (a dead letter with a long reason). Returns the number of events processed.
+    """
+    now = now or datetime.now(UTC)
+    pipeline = Pipeline(store)
+    items: list[tuple[str, bytes | str, Any, str, str | None]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal count
+        if items:
+            pipeline.handle_many(items)
+            count += len(items)
+            items.clear()
+
+    for n in range(devices):
+        device = city_device(n)
+        end = now - timedelta(hours=1) if n % 97 == 5 else now - timedelta(seconds=n % 600)
+        for i in range(uplinks):
+            t = end - interval * (uplinks - 1 - i)
+            reading = _reading(device, i, t)
+            if "battery" in reading and n % 101 == 7:
+                reading["battery"] = 3.12
+            data = codec.encode_uplink(device.role, reading)
+            body = uplink_event_json(
+                device, i + 1, codec_fport(device.role), data, t, device.rssi, device.snr, int(interval.total_seconds())
+            )
+            items.append(("up", body, "json", "sample", device.dev_eui))
+        if n % 1000 == 999:
+            t = end + timedelta(seconds=1)
+            body = uplink_event_json(device, uplinks + 1, 10, b"\x01\x19" + b"\xff" * 40, t, device.rssi, device.snr)
+            items.append(("up", body, "json", "sample", device.dev_eui))
+        if len(items) >= chunk:
+            flush()
+    flush()
+    return count
