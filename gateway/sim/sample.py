@@ -119,6 +119,7 @@ def uplink_event_json(
     from chirpstack_api import gw, integration
     from google.protobuf import json_format
 
+    dev = device.dev_eui
     info = integration.DeviceInfo(
         tenant_id="52f14cd4-c6f1-4fbd-8f87-4025e1d49242",
         tenant_name="Gelsenkirchen",
@@ -133,7 +134,8 @@ def uplink_event_json(
     # merges into every event's tags; the status page's "silent" flag counts from it.
     info.tags.update({"district": device.district, "programme": device.role, "uplink_interval_s": str(interval_s)})
     event = integration.UplinkEvent(
-        deduplication_id=f"7d4a0c2e-0000-4000-8000-{device.dev_eui[-4:]}{f_cnt:08d}",
+        # Unique per device and FCnt (the whole DevEUI in it: the gateway drops a repeated id as a duplicate).
+        deduplication_id=f"7d4a0c2e-{dev[:4]}-4{dev[4:7]}-8{dev[7:10]}-{dev[10:]}{f_cnt % 10**6:06d}",
         device_info=info,
         dev_addr="26" + device.dev_eui[-6:],
         adr=True,
@@ -163,8 +165,12 @@ def fill_sample_fleet(
     interval: timedelta = timedelta(minutes=5),
     devices: tuple[SampleDevice, ...] = SAMPLE_DEVICES,
     dead_letter: bool = True,
+    configured_interval_s: int | None = None,
 ) -> int:
     """Store ``uplinks`` uplinks per device ending at ``now`` through the real pipeline.
+
+    The devices' ``uplink_interval_s`` tag (their configured interval) is ``configured_interval_s``,
+    by default the pace of the uplinks (``interval``); a sped-up demo sends faster than configured.
 
     The second bin loses FCnt 5 and 6 (2 lost uplinks), the first air-quality node sends a
     ``device_status`` message, and (``dead_letter``) one truncated payload of the last device ends in
@@ -173,7 +179,8 @@ def fill_sample_fleet(
     """
     now = now or datetime.now(UTC)
     with store.batch():  # one commit, as the MQTT ingest groups what the broker has already sent
-        return _fill(Pipeline(store), now, uplinks, interval, devices, dead_letter)
+        tag = configured_interval_s or int(interval.total_seconds())
+        return _fill(Pipeline(store), now, uplinks, interval, devices, dead_letter, tag)
 
 
 def _fill(
@@ -183,6 +190,7 @@ def _fill(
     interval: timedelta,
     devices: tuple[SampleDevice, ...],
     dead_letter: bool,
+    interval_tag: int,
 ) -> int:
     count = 0
     for device in devices:
@@ -198,7 +206,7 @@ def _fill(
             snr = round(device.snr + 1.5 * math.sin(i * 0.3 + len(device.name)) - (2.5 if dip else 0), 1)
             data = codec.encode_uplink(device.role, _reading(device, i, t))
             f_port = codec_fport(device.role)
-            body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr, int(interval.total_seconds()))
+            body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr, interval_tag)
             pipeline.handle("up", body, "json", "sample")
             count += 1
         if device.role == "air_quality" and device is devices[0]:
@@ -213,7 +221,7 @@ def _fill(
                 },
             )
             t = now - timedelta(seconds=2)
-            body = uplink_event_json(device, f_cnt, 1, status, t, device.rssi, device.snr)
+            body = uplink_event_json(device, f_cnt, 1, status, t, device.rssi, device.snr, interval_tag)
             pipeline.handle("up", body, "json", "sample")
             count += 1
     if not dead_letter:

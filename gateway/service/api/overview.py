@@ -168,9 +168,9 @@ def _rows(store: Store) -> list[_Row]:
         seen = r[4]
         if isinstance(seen, str):
             seen = parse_time(seen)
-        out.append(
-            _Row(str(r[0]), r[1] or "", tags, r[3], seen, r[5], int(r[6] or 0), r[7], int(r[8] or 0))
-        )
+        # Its role: the provisioned one (tag "role"), else the type of its last decoded message.
+        role = tags.get("role") or r[3]
+        out.append(_Row(str(r[0]), r[1] or "", tags, role, seen, r[5], int(r[6] or 0), r[7], int(r[8] or 0)))
     return out
 
 
@@ -188,7 +188,7 @@ def _flags(device: _Row, now: datetime, dead: Mapping[str, int]) -> dict[str, bo
 
 
 def _matches(device: _Row, query: OverviewQuery) -> bool:
-    if query.role and (device.role or device.tags.get("role") or "") != query.role:
+    if query.role and (device.role or "") != query.role:
         return False
     if query.tag is not None and device.tags.get(query.tag[0]) != query.tag[1]:
         return False
