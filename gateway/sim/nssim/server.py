@@ -284,11 +284,16 @@ class NetworkServerSim:
         except KeyError:
             raise ConfigError(f"dev_eui: {dev_eui} is not in the simulator's registry") from None
 
-    def queue_downlink(self, dev_eui: str, fport: int, data: bytes, confirmed: bool = False) -> str:
-        """Queue application data for the device's next uplink; returns the queue item id."""
+    def queue_downlink(
+        self, dev_eui: str, fport: int, data: bytes, confirmed: bool = False, *, item_id: str | None = None
+    ) -> str:
+        """Queue application data for the device's next uplink; returns the queue item id (``item_id``
+        when given: an item handed over from ChirpStack's queue keeps its id, which its txack names).
+        Downlinks arrive here from :mod:`gateway.sim.nssim.commands` (MQTT ``command/down``, the API
+        simulator's ``DeviceService.Enqueue``) or from a caller in the same process."""
         if not 1 <= fport <= 223:
             raise ConfigError(f"fport: {fport} not in 1..223 (LoRaWAN 1.0.4 §4.3.2)")
-        item = QueueItem(str(uuid.uuid4()), fport, bytes(data), confirmed)
+        item = QueueItem(item_id or str(uuid.uuid4()), fport, bytes(data), confirmed)
         with self._lock:
             self._dev(dev_eui).app_queue.append(item)
         return item.id
