@@ -92,8 +92,8 @@ def _chain(args: argparse.Namespace) -> int:
         console.print("[red]no node sent an uplink: nothing to compare[/]")
         return 1
     if result.nothing_lost:
-        console.print("[green]every node sent what its interval asks for, and nothing was lost: every uplink "
-                      "the network delivered is in the gateway's store, decoded[/]")
+        console.print("[green]every node sent what its interval asks for; nothing lost: every uplink the "
+                      "network delivered is in the gateway's store, decoded[/]")
         return 0
     console.print("[red]uplinks sent and stored differ: see the store's dead letters[/]")
     return 1
