@@ -41,7 +41,7 @@ from gateway.service.app import GatewayService
 from gateway.service.config import parse_config
 from gateway.sim.fleet import NodeVerdict, VirtualFleet
 from gateway.sim.nssim import HttpDelivery, MqttDelivery, NetworkServerSim
-from gateway.sim.nssim.commands import MqttCommands, connect_api_queue
+from gateway.sim.nssim.commands import connect_api_queue
 from gateway.sim.nssim.registry import device_from_mapping
 
 __all__ = ["DEMO_DOWNLINK", "DemoDownlink", "DemoResult", "run_demo"]
@@ -267,10 +267,7 @@ async def _run(
             sim.sinks.append(connect_api_queue(chirpstack.state, sim))
             downlink = _DownlinkRun(fleet, sim, chirpstack.address, api_token)
             await asyncio.to_thread(downlink.provision)
-            commands = MqttCommands(mqtt_url, sim) if mqtt_url else None
             async with sim:
-                if commands is not None:
-                    await commands.start()  # `citynode gateway downlink --via mqtt` reaches the nodes too
                 console.print(
                     f"[bold]citynode demo[/]: {nodes} virtual nodes (the real firmware on the MicroPython unix "
                     f"port), network-server simulator on UDP {ns_port}, ChirpStack API simulator on "
@@ -306,8 +303,6 @@ async def _run(
                 finally:
                     verdicts = fleet.verdicts()
                     await asyncio.to_thread(fleet.stop)
-                    if commands is not None:
-                        await commands.close()
             await asyncio.sleep(1.0)  # the last events reach the store
             counts = service.store.counts()
             report = summary(service.store)

@@ -133,3 +133,27 @@ def test_the_api_simulators_queue_is_handed_over_and_emptied_once_sent(sim):
             assert [t.message.queue_item_id for t in sim.events_of("txack", EUI)] == [item]
             sim.wait_for(lambda: not chirpstack.state.queued_items(), 5)
             assert client.get_queue(EUI) == []
+
+
+@pytest.mark.mqtt
+def test_with_mqtt_events_the_simulator_takes_commands_on_the_same_broker(mosquitto):
+    """``citynode ns-sim --mqtt URL`` (and the demo with --mqtt): like ChirpStack's MQTT integration, the
+    events go out on event/<kind> and downlinks come in on command/down."""
+    from gateway.sim.nssim import MqttDelivery
+
+    delivery = MqttDelivery(f"mqtt://{mosquitto.host}:{mosquitto.port}")
+    s = NetworkServerSim([KEYS], port=0, sinks=[delivery])
+    fport, data = codec.encode_downlink({"interval": 1800})
+    with s.run_in_thread():
+        publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+        publisher.connect(mosquitto.host, mosquitto.port)
+        publisher.loop_start()
+        try:
+            topic = command_topic(s.app.application_id, EUI)
+            publisher.publish(topic, command_json(EUI, fport, data), qos=1).wait_for_publish()
+            s.wait_for(lambda: delivery.commands is not None and delivery.commands.taken, 10)
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+        frame = downlink_after_uplink(s)
+        assert codec.decode_downlink(frame.fport, frame.payload) == {"interval": 1800}

@@ -232,6 +232,10 @@ class NetworkServerSim:
         )
         self._transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
+        for s in self.sinks:  # a sink that also takes downlinks (MQTT command/down) starts taking them now
+            attach = getattr(s, "attach", None)
+            if attach is not None:
+                await attach(self)
         self._deliver_task = asyncio.create_task(self._deliver())
         log.debug("nssim: listening on udp://%s:%d (%d devices) - a SIMULATOR, not a network server",
                  self.host, self.port, len(self.devices))
