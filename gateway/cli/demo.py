@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--minutes", type=float, default=1.0, help="how long the fleet runs (default 1)")
     parser.add_argument("--nodes", type=int, default=20, help="virtual nodes, all four roles (default 20)")
     parser.add_argument("--mqtt", metavar="URL", help="deliver events through an MQTT broker (mqtt://host:port)")
-    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the store and node filesystems here")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the store and node filesystems in DIR "
+                        "(default: a temporary directory, removed at the end)")
     parser.add_argument("--no-live", action="store_true", help="no live view (logs, CI)")
     parser.add_argument("--codec", action="store_true", help="only the payload contract: encode on MicroPython, decode")
     parser.set_defaults(func=_main)
