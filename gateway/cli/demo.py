@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--minutes", type=float, default=1.0, help="how long the fleet runs (default 1)")
     parser.add_argument("--nodes", type=int, default=20, help="virtual nodes, all four roles (default 20)")
     parser.add_argument("--mqtt", metavar="URL", help="deliver events through an MQTT broker (mqtt://host:port)")
-    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the store and node filesystems here")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the store and node filesystems in DIR "
+                        "(default: a temporary directory, removed at the end)")
     parser.add_argument("--no-live", action="store_true", help="no live view (logs, CI)")
     parser.add_argument("--codec", action="store_true", help="only the payload contract: encode on MicroPython, decode")
     parser.set_defaults(func=_main)
@@ -63,12 +64,37 @@ def _chain(args: argparse.Namespace) -> int:
     table.add_row("readings stored (unit-labelled)", str(result.readings))
     table.add_row("dead letters", str(result.dead_letters))
     table.add_row("duration", f"{result.seconds:.0f} s" + (" (stopped with Ctrl-C)" if result.interrupted else ""))
-    table.add_row("store", str(result.store_path))
+    table.add_row("store", str(result.store_path) if result.kept else "removed (use --keep DIR to keep it)")
     console.print()
     console.print(result.report)
     console.print(table)
+    nodes = Table(title="each node: expected (at least) and sent")
+    for column in ("node", "DevEUI", "role", "expected", "sent", "verdict"):
+        nodes.add_column(column, no_wrap=column in ("node", "DevEUI"))
+    for v in result.verdicts:
+        nodes.add_row(v.name, v.dev_eui, v.role, str(v.expected), str(v.sent),
+                      "ok" if v.ok else f"[red]{v.problem}[/]")
+    console.print(nodes)
+    d = result.downlink
+    if d is not None:
+        settings = json.dumps(d.settings)
+        if d.ok:
+            console.print(f"[green]downlink {settings} to {d.node} ({d.dev_eui}): queued with "
+                          f"DeviceService.Enqueue, sent in its receive window, {d.applied!r}, next uplink "
+                          f"reports interval {d.reflected}[/]")
+        else:
+            console.print(f"[yellow]downlink {settings} to {d.node} ({d.dev_eui}): {d.note}[/]")
+    failed = result.failed_nodes
+    if failed:
+        names = ", ".join(f"{v.name} ({v.problem})" for v in failed)
+        console.print(f"[red]{len(failed)} of {result.nodes} node(s) did not do their job: {names}[/]")
+        return 1
+    if result.node_uplinks == 0:
+        console.print("[red]no node sent an uplink: nothing to compare[/]")
+        return 1
     if result.nothing_lost:
-        console.print("[green]nothing lost: every uplink the network delivered is in the gateway's store, decoded[/]")
+        console.print("[green]every node sent what its interval asks for; nothing lost: every uplink the "
+                      "network delivered is in the gateway's store, decoded[/]")
         return 0
     console.print("[red]uplinks sent and stored differ: see the store's dead letters[/]")
     return 1

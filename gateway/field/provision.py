@@ -172,7 +172,9 @@ def desired_profile(tenant_id: str, role: str, codec_script: str) -> api.DeviceP
         supports_class_b=False,
         supports_class_c=False,
         auto_detect_measurements=True,
-        tags={"role": role, MANAGED_TAG[0]: MANAGED_TAG[1]},
+        # ChirpStack merges profile tags into every event's deviceInfo.tags: the gateway's status page
+        # reads the configured interval from there (gateway.service.api.overview).
+        tags={"role": role, "uplink_interval_s": str(s.uplink_interval_s), MANAGED_TAG[0]: MANAGED_TAG[1]},
     )
 
 

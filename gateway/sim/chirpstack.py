@@ -149,11 +149,31 @@ class SimState:
         self.device_profiles: dict[str, api.DeviceProfile] = {}
         self.devices: dict[str, StoredDevice] = {}
         self.calls: list[str] = []  # "Service.Method" in call order, for tests that count round trips
+        # Called with each enqueued DeviceQueueItem (the hand-off to the network-server simulator:
+        # gateway.sim.nssim.commands.connect_api_queue); the item stays queued until transmitted.
+        self.queue_listeners: list[Callable[[api.DeviceQueueItem], None]] = []
         self._faults: dict[tuple[str, str], _Fault] = {}
         if default_tenant:
             self.tenants[DEFAULT_TENANT_ID] = api.Tenant(
                 id=DEFAULT_TENANT_ID, name="ChirpStack", can_have_gateways=True
             )
+
+    # -- downlink queue hand-off --------------------------------------------------------------------
+    def queued_items(self) -> list[api.DeviceQueueItem]:
+        """Every device's queued items, oldest first per device."""
+        with self.lock:
+            return [item for dev in self.devices.values() for item in dev.queue]
+
+    def remove_queue_item(self, dev_eui: str, item_id: str) -> bool:
+        """Drop a transmitted item from its device's queue (ChirpStack deletes it once sent)."""
+        with self.lock:
+            dev = self.devices.get(dev_eui.lower())
+            if dev is None:
+                return False
+            kept = [item for item in dev.queue if item.id != item_id]
+            removed = len(kept) != len(dev.queue)
+            dev.queue[:] = kept
+            return removed
 
     # -- failure injection -------------------------------------------------------------------------
     def inject_fault(
@@ -547,6 +567,8 @@ class _DeviceService(_Base, api.DeviceServiceServicer):
         stored.f_cnt_down = dev.f_cnt_down
         dev.f_cnt_down += 1
         dev.queue.append(stored)
+        for listener in list(self.state.queue_listeners):
+            listener(stored)
         return api.EnqueueDeviceQueueItemResponse(id=stored.id)
 
     @_rpc("DeviceService.GetQueue")

@@ -6,6 +6,15 @@
       -> citynode gateway (decode, normalise, SQLite store, read API)
       -> a live terminal view, and a summary at the end.
 
+and one config downlink back: ``DeviceService.Enqueue`` on the ChirpStack API simulator
+(:mod:`gateway.sim.chirpstack`, the gRPC call an operator's tool makes) -> the network-server simulator's
+queue -> the node's next receive window -> the node applies it -> its next uplink reflects it.
+
+The verdict compares what each node should have sent in the time it ran with what it sent
+(:meth:`gateway.sim.fleet.VirtualFleet.verdicts`) and names every node that never joined, crashed or
+stopped: "nothing lost" with nodes that sent nothing is no verdict. Each run has fresh DevEUIs; without
+``keep`` the store and the node filesystems live in a temporary directory removed at the end.
+
 The network-server simulator stands in for ChirpStack, which cannot run here; everything else is the
 code that runs in the city.
 """
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -29,11 +39,35 @@ from rich.text import Text
 from gateway.service.api.liveview import LiveView, summary
 from gateway.service.app import GatewayService
 from gateway.service.config import parse_config
-from gateway.sim.fleet import VirtualFleet
+from gateway.sim.fleet import NodeVerdict, VirtualFleet
 from gateway.sim.nssim import HttpDelivery, MqttDelivery, NetworkServerSim
+from gateway.sim.nssim.commands import connect_api_queue
 from gateway.sim.nssim.registry import device_from_mapping
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DEMO_DOWNLINK", "DemoDownlink", "DemoResult", "run_demo"]
+
+# The config downlink the demo sends to its first crowd counter (or first node): a new interval, which
+# the crowd and passenger counters report in every uplink ("interval" field), so the next uplink shows it.
+DEMO_DOWNLINK = {"interval": 600}
+_DOWNLINK_ROLES = ("crowd_count", "passenger_count")
+
+
+@dataclass(frozen=True)
+class DemoDownlink:
+    """What became of the demo's config downlink."""
+
+    node: str
+    dev_eui: str
+    settings: dict[str, Any]
+    queued: bool = False  # DeviceService.Enqueue answered with an id
+    transmitted: bool = False  # the network-server simulator sent it in a receive window (txack)
+    applied: str = ""  # the node's "downlink applied: ..." line
+    reflected: Any = None  # the "interval" of the node's first stored uplink after it applied it
+    note: str = ""  # why not, when it did not get through
+
+    @property
+    def ok(self) -> bool:
+        return self.transmitted and bool(self.applied) and self.reflected == self.settings.get("interval")
 
 
 @dataclass(frozen=True)
@@ -51,6 +85,13 @@ class DemoResult:
     store_path: Path
     interrupted: bool = False
     report: str = ""  # the live view's closing summary: losses per device, devices per role, weakest link
+    verdicts: tuple[NodeVerdict, ...] = ()  # per node: expected, sent, what went wrong
+    downlink: DemoDownlink | None = None
+    kept: bool = False  # the store is still at store_path (--keep)
+
+    @property
+    def failed_nodes(self) -> tuple[NodeVerdict, ...]:
+        return tuple(v for v in self.verdicts if not v.ok)
 
     @property
     def nothing_lost(self) -> bool:
@@ -59,6 +100,12 @@ class DemoResult:
         line has one more on the air than it printed, so stored may exceed what the nodes printed.)"""
         return (self.stored_uplinks == self.network_uplinks >= self.node_uplinks
                 and self.dead_letters == 0)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost on the way, and every node did its job (joined, kept sending what its interval
+        asks for, did not crash)."""
+        return self.nothing_lost and not self.failed_nodes and self.node_uplinks > 0
 
 
 def _free_port() -> int:
@@ -76,13 +123,119 @@ def _view(view: LiveView, fleet: VirtualFleet, sim: NetworkServerSim, started: f
     return Group(view.render(), footer)
 
 
+class _DownlinkRun:
+    """Queues the demo's config downlink through the API simulator once the target node has joined and
+    sent, then follows it: txack from the network-server simulator, the node's "downlink applied" line,
+    and the interval in its next stored uplink."""
+
+    def __init__(self, fleet: VirtualFleet, sim: NetworkServerSim, api_address: str, token: str) -> None:
+        self.fleet = fleet
+        self.sim = sim
+        self.api_address = api_address
+        self.token = token
+        nodes = [n for n in fleet.nodes if n.role in _DOWNLINK_ROLES] or fleet.nodes
+        self.node = nodes[0]
+        self.item_id = ""
+        self.queued_at: float | None = None
+        self.note = ""
+
+    def provision(self) -> None:
+        """Create the application, one profile per role and the devices in the API simulator, as
+        ``citynode provision`` does in ChirpStack (the simulator refuses to queue for unknown devices)."""
+        from chirpstack_api import api, common
+
+        from gateway.field.chirpstack_client import ChirpStackClient
+        from gateway.sim.chirpstack import DEFAULT_TENANT_ID
+
+        with ChirpStackClient(self.api_address, self.token) as client:
+            app_id = client.create_application(api.Application(tenant_id=DEFAULT_TENANT_ID, name="citynode-demo"))
+            profiles: dict[str, str] = {}
+            for node in self.fleet.nodes:
+                if node.role not in profiles:
+                    profiles[node.role] = client.create_device_profile(api.DeviceProfile(
+                        tenant_id=DEFAULT_TENANT_ID, name=f"citynode-{node.role}", region=common.EU868,
+                        uplink_interval=node.interval_s, supports_otaa=True,
+                    ))
+                client.create_device(api.Device(dev_eui=node.dev_eui, name=node.name, application_id=app_id,
+                                                device_profile_id=profiles[node.role], join_eui=node.join_eui))
+
+    def step(self) -> None:
+        """Queue the downlink once the node has sent its first uplink (so that it is on the network)."""
+        if self.queued_at is not None or self.node.uplinks < 1:
+            return
+        from gateway.contract import codec
+        from gateway.field.chirpstack_client import ChirpStackClient
+
+        fport, data = codec.encode_downlink(DEMO_DOWNLINK)
+        try:
+            with ChirpStackClient(self.api_address, self.token) as client:
+                self.item_id = client.enqueue(self.node.dev_eui, fport, data)
+            # From now on the node reports at the new interval: expect no more of it than that allows.
+            self.node.interval_s = max(self.node.interval_s, int(DEMO_DOWNLINK["interval"]))
+        except Exception as exc:  # the outcome says why; the demo goes on
+            self.note = f"DeviceService.Enqueue failed: {exc}"
+        self.queued_at = time.monotonic()
+
+    def outcome(self, store: Any) -> DemoDownlink:
+        node = self.node
+        base = DemoDownlink(node.name, node.dev_eui, dict(DEMO_DOWNLINK))
+        if not self.item_id:
+            return _replace(base, note=self.note or "the node sent no uplink to answer (it never got on the network)")
+        transmitted = any(
+            e.kind == "txack" and e.message.queue_item_id == self.item_id for e in self.sim.events_of("txack")
+        )
+        applied = next((line for t, line in node.downlinks_applied if t >= (self.queued_at or 0)), "")
+        reflected = None
+        if applied:
+            applied_at = next(t for t, line in node.downlinks_applied if line == applied)
+            after = [t for t in node.uplink_times if t > applied_at]
+            if after:
+                values = [r.reading.value for r in store.readings(node.dev_eui, "interval", limit=10000)]
+                # the uplinks after the downlink are the newest len(after) of them
+                reflected = values[-len(after)] if len(values) >= len(after) else None
+        note = ""
+        if not transmitted:
+            note = "queued, but the node sent no uplink after it to open a receive window"
+        elif not applied:
+            note = "transmitted, but the node did not report applying it"
+        elif reflected is None:
+            note = "applied; the node sent no uplink after it before the demo ended"
+        return _replace(base, queued=True, transmitted=transmitted, applied=applied, reflected=reflected,
+                        note=note)
+
+
+def _replace(d: DemoDownlink, **changes: Any) -> DemoDownlink:
+    from dataclasses import replace
+
+    return replace(d, **changes)
+
+
 async def run_demo(
     *, minutes: float = 1.0, nodes: int = 20, mqtt_url: str | None = None, keep: Path | None = None,
     console: Console | None = None, live: bool = True, on_tick: Callable[[float], None] | None = None,
+    heapsize: str | None = None,
 ) -> DemoResult:
-    """Run the chain for ``minutes`` (Ctrl-C stops it early) and return what it measured."""
+    """Run the chain for ``minutes`` (Ctrl-C stops it early) and return what it measured.
+
+    ``heapsize`` overrides the nodes' MicroPython heap (tests: a node that runs out of memory).
+    Without ``keep`` everything is written to a temporary directory that is removed before returning
+    (the result's ``store_path`` then names where it was).
+    """
     console = console or Console()
     root = keep or Path(tempfile.mkdtemp(prefix="citynode-demo-"))
+    try:
+        return await _run(minutes, nodes, mqtt_url, root, keep is not None, console, live, on_tick, heapsize)
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _run(
+    minutes: float, nodes: int, mqtt_url: str | None, root: Path, kept: bool, console: Console, live: bool,
+    on_tick: Callable[[float], None] | None, heapsize: str | None,
+) -> DemoResult:
+    from gateway.sim.chirpstack import ChirpStackSimulator
+
     root.mkdir(parents=True, exist_ok=True)
     http_port = _free_port()
     token = secrets.token_hex(16)  # the HTTP integration's bearer token, as in a deployment
@@ -100,44 +253,60 @@ async def run_demo(
     config = parse_config(doc, source="demo")
     fleet: VirtualFleet | None = None
     started = time.monotonic()
-    async with GatewayService(config) as service:
-        sink = (MqttDelivery(mqtt_url) if mqtt_url else
-                HttpDelivery(f"http://127.0.0.1:{http_port}/chirpstack", headers={"Authorization": f"Bearer {token}"}))
-        ns_port = _free_port()
-        fleet = VirtualFleet(root / "fleet", nodes, ns_port)
-        devices = [device_from_mapping(entry, f"node {i}") for i, entry in enumerate(fleet.registry())]
-        sim = NetworkServerSim(devices, port=ns_port, sinks=[sink])
-        async with sim:
-            console.print(f"[bold]citynode demo[/]: {nodes} virtual nodes (the real firmware on the MicroPython "
-                          f"unix port), network-server simulator on UDP {ns_port}, gateway on "
-                          f"http://127.0.0.1:{http_port} (status page /, API /api/devices), store {root}")
-            await asyncio.to_thread(fleet.prepare)
-            fleet.start()
-            deadline = started + minutes * 60
-            assert service.store is not None
-            interrupted = False
-            try:
-                if live:
-                    view = LiveView(service.store, title="citynode demo: what the gateway stored")
-                    with Live(_view(view, fleet, sim, started), console=console,
-                              refresh_per_second=2, transient=False) as screen:
+    api_token = secrets.token_hex(16)
+    with ChirpStackSimulator(token=api_token) as chirpstack:
+        async with GatewayService(config) as service:
+            sink = (MqttDelivery(mqtt_url) if mqtt_url else
+                    HttpDelivery(f"http://127.0.0.1:{http_port}/chirpstack",
+                                 headers={"Authorization": f"Bearer {token}"}))
+            ns_port = _free_port()
+            fleet = (VirtualFleet(root / "fleet", nodes, ns_port) if heapsize is None
+                     else VirtualFleet(root / "fleet", nodes, ns_port, heapsize=heapsize))
+            devices = [device_from_mapping(entry, f"node {i}") for i, entry in enumerate(fleet.registry())]
+            sim = NetworkServerSim(devices, port=ns_port, sinks=[sink])
+            sim.sinks.append(connect_api_queue(chirpstack.state, sim))
+            downlink = _DownlinkRun(fleet, sim, chirpstack.address, api_token)
+            await asyncio.to_thread(downlink.provision)
+            async with sim:
+                console.print(
+                    f"[bold]citynode demo[/]: {nodes} virtual nodes (the real firmware on the MicroPython unix "
+                    f"port), network-server simulator on UDP {ns_port}, ChirpStack API simulator on "
+                    f"{chirpstack.address}, gateway on http://127.0.0.1:{http_port} (status page /, API "
+                    f"/api/overview), store {root if kept else 'in a temporary directory (removed at the end)'}")
+                await asyncio.to_thread(fleet.prepare)
+                fleet.start()
+                deadline = started + minutes * 60
+                assert service.store is not None
+                interrupted = False
+                verdicts: list[NodeVerdict] = []
+
+                def tick() -> None:
+                    downlink.step()
+                    if on_tick:
+                        on_tick(time.monotonic() - started)
+
+                try:
+                    if live:
+                        view = LiveView(service.store, title="citynode demo: what the gateway stored")
+                        with Live(_view(view, fleet, sim, started), console=console,
+                                  refresh_per_second=2, transient=False) as screen:
+                            while time.monotonic() < deadline:
+                                await asyncio.sleep(1.0)
+                                screen.update(_view(view, fleet, sim, started))
+                                await asyncio.to_thread(tick)
+                    else:
                         while time.monotonic() < deadline:
                             await asyncio.sleep(1.0)
-                            screen.update(_view(view, fleet, sim, started))
-                            if on_tick:
-                                on_tick(time.monotonic() - started)
-                else:
-                    while time.monotonic() < deadline:
-                        await asyncio.sleep(1.0)
-                        if on_tick:
-                            on_tick(time.monotonic() - started)
-            except asyncio.CancelledError:  # Ctrl-C: stop everything cleanly, then report
-                interrupted = True
-            finally:
-                await asyncio.to_thread(fleet.stop)
-        await asyncio.sleep(1.0)  # the last events reach the store
-        counts = service.store.counts()
-        report = summary(service.store)
+                            await asyncio.to_thread(tick)
+                except asyncio.CancelledError:  # Ctrl-C: stop everything cleanly, then report
+                    interrupted = True
+                finally:
+                    verdicts = fleet.verdicts()
+                    await asyncio.to_thread(fleet.stop)
+            await asyncio.sleep(1.0)  # the last events reach the store
+            counts = service.store.counts()
+            report = summary(service.store)
+            outcome = downlink.outcome(service.store)
     return DemoResult(
         nodes=nodes,
         node_uplinks=sum(n.uplinks for n in fleet.nodes),
@@ -150,4 +319,7 @@ async def run_demo(
         store_path=root / "gateway.sqlite",
         interrupted=interrupted,
         report=report,
+        verdicts=tuple(verdicts),
+        downlink=outcome,
+        kept=kept,
     )

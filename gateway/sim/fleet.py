@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from pathlib import Path
 
 from gateway.field.firmware_build import built_firmware
 from gateway.field.micropython import find_micropython
+from gateway.field.provision import ROLE_SETTINGS
 from gateway.sim.device_run import prepare_fs
 
-__all__ = ["FleetNode", "VirtualFleet", "DEFAULT_MIX"]
+__all__ = ["FleetNode", "NodeVerdict", "VirtualFleet", "DEFAULT_MIX"]
 
 # The four programmes in the proportions a city rolls them out in.
 DEFAULT_MIX = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
@@ -44,9 +46,17 @@ class FleetNode:
     fs: Path
     lat: float
     lon: float
+    interval_s: int = 900  # its configured uplink interval, node time (written into config.json)
     process: subprocess.Popen[str] | None = None
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=200))
     uplinks: int = 0
+    started_at: float | None = None  # time.monotonic() of the start, of "joined", of each uplink line
+    joined_at: float | None = None
+    uplink_times: list[float] = field(default_factory=list)
+    exit_code: int | None = None  # set when the node ended by itself (crash, MemoryError), not by stop()
+    ended_at: float | None = None
+    last_error: str = ""  # the last line that looked like an error (a traceback's last line)
+    downlinks_applied: list[tuple[float, str]] = field(default_factory=list)  # ("downlink applied: ..." lines)
 
     @property
     def keys(self) -> dict[str, str]:
@@ -54,8 +64,27 @@ class FleetNode:
 
     def registry_entry(self) -> dict[str, object]:
         """The simulator's device entry (the same fields as a provisioning bundle)."""
+        # uplink_interval_s: the configured interval, as provisioning tags it (the status page's "silent").
         return {**self.keys, "name": self.name, "role": self.role,
-                "tags": {"role": self.role, "lat": f"{self.lat:.6f}", "lon": f"{self.lon:.6f}"}}
+                "tags": {"role": self.role, "lat": f"{self.lat:.6f}", "lon": f"{self.lon:.6f}",
+                         "uplink_interval_s": str(self.interval_s)}}
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    """What one node should have sent in the time it ran, what it sent, and what went wrong (if anything)."""
+
+    name: str
+    dev_eui: str
+    role: str
+    expected: int  # uplinks its interval allows in the time it ran after joining (at least)
+    sent: int
+    problem: str  # "" when the node did its job; else "never joined", "crashed: ...", "stopped ..."
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
 
 
 class VirtualFleet:
@@ -63,7 +92,7 @@ class VirtualFleet:
 
     def __init__(
         self, root: Path, count: int, ns_port: int, *, roles: Iterable[str] = DEFAULT_MIX,
-        pace: float = 120.0, time_scale: float = 5.0, heapsize: str = "512k", seed: int = 1,
+        pace: float = 120.0, time_scale: float = 5.0, heapsize: str = "512k", seed: int | None = None,
     ) -> None:
         self.root = root
         self.ns_port = ns_port
@@ -72,14 +101,18 @@ class VirtualFleet:
         self.heapsize = heapsize
         mix = list(roles)
         self.nodes: list[FleetNode] = []
+        # Fresh DevEUIs per fleet (a random 24-bit run number): two demo runs into one gateway stay
+        # apart instead of merging into one device's history (and its FCnt health).
+        self.run_id = secrets.randbits(24) if seed is None else seed
         for i in range(count):
             role = mix[i % len(mix)]
             lat, lon = _PLACES[i % len(_PLACES)]
             self.nodes.append(FleetNode(
-                name=f"{_NAMES[role]}-{i // len(mix) + 1}", role=role,
-                dev_eui=f"70b3d57ed0{seed:02x}{i:04x}", join_eui="0000000000000000",
+                name=f"{_NAMES[role]}-{self.run_id:06x}-{i // len(mix) + 1}", role=role,
+                dev_eui=f"70b3d5{self.run_id:06x}{i:04x}", join_eui="0000000000000000",
                 app_key=secrets.token_hex(16), fs=root / f"node-{i:02d}",
                 lat=round(lat + 0.002 * (i % 7), 6), lon=round(lon + 0.003 * (i % 5), 6),
+                interval_s=ROLE_SETTINGS[role].uplink_interval_s,
             ))
         self._threads: list[threading.Thread] = []
 
@@ -89,7 +122,8 @@ class VirtualFleet:
     def prepare(self) -> None:
         """Write every node's filesystem: config.json with its keys, board.json, sim.json."""
         for i, node in enumerate(self.nodes):
-            prepare_fs(node.fs, node.role, seed=i + 1, config={**node.keys, "start_delay_max": 5})
+            prepare_fs(node.fs, node.role, seed=i + 1,
+                       config={**node.keys, "start_delay_max": 5, "interval": node.interval_s})
             sim = json.loads((node.fs / "sim.json").read_text())
             sim.update(network={"port": self.ns_port}, time_scale=self.time_scale, skip_ms=1500, pace=self.pace)
             sim.pop("cycles", None)  # run until stopped
@@ -103,6 +137,7 @@ class VirtualFleet:
                 [find_micropython(), "-X", f"heapsize={self.heapsize}", str(tree / "main.py")],
                 cwd=node.fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
+            node.started_at = time.monotonic()
             thread = threading.Thread(target=self._read, args=(node,), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -115,14 +150,28 @@ class VirtualFleet:
             node.lines.append(line)
             if line.startswith("uplink fport="):
                 node.uplinks += 1
+                node.uplink_times.append(time.monotonic())
+            elif line.startswith("downlink applied:"):
+                node.downlinks_applied.append((time.monotonic(), line))
+            elif line == "joined" and node.joined_at is None:
+                node.joined_at = time.monotonic()
+            elif "Error" in line.split(":", 1)[0] or line.startswith("Traceback"):
+                node.last_error = line
+        code = node.process.wait()
+        if node.ended_at is None:  # not stopped by stop(): the node ended by itself
+            node.ended_at = time.monotonic()
+            node.exit_code = code
 
     def running(self) -> int:
         return sum(1 for n in self.nodes if n.process is not None and n.process.poll() is None)
 
     def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL after a grace period)."""
+        now = time.monotonic()
         for node in self.nodes:
             if node.process is not None and node.process.poll() is None:
+                if node.ended_at is None:
+                    node.ended_at = now
                 node.process.terminate()
         for node in self.nodes:
             if node.process is not None:
@@ -133,3 +182,32 @@ class VirtualFleet:
                     node.process.wait()
         for thread in self._threads:
             thread.join(timeout=2)
+
+    def verdicts(self, end: float | None = None) -> list[NodeVerdict]:
+        """Each node's verdict at ``end`` (time.monotonic(), default now; call it before :meth:`stop`).
+
+        A node's node-clock runs ``pace`` times faster between cycles, so in ``t`` seconds after it
+        joined it should send about ``t * pace / interval`` uplinks (one at once, then one per cycle).
+        The expectation counted here is a floor, half of that: a cycle also spends real time on
+        sensors and receive windows. A node has a problem when it never joined, ended by itself
+        (crashed, out of memory), sent fewer than expected, or sent nothing for four cycles at the end.
+        """
+        end = time.monotonic() if end is None else end
+        out = []
+        for node in self.nodes:
+            cycle_s = node.interval_s / self.pace
+            ran = 0.0 if node.joined_at is None else max(0.0, min(end, node.ended_at or end) - node.joined_at)
+            expected = int(ran / cycle_s / 2) if node.joined_at is not None else 1
+            problem = ""
+            if node.exit_code is not None:
+                problem = f"crashed (exit {node.exit_code}{': ' + node.last_error if node.last_error else ''})"
+            elif node.joined_at is None:
+                problem = "never joined"
+            elif node.uplinks < expected:
+                problem = f"sent {node.uplinks} of at least {expected} expected"
+            elif node.uplink_times and end - node.uplink_times[-1] > 4 * cycle_s + 10 and ran > 8 * cycle_s:
+                problem = f"stopped: nothing for {end - node.uplink_times[-1]:.0f} s"
+            elif not node.uplinks and ran > 2 * cycle_s + 10:
+                problem = "joined but sent nothing"
+            out.append(NodeVerdict(node.name, node.dev_eui, node.role, expected, node.uplinks, problem))
+        return out

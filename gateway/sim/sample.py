@@ -21,7 +21,15 @@ from gateway.contract import codec
 from gateway.service.pipeline import Pipeline
 from gateway.service.store import Store
 
-__all__ = ["SAMPLE_DEVICES", "SampleDevice", "fill_sample_fleet", "uplink_event_json"]
+__all__ = [
+    "CITY_DISTRICTS",
+    "SAMPLE_DEVICES",
+    "SampleDevice",
+    "city_device",
+    "fill_city_fleet",
+    "fill_sample_fleet",
+    "uplink_event_json",
+]
 
 _APP = "3f1c1a34-5d6c-4b61-8c4e-2f9a3c1b7d20"
 _GATEWAYS = ("0016c001ff10a235", "0016c001ff10a236")
@@ -105,11 +113,13 @@ def uplink_event_json(
     time: datetime,
     rssi: int,
     snr: float,
+    interval_s: int = 300,
 ) -> bytes:
     """A ChirpStack v4 ``up`` event as its JSON integration sends it (``chirpstack-api`` message)."""
     from chirpstack_api import gw, integration
     from google.protobuf import json_format
 
+    dev = device.dev_eui
     info = integration.DeviceInfo(
         tenant_id="52f14cd4-c6f1-4fbd-8f87-4025e1d49242",
         tenant_name="Gelsenkirchen",
@@ -120,9 +130,12 @@ def uplink_event_json(
         device_name=device.name,
         dev_eui=device.dev_eui,
     )
-    info.tags.update({"district": device.district, "programme": device.role})
+    # uplink_interval_s: what `citynode provision` puts in the device profile's tags and ChirpStack
+    # merges into every event's tags; the status page's "silent" flag counts from it.
+    info.tags.update({"district": device.district, "programme": device.role, "uplink_interval_s": str(interval_s)})
     event = integration.UplinkEvent(
-        deduplication_id=f"7d4a0c2e-0000-4000-8000-{device.dev_eui[-4:]}{f_cnt:08d}",
+        # Unique per device and FCnt (the whole DevEUI in it: the gateway drops a repeated id as a duplicate).
+        deduplication_id=f"7d4a0c2e-{dev[:4]}-4{dev[4:7]}-8{dev[7:10]}-{dev[10:]}{f_cnt % 10**6:06d}",
         device_info=info,
         dev_addr="26" + device.dev_eui[-6:],
         adr=True,
@@ -152,8 +165,12 @@ def fill_sample_fleet(
     interval: timedelta = timedelta(minutes=5),
     devices: tuple[SampleDevice, ...] = SAMPLE_DEVICES,
     dead_letter: bool = True,
+    configured_interval_s: int | None = None,
 ) -> int:
     """Store ``uplinks`` uplinks per device ending at ``now`` through the real pipeline.
+
+    The devices' ``uplink_interval_s`` tag (their configured interval) is ``configured_interval_s``,
+    by default the pace of the uplinks (``interval``); a sped-up demo sends faster than configured.
 
     The second bin loses FCnt 5 and 6 (2 lost uplinks), the first air-quality node sends a
     ``device_status`` message, and (``dead_letter``) one truncated payload of the last device ends in
@@ -162,7 +179,8 @@ def fill_sample_fleet(
     """
     now = now or datetime.now(UTC)
     with store.batch():  # one commit, as the MQTT ingest groups what the broker has already sent
-        return _fill(Pipeline(store), now, uplinks, interval, devices, dead_letter)
+        tag = configured_interval_s or int(interval.total_seconds())
+        return _fill(Pipeline(store), now, uplinks, interval, devices, dead_letter, tag)
 
 
 def _fill(
@@ -172,6 +190,7 @@ def _fill(
     interval: timedelta,
     devices: tuple[SampleDevice, ...],
     dead_letter: bool,
+    interval_tag: int,
 ) -> int:
     count = 0
     for device in devices:
@@ -187,7 +206,7 @@ def _fill(
             snr = round(device.snr + 1.5 * math.sin(i * 0.3 + len(device.name)) - (2.5 if dip else 0), 1)
             data = codec.encode_uplink(device.role, _reading(device, i, t))
             f_port = codec_fport(device.role)
-            body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr)
+            body = uplink_event_json(device, f_cnt, f_port, data, t, rssi, snr, interval_tag)
             pipeline.handle("up", body, "json", "sample")
             count += 1
         if device.role == "air_quality" and device is devices[0]:
@@ -202,7 +221,7 @@ def _fill(
                 },
             )
             t = now - timedelta(seconds=2)
-            body = uplink_event_json(device, f_cnt, 1, status, t, device.rssi, device.snr)
+            body = uplink_event_json(device, f_cnt, 1, status, t, device.rssi, device.snr, interval_tag)
             pipeline.handle("up", body, "json", "sample")
             count += 1
     if not dead_letter:
@@ -220,3 +239,73 @@ def codec_fport(message_type: str) -> int:
     from gateway.contract.schema import load_schema
 
     return load_schema().messages[message_type].fport
+
+
+CITY_DISTRICTS = ("altstadt", "buer", "horst", "schalke", "erle", "hassel", "bismarck", "ueckendorf")
+_CITY_ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
+_CITY_PREFIX = {"air_quality": "aq", "bin_fill": "bin", "passenger_count": "bus", "crowd_count": "crowd"}
+
+
+def city_device(n: int) -> SampleDevice:
+    """Device number ``n`` (0-based) of a city fleet: roles and districts in turn, DevEUI 70b3d57ed1xxxxxx."""
+    role = _CITY_ROLES[n % len(_CITY_ROLES)]
+    district = CITY_DISTRICTS[(n // len(_CITY_ROLES)) % len(CITY_DISTRICTS)]
+    return SampleDevice(
+        dev_eui=f"70b3d57ed1{n:06x}",
+        name=f"{_CITY_PREFIX[role]}-{district}-{n:05d}",
+        role=role,
+        district=district,
+        rssi=-85 - n % 35,
+        snr=round(9.0 - (n % 35) * 0.5, 1),
+        sf=7 + n % 6,
+    )
+
+
+def fill_city_fleet(
+    store: Store,
+    devices: int = 20_000,
+    *,
+    now: datetime | None = None,
+    uplinks: int = 3,
+    interval: timedelta = timedelta(minutes=15),
+    chunk: int = 2_000,
+) -> int:
+    """A city-sized fleet: ``devices`` nodes of all four roles in :data:`CITY_DISTRICTS`, ``uplinks`` each,
+    through the real pipeline in transactions of ``chunk`` events (about 10 s for 60,000 events).
+
+    Every 97th device stopped an hour ago (silent), every 101st reports a low battery, and every 1000th
+    sent a truncated payload (a dead letter with a long reason). Returns the number of events processed.
+    """
+    now = now or datetime.now(UTC)
+    pipeline = Pipeline(store)
+    items: list[tuple[str, bytes | str, Any, str, str | None]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal count
+        if items:
+            pipeline.handle_many(items)
+            count += len(items)
+            items.clear()
+
+    for n in range(devices):
+        device = city_device(n)
+        end = now - timedelta(hours=1) if n % 97 == 5 else now - timedelta(seconds=n % 600)
+        for i in range(uplinks):
+            t = end - interval * (uplinks - 1 - i)
+            reading = _reading(device, i, t)
+            if "battery" in reading and n % 101 == 7:
+                reading["battery"] = 3.12
+            data = codec.encode_uplink(device.role, reading)
+            body = uplink_event_json(
+                device, i + 1, codec_fport(device.role), data, t, device.rssi, device.snr, int(interval.total_seconds())
+            )
+            items.append(("up", body, "json", "sample", device.dev_eui))
+        if n % 1000 == 999:
+            t = end + timedelta(seconds=1)
+            body = uplink_event_json(device, uplinks + 1, 10, b"\x01\x19" + b"\xff" * 40, t, device.rssi, device.snr)
+            items.append(("up", body, "json", "sample", device.dev_eui))
+        if len(items) >= chunk:
+            flush()
+    flush()
+    return count

@@ -261,3 +261,24 @@ def test_the_screenshot_shows_a_drawn_page(rendered, shot, size):
     # A blank or error page is one or two colours; the table, text and charts give hundreds.
     assert colours > 100, f"only {colours} colours in {png}"
     assert ink > width * height // 10, f"only {ink} non-background pixels in {png}"
+
+
+def test_status_fields_sit_under_the_name_apart_from_the_readings(rendered):
+    dom, html, _ = rendered
+    aq_row = html[html.index('data-dev-eui="70b3d57ed0060001"') :]
+    aq_row = aq_row[: aq_row.index("</tr>")]
+    status = re.search(r'<span class="status" data-status="device">([^<]*)</span>', aq_row)
+    assert status, "no status line under the device's name"
+    assert status.group(1) == "Firmware: 1.2.0 · Uptime: 3 d 1 h · Reset cause: deep_sleep"
+    assert aq_row.index('data-status="device"') < aq_row.index('class="readings"')
+    for field in ("firmware", "uptime", "reset_cause"):
+        assert f'data-field="{field}"' not in html, f"{field} listed among the sensor readings"
+
+
+def test_the_charts_have_a_legend(rendered):
+    dom, html, _ = rendered
+    keys = re.search(r'<ul class="keys" aria-label="Chart colours">(.*?)</ul>', html, re.S)
+    assert keys, "no chart legend"
+    text = re.sub(r"<[^>]+>", " ", keys.group(1))
+    for label in ("a reading", "battery (V)", "RSSI (dBm)", "SNR (dB)"):
+        assert label in text

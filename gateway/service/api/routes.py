@@ -9,6 +9,9 @@
 ``GET /api/history?device=&points=``       newest ``points`` (default 60) values of each field of a
                                            device and RSSI/SNR of its newest uplinks (sparklines)
 ``GET /api/summary``                       store totals and uplinks in the last minute
+``GET /api/overview?q=&role=&tag=&flag=``   one page of the fleet for the status page (search, filter,
+                                           sort, paging, sparklines of the page's devices only;
+                                           :mod:`gateway.service.api.overview`)
 ``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.api`)
 ``GET /health``                            200 ``{"status": "ok"}`` or 503 with what is wrong
 ``GET /metrics``                           Prometheus text format
@@ -22,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +34,9 @@ from aiohttp import web
 
 from gateway.errors import ConfigError
 from gateway.service.api import add_page_routes, device_history, uplinks_since
+from gateway.service.api.accesslog import access_log_middleware
 from gateway.service.api.history import MAX_POINTS
+from gateway.service.api.overview import OverviewQuery, overview
 from gateway.service.ingest.http import check_bearer
 from gateway.service.metrics import Metrics, Sample
 from gateway.service.store import Store, StoreError, format_time, parse_time
@@ -97,6 +103,8 @@ class Api:
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/api/history", self.history)
         app.router.add_get("/api/summary", self.summary)
+        app.router.add_get("/api/overview", self.overview)
+        app.middlewares.append(access_log_middleware)
         add_page_routes(app)
 
     def _check(self, request: web.Request) -> None:
@@ -175,6 +183,15 @@ class Api:
 
         body = await asyncio.to_thread(read)
         return web.json_response({"time": format_time(now), **body})
+
+    async def overview(self, request: web.Request) -> web.Response:
+        self._check(request)
+        try:
+            query = OverviewQuery.from_params(request.query)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
+        body = await asyncio.to_thread(overview, self.store, query, datetime.now(UTC))
+        return web.json_response(body)
 
     async def health(self, request: web.Request) -> web.Response:
         problems: dict[str, str] = {}

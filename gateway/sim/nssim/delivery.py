@@ -5,14 +5,16 @@
   extra headers (e.g. ``Authorization: Bearer ...``). Like ChirpStack it does not retry; a failure is
   recorded in ``errors`` and logged.
 * :class:`MqttDelivery`: ChirpStack's MQTT integration, topic
-  ``application/<application_id>/device/<dev_eui>/event/<kind>``, JSON payload, QoS 0.
+  ``application/<application_id>/device/<dev_eui>/event/<kind>``, JSON payload, QoS 0. Like ChirpStack's
+  MQTT integration it also takes downlinks on ``application/<application_id>/device/<dev_eui>/command/down``
+  (:class:`gateway.sim.nssim.commands.MqttCommands`) once the simulator attaches it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from gateway.errors import ConfigError
@@ -93,9 +95,18 @@ class MqttDelivery:
         self.port = u.port or 1883
         self.username = u.username
         self.password = u.password
+        self.url = url
         self.errors: list[str] = []
         self.delivered = 0
         self._client = None
+        self.commands: Any = None  # MqttCommands, once attached to a simulator
+
+    async def attach(self, sim: Any) -> None:
+        """Take ``command/down`` downlinks for ``sim`` (called by the simulator when it starts)."""
+        from gateway.sim.nssim.commands import MqttCommands
+
+        self.commands = MqttCommands(self.url, sim)
+        await self.commands.start()
 
     async def start(self) -> None:
         import aiomqtt
@@ -119,6 +130,9 @@ class MqttDelivery:
             log.warning(msg)
 
     async def close(self) -> None:
+        if self.commands is not None:
+            await self.commands.close()
+            self.commands = None
         if self._client is not None:
             await self._client.__aexit__(None, None, None)
             self._client = None

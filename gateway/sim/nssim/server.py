@@ -232,6 +232,10 @@ class NetworkServerSim:
         )
         self._transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
+        for s in self.sinks:  # a sink that also takes downlinks (MQTT command/down) starts taking them now
+            attach = getattr(s, "attach", None)
+            if attach is not None:
+                await attach(self)
         self._deliver_task = asyncio.create_task(self._deliver())
         log.debug("nssim: listening on udp://%s:%d (%d devices) - a SIMULATOR, not a network server",
                  self.host, self.port, len(self.devices))
@@ -284,11 +288,16 @@ class NetworkServerSim:
         except KeyError:
             raise ConfigError(f"dev_eui: {dev_eui} is not in the simulator's registry") from None
 
-    def queue_downlink(self, dev_eui: str, fport: int, data: bytes, confirmed: bool = False) -> str:
-        """Queue application data for the device's next uplink; returns the queue item id."""
+    def queue_downlink(
+        self, dev_eui: str, fport: int, data: bytes, confirmed: bool = False, *, item_id: str | None = None
+    ) -> str:
+        """Queue application data for the device's next uplink; returns the queue item id (``item_id``
+        when given: an item handed over from ChirpStack's queue keeps its id, which its txack names).
+        Downlinks arrive here from :mod:`gateway.sim.nssim.commands` (MQTT ``command/down``, the API
+        simulator's ``DeviceService.Enqueue``) or from a caller in the same process."""
         if not 1 <= fport <= 223:
             raise ConfigError(f"fport: {fport} not in 1..223 (LoRaWAN 1.0.4 §4.3.2)")
-        item = QueueItem(str(uuid.uuid4()), fport, bytes(data), confirmed)
+        item = QueueItem(item_id or str(uuid.uuid4()), fport, bytes(data), confirmed)
         with self._lock:
             self._dev(dev_eui).app_queue.append(item)
         return item.id

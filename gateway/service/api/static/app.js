@@ -1,15 +1,19 @@
 // citynode gateway status page. Plain ES2020, no dependencies, no build step.
 //
-// Reads /api/summary, /api/devices and /api/history?device= every REFRESH_MS and redraws the table.
+// One request per refresh, whatever the fleet size: /api/overview answers the totals, one page of
+// devices (server-side search, filters, sort and paging) with the sparkline history of those devices
+// only, the filter choices and the newest dead letters. A failed refresh says which request failed and
+// how, and the next try backs off (5 s doubling to 5 min) instead of hammering a struggling gateway.
 // Safety: every piece of data becomes a Text node (append(string) / textContent) or an attribute
 // value set with setAttribute on a fixed attribute name; nothing from the API is ever parsed as HTML.
 "use strict";
 
 (() => {
   const REFRESH_MS = 5000;
-  const POINTS = 60; // values per sparkline
+  const MAX_BACKOFF_MS = 300000;
+  const POINTS = 30; // values per sparkline
+  const PAGE = 25; // devices per page
   const DEAD_LETTERS = 5; // newest shown
-  const SILENT_AFTER = 3; // a device is "silent" after this many of its usual intervals without an uplink
   const SVG_NS = "http://www.w3.org/2000/svg";
   const TOKEN_KEY = "citynode-api-token";
 
@@ -47,10 +51,16 @@
   const NO_CHART = /^(latitude|longitude|interval)$/;
   // Not listed among the readings: battery has its own column, a door number names its counts.
   const NOT_LISTED = /^(battery|doors\.\d+\.door)$/;
+  // The node's own state (device_status message): shown under its name, apart from sensor readings.
+  const STATUS_FIELDS = ["firmware", "uptime", "reset_cause", "faults"];
 
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
   let paused = false;
   let timer = null;
+  let failures = 0; // consecutive failed refreshes: the back-off
+  let first = true;
+  let generation = 0; // a newer request makes an older answer stale
+  const view = { q: "", role: "", tag: "", flags: new Set(), sort: "name", order: "asc", offset: 0 };
 
   // ---------------------------------------------------------------------------------------- DOM helpers
 
@@ -175,30 +185,58 @@
   // ---------------------------------------------------------------------------------------- API
 
   class Unauthorised extends Error {}
+  class RequestFailed extends Error {}
 
+  function overviewPath() {
+    const p = new URLSearchParams({ limit: PAGE, points: POINTS, deadletters: DEAD_LETTERS,
+      offset: view.offset, sort: view.sort, order: view.order });
+    if (view.q) p.set("q", view.q);
+    if (view.role) p.set("role", view.role);
+    if (view.tag) p.set("tag", view.tag);
+    if (view.flags.size) p.set("flag", [...view.flags].join(","));
+    return `/api/overview?${p}`;
+  }
+
+  // Errors name the request and what went wrong with it: no answer at all, or the HTTP status and the
+  // gateway's own error text.
   async function getJSON(path) {
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    const response = await fetch(path, { headers, cache: "no-store" });
+    const name = path.split("?")[0];
+    let response;
+    try {
+      response = await fetch(path, { headers, cache: "no-store" });
+    } catch (err) {
+      throw new RequestFailed(`the gateway did not answer ${name} (${err.message})`);
+    }
     if (response.status === 401) throw new Unauthorised("the API needs a token");
-    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-    return response.json();
+    if (!response.ok) {
+      let detail = "";
+      try { detail = (await response.json()).error || ""; } catch (_) { /* not JSON */ }
+      throw new RequestFailed(`${name} answered HTTP ${response.status}${detail ? ": " + detail : ""}`);
+    }
+    try {
+      return await response.json();
+    } catch (err) {
+      throw new RequestFailed(`${name} sent a reply that is not JSON`);
+    }
   }
 
   // ---------------------------------------------------------------------------------------- rendering
 
-  function totals(summary) {
+  function totals(t) {
     const items = [
-      ["Devices", summary.devices],
-      ["Uplinks", summary.uplinks],
-      ["Uplinks in the last minute", summary.uplinks_last_minute],
-      ["Readings", summary.readings],
-      ["FCnt gaps (lost uplinks)", summary.fcnt_gaps],
-      ["Dead letters", summary.dead_letters],
+      ["Devices", t.devices],
+      ["Uplinks", t.uplinks],
+      ["Uplinks in the last minute", t.uplinks_last_minute],
+      ["Readings", t.readings],
+      ["FCnt gaps (lost uplinks)", t.fcnt_gaps],
+      ["Dead letters", t.dead_letters],
+      ["Silent devices", t.silent_devices],
+      ["Low battery", t.low_battery_devices],
     ];
-    const dl = document.getElementById("totals");
-    dl.replaceChildren(
+    document.getElementById("totals").replaceChildren(
       ...items.map(([term, value]) =>
-        h("div", { class: term.startsWith("Dead") && value > 0 ? "total alert" : "total" },
+        h("div", { class: /^(Dead|Silent|Low)/.test(term) && value > 0 ? "total alert" : "total" },
           h("dt", {}, term), h("dd", {}, fmtNumber(value ?? 0)))),
     );
   }
@@ -208,6 +246,7 @@
     const list = h("ul", { class: "readings", "aria-label": `Latest readings of ${label}` });
     for (const series of history.fields) {
       if (NOT_LISTED.test(series.field) || !series.points.length) continue;
+      if (series.message_type === "device_status" && STATUS_FIELDS.includes(series.field)) continue;
       const name = fieldLabel(series.field, byName);
       const values = series.points.map((p) => p[1]);
       const latest = values[values.length - 1];
@@ -222,11 +261,24 @@
     return list;
   }
 
+  // Firmware, uptime, reset cause, faults: the node's own state, from its newest device_status uplink.
+  function statusLine(history) {
+    const parts = [];
+    for (const name of STATUS_FIELDS) {
+      const series = history.fields.find((f) => f.field === name && f.message_type === "device_status");
+      if (!series || !series.points.length) continue;
+      const v = series.points[series.points.length - 1][1];
+      if (name === "faults" && !v) continue;
+      parts.push(`${LABELS[name]}: ${withUnit(v, series.unit, name)}`);
+    }
+    return parts.length ? h("span", { class: "status", "data-status": "device" }, parts.join(" · ")) : null;
+  }
+
   function batteryCell(device, history) {
     const cell = h("div", { class: "stack" });
     const series = history.fields.find((f) => f.field === "battery");
     const volts = device.battery ?? (series && series.points.length ? series.points[series.points.length - 1][1] : null);
-    cell.append(h("span", { class: volts !== null && volts < 3.3 ? "value warn" : "value" },
+    cell.append(h("span", { class: device.flags.low_battery ? "value warn" : "value" },
       volts === null ? "–" : withUnit(volts, "V")));
     if (series && series.points.length > 1) {
       const values = series.points.map((p) => p[1]);
@@ -255,6 +307,9 @@
       h("span", { class: lost > 0 ? "value warn" : "value" }, lost === 1 ? "1 lost" : `${fmtNumber(lost)} lost`),
       h("span", { class: "meta" }, `of ${fmtNumber(device.uplinks + lost)} sent`));
     if (device.resets) cell.append(h("span", { class: "meta warn" }, `${device.resets} counter reset(s)`));
+    if (device.dead_letter_count) {
+      cell.append(h("span", { class: "meta warn" }, `${fmtNumber(device.dead_letter_count)} dead letter(s)`));
+    }
     return cell;
   }
 
@@ -262,36 +317,31 @@
     return h("span", { class: "role", title: role || null }, ROLES[role] || role || "–");
   }
 
-  // The device's usual uplink interval in ms: the median gap between its recent uplinks.
-  function usualInterval(history) {
-    const times = history.link.map((p) => Date.parse(p.time));
-    const gaps = times.slice(1).map((t, i) => t - times[i]).filter((g) => g > 0).sort((a, b) => a - b);
-    return gaps.length ? gaps[Math.floor(gaps.length / 2)] : null;
-  }
-
-  function lastSeen(device, history) {
+  // "Silent" counts from the device's configured interval (its tags), decided by the gateway.
+  function lastSeen(device) {
     if (!device.last_seen) return "never";
     const cell = h("div", { class: "stack" },
       h("time", { datetime: device.last_seen, title: device.last_seen }, ago(device.last_seen)));
-    const usual = usualInterval(history);
-    const age = Date.now() - Date.parse(device.last_seen);
-    if (usual && age > Math.max(SILENT_AFTER * usual, 60000)) {
-      cell.append(h("span", { class: "meta warn" }, `silent (usually every ${duration(usual / 1000)})`));
+    if (device.flags.silent) {
+      cell.append(h("span", { class: "meta warn" }, `silent (usually every ${duration(device.interval_s)})`));
+    } else if (device.interval_s) {
+      cell.append(h("span", { class: "meta" }, `every ${duration(device.interval_s)}`));
     }
     return cell;
   }
 
   function deadLetters(list) {
-    const rows = list.dead_letters.map((d) => h("tr", {},
-      h("td", {}, h("time", { datetime: d.received_at, title: d.received_at }, ago(d.received_at))),
-      h("td", {}, d.source),
-      h("td", {}, d.dev_eui ? h("code", {}, d.dev_eui) : "–"),
-      h("td", { class: "reason" }, d.reason)));
+    const rows = list.map((d) => h("tr", {},
+      h("td", { "data-label": "Received" }, h("time", { datetime: d.received_at, title: d.received_at }, ago(d.received_at))),
+      h("td", { "data-label": "Source" }, d.source),
+      h("td", { "data-label": "Device" }, d.dev_eui ? h("code", {}, d.dev_eui) : "–"),
+      h("td", { class: "reason", "data-label": "Reason" }, d.reason)));
     document.getElementById("dead-rows").replaceChildren(...rows);
     document.getElementById("dead").hidden = rows.length === 0;
   }
 
-  function deviceRow(device, history) {
+  function deviceRow(device) {
+    const history = device.history;
     const label = device.name || device.dev_eui;
     const tags = Object.entries(device.tags || {});
     const td = (name, ...content) => h("td", { role: "cell", "data-label": name }, ...content);
@@ -299,13 +349,31 @@
       h("th", { scope: "row", role: "rowheader", "data-label": "Device" },
         h("span", { class: "device-name" }, label),
         h("code", { class: "eui" }, device.dev_eui),
-        tags.length ? h("span", { class: "tags" }, tags.map(([k, v]) => `${k}: ${v}`).join(", ")) : null),
+        tags.length ? h("span", { class: "tags" }, tags.map(([k, v]) => `${k}: ${v}`).join(", ")) : null,
+        statusLine(history)),
       td("Role", roleBadge(history.role || device.role)),
-      td("Last seen", lastSeen(device, history)),
+      td("Last seen", lastSeen(device)),
       td("Battery", batteryCell(device, history)),
       td("Link: RSSI / SNR", linkCell(device, history)),
       td("FCnt gaps", gapsCell(device)),
       h("td", { role: "cell", "data-label": "Latest readings", class: "col-readings" }, readingCell(history, label)));
+  }
+
+  function options(select, values, labelOf) {
+    const current = select.value;
+    const keep = select.options[0];
+    select.replaceChildren(keep, ...values.map((v) => h("option", { value: v }, labelOf(v))));
+    select.value = values.includes(current) || current === "" ? current : "";
+  }
+
+  function paging(body) {
+    const from = body.matched ? body.offset + 1 : 0;
+    const to = body.offset + body.devices.length;
+    document.getElementById("page-info").textContent =
+      `${fmtNumber(from)}–${fmtNumber(to)} of ${fmtNumber(body.matched)} device(s)` +
+      (body.matched === body.totals.devices ? "" : ` (${fmtNumber(body.totals.devices)} in all)`);
+    document.getElementById("prev").disabled = body.offset === 0;
+    document.getElementById("next").disabled = to >= body.matched;
   }
 
   function showError(message) {
@@ -314,43 +382,109 @@
     box.hidden = !message;
   }
 
+  function draw(body) {
+    totals(body.totals);
+    deadLetters(body.dead_letters);
+    options(document.getElementById("role"), body.roles, (r) => ROLES[r] || r);
+    options(document.getElementById("district"), body.districts.map((d) => `district:${d}`), (d) => d.slice(9));
+    const rows = body.devices.map(deviceRow);
+    document.getElementById("device-rows").replaceChildren(...rows);
+    document.getElementById("empty").hidden = rows.length > 0;
+    document.getElementById("empty").textContent = body.totals.devices
+      ? "No device matches the search and filters." : "No device has sent an uplink yet.";
+    paging(body);
+  }
+
   async function refresh() {
+    const mine = ++generation;
     try {
-      const [summary, list, dead] = await Promise.all([
-        getJSON("/api/summary"), getJSON("/api/devices"), getJSON(`/api/deadletters?limit=${DEAD_LETTERS}`)]);
-      const histories = await Promise.all(list.devices.map((d) =>
-        getJSON(`/api/history?device=${encodeURIComponent(d.dev_eui)}&points=${POINTS}`)));
-      totals(summary);
-      deadLetters(dead);
-      const rows = list.devices.map((d, i) => deviceRow(d, histories[i]));
-      document.getElementById("device-rows").replaceChildren(...rows);
-      document.getElementById("empty").hidden = rows.length > 0;
+      const body = await getJSON(overviewPath());
+      if (mine !== generation) return true; // a newer request (the operator typed) answers instead
+      draw(body);
       document.getElementById("updated").textContent =
         `Updated ${new Date().toLocaleTimeString("en-GB")}, every ${REFRESH_MS / 1000} s`;
-      document.body.dataset.state = "ready";
+      failures = 0;
       showError("");
-    } catch (err) {
-      if (err instanceof Unauthorised) {
-        document.getElementById("token-form").hidden = false;
-        showError("The gateway's API needs a token: enter it below.");
-      } else {
-        showError(`Cannot read the gateway: ${err.message}. Retrying in ${REFRESH_MS / 1000} s.`);
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+      document.body.dataset.state = "ready";
+      if (first) {
+        first = false;
+        performance.mark("citynode-first-page"); // the browser test reads how long the first page took
       }
+      return true;
+    } catch (err) {
+      if (mine !== generation) return true;
+      if (err instanceof Unauthorised) {
+        // Said once, by the form itself; no refresh until a token is entered.
+        const form = document.getElementById("token-form");
+        document.getElementById("token-note").textContent = token
+          ? "The gateway did not accept that token. Enter the gateway's http.api_token:"
+          : "This gateway's API needs a token (http.api_token):";
+        form.hidden = false;
+        showError("");
+        document.getElementById("updated").textContent = "Waiting for the API token";
+        document.body.dataset.state = "token";
+        return false;
+      }
+      failures += 1;
+      const wait = nextDelay();
+      showError(`Could not update: ${err.message}. ` +
+        `Showing what was last read; next try in ${duration(wait / 1000)}` +
+        (failures > 1 ? ` (${failures} failures in a row).` : "."));
+      if (first) document.getElementById("updated").textContent = "Not loaded yet";
       document.body.dataset.state = "error";
+      return true;
     }
+  }
+
+  function nextDelay() {
+    return failures ? Math.min(MAX_BACKOFF_MS, REFRESH_MS * 2 ** (failures - 1)) : REFRESH_MS;
   }
 
   function schedule() {
     clearTimeout(timer);
-    if (!paused) timer = setTimeout(async () => { await refresh(); schedule(); }, REFRESH_MS);
+    if (!paused) timer = setTimeout(async () => { if (await refresh()) schedule(); }, nextDelay());
   }
+
+  function refreshNow() {
+    refresh().then((again) => { if (again) schedule(); });
+  }
+
+  // ---------------------------------------------------------------------------------------- controls
+
+  let typing = null;
+  document.getElementById("search").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { view.q = event.target.value.trim(); view.offset = 0; refreshNow(); }, 300);
+  });
+  document.getElementById("filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(typing);
+    view.q = document.getElementById("search").value.trim();
+    view.offset = 0;
+    refreshNow();
+  });
+  document.getElementById("role").addEventListener("change", (e) => { view.role = e.target.value; view.offset = 0; refreshNow(); });
+  document.getElementById("district").addEventListener("change", (e) => { view.tag = e.target.value; view.offset = 0; refreshNow(); });
+  document.getElementById("sort").addEventListener("change", (e) => {
+    const [sort, order] = e.target.value.split(":");
+    view.sort = sort; view.order = order; view.offset = 0; refreshNow();
+  });
+  for (const box of document.querySelectorAll("input[name=flag]")) {
+    box.addEventListener("change", (e) => {
+      if (e.target.checked) view.flags.add(e.target.value); else view.flags.delete(e.target.value);
+      view.offset = 0;
+      refreshNow();
+    });
+  }
+  document.getElementById("prev").addEventListener("click", () => { view.offset = Math.max(0, view.offset - PAGE); refreshNow(); });
+  document.getElementById("next").addEventListener("click", () => { view.offset += PAGE; refreshNow(); });
 
   document.getElementById("pause").addEventListener("click", (event) => {
     paused = !paused;
     event.currentTarget.setAttribute("aria-pressed", String(paused));
     event.currentTarget.textContent = paused ? "Resume updates" : "Pause updates";
-    if (!paused) refresh();
-    schedule();
+    if (paused) clearTimeout(timer); else refreshNow();
   });
 
   document.getElementById("token-form").addEventListener("submit", (event) => {
@@ -358,8 +492,13 @@
     token = document.getElementById("token").value.trim();
     sessionStorage.setItem(TOKEN_KEY, token);
     event.currentTarget.hidden = true;
-    refresh();
+    document.getElementById("updated").textContent = "Loading…";
+    refreshNow();
   });
 
-  refresh().then(schedule);
+  // Typing in the search box from the address bar: /#q=bin-17
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("q");
+  if (fromHash) { view.q = fromHash; document.getElementById("search").value = fromHash; }
+
+  refreshNow();
 })();
