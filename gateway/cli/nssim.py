@@ -42,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     out.add_argument("--http", metavar="URL", help="post events like ChirpStack's HTTP integration to URL")
     out.add_argument("--mqtt", metavar="URL", help="publish events like ChirpStack's MQTT integration "
                      "(mqtt://host:port)")
-    p.add_argument("--encoding", choices=("json", "protobuf"), default="json", help="HTTP body marshaling")
+    p.add_argument("--encoding", choices=("json", "protobuf"), default="json", help="HTTP body marshaling (default %(default)s)")
     p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
                    help="extra HTTP header (e.g. 'Authorization: Bearer TOKEN'); repeatable")
-    p.add_argument("--rx-window", type=int, choices=(1, 2), default=1, help="send downlinks in RX1 or RX2")
-    p.add_argument("--rx1-delay", type=int, default=1, help="RXDelay in seconds sent in join-accepts (1..15)")
+    p.add_argument("--rx-window", type=int, choices=(1, 2), default=1, help="send downlinks in RX1 or RX2 (default %(default)s)")
+    p.add_argument("--rx1-delay", type=int, default=1, help="RXDelay in seconds sent in join-accepts (1..15, default %(default)s)")
     p.add_argument("--adr-margin", type=float, default=10.0, help="ADR installation margin in dB (default 10)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
                    "until Ctrl-C)")

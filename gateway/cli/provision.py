@@ -40,7 +40,11 @@ def register(subparsers: Any) -> None:
         description=(
             "Make ChirpStack v4 match a node inventory (CSV or YAML): the application, one device profile per "
             "role, devices with tags, OTAA keys; write one config bundle per node. Idempotent: rerun it at any "
-            "time. `citynode provision profiles --out DIR` instead writes a lorawan-device-profiles tree."
+            "time. `citynode provision profiles --out DIR` instead writes a lorawan-device-profiles tree. "
+            "The API token comes from $CITYNODE_CHIRPSTACK_TOKEN, --token-file or "
+            "$CITYNODE_CHIRPSTACK_TOKEN_FILE; it is deliberately not an option (`ps` shows options). "
+            "Exit status: 0 ChirpStack matches the inventory, 2 bad inventory, option or a step failed "
+            "(one line, or the failed steps listed)."
         ),
     )
     parser.add_argument("inventory", metavar="INVENTORY|profiles",
