@@ -470,7 +470,7 @@ def _run_esptool(argv: list[str], progress: Progress) -> subprocess.CompletedPro
                 if int(percent) < last_percent + 10 and int(percent) != 100:
                     continue  # every 10 % is enough for a log
                 last_percent = int(percent)
-            progress(f"esptool: {line.strip()}")
+            progress(f"esptool: {line.strip().split('NOTE:')[0].strip()}")
     err = proc.stderr.read()
     proc.wait()
     return subprocess.CompletedProcess(argv, proc.returncode, "".join(out), err)
