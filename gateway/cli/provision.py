@@ -132,15 +132,23 @@ def _run_provision(args: argparse.Namespace) -> int:
     return 0
 
 
-def _known_boards() -> set[str] | None:
-    """Board names from boards/*.json, or None (no check) when the checkout has no boards yet."""
+def _known_boards() -> dict[str, list[str]] | None:
+    """Board name -> the roles it carries, from boards/*.json (so that a node's role is checked against
+    its board), or None (no check) when the checkout has no boards yet."""
     try:
         from gateway.paths import boards_dir
 
-        names = {p.stem for p in boards_dir().glob("*.json")}
+        files = sorted(boards_dir().glob("*.json"))
     except ConfigError:
         return None
-    return names or None
+    boards: dict[str, list[str]] = {}
+    for path in files:
+        try:
+            roles = json.loads(path.read_text(encoding="utf-8")).get("roles") or []
+        except (OSError, ValueError, AttributeError):
+            roles = []
+        boards[path.stem] = [str(r) for r in roles]
+    return boards or None
 
 
 def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
