@@ -178,6 +178,14 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
             f"note: {plan.unmanaged_devices} device(s) of the application are not in the inventory; "
             "provisioning never deletes, they are left as they are"
         )
+    rekeyed = [step.label for step in plan.steps if step.kind == "keys" and step.action == "update"]
+    if rekeyed:
+        # ChirpStack and the bundle get the new AppKey; the node still holds the old one in its flash.
+        console.print(
+            f"[yellow]warning[/]: {len(rekeyed)} node(s) get a new AppKey: a node already flashed keeps "
+            "its old key and stops joining (its next join request fails the MIC check) until it is "
+            "reflashed with `citynode flash`: " + ", ".join(escape(label) for label in rekeyed)
+        )
     generated = sum(1 for s in plan.key_sources.values() if s == "generated")
     if generated:
         console.print(f"{generated} new AppKey(s) will be generated (Python secrets module) and written to the bundles")
