@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gateway.cli import DefaultsHelpFormatter
 from gateway.contract import codec
 from gateway.errors import ConfigError, DecodeError
 from gateway.field.flash import board_roles
@@ -52,13 +53,13 @@ _PASSENGER_NUMBERS = ("stops_per_hour", "boardings_per_stop", "alightings_per_st
 _GPS_KEYS = ("position", "route", "period_s", "fix")
 
 
-class _RawEpilogFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the --values table as written; shows defaults like every other command."""
+class _RawEpilogFormatter(DefaultsHelpFormatter):
+    """Wraps the description like every command; keeps the --values table (text with line breaks) as written."""
 
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        from gateway.cli import DefaultsHelpFormatter
-
-        return DefaultsHelpFormatter._get_help_string(self, action)  # type: ignore[arg-type]
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _is_number(value: object) -> bool:

@@ -33,7 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "ns-sim",
         help="LoRaWAN network-server SIMULATOR for demos/tests/HIL (joins, ADR, ChirpStack v4 events)",
         description="A LoRaWAN 1.0.4 EU868 network-server simulator for demos, tests and HIL rigs. It is not "
-        "a network server: use ChirpStack for real networks.",
+        "a network server: use ChirpStack for real networks. Nodes reach it through the virtual radio (UDP "
+        "on 127.0.0.1): `citynode demo` starts its own; a `citynode virtual-device` whose sim.json holds "
+        '{"network": {"port": 1700}} joins the one on port 1700 with the keys of its bundle (give the same '
+        "bundles to --devices). It forwards ChirpStack v4 events (join, up, ack, txack, status, log) to --http "
+        "or --mqtt; downlinks are queued through its Python API only (gateway.sim.nssim). Every join, uplink, "
+        "downlink and rejected frame is logged on stderr with the reason; --log-frames adds each PHYPayload. "
+        "Exit status: 0 stopped (Ctrl-C or --duration), 2 bad option or the port is taken (one line why).",
     )
     p.add_argument("--host", default="127.0.0.1", help="UDP address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=1700, help="UDP port for the virtual radios (default 1700, 0 = any)")
