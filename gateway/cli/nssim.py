@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "on 127.0.0.1): `citynode demo` starts its own; a `citynode virtual-device` whose sim.json holds "
         '{"network": {"port": 1700}} joins the one on port 1700 with the keys of its bundle (give the same '
         "bundles to --devices). It forwards ChirpStack v4 events (join, up, ack, txack, status, log) to --http "
-        "or --mqtt; downlinks are queued through its Python API only (gateway.sim.nssim). Every join, uplink, "
+        "or --mqtt. Every join, uplink, "
         "downlink and rejected frame is logged on stderr with the reason; --log-frames adds each PHYPayload. "
         "Exit status: 0 stopped (Ctrl-C or --duration), 2 bad option or the port is taken (one line why).",
     )
