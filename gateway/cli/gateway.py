@@ -96,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("downlink", help="encode a config message and queue it for a device",
                        description="Encode a config message (interval, ADR, ...) and queue it in ChirpStack "
                        "for a device, over MQTT or the gRPC API; the node receives it after its next uplink. "
-                       "The API token comes from $CITYNODE_CHIRPSTACK_TOKEN.")
+                       "For gRPC the API token is chirpstack.api_token or $CITYNODE_CHIRPSTACK_TOKEN.")
     p.add_argument("dev_eui", help="16 hex digits")
     p.add_argument("settings", help='config JSON, e.g. \'{"interval": 900, "adr": true}\'')
     p.add_argument("--config", required=True, help="TOML configuration file ([chirpstack], [mqtt])")
