@@ -15,7 +15,7 @@ def _fail(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert main(argv) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("citynode device: error: ")
+    assert lines[0].startswith("citynode device run: error: ")
     return lines[0]
 
 

@@ -62,6 +62,8 @@ class CommandParser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
+        if self._subparsers is None:
+            parsed.prog = self.prog  # main() names the sub-command in a handler's error line too
         if extras and self._subparsers is None and " " in self.prog:
             # A leaf sub-command reports its own unknown options (argparse would hand them up to the
             # top-level parser, which prints the top-level usage).
@@ -103,18 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = getattr(args, "prog", None) or f"citynode {args.command}"
     try:
         return int(args.func(args) or 0)
     except CitynodeError as exc:
-        print(f"citynode {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         if exc.filename is None:
             raise  # not a file the user named: a bug, show it
-        print(f"citynode {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(f"{prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"citynode {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
