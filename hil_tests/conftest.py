@@ -2,7 +2,14 @@
 
     pytest hil_tests                                   # a fresh virtual device per test (default)
     pytest hil_tests --dut serial:/dev/ttyUSB0 --dut-board heltec_wifi_lora_32_v3 \\
-        --dut-device 70B3D57ED0000001 --dut-bundles bundles   # a real board, flashed per test's role
+        --dut-device 70B3D57ED0000001 --dut-bundles bundles   # a real board, flashed with that DevEUI's bundle
+    pytest hil_tests --dut serial:/dev/pts/3 --dut-board sim --dut-device 70B3D57ED0000042 \\
+        --dut-bundles bundles                                 # `citynode virtual-device` as a serial DUT
+
+A serial DUT runs the tests of the role its bundle names and the role-independent ones; a test for
+another role is skipped with the reason, and the summary says which roles were left out and which
+boards carry them (boards/<board>.json "roles"). A port without RTS/DTR lines (a pseudo-terminal) gets
+no hardware reset: a log line says so and the node runs from the soft reset the flash ended with.
 
 A test states the node it needs with markers: ``@pytest.mark.role("bin_fill")`` (default bin_fill) and,
 on the virtual board, ``@pytest.mark.scenario({...})`` (sim.json: cycles, seed, sensor values,
@@ -15,6 +22,7 @@ test: ``<pytest tmp dir>/dut.log``, or ``--dut-logs DIR`` to keep them (rigs).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import threading
@@ -26,8 +34,9 @@ from typing import Any
 import pytest
 import serial
 
+from gateway.errors import CitynodeError
 from gateway.field.firmware_build import build_firmware
-from gateway.field.flash import config_from_bundle, flash_node, load_board
+from gateway.field.flash import config_from_bundle, flash_node, is_pty, load_board
 from gateway.sim.virtual_device import VirtualDevice
 
 DEFAULT_ROLE = "bin_fill"
@@ -36,6 +45,7 @@ VIRTUAL_EUI = "70B3D57ED0000042"
 VIRTUAL_HEAP = "96k"
 # Tests the node firmware cannot pass yet, left out of the run with the reason printed in the summary.
 PENDING_MARK = "pending_firmware"
+log = logging.getLogger("citynode.hil")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,7 +59,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"also run tests marked {PENDING_MARK} (waiting for firmware support)")
 
 
+def _check_dut_options(config: pytest.Config) -> None:
+    """Usage errors of the DUT options: one line (pytest's `ERROR: ...`, exit status 4), before any test."""
+    spec = config.getoption("--dut", default="virtual")
+    if spec == "virtual":
+        return
+    if not spec.startswith("serial:") or not spec.split(":", 1)[1]:
+        raise pytest.UsageError(f"--dut {spec!r}: expected virtual or serial:/dev/ttyUSB0")
+    board = config.getoption("--dut-board")
+    device = config.getoption("--dut-device")
+    missing = [o for o, v in (("--dut-board BOARD", board), ("--dut-device DEVEUI", device)) if not v]
+    if missing:
+        raise pytest.UsageError(f"--dut {spec} needs {' and '.join(missing)} (the board's boards/<board>.json "
+                                "name and a provisioned DevEUI whose bundle is in --dut-bundles)")
+    try:
+        load_board(board)
+    except CitynodeError as exc:
+        raise pytest.UsageError(f"--dut-board: {exc}") from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_dut_options(config)
     config.addinivalue_line("markers", "role(name): the node role the DUT is flashed with")
     config.addinivalue_line("markers", "scenario(dict): the virtual board's sim.json for this test")
     config.addinivalue_line("markers", "virtual_only: needs the virtual board's scripting")
@@ -59,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _LEFT_OUT: list[str] = []
+_OTHER_ROLES: dict[str, list[str]] = {}  # role -> tests skipped because the serial DUT has another role
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -77,7 +108,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def _boards_carrying(role: str) -> list[str]:
+    from gateway.paths import boards_dir
+
+    out = []
+    for path in sorted(boards_dir().glob("*.json")):
+        if path.stem != "sim" and role in (json.loads(path.read_text()).get("roles") or ()):
+            out.append(path.stem)
+    return out
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _OTHER_ROLES:
+        terminalreporter.section("HIL tests for other roles (a serial DUT runs the tests of its own role)")
+        for role, tests in sorted(_OTHER_ROLES.items()):
+            terminalreporter.write_line(
+                f"{role}: {len(tests)} test(s) skipped; flash a {role} bundle on one of "
+                f"{', '.join(_boards_carrying(role)) or 'no board'} and run again"
+            )
     if _LEFT_OUT:
         terminalreporter.section("HIL tests left out (waiting for firmware support; --run-pending runs them)")
         for line in _LEFT_OUT:
@@ -150,11 +198,24 @@ class DUT:
         """Restart the node like its reset button: virtual = power cycle; serial = EN low through RTS."""
         if self.device is not None:
             self.device.hard_reset("power_on")
+        elif is_pty(self.port_name):
+            self._note(f"reset: {self.port_name} is a pseudo-terminal without RTS/DTR lines: hardware reset "
+                       "skipped (the node runs from the soft reset the flash ended with)")
         else:  # ESP32 dev boards: RTS drives EN (esptool's classic reset), DTR high keeps IO0 high
-            self._serial.dtr = False
-            self._serial.rts = True
-            time.sleep(0.1)
-            self._serial.rts = False
+            try:
+                self._serial.dtr = False
+                self._serial.rts = True
+                time.sleep(0.1)
+                self._serial.rts = False
+            except (OSError, serial.SerialException) as exc:  # an adapter without modem-control lines
+                self._note(f"reset: {self.port_name} has no RTS/DTR lines ({exc}): hardware reset skipped")
+
+    def _note(self, message: str) -> None:
+        """A line of the rig's own in the DUT log (marked [hil]) and in pytest's log capture."""
+        log.warning("%s", message)
+        with self._cond:
+            self._log.write(f"\n[hil] {message}\n")
+            self._log.flush()
 
     def put(self, name: str, text: str) -> None:
         """Write a file on the device's filesystem (virtual: directly; serial: through the raw REPL)."""
@@ -258,12 +319,12 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
         port = spec.split(":", 1)[1]
         board = request.config.getoption("--dut-board")
         device = request.config.getoption("--dut-device")
-        if not board or not device:
-            raise pytest.UsageError("--dut serial:PORT needs --dut-board and --dut-device (a provisioned DevEUI)")
         result = flash_node(port, board, device, bundles=Path(request.config.getoption("--dut-bundles")),
                             app_dir=app_tree, selftest=False)
         if request.node.get_closest_marker("role") and result.role != role:
-            pytest.skip(f"the DUT is provisioned as {result.role}; this test needs a {role} node")
+            _OTHER_ROLES.setdefault(role, []).append(request.node.nodeid)
+            pytest.skip(f"the DUT is provisioned as {result.role}; this test needs a {role} node "
+                        f"(boards carrying {role}: {', '.join(_boards_carrying(role))})")
         d = DUT(port, log_path)
         try:
             d.reset()

@@ -22,10 +22,22 @@ __all__ = ["register", "render"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("check", help="run a node's self-test over its serial port and print a report")
+    parser = sub.add_parser(
+        "check",
+        help="run a node's self-test over its serial port and print a report",
+        description="Interrupt the node's program over USB, run its self-test (every sensor of its role, "
+        "the radio, the config) and show live values with pass/fail, then soft-reset it so it runs again. "
+        "A sensor field the board's sensor cannot measure (PM1.0 on an SDS011) shows as 'not fitted', "
+        "not as a failure. Exit status: 0 every check passed, 1 a check failed, 2 the board could not be "
+        "reached or read (one line why).",
+    )
     parser.add_argument("--port", required=True, help="serial port of the node, e.g. /dev/ttyUSB0")
     parser.add_argument("--json", action="store_true", help="print the self-test report as JSON")
     parser.set_defaults(func=_check)
+
+
+def _is_terminal() -> bool:
+    return Console().is_terminal
 
 
 def _value(value: object) -> str:
@@ -48,7 +60,9 @@ def render(console: Console, port: str, report: SelfTest) -> None:
     for check in report.checks:
         ok = bool(check.get("ok"))
         detail = _value(check["value"]) if "value" in check else str(check.get("error", ""))
-        table.add_row(str(check.get("name")), "[green]pass[/green]" if ok else "[red]FAIL[/red]", detail)
+        result = "[dim]not fitted[/dim]" if check.get("not_fitted") else (
+            "[green]pass[/green]" if ok else "[red]FAIL[/red]")
+        table.add_row(str(check.get("name")), result, detail)
     console.print(table)
     failed = report.failed
     if failed:
@@ -59,7 +73,7 @@ def render(console: Console, port: str, report: SelfTest) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    console = Console()
+    console = Console(soft_wrap=not _is_terminal())  # a log or a pipe: whole lines, never cut
     with open_device(args.port) as transport:
         report = run_selftest(transport)
         transport.exit_raw_repl()

@@ -22,22 +22,35 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("codec", help="encode/decode citynode payloads; regenerate generated codecs")
+    parser = sub.add_parser(
+        "codec", help="encode/decode citynode payloads; regenerate generated codecs",
+        description="The citynode payload contract (codecs/schema.json): encode a reading as a node would, "
+        "decode a payload as the gateway does, regenerate the generated codecs.",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    enc = actions.add_parser("encode", help="encode a reading (or list of readings, or config) and print hex")
+    enc = actions.add_parser("encode", help="encode a reading (or list of readings, or config) and print hex",
+                             description="Encode a reading (a JSON list makes a batch; type `config` encodes "
+                             "a config downlink) and print the payload as hex. Exit status: 0 encoded, 2 the "
+                             "reading does not fit the schema (one line why).")
     enc.add_argument("type", help="message type, e.g. air_quality, bin_fill, config")
     enc.add_argument("json", help="the reading as JSON (a list of readings makes a batch)")
-    enc.add_argument("--max-len", type=int, default=codec.DR0_MAX_PAYLOAD, help="payload size limit (bytes)")
+    enc.add_argument("--max-len", type=int, default=codec.DR0_MAX_PAYLOAD, help="payload size limit in bytes (default %(default)s, the EU868 DR0 limit)")
     enc.set_defaults(func=_encode)
 
-    dec = actions.add_parser("decode", help="decode a hex payload and print JSON")
+    dec = actions.add_parser("decode", help="decode a hex payload and print JSON",
+                             description="Decode a citynode payload (hex, spaces allowed) as the gateway "
+                             "does and print the readings as JSON. Exit status: 0 decoded, 2 not a valid "
+                             "payload for that fPort (one line why).")
     dec.add_argument("--fport", type=int, required=True, help="LoRaWAN fPort the payload arrived on")
     dec.add_argument("hex", help="payload as hex (spaces allowed)")
     dec.add_argument("--downlink", action="store_true", help="decode a downlink (config) instead of an uplink")
     dec.set_defaults(func=_decode)
 
-    gen = actions.add_parser("generate", help="regenerate firmware tables and the ChirpStack codec from codecs/schema.json")
+    gen = actions.add_parser("generate", help="regenerate firmware tables and the ChirpStack codec from codecs/schema.json",
+                             description="Regenerate the firmware's codec tables and the ChirpStack "
+                             "JavaScript codec from codecs/schema.json. With --check only report stale files "
+                             "(exit status 2 when any is stale).")
     gen.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
     gen.set_defaults(func=_generate)
 

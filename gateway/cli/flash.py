@@ -39,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "flash",
         help="copy the app and a node's config bundle to a board, verify it and run its self-test",
         description="Flash one board (--port/--device) or a tray of boards in parallel (repeat --port and "
-        "--device in pairs, or --tray CSV with columns port,dev_eui).",
+        "--device in pairs, or --tray CSV with columns port,dev_eui). The node's role comes from its "
+        "config bundle (bundles/<deveui>.json) and must be one the board carries (boards/<board>.json). "
+        "Exit status: 0 all boards flashed and self-tests passed, 1 a self-test check failed or a board of "
+        "a tray failed, 2 a single board could not be flashed or a bad option (one line why).",
     )
     parser.add_argument("--port", action="append", default=[], help="serial port (repeat for a tray)")
     parser.add_argument("--device", action="append", default=[], metavar="DEVEUI",
@@ -100,11 +103,18 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _flash(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: whole lines (no wrapping mid-dict), no cut DevEUIs
+        console = Console(soft_wrap=True, width=200)
     options = dict(bundles=args.bundles, firmware=args.firmware, erase=args.erase, selftest=not args.no_selftest)
     if len(jobs) == 1:
         port, eui = jobs[0]
-        with console.status(f"{port}: starting") as status:
-            result = flash_node(port, args.board, eui, progress=lambda m: status.update(f"{port}: {m}"), **options)
+        if not console.is_terminal:  # no spinner to update: each step is a line (esptool takes ~20 s)
+            result = flash_node(port, args.board, eui, progress=lambda m: console.print(f"{port}: {m}"),
+                                **options)
+        else:
+            with console.status(f"{port}: starting") as status:
+                result = flash_node(port, args.board, eui, progress=lambda m: status.update(f"{port}: {m}"),
+                                    **options)
         _print_result(console, result)
         return 0 if result.ok else 1
     with tempfile.TemporaryDirectory(prefix="citynode-tray-") as tmp:  # one build for the whole tray
@@ -124,7 +134,8 @@ def _print_result(console: Console, result: FlashResult) -> None:
         console.print("self-test skipped")
         return
     for check in result.selftest.checks:
-        mark = "[green]ok[/green]" if check.get("ok") else "[red]FAIL[/red]"
+        mark = "[dim]not fitted[/dim]" if check.get("not_fitted") else (
+            "[green]ok[/green]" if check.get("ok") else "[red]FAIL[/red]")
         console.print(f"  {mark} {check.get('name')}: {check.get('value', check.get('error', ''))}")
     verdict = "[green]self-test passed[/green]" if result.selftest.ok else "[red]self-test failed[/red]"
     console.print(verdict)
@@ -160,7 +171,7 @@ def _flash_tray(console: Console, board: str, jobs: list[tuple[str, str]], optio
 
     table = Table(title=f"flash summary ({board})")
     for column in ("port", "DevEUI", "role", "files written", "self-test", "result"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("port", "DevEUI"), overflow="fold")
     failures = 0
     for port, eui in jobs:
         outcome = results.get(port, "not run")

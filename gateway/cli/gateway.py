@@ -29,29 +29,40 @@ from gateway.service.store.export import export as export_readings
 __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("gateway", help="the ChirpStack gateway service and its store")
+    parser = subparsers.add_parser("gateway", help="the ChirpStack gateway service and its store",
+                                   description="The citynode gateway: the service beside ChirpStack (serve) "
+                                   "and the tools that read and maintain its store.")
     sub = parser.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND", required=True)
 
-    p = sub.add_parser("serve", help="run the gateway until SIGINT/SIGTERM")
+    p = sub.add_parser("serve", help="run the gateway until SIGINT/SIGTERM",
+                       description="Run the gateway service (ingest, store, sinks, read API) as configured "
+                       "in the TOML file until SIGINT/SIGTERM. Exit status: 0 stopped cleanly, 2 bad "
+                       "configuration (one line naming the key).")
     p.add_argument("--config", required=True, help="TOML configuration file")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("export", help="write stored readings as CSV or JSON lines")
+    p = sub.add_parser("export", help="write stored readings as CSV or JSON lines",
+                       description="Write stored readings, oldest first, as CSV or JSON lines to stdout or "
+                       "a file, optionally only since a time, of one device or one field.")
     _store_args(p)
-    p.add_argument("--format", choices=("csv", "jsonl"), default="jsonl")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="jsonl", help="output format")
     p.add_argument("--since", help="only readings at or after this ISO 8601 time")
     p.add_argument("--device", help="only this DevEUI")
     p.add_argument("--field", help="only this field, e.g. temperature")
     p.add_argument("--out", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("deadletters", help="list what could not be processed, newest first")
+    p = sub.add_parser("deadletters", help="list what could not be processed, newest first",
+                       description="List the dead letters (events the gateway could not decode and readings "
+                       "a platform refused), newest first, with the reason.")
     _store_args(p)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="how many to list")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_deadletters)
 
-    p = sub.add_parser("prune", help="delete old readings and events that every sink has delivered")
+    p = sub.add_parser("prune", help="delete old readings and events that every sink has delivered",
+                       description="Delete readings and events older than a time that every sink has "
+                       "delivered; what a sink still waits for is kept.")
     _store_args(p)
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--before", help="delete what is older than this ISO 8601 time")
@@ -62,7 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("downlink", help="encode a config message and queue it for a device")
+    p = sub.add_parser("downlink", help="encode a config message and queue it for a device",
+                       description="Encode a config message (interval, ADR, ...) and queue it in ChirpStack "
+                       "for a device, over MQTT or the gRPC API; the node receives it after its next uplink. "
+                       "For gRPC the API token is chirpstack.api_token or $CITYNODE_CHIRPSTACK_TOKEN.")
     p.add_argument("dev_eui", help="16 hex digits")
     p.add_argument("settings", help='config JSON, e.g. \'{"interval": 900, "adr": true}\'')
     p.add_argument("--config", required=True, help="TOML configuration file ([chirpstack], [mqtt])")
@@ -71,7 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--confirmed", action="store_true", help="ask the node to acknowledge")
     p.set_defaults(func=cmd_downlink)
 
-    p = sub.add_parser("watch", help="a live terminal view of the store: devices, readings, link, losses")
+    p = sub.add_parser("watch", help="a live terminal view of the store: devices, readings, link, losses",
+                       description="A live terminal view of the store: devices, latest readings, link "
+                       "quality and lost uplinks, redrawn every --interval seconds.")
     _store_args(p)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
     p.add_argument("--once", action="store_true", help="print one frame and the summary, then exit")

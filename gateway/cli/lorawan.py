@@ -24,14 +24,18 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("lorawan", help="inspect LoRaWAN frames (decode, MIC check, decrypt)")
+    parser = sub.add_parser("lorawan", help="inspect LoRaWAN frames (decode, MIC check, decrypt)",
+                            description="Look inside LoRaWAN 1.0.x frames: every field, MAC commands, MIC "
+                            "check and decryption. `citynode ns-sim --log-frames` prints real frames to try.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     dec = actions.add_parser(
         "decode",
         help="print every field of a PHYPayload, its MAC commands, the decrypted payload and the MIC check",
         description="Decode a LoRaWAN 1.0.x PHYPayload. Exit status: 0 decoded (MIC valid or not checked), "
-        "1 MIC invalid, 2 malformed frame or bad option.",
+        "1 MIC invalid, 2 malformed frame or bad option. Keys may come from the environment instead of "
+        "the command line (kept out of shell history): CITYNODE_APPKEY, CITYNODE_NWKSKEY, CITYNODE_APPSKEY. "
+        "Keys are never printed.",
     )
     dec.add_argument("phy", metavar="PHYPAYLOAD", help="the frame as hex (spaces allowed) or base64")
     dec.add_argument("--appkey", help="AppKey (32 hex digits): join-request MIC, join-accept decryption")

@@ -40,7 +40,11 @@ def register(subparsers: Any) -> None:
         description=(
             "Make ChirpStack v4 match a node inventory (CSV or YAML): the application, one device profile per "
             "role, devices with tags, OTAA keys; write one config bundle per node. Idempotent: rerun it at any "
-            "time. `citynode provision profiles --out DIR` instead writes a lorawan-device-profiles tree."
+            "time. `citynode provision profiles --out DIR` instead writes a lorawan-device-profiles tree. "
+            "The API token comes from $CITYNODE_CHIRPSTACK_TOKEN, --token-file or "
+            "$CITYNODE_CHIRPSTACK_TOKEN_FILE; it is deliberately not an option (`ps` shows options). "
+            "Exit status: 0 ChirpStack matches the inventory, 2 bad inventory, option or a step failed "
+            "(one line, or the failed steps listed)."
         ),
     )
     parser.add_argument("inventory", metavar="INVENTORY|profiles",
@@ -128,15 +132,23 @@ def _run_provision(args: argparse.Namespace) -> int:
     return 0
 
 
-def _known_boards() -> set[str] | None:
-    """Board names from boards/*.json, or None (no check) when the checkout has no boards yet."""
+def _known_boards() -> dict[str, list[str]] | None:
+    """Board name -> the roles it carries, from boards/*.json (so that a node's role is checked against
+    its board), or None (no check) when the checkout has no boards yet."""
     try:
         from gateway.paths import boards_dir
 
-        names = {p.stem for p in boards_dir().glob("*.json")}
+        files = sorted(boards_dir().glob("*.json"))
     except ConfigError:
         return None
-    return names or None
+    boards: dict[str, list[str]] = {}
+    for path in files:
+        try:
+            roles = json.loads(path.read_text(encoding="utf-8")).get("roles") or []
+        except (OSError, ValueError, AttributeError):
+            roles = []
+        boards[path.stem] = [str(r) for r in roles]
+    return boards or None
 
 
 def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
@@ -165,6 +177,14 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
         console.print(
             f"note: {plan.unmanaged_devices} device(s) of the application are not in the inventory; "
             "provisioning never deletes, they are left as they are"
+        )
+    rekeyed = [step.label for step in plan.steps if step.kind == "keys" and step.action == "update"]
+    if rekeyed:
+        # ChirpStack and the bundle get the new AppKey; the node still holds the old one in its flash.
+        console.print(
+            f"[yellow]warning[/]: {len(rekeyed)} node(s) get a new AppKey: a node already flashed keeps "
+            "its old key and stops joining (its next join request fails the MIC check) until it is "
+            "reflashed with `citynode flash`: " + ", ".join(escape(label) for label in rekeyed)
         )
     generated = sum(1 for s in plan.key_sources.values() if s == "generated")
     if generated:

@@ -50,6 +50,8 @@ __all__ = [
     "flash_node",
     "interrupt",
     "is_pty",
+    "board_roles",
+    "check_board_role",
     "load_board",
     "load_bundle",
     "open_device",
@@ -112,6 +114,11 @@ class SelfTest:
         return bool(self.checks) and all(c.get("ok") for c in self.checks)
 
     @property
+    def not_fitted(self) -> tuple[dict[str, Any], ...]:
+        """Checks of parts the node has not got (PM1.0 on an SDS011, the radio of a console link)."""
+        return tuple(c for c in self.checks if c.get("not_fitted"))
+
+    @property
     def failed(self) -> tuple[dict[str, Any], ...]:
         return tuple(c for c in self.checks if not c.get("ok"))
 
@@ -160,7 +167,7 @@ def load_bundle(bundles: Path, dev_eui: str) -> dict[str, Any]:
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise ConfigError(
-            f"--device {eui}: no bundle {candidates[0]} (run `citynode provision` first, or pass --bundles DIR)"
+            f"--device {eui}: no bundle {candidates[1]} (run `citynode provision` first, or pass --bundles DIR)"
         )
     try:
         bundle = json.loads(path.read_text())
@@ -182,6 +189,20 @@ def load_board(board: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def board_roles(board: str) -> tuple[str, ...]:
+    """The roles ``boards/<board>.json`` says the board carries (its ``roles`` list)."""
+    return tuple(load_board(board).get("roles") or ())
+
+
+def check_board_role(board: str, role: str, *, who: str = "") -> None:
+    """:class:`WrongBoardError` naming both when ``board`` cannot carry ``role``."""
+    roles = board_roles(board)
+    if roles and role not in roles:
+        raise WrongBoardError(
+            f"{who}board {board} cannot carry role {role} (boards/{board}.json roles: {', '.join(roles)})"
+        )
+
+
 def config_from_bundle(bundle: dict[str, Any], board: str) -> dict[str, Any]:
     """The node's config.json from its bundle, in the form firmware/lib/citynode/config.py validates."""
     if bundle.get("board") not in (None, board):
@@ -191,6 +212,8 @@ def config_from_bundle(bundle: dict[str, Any], board: str) -> dict[str, Any]:
     config = {key: bundle[key] for key in _BUNDLE_KEYS if bundle.get(key) is not None}
     config["board"] = board
     config["dev_eui"] = normalise_eui(config["dev_eui"])
+    if "role" in config:
+        check_board_role(board, str(config["role"]), who=f"{config['dev_eui']}: ")
     intervals = bundle.get("intervals") or {}
     for key in ("interval", "status_interval"):
         if key in intervals:
@@ -236,7 +259,8 @@ def _probe_port(port: str) -> None:
         raise FlashError(f"{port}: cannot open ({text})") from exc
 
 
-def interrupt(transport: Any, port: str, timeout: float = _INTERRUPT_TIMEOUT_S) -> None:
+def interrupt(transport: Any, port: str, timeout: float = _INTERRUPT_TIMEOUT_S, *,
+              firmware_given: bool = False) -> None:
     """Stop the board's program and leave it in the raw REPL, or raise DeviceBusyError after ``timeout`` s.
 
     mpremote sends one Ctrl-C and waits 10 s for the raw REPL. One Ctrl-C is not always enough: it
@@ -258,13 +282,15 @@ def interrupt(transport: Any, port: str, timeout: float = _INTERRUPT_TIMEOUT_S) 
             if _RAW_BANNER in seen:
                 _drain(ser, deadline)
                 return
-    raise _not_answering(port)
+    raise _not_answering(port, firmware_given)
 
 
-def _not_answering(port: str) -> DeviceBusyError:
+def _not_answering(port: str, firmware_given: bool = False) -> DeviceBusyError:
+    remedy = ("press its reset button; the image written with --firmware may not be MicroPython for this board"
+              if firmware_given else "press its reset button, or reflash with --firmware")
     return DeviceBusyError(
         f"{port}: the board does not answer in the raw REPL: a program on it does not stop at "
-        "Ctrl-C, or it is not running MicroPython (press its reset button, or reflash with --firmware)"
+        f"Ctrl-C, or it is not running MicroPython ({remedy})"
     )
 
 
@@ -281,7 +307,7 @@ def _drain(ser: Any, deadline: float) -> None:
 
 
 @contextmanager
-def open_device(port: str, *, soft_reset: bool = True) -> Iterator[Any]:
+def open_device(port: str, *, soft_reset: bool = True, firmware_given: bool = False) -> Iterator[Any]:
     """mpremote's SerialTransport on ``port``, in the raw REPL (the board's program interrupted).
 
     The program is stopped by :func:`interrupt`. Raises NoPortError, DeviceBusyError or FlashError
@@ -299,11 +325,11 @@ def open_device(port: str, *, soft_reset: bool = True) -> Iterator[Any]:
     # for ever on a silent board instead of letting read_until's own timeouts fire.
     transport.serial.timeout = 0.5
     try:
-        interrupt(transport, port)
+        interrupt(transport, port, firmware_given=firmware_given)
         try:
             transport.enter_raw_repl(soft_reset=soft_reset)  # the board is idle in the raw REPL now
         except TransportError as exc:
-            raise _not_answering(port) from exc
+            raise _not_answering(port, firmware_given) from exc
         yield transport
     finally:
         try:
@@ -417,11 +443,37 @@ def write_image(port: str, board: dict[str, Any], image: Path, *, erase: bool, p
     steps = ([base + ["erase_flash"]] if erase else []) + [base + ["write_flash", IMAGE_OFFSETS[mcu], str(image)]]
     for argv in steps:
         progress(f"esptool {' '.join(argv[5:])}")
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = _run_esptool(argv, progress)
         if proc.returncode != 0:
             reason = _esptool_reason(proc.stderr, proc.stdout, proc.returncode)
             raise _esptool_error(port, board, image, argv[7], reason)
     return f"wrote {image.name} at {IMAGE_OFFSETS[mcu]}"
+
+
+# esptool's own progress lines worth passing on (the rest is chip details and hashes).
+_ESPTOOL_PROGRESS = re.compile(r"^(Connecting|Chip is|Erasing|Writing at .*\((\d+) ?%\)|Wrote |Hash of data|"
+                               r"Chip erase completed|Leaving)")
+
+
+def _run_esptool(argv: list[str], progress: Progress) -> subprocess.CompletedProcess[str]:
+    """Run esptool, passing its progress lines on as they come (writing an image takes ~20 s)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    last_percent = -10
+    for line in proc.stdout:  # text mode: esptool's "\r" progress updates arrive as lines
+        out.append(line)
+        match = _ESPTOOL_PROGRESS.match(line.strip())
+        if match:
+            percent = match.group(2)
+            if percent is not None:
+                if int(percent) < last_percent + 10 and int(percent) != 100:
+                    continue  # every 10 % is enough for a log
+                last_percent = int(percent)
+            progress(f"esptool: {line.strip().split('NOTE:')[0].strip()}")
+    err = proc.stderr.read()
+    proc.wait()
+    return subprocess.CompletedProcess(argv, proc.returncode, "".join(out), err)
 
 
 _ESPTOOL_FATAL = re.compile(r"A fatal error occurred: (.*)", re.DOTALL)
@@ -581,7 +633,7 @@ def flash_node(
             build_firmware(Path(tmp) / "app")
             files = _local_files(Path(tmp) / "app", extra)
     progress("connecting")
-    with open_device(port) as transport:
+    with open_device(port, firmware_given=firmware is not None) as transport:
         _check_board(transport, port, board_def, erase)
         written, unchanged = _copy(transport, port, files, erase, progress)
         progress("verifying")

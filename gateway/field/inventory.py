@@ -87,6 +87,11 @@ class Problem:
         return f"{self.file} {self.row}, field {self.field}: {self.message}"
 
 
+# Board names, or board name -> the roles it carries (boards/<board>.json "roles"): a Mapping also
+# checks each node's role against its board.
+_Boards = Iterable[str] | Mapping[str, Sequence[str]] | None
+
+
 class InventoryError(ConfigError):
     """The inventory has problems; ``problems`` lists all of them, the message shows them one per line."""
 
@@ -198,7 +203,8 @@ def _parse_tags(raw: Any, row: _Row) -> dict[str, str]:
 
 
 def _node(data: Mapping[str, Any], file: str, row_label: str, problems: list[Problem],
-          known_boards: frozenset[str] | None) -> Node | None:
+          known_boards: frozenset[str] | None,
+          board_roles: Mapping[str, Sequence[str]] | None = None) -> Node | None:
     row = _Row(file, row_label, problems)
     before = len(problems)
     dev_eui = row.hex_bytes(data, "dev_eui", 8, required=True)
@@ -213,6 +219,9 @@ def _node(data: Mapping[str, Any], file: str, row_label: str, problems: list[Pro
     board = row.text(data, "board", required=True)
     if board and known_boards is not None and board not in known_boards:
         row.bad("board", f"unknown board {board!r} (known: {', '.join(sorted(known_boards)) or 'none'})")
+    elif board and role in ROLES and board_roles and board_roles.get(board) and role not in board_roles[board]:
+        row.bad("role", f"board {board} cannot carry role {role} "
+                f"(boards/{board}.json roles: {', '.join(board_roles[board])})")
     lat = row.coordinate(data, "lat", 90.0)
     lon = row.coordinate(data, "lon", 180.0)
     has_lat, has_lon = bool(row.text(data, "lat", required=False)), bool(row.text(data, "lon", required=False))
@@ -245,9 +254,10 @@ def _finish(nodes: Iterable[Node], file: str, problems: list[Problem]) -> list[N
     return result
 
 
-def parse_csv(text: str, file: str = "inventory.csv", *, known_boards: Iterable[str] | None = None) -> list[Node]:
+def parse_csv(text: str, file: str = "inventory.csv", *, known_boards: _Boards = None) -> list[Node]:
     """Parse CSV inventory text; raise :class:`InventoryError` listing every problem."""
     boards = frozenset(known_boards) if known_boards is not None else None
+    roles = known_boards if isinstance(known_boards, Mapping) else None
     problems: list[Problem] = []
     reader = csv.reader(text.splitlines(keepends=True))
     header: list[str] | None = None
@@ -288,7 +298,7 @@ def parse_csv(text: str, file: str = "inventory.csv", *, known_boards: Iterable[
             merged = _parse_tags(data.get("tags"), row)
             merged.update(_parse_tags(column_tags, row))
             data["tags"] = merged
-        node = _node(data, file, line, problems, boards)
+        node = _node(data, file, line, problems, boards, roles)
         if node is not None:
             nodes.append(node)
     if header is None:
@@ -296,11 +306,12 @@ def parse_csv(text: str, file: str = "inventory.csv", *, known_boards: Iterable[
     return _finish(nodes, file, problems)
 
 
-def parse_yaml(text: str, file: str = "inventory.yaml", *, known_boards: Iterable[str] | None = None) -> list[Node]:
+def parse_yaml(text: str, file: str = "inventory.yaml", *, known_boards: _Boards = None) -> list[Node]:
     """Parse YAML inventory text (a list of nodes, or ``{nodes: [...]}``); raise :class:`InventoryError`."""
     import yaml
 
     boards = frozenset(known_boards) if known_boards is not None else None
+    roles = known_boards if isinstance(known_boards, Mapping) else None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -330,13 +341,13 @@ def parse_yaml(text: str, file: str = "inventory.yaml", *, known_boards: Iterabl
                 data[_ALIASES[norm]] = value
             else:
                 problems.append(Problem(file, label, str(key), "unknown field"))
-        node = _node(data, file, label, problems, boards)
+        node = _node(data, file, label, problems, boards, roles)
         if node is not None:
             nodes.append(node)
     return _finish(nodes, file, problems)
 
 
-def load_inventory(path: str | Path, *, known_boards: Iterable[str] | None = None) -> list[Node]:
+def load_inventory(path: str | Path, *, known_boards: _Boards = None) -> list[Node]:
     """Read an inventory file; ``.csv`` is CSV, ``.yaml`` / ``.yml`` is YAML. Errors name the file."""
     path = Path(path)
     try:

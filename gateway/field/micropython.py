@@ -30,7 +30,13 @@ class MicroPythonError(CitynodeError):
 
 
 def find_micropython() -> str:
-    """Path of the ``micropython`` command: beside this interpreter first (the venv), then the PATH."""
+    """Path of the ``micropython`` command: ``$CITYNODE_MICROPYTHON``, beside this interpreter (the venv),
+    then the PATH."""
+    chosen = os.environ.get("CITYNODE_MICROPYTHON")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise MicroPythonNotFound(f"CITYNODE_MICROPYTHON: {chosen} is not an executable file")
+        return chosen
     beside = Path(sys.executable).parent / "micropython"
     if beside.exists():
         return str(beside)

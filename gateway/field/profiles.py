@@ -3,7 +3,8 @@
 ``citynode provision profiles --out DIR`` writes::
 
     DIR/vendors/citynode/vendor.toml
-    DIR/vendors/citynode/devices/citynode-<role>.toml      one per role, firmware version -> profiles, codec
+    DIR/vendors/citynode/devices/citynode-<role>.toml      one per role, the role with - for _ (citynode-bin-fill.toml),
+                                                           firmware version -> profiles, codec
     DIR/vendors/citynode/profiles/EU868-1_0_4.toml         region, MAC version, regional parameters, OTAA
     DIR/vendors/citynode/codecs/citynode.js                the generated codec (codecs/chirpstack/citynode.js)
     DIR/vendors/citynode/codecs/test_decode_citynode.json  uplink vectors from codecs/vectors/*.json

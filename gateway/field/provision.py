@@ -47,6 +47,7 @@ from gateway.field.chirpstack_client import (
     ChirpStackUnavailable,
 )
 from gateway.field.inventory import ROLES, Node
+from gateway.paths import firmware_module
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -93,13 +94,21 @@ class RoleSettings:
     description: str
 
 
-# Intervals: air quality every 10 min (EN 16450 style averaging periods are built on the gateway side),
-# bin fill every 30 min (fill changes slowly; saves the ultrasonic sensor's power), counters every 5 min.
+# Intervals: ONE source, the firmware's own per-role defaults (citynode.config.ROLE_INTERVALS: air
+# quality 600 s, bin fill 3600 s, passenger count 300 s, crowd count 900 s) and status_interval, so that
+# a bundle, a device profile and a node flashed without a bundle interval all say the same.
+_FIRMWARE_CONFIG = firmware_module("citynode.config")
+_INTERVALS: Mapping[str, int] = _FIRMWARE_CONFIG.ROLE_INTERVALS
+_STATUS_H: int = _FIRMWARE_CONFIG.DEFAULTS["status_interval"]
 ROLE_SETTINGS: Mapping[str, RoleSettings] = {
-    "air_quality": RoleSettings("air_quality", 10, 600, 24, 1, "Air quality: BME680 + particulate sensor"),
-    "bin_fill": RoleSettings("bin_fill", 11, 1800, 24, 1, "Waste-bin fill level: ultrasonic distance"),
-    "passenger_count": RoleSettings("passenger_count", 12, 300, 24, 1, "Passenger counting: IR beams + GPS"),
-    "crowd_count": RoleSettings("crowd_count", 13, 300, 24, 1, "Crowd counting: WiFi probes + BLE adverts"),
+    "air_quality": RoleSettings("air_quality", 10, _INTERVALS["air_quality"], _STATUS_H, 1,
+                                "Air quality: BME680 + particulate sensor"),
+    "bin_fill": RoleSettings("bin_fill", 11, _INTERVALS["bin_fill"], _STATUS_H, 1,
+                             "Waste-bin fill level: ultrasonic distance"),
+    "passenger_count": RoleSettings("passenger_count", 12, _INTERVALS["passenger_count"], _STATUS_H, 1,
+                                    "Passenger counting: IR beams + GPS"),
+    "crowd_count": RoleSettings("crowd_count", 13, _INTERVALS["crowd_count"], _STATUS_H, 1,
+                                "Crowd counting: WiFi probes + BLE adverts"),
 }
 assert tuple(ROLE_SETTINGS) == ROLES
 

@@ -16,7 +16,6 @@ import asyncio
 import ipaddress
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -212,7 +211,8 @@ async def serve(config: Config, worker_factories: list[WorkerFactory] | None = N
             },
         )
         settle_garbage_collector()
-        print(f"citynode gateway: ready (http port {service.http_port})", file=sys.stderr, flush=True)
+        # stdout, apart from the (JSON) log lines on stderr: a supervisor or script waits for this line
+        print(f"citynode gateway: ready (http port {service.http_port})", flush=True)
         await stop.wait()
         log.info("shutting down")
     return 0

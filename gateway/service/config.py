@@ -242,10 +242,12 @@ class Section:
         """``<section>.<key>: expected <expected>, got <value>`` (for checks beyond the accessors')."""
         return ConfigError(f"{self.name}.{key}: expected {expected}, got {self.data.get(key)!r}")
 
-    def str(self, key: str, default: str, choices: tuple[str, ...] = ()) -> str:
+    def str(self, key: str, default: str, choices: tuple[str, ...] = (), *, upper: bool = False) -> str:
         value = self._raw(key, default)
         if not isinstance(value, str):
             raise ConfigError(f"{self.name}.{key}: expected a string, got {value!r}")
+        if upper:  # keywords such as SQLite's PRAGMA values are case-insensitive
+            value = value.upper()
         if choices and value not in choices:
             raise ConfigError(f"{self.name}.{key}: expected one of {', '.join(choices)}, got {value!r}")
         return value
@@ -339,7 +341,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "") -> Config:
     env_path = os.environ.get(_ENV[("store", "path")])
     store = StoreConfig(
         path=env_path or s.str("path", StoreConfig.path),
-        synchronous=s.str("synchronous", "FULL", ("FULL", "NORMAL", "EXTRA")),
+        synchronous=s.str("synchronous", "FULL", ("FULL", "NORMAL", "EXTRA"), upper=True),
     )
     s.used.add("path")
     s.done()

@@ -213,7 +213,7 @@ def test_out_of_flash_says_how_much_is_free(device: VirtualDevice, bundles: Path
 
 
 def test_a_missing_bundle_names_the_file_and_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no bundle .*70B3D57ED00000FF.json \\(run `citynode provision` first"):
+    with pytest.raises(ConfigError, match="no bundle .*70b3d57ed00000ff.json \\(run `citynode provision` first"):
         load_bundle(tmp_path, "70-B3-D5-7E-D0-00-00-FF")
 
 

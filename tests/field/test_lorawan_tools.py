@@ -170,11 +170,11 @@ def test_a_non_citynode_port_is_left_alone():
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["40F1"], "citynode lorawan: error: UnconfirmedDataUp: data frame: 2 bytes, at least 12 needed (MHDR, FHDR, MIC)"),
-        (["zz!"], "citynode lorawan: error: PHYPayload: 'zz!' is neither hex nor base64"),
-        (["41F17DBE4900020001954378762B11FF0D"], "citynode lorawan: error: MHDR: Major 1 is not LoRaWAN R1 (0)"),
-        ([README_UPLINK, "--appskey", "12 34"], "citynode lorawan: error: --appskey: need 32 hex digits (a 16-byte AES-128 key), got 4 characters"),
-        (["20a1b1c3a4"], "citynode lorawan: error: JoinAccept: join-accept: need 17 or 33 bytes, got 5"),
+        (["40F1"], "citynode lorawan decode: error: UnconfirmedDataUp: data frame: 2 bytes, at least 12 needed (MHDR, FHDR, MIC)"),
+        (["zz!"], "citynode lorawan decode: error: PHYPayload: 'zz!' is neither hex nor base64"),
+        (["41F17DBE4900020001954378762B11FF0D"], "citynode lorawan decode: error: MHDR: Major 1 is not LoRaWAN R1 (0)"),
+        ([README_UPLINK, "--appskey", "12 34"], "citynode lorawan decode: error: --appskey: need 32 hex digits (a 16-byte AES-128 key), got 4 characters"),
+        (["20a1b1c3a4"], "citynode lorawan decode: error: JoinAccept: join-accept: need 17 or 33 bytes, got 5"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):

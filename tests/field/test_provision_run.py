@@ -73,7 +73,7 @@ def test_first_run_creates_application_profiles_devices_keys_and_bundles(sim, pr
     profiles = {p.name: p for p in sim.state.device_profiles.values()}
     assert sorted(profiles) == ["citynode-air_quality", "citynode-bin_fill", "citynode-crowd_count",
                                 "citynode-passenger_count"]
-    for role, interval in [("air_quality", 600), ("bin_fill", 1800), ("passenger_count", 300), ("crowd_count", 300)]:
+    for role, interval in [("air_quality", 600), ("bin_fill", 3600), ("passenger_count", 300), ("crowd_count", 900)]:
         p = profiles[f"citynode-{role}"]
         assert p.region == common.EU868
         assert p.mac_version == common.LORAWAN_1_0_4
@@ -113,7 +113,7 @@ def test_bundles_hold_what_the_node_needs(sim, provision, inventory) -> None:
         "region": "EU868",
         "lorawan": "1.0.4",
         "fport": 11,
-        "intervals": {"interval": 1800, "status_interval": 24},
+        "intervals": {"interval": 3600, "status_interval": 24},
         "location": {"lat": 51.5076, "lon": 7.0987},
     }
 
@@ -196,6 +196,20 @@ def test_changed_inventory_key_updates_the_keys(sim, provision, inventory) -> No
     assert sim.state.devices["70b3d57ed0000003"].keys.nwk_key == new_key
     assert json.loads((provision.bundles / "70b3d57ed0000003.json").read_text())["app_key"] == new_key
     assert new_key not in out
+
+
+def test_a_changed_app_key_warns_that_the_flashed_node_stops_joining(sim, provision, inventory) -> None:
+    assert provision(inventory)[0] == 0
+    inventory.write_text(inventory.read_text().replace(INVENTORY_KEY.upper(), "000102030405060708090a0b0c0d0e0f"))
+    for extra in (("--dry-run",), ()):
+        rc, out, _ = provision(inventory, *extra)
+        assert rc == 0
+        warning = " ".join(line for line in out.splitlines() if "new AppKey" in line)
+        assert "warning: 1 node(s) get a new AppKey" in warning
+        assert "stops joining" in out and "reflashed with `citynode flash`" in out
+        assert "70b3d57ed0000003 bus-302-front-door" in out
+    rc, out, _ = provision(inventory)
+    assert rc == 0 and "new AppKey" not in out  # nothing changes on a rerun: no warning
 
 
 def test_dry_run_changes_nothing(sim, provision, inventory) -> None:

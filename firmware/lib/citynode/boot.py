@@ -22,6 +22,10 @@ def load_board(cfg):
     name = board.get("name")
     if name != cfg["board"]:
         raise _config.ConfigError("board", "config names %r but board.json is %r" % (cfg["board"], name))
+    roles = board.get("roles")
+    if roles and cfg["role"] not in roles:  # boards/<board>.json lists the roles its pins can carry
+        raise _config.ConfigError("role", "%s is not a role board %s carries (%s)" % (
+            cfg["role"], name, ", ".join(roles)))
     return board
 
 

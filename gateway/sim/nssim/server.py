@@ -166,6 +166,8 @@ class NetworkServerSim:
     adr_margin_db: ADR installation margin. answer_delay_ms: simulated backhaul latency (real ms).
     dedup_window_s: how long (real s) a transmission is remembered to drop its duplicates (the same bytes
     with the same node-clock time, as several gateways would forward it).
+    frame_log: called with one line per PHYPayload, ``frame <up|down> dev_eui=<eui or -> <hex>``, for
+    every frame heard (before any check: rejected frames too) and sent; keys are never written.
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class NetworkServerSim:
         adr_max_dr: int = 5,
         answer_delay_ms: float = 0.0,
         dedup_window_s: float = 0.2,
+        frame_log: Callable[[str], None] | None = None,
     ) -> None:
         if rx_window not in (1, 2):
             raise ConfigError(f"rx_window: {rx_window!r} is not 1 or 2")
@@ -205,6 +208,8 @@ class NetworkServerSim:
         self.adr_max_dr = adr_max_dr
         self.answer_delay_ms = answer_delay_ms
         self.dedup_window_s = dedup_window_s
+        # `citynode ns-sim --log-frames`: one line per PHYPayload heard or sent (see _log_frame)
+        self.frame_log = frame_log
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.devices: dict[str, DeviceState] = {}
@@ -372,6 +377,7 @@ class NetworkServerSim:
                 return
             if header["dir"] != "up":
                 return
+            self._log_frame("up", phy)
             radio = {"freq_hz": header["freq_hz"], "sf": header["sf"], "bw_hz": header["bw_hz"]}
             try:
                 mtype = frames.mtype_of(phy)
@@ -384,6 +390,28 @@ class NetworkServerSim:
                 self._uplink(header, phy, addr, radio, mtype)
             else:
                 self._note("dropped", None, f"MType {frames.MTYPE_NAMES[mtype]} is not an uplink", **radio)
+
+    def _frame_dev_eui(self, phy: bytes) -> str | None:
+        """The DevEUI a frame belongs to: a join-request carries it, a data frame's DevAddr names a session."""
+        try:
+            mtype = frames.mtype_of(phy)
+            if mtype == frames.JOIN_REQUEST:
+                return frames.parse_join_request(phy).dev_eui.hex()
+            if mtype in (frames.UNCONFIRMED_UP, frames.CONFIRMED_UP, frames.UNCONFIRMED_DOWN,
+                         frames.CONFIRMED_DOWN):
+                addr = frames.unpack_data(phy).dev_addr
+                owners = [d.keys.dev_eui for d in self.devices.values()
+                          if d.session is not None and d.session.dev_addr == addr]
+                return owners[0] if len(owners) == 1 else None
+        except (lorawan.FrameError, ValueError):
+            return None
+        return None
+
+    def _log_frame(self, direction: str, phy: bytes, dev_eui: str | None = None) -> None:
+        if self.frame_log is None:
+            return
+        eui = dev_eui or self._frame_dev_eui(phy) or "-"
+        self.frame_log(f"frame {direction} dev_eui={eui} {phy.hex()}")
 
     def _lost(self, dev_eui: str | None, radio: dict[str, Any], what: str) -> bool:
         if self._loss_all > 0:
@@ -483,6 +511,7 @@ class NetworkServerSim:
             freq, dl_dr, delay = header["freq_hz"], region.rx1_dr(dr, 0), region.JOIN_ACCEPT_DELAY1_MS
         else:
             freq, dl_dr, delay = region.RX2_FREQ_HZ, region.RX2_DR, region.JOIN_ACCEPT_DELAY2_MS
+        self._log_frame("down", ja, dev_eui)  # a join-accept is encrypted: its DevEUI comes from the request
         self._send_down(addr, header, ja, freq, dl_dr, delay, rssi, snr)
         self._note("join", dev_eui, "join-accept sent", dev_nonce=jr.dev_nonce, join_nonce=dev.join_nonce,
                    dev_addr=f"{dev_addr:08x}", dr=dr, window=self.rx_window)
@@ -703,6 +732,7 @@ class NetworkServerSim:
         s.fcnt_down += 1
         phy = frames.build_downlink(s.nwk_skey, s.app_skey, s.dev_addr, fcnt_down, fport, payload, fopts, confirmed,
                                     adr=s.adr, ack=ack, fpending=bool(dev.app_queue))
+        self._log_frame("down", phy, dev.keys.dev_eui)
         self._send_down(addr, up, phy, freq, dl_dr, delay, rssi, snr)
         for name, p in sent_cmds:
             if name in _ANSWER_OF:
