@@ -9,6 +9,8 @@
                                            device and RSSI/SNR of its newest uplinks (sparklines)
 ``GET /api/summary``                       store totals and uplinks in the last minute
 ``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.web`)
+``GET /context/citynode.jsonld``           the citynode JSON-LD context (``codecs/ngsi-ld/citynode.jsonld``)
+                                           that NGSI-LD brokers fetch; open, no token
 ``GET /health``                            200 ``{"status": "ok"}`` or 503 with what is wrong
 ``GET /metrics``                           Prometheus text format
 =========================================  =====================================================
@@ -28,6 +30,7 @@ from aiohttp import web
 from gateway.errors import ConfigError
 from gateway.ingest.http import check_bearer
 from gateway.metrics import Metrics, Sample
+from gateway.sinks.ngsild_models import CITYNODE_CONTEXT_PATH, citynode_context_bytes
 from gateway.store import Store, StoreError, format_time, parse_time
 from gateway.web import add_page_routes, device_history, uplinks_since
 from gateway.web.history import MAX_POINTS
@@ -88,6 +91,7 @@ class Api:
         app.router.add_get("/api/readings", self.readings)
         app.router.add_get("/api/deadletters", self.dead_letters)
         app.router.add_get("/health", self.health)
+        app.router.add_get(CITYNODE_CONTEXT_PATH, self.citynode_context)
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/api/history", self.history)
         app.router.add_get("/api/summary", self.summary)
@@ -167,6 +171,12 @@ class Api:
 
         body = await asyncio.to_thread(read)
         return web.json_response({"time": format_time(now), **body})
+
+    async def citynode_context(self, request: web.Request) -> web.Response:
+        """The citynode JSON-LD context, as brokers fetch a remote context (JSON-LD 1.1 API, 9.4.1:
+        ``application/ld+json``); no token, since brokers fetch contexts without credentials."""
+        return web.Response(body=citynode_context_bytes(), content_type="application/ld+json",
+                            headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
 
     async def health(self, request: web.Request) -> web.Response:
         problems: dict[str, str] = {}

@@ -8,6 +8,7 @@ sinks. :func:`worker_factories` is the hook ``citynode gateway serve`` calls to 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,8 +28,28 @@ __all__ = [
     "SensorThingsConfig",
     "SensorThingsSink",
     "Sink",
+    "served_context_url",
     "worker_factories",
 ]
+
+
+def served_context_url(http: Any) -> str:
+    """Where this gateway's HTTP API serves the citynode JSON-LD context, as a broker would fetch it.
+
+    ``http.host`` when it names one address, else (0.0.0.0, ::) this machine's name. Behind a proxy, or
+    with the HTTP server off, set ``sinks.<name>.citynode_context_url`` instead.
+    """
+    from gateway.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL
+    from gateway.sinks.ngsild_models import CITYNODE_CONTEXT_PATH
+
+    host, port = getattr(http, "host", None), getattr(http, "port", None)
+    if not host or not isinstance(port, int):
+        return DEFAULT_CITYNODE_CONTEXT_URL
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{CITYNODE_CONTEXT_PATH}"
 
 
 def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
@@ -43,7 +64,8 @@ def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
     from gateway.delivery import Delivery
     from gateway.sinks.config import build_sinks
 
-    specs = build_sinks(config.sinks, store_path=config.store.path)
+    specs = build_sinks(config.sinks, store_path=config.store.path,
+                        citynode_context_url=served_context_url(getattr(config, "http", None)))
     if not specs:
         return []
 

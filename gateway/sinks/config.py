@@ -21,14 +21,15 @@ from gateway.delivery import Backoff
 from gateway.errors import ConfigError
 from gateway.sinks.base import Sink
 from gateway.sinks.mqtt import MqttConfig, MqttSink
-from gateway.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT, NgsiLdConfig, NgsiLdSink
+from gateway.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL, NgsiLdConfig, NgsiLdSink
 from gateway.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = ["SinkSpec", "build_sinks"]
 
 _COMMON = {"type", "enabled", "batch_size", "retry_initial_s", "retry_max_s", "max_row_attempts"}
 _KEYS = {
-    "ngsild": {"url", "context", "tenant", "token", "timeout_s", "id_prefix", "burning_temperature"},
+    "ngsild": {"url", "context", "citynode_context_url", "tenant", "token", "timeout_s", "id_prefix",
+               "burning_temperature", "default_location", "battery_empty_v", "battery_full_v"},
     "sensorthings": {"url", "id_cache", "username", "password", "token", "timeout_s", "default_location"},
     "mqtt": {"host", "port", "topic_prefix", "username", "password", "tls", "ca_file", "client_id", "qos",
              "retain", "timeout_s"},
@@ -75,6 +76,17 @@ class _Table:
             raise self._err(key, f"expected an integer in {lo}..{hi}")
         return value
 
+    def location(self, key: str) -> tuple[float, float] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        ok = (isinstance(value, list) and len(value) == 2
+              and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+              and -180 <= value[0] <= 180 and -90 <= value[1] <= 90)
+        if not ok:
+            raise self._err(key, "expected [longitude, latitude] in degrees")
+        return (float(value[0]), float(value[1]))
+
     def flag(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
@@ -82,12 +94,13 @@ class _Table:
         return value
 
 
-def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
-                environ: Mapping[str, str] | None = None) -> list[SinkSpec]:
+def build_sinks(sinks: Mapping[str, Any], *, store_path: str, environ: Mapping[str, str] | None = None,
+                citynode_context_url: str = DEFAULT_CITYNODE_CONTEXT_URL) -> list[SinkSpec]:
     """The enabled sinks of a ``[sinks]`` table, validated, in file order.
 
     ``store_path`` is the gateway's SQLite file; the SensorThings id mapping goes there unless
-    ``id_cache`` names another file.
+    ``id_cache`` names another file. ``citynode_context_url`` is where this gateway serves the citynode
+    JSON-LD context (an NGSI-LD sink's ``citynode_context_url`` overrides it, e.g. behind a proxy).
     """
     env = os.environ if environ is None else environ
     specs: list[SinkSpec] = []
@@ -111,29 +124,26 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
         }
         sink: Sink
         if kind == "ngsild":
-            context = data.get("context", [SDM_CONTEXT, CORE_CONTEXT])
+            context = data.get("context")
             if isinstance(context, str):
                 context = [context]
-            if not isinstance(context, list) or not context or not all(isinstance(c, str) for c in context):
+            if context is not None and (not isinstance(context, list) or not context
+                                        or not all(isinstance(c, str) for c in context)):
                 raise t._err("context", "expected a URL or a list of URLs")
+            empty_v = t.number("battery_empty_v", 3.0, 0, 5)
             sink = NgsiLdSink(NgsiLdConfig(
-                url=t.text("url", required=True) or "", name=name, context=tuple(context),
+                url=t.text("url", required=True) or "", name=name, context=tuple(context) if context else None,
+                citynode_context_url=t.text("citynode_context_url", citynode_context_url) or citynode_context_url,
                 tenant=t.text("tenant"), token=t.secret("token"), timeout_s=t.number("timeout_s", 10.0, 0.1, 600),
                 id_prefix=t.text("id_prefix", "urn:ngsi-ld:") or "urn:ngsi-ld:",
-                burning_temperature=t.number("burning_temperature", 60.0, -40, 200)))
+                burning_temperature=t.number("burning_temperature", 60.0, -40, 200),
+                default_location=t.location("default_location"), battery_empty_v=empty_v,
+                battery_full_v=t.number("battery_full_v", max(4.2, empty_v + 0.1), empty_v + 0.01, 6)))
         elif kind == "sensorthings":
-            location = data.get("default_location")
-            if location is not None:
-                ok = (isinstance(location, list) and len(location) == 2
-                      and all(isinstance(v, int | float) and not isinstance(v, bool) for v in location)
-                      and -180 <= location[0] <= 180 and -90 <= location[1] <= 90)
-                if not ok:
-                    raise t._err("default_location", "expected [longitude, latitude] in degrees")
-                location = (float(location[0]), float(location[1]))
             sink = SensorThingsSink(SensorThingsConfig(
                 url=t.text("url", required=True) or "", name=name, id_cache=t.text("id_cache", store_path),
                 username=t.secret("username"), password=t.secret("password"), token=t.secret("token"),
-                timeout_s=t.number("timeout_s", 10.0, 0.1, 600), default_location=location))
+                timeout_s=t.number("timeout_s", 10.0, 0.1, 600), default_location=t.location("default_location")))
         else:
             sink = MqttSink(MqttConfig(
                 host=t.text("host", required=True) or "", port=t.integer("port", 1883, 1, 65535), name=name,

@@ -12,13 +12,13 @@ from gateway.delivery import Delivery
 from gateway.errors import ConfigError
 from gateway.sinks import MqttSink, NgsiLdSink, SensorThingsSink
 from gateway.sinks.config import build_sinks
-from gateway.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT
 from gateway.store import Store
 
 EXAMPLE = """
 [sinks.ngsild]
 url = "http://orion-ld:1026"
 tenant = "gelsenkirchen"
+default_location = [7.0857, 51.5177]
 batch_size = 50
 
 [sinks.sensorthings]
@@ -47,7 +47,8 @@ def test_the_readme_example_builds_three_sinks_with_defaults(tmp_path: Path) -> 
     specs = build(EXAMPLE, tmp_path)
     ngsild, sta, mqtt = (s.sink for s in specs)
     assert isinstance(ngsild, NgsiLdSink) and ngsild.name == "ngsild"
-    assert ngsild.config.context == (SDM_CONTEXT, CORE_CONTEXT) and ngsild.config.tenant == "gelsenkirchen"
+    assert ngsild.config.context is None and ngsild.config.tenant == "gelsenkirchen"  # per type: subject + citynode
+    assert ngsild.config.default_location == (7.0857, 51.5177)
     assert specs[0].worker_options["batch_size"] == 50 and specs[1].worker_options["batch_size"] == 100
     assert isinstance(sta, SensorThingsSink) and sta.config.id_cache == str(tmp_path / "gw.sqlite")
     assert sta.config.default_location == (7.0857, 51.5177)
