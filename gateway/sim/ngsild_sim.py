@@ -77,7 +77,7 @@ def _is_datetime(value: Any) -> bool:
     if not isinstance(value, str) or "T" not in value:
         return False
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        datetime.fromisoformat(value)  # Python 3.11 reads "Z"
     except ValueError:
         return False
     return True

@@ -65,8 +65,8 @@ def _example(spec: FieldSpec) -> object:
 def sensorthings_table(schema: Schema | None = None) -> str:
     """Per message field: Thing, Datastream, ObservedProperty, observationType and unitOfMeasurement."""
     schema = schema or load_schema()
-    lines = ["| message | field | Datastream `name` | ObservedProperty `name` | observationType | "
-             "unitOfMeasurement (name, symbol, definition) |", "|---|---|---|---|---|---|"]
+    lines = [("| message | field | Datastream `name` | ObservedProperty `name` | observationType | "
+              "unitOfMeasurement (name, symbol, definition) |"), "|---|---|---|---|---|---|"]
     t = datetime(2026, 1, 1, tzinfo=UTC)
     for message, spec in schema.messages.items():
         if spec.direction != "uplink":

@@ -226,15 +226,15 @@ def test_battery_level_is_a_fraction_of_the_configured_range(volts: float, level
 
 
 def test_device_has_the_required_controlled_property_from_its_role() -> None:
-    status = [v for v in UPLINK_VECTORS if v["input"]["fPort"] == 1][0]
+    status = next(v for v in UPLINK_VECTORS if v["input"]["fPort"] == 1)
     e = build_entity(readings_of(status, {"role": "bin_fill"}), CONFIG)
     assert e["controlledProperty"]["value"] == ["fillingLevel", "temperature", "batterySupply"]
     assert 0 <= e["batteryLevel"]["value"] <= 1 and "batteryVoltage" in e
 
 
 def test_waste_container_ref_device_is_an_array_and_air_quality_uses_pressure() -> None:
-    bins = [v for v in UPLINK_VECTORS if v["input"]["fPort"] == 11][0]
-    air = [v for v in UPLINK_VECTORS if v["input"]["fPort"] == 10][0]
+    bins = next(v for v in UPLINK_VECTORS if v["input"]["fPort"] == 11)
+    air = next(v for v in UPLINK_VECTORS if v["input"]["fPort"] == 10)
     config = NgsiLdConfig(url="x", default_location=GELSENKIRCHEN)
     wc = build_entity(readings_of(bins, {})[:5], config)
     assert wc["refDevice"]["object"] == ["urn:ngsi-ld:Device:70b3d57ed0000001"]
@@ -246,19 +246,19 @@ def test_waste_container_ref_device_is_an_array_and_air_quality_uses_pressure() 
 
 @pytest.mark.parametrize("port", [10, 11])
 def test_without_a_position_the_entity_is_not_sent_and_the_reason_names_location(port: int) -> None:
-    vector = [v for v in UPLINK_VECTORS if v["input"]["fPort"] == port][0]
+    vector = next(v for v in UPLINK_VECTORS if v["input"]["fPort"] == port)
     with pytest.raises(MappingError, match=r"\.location: required by the model .*default_location"):
         build_entity(readings_of(vector, {}), CONFIG)
 
 
 def test_an_entity_the_city_keeps_is_updated_without_a_location() -> None:
-    vector = [v for v in UPLINK_VECTORS if v["input"]["fPort"] == 11][0]
+    vector = next(v for v in UPLINK_VECTORS if v["input"]["fPort"] == 11)
     e = build_entity(readings_of(vector, {"ngsild_id": "urn:ngsi-ld:WasteContainer:gek-0815"})[:5], CONFIG)
     assert e["id"] == "urn:ngsi-ld:WasteContainer:gek-0815" and "location" not in e
 
 
 def test_missing_location_ends_as_a_dead_letter_naming_the_attribute(store: Store) -> None:
-    vector = [v for v in UPLINK_VECTORS if v["input"]["fPort"] == 10][0]
+    vector = next(v for v in UPLINK_VECTORS if v["input"]["fPort"] == 10)
     readings = readings_of(vector, {})
     assert store.record_uplink(Uplink("70b3d57ed0000001", "node-0001", "app-1", 10, 1, b"", T0, "dedup-1", {}),
                                readings)

@@ -123,7 +123,7 @@ def test_a_row_without_a_feature_of_interest_is_an_error_row_like_frost(tmp_path
             ]) as resp:
                 return (resp.status, await resp.json()), sim
 
-    (status, answers), sim = asyncio.run(main())
+    (status, answers), _ = asyncio.run(main())
     assert status == 201
     assert answers == ["error No such entity 'FeatureOfInterest' with id [999]",
                        "error No FeatureOfInterest provided, and none can be generated.",
