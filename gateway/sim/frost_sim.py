@@ -24,8 +24,8 @@ checked at 99b36f68; docs/platforms.md lists the files):
   an unknown Datastream or FeatureOfInterest (``No such entity 'FeatureOfInterest' with id [9]``), no
   FeatureOfInterest and none derivable from the Thing's Location (``No FeatureOfInterest provided, and
   none can be generated.``), an unparsable ``phenomenonTime``, or a row refused by the ``reject`` hook.
-  FROST does not check a result against the Datastream's ``observationType`` (it checks
-  ``OM_ComplexObservation`` only for MultiDatastreams, which citynode does not use), so neither does this.
+  FROST does not check a result against the Datastream's ``observationType``, so neither does this; the
+  one observationType check FROST makes, ``OM_ComplexObservation`` for a new MultiDatastream, it makes too.
   An unknown component makes FROST fail with a null handler (500), and so does this.
 
 Fault injection: ``fail_next`` (statuses for the next requests), ``reject`` (row -> None, or a message or
@@ -57,7 +57,10 @@ _REQUIRED = {
     "Datastreams": ("name", "description", "observationType", "unitOfMeasurement", "Thing", "Sensor",
                     "ObservedProperty"),
     "FeaturesOfInterest": ("name", "description", "encodingType", "feature"),
+    "MultiDatastreams": ("name", "description", "unitOfMeasurements", "multiObservationDataTypes", "Thing",
+                         "Sensor", "ObservedProperties"),
 }
+_COMPLEX = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_ComplexObservation"
 _LOCATION_REQUIRED = ("name", "description", "encodingType", "location")
 # Datastream navigation property -> (collection, FROST's entity type name)
 _LINKS = {"Thing": ("Things", "Thing"), "Sensor": ("Sensors", "Sensor"),
@@ -274,6 +277,9 @@ class FrostSimulator:
                 ref = body[link].get("@iot.id") if isinstance(body[link], dict) else None
                 if ref not in self.entities[target]:
                     return _error(400, f"No such entity '{type_name}' with id {_pk(ref)}")
+        if coll == "MultiDatastreams" and str(body.get("observationType", "")).lower() != _COMPLEX.lower():
+            # The one observationType check FROST makes (PluginMultiDatastream, on create).
+            return _error(400, f"ObservationType must be {_COMPLEX}.")
         if coll == "Things":
             for loc in body.get("Locations", []):
                 for prop in _LOCATION_REQUIRED:

@@ -236,3 +236,23 @@ def test_missing_mandatory_property_and_dangling_link_use_frosts_messages() -> N
     assert s_status == 400 and s_body["message"] == "Missing required property 'metadata'"
     assert d_status == 400 and d_body["message"] == "No such entity 'Thing' with id [5]"
 
+
+
+@pytest.mark.parametrize(("observation_type", "status"), [(OM + "OM_ComplexObservation", 201),
+                                                          (OM + "OM_Measurement", 400), (None, 400)])
+def test_multidatastreams_are_the_one_place_frost_checks_the_observation_type(observation_type: str | None,
+                                                                               status: int) -> None:
+    body = {"name": "m", "description": "d", "unitOfMeasurements": [], "multiObservationDataTypes": [],
+            "Thing": {"@iot.id": 1}, "Sensor": {"@iot.id": 2}, "ObservedProperties": []}
+    if observation_type:
+        body["observationType"] = observation_type
+
+    async def main() -> tuple[int, str]:
+        async with FrostSimulator() as sim, aiohttp.ClientSession() as http, http.post(
+                f"{sim.url}/MultiDatastreams", json=body) as resp:
+            return resp.status, await resp.text()
+
+    got, text = asyncio.run(main())
+    assert got == status
+    if status == 400:
+        assert json.loads(text)["message"] == f"ObservationType must be {OM}OM_ComplexObservation."
