@@ -85,8 +85,12 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from gateway.service.sinks import ngsild_models  # the NGSI-LD context is generated from the schema too
+
     if args.check:
         stale = codegen.stale_files()
+        if ngsild_models.context_stale():
+            stale.append(ngsild_models.citynode_context_path())
         for path in stale:
             print(f"stale: {path}", file=sys.stderr)
         if stale:
@@ -95,4 +99,7 @@ def _generate(args: argparse.Namespace) -> int:
         return 0
     for path in codegen.write_generated():
         print(f"wrote {path}")
+    context = ngsild_models.write_context()
+    if context is not None:
+        print(f"wrote {context}")
     return 0

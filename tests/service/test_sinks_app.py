@@ -20,7 +20,8 @@ from gateway.sim.platforms.ngsild import NgsiLdSimulator
 def config(tmp_path: Path, url: str) -> Any:
     return parse_config({"store": {"path": str(tmp_path / "g.sqlite")},
                          "http": {"host": "127.0.0.1", "port": 0},
-                         "sinks": {"ngsild": {"url": url, "retry_initial_s": 0.05, "retry_max_s": 0.1}}})
+                         "sinks": {"ngsild": {"url": url, "retry_initial_s": 0.05, "retry_max_s": 0.1,
+                                              "default_location": [7.0857, 51.5177]}}})
 
 
 async def metrics(svc: GatewayService) -> set[str]:

@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.service.config import Secret, parse_config
-from gateway.service.outbox import Delivery
-from gateway.service.sinks import MqttSink, NgsiLdSink, SensorThingsSink
-from gateway.service.sinks.config import build_sinks
-from gateway.service.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT
-from gateway.service.store import Store
+from gateway.service.app.config import Secret, parse_config
+from gateway.service.app.outbox import Delivery
+from gateway.service.app.sinks import MqttSink, NgsiLdSink, SensorThingsSink
+from gateway.service.app.sinks.config import build_sinks
+from gateway.service.app.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT
+from gateway.service.app.store import Store
 
 EXAMPLE = """
 [sinks.ngsild]
 url = "http://orion-ld:1026"
 tenant = "gelsenkirchen"
+default_location = [7.0857, 51.5177]
 batch_size = 50
 
 [sinks.sensorthings]
@@ -48,7 +49,8 @@ def test_the_readme_example_builds_three_sinks_with_defaults(tmp_path: Path) -> 
     specs = build(EXAMPLE, tmp_path)
     ngsild, sta, mqtt = (s.sink for s in specs)
     assert isinstance(ngsild, NgsiLdSink) and ngsild.name == "ngsild"
-    assert ngsild.config.context == (SDM_CONTEXT, CORE_CONTEXT) and ngsild.config.tenant == "gelsenkirchen"
+    assert ngsild.config.context is None and ngsild.config.tenant == "gelsenkirchen"  # per type: subject + citynode
+    assert ngsild.config.default_location == (7.0857, 51.5177)
     assert specs[0].worker_options["batch_size"] == 50 and specs[1].worker_options["batch_size"] == 100
     assert isinstance(sta, SensorThingsSink) and sta.config.id_cache == str(tmp_path / "gw.sqlite")
     assert sta.config.default_location == (7.0857, 51.5177)

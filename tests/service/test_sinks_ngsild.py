@@ -17,19 +17,22 @@ import pytest
 
 from gateway.contract.records import Reading, Uplink
 from gateway.errors import SinkError
-from gateway.service.outbox import Backoff, Delivery, DeliveryWorker
-from gateway.service.sinks.ngsild import (
+from gateway.service.app.outbox import Backoff, Delivery, DeliveryWorker
+from gateway.service.app.sinks.ngsild import (
     CORE_CONTEXT,
-    SDM_CONTEXT,
+    DEFAULT_CITYNODE_CONTEXT_URL,
     MappingError,
     NgsiLdConfig,
     NgsiLdSink,
     build_entity,
 )
-from gateway.service.store import Store
+from gateway.service.app.sinks.ngsild_models import SUBJECT_CONTEXTS
+from gateway.service.app.store import Store
 from gateway.sim.platforms.ngsild import NgsiLdSimulator, check_entity
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+GELSENKIRCHEN = (7.0857, 51.5177)  # lon, lat: AirQualityObserved and WasteContainer require a location
+WHERE: dict[str, Any] = {"default_location": GELSENKIRCHEN}  # for devices without position tags
 UNITS = {  # field -> (unit, UN/CEFACT code), as in codecs/schema.json
     "temperature": ("°C", "CEL"), "relative_humidity": ("%", "P1"), "pressure": ("hPa", "A97"),
     "gas_resistance": ("Ω", "OHM"), "pm1_0": ("µg/m³", "GQ"), "pm2_5": ("µg/m³", "GQ"),
@@ -62,7 +65,7 @@ def add(store: Store, readings: list[Reading]) -> None:
                                           dict(f.tags)), group)
 
 
-CONFIG = NgsiLdConfig(url="http://unused")
+CONFIG = NgsiLdConfig(url="http://unused", **WHERE)
 
 
 def entity(msg_type: str, fields: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -77,12 +80,12 @@ def test_air_quality_becomes_air_quality_observed_with_units_and_observed_at() -
     e = entity("air_quality", AIR)
     assert e["id"] == "urn:ngsi-ld:AirQualityObserved:70b3d57ed0000001"
     assert e["type"] == "AirQualityObserved"
-    assert e["@context"] == [SDM_CONTEXT, CORE_CONTEXT]
+    assert e["@context"] == [SUBJECT_CONTEXTS["Environment"], DEFAULT_CITYNODE_CONTEXT_URL, CORE_CONTEXT]
     assert e["dateObserved"] == {"type": "Property", "value": {"@type": "DateTime",
                                                                "@value": "2026-05-04T12:00:00.000Z"}}
     assert e["refDevice"]["object"] == "urn:ngsi-ld:Device:70b3d57ed0000001"
     expected = {  # attribute: (value, unitCode)
-        "temperature": (21.5, "CEL"), "relativeHumidity": (0.455, "C62"), "atmosphericPressure": (1013.2, "A97"),
+        "temperature": (21.5, "CEL"), "relativeHumidity": (0.455, "C62"), "pressure": (1013.2, "A97"),
         "pm1": (3.1, "GQ"), "pm25": (7.4, "GQ"), "pm10": (12.0, "GQ"), "gasResistance": (120000, "OHM"),
         "batteryVoltage": (3.71, "VLT"),
     }
@@ -190,7 +193,7 @@ def mixed_traffic(n: int) -> list[Reading]:
 
 def worker(sim: NgsiLdSimulator, store: Store, **kw: Any) -> tuple[DeliveryWorker, RecordingSleep]:
     sleep = RecordingSleep()
-    sink = NgsiLdSink(NgsiLdConfig(url=sim.url, tenant="gelsenkirchen", token="s3cret"))
+    sink = NgsiLdSink(NgsiLdConfig(url=sim.url, tenant="gelsenkirchen", token="s3cret", **WHERE))
     return DeliveryWorker(sink, store, sleep=sleep, rng=random.Random(1),
                           backoff=Backoff(jitter=0.0), **kw), sleep
 
@@ -286,7 +289,7 @@ def test_values_outside_the_model_are_refused_per_entity() -> None:
     bad = uplink("air_quality", {"relative_humidity": 150.0})  # a broken sensor: 1.5 as a fraction
 
     async def main() -> Any:
-        async with NgsiLdSimulator() as sim, NgsiLdSink(NgsiLdConfig(url=sim.url)) as sink:
+        async with NgsiLdSimulator() as sim, NgsiLdSink(NgsiLdConfig(url=sim.url, **WHERE)) as sink:
             return await sink.deliver(list(enumerate(bad, start=1)))
 
     result = asyncio.run(main())
@@ -303,7 +306,7 @@ def test_whole_request_failures_are_classified_by_status(status: int, retryable:
     async def main() -> SinkError:
         async with NgsiLdSimulator() as sim:
             sim.fail_next.append(status)
-            async with NgsiLdSink(NgsiLdConfig(url=sim.url)) as sink:
+            async with NgsiLdSink(NgsiLdConfig(url=sim.url, **WHERE)) as sink:
                 with pytest.raises(SinkError) as info:
                     await sink.deliver(list(enumerate(uplink("air_quality", AIR), start=1)))
                 return info.value
@@ -316,7 +319,7 @@ def test_slow_broker_times_out_as_retryable() -> None:
     async def main() -> SinkError:
         async with NgsiLdSimulator() as sim:
             sim.delay_s = 1.0
-            async with NgsiLdSink(NgsiLdConfig(url=sim.url, timeout_s=0.2)) as sink:
+            async with NgsiLdSink(NgsiLdConfig(url=sim.url, timeout_s=0.2, **WHERE)) as sink:
                 with pytest.raises(SinkError) as info:
                     await sink.deliver(list(enumerate(uplink("air_quality", AIR), start=1)))
                 return info.value
@@ -328,7 +331,7 @@ def test_unreachable_broker_is_retryable() -> None:
     async def main() -> SinkError:
         async with NgsiLdSimulator() as sim:
             url = sim.url
-        async with NgsiLdSink(NgsiLdConfig(url=url)) as sink:  # the port is closed now
+        async with NgsiLdSink(NgsiLdConfig(url=url, **WHERE)) as sink:  # the port is closed now
             with pytest.raises(SinkError) as info:
                 await sink.deliver(list(enumerate(uplink("air_quality", AIR), start=1)))
             return info.value
@@ -343,7 +346,7 @@ def test_two_uplinks_of_one_device_in_a_batch_are_sent_in_order_in_separate_requ
 
     async def main() -> NgsiLdSimulator:
         async with NgsiLdSimulator() as sim:
-            async with NgsiLdSink(NgsiLdConfig(url=sim.url)) as sink:
+            async with NgsiLdSink(NgsiLdConfig(url=sim.url, **WHERE)) as sink:
                 result = await sink.deliver(list(enumerate(readings, start=1)))
             assert result.failures == ()
             return sim
@@ -399,8 +402,8 @@ def test_a_broker_that_stays_down_does_not_block_another_sink(store: Store) -> N
     async def main() -> tuple[NgsiLdSimulator, NgsiLdSimulator]:
         async with NgsiLdSimulator() as down, NgsiLdSimulator() as up:
             down.fail_next.extend([503] * 1_000_000)
-            sinks = [NgsiLdSink(NgsiLdConfig(url=down.url, name="city")),
-                     NgsiLdSink(NgsiLdConfig(url=up.url, name="partner"))]
+            sinks = [NgsiLdSink(NgsiLdConfig(url=down.url, name="city", **WHERE)),
+                     NgsiLdSink(NgsiLdConfig(url=up.url, name="partner", **WHERE))]
             async with Delivery(store, sinks, batch_size=10, sleep=RecordingSleep(), poll_interval_s=0.05,
                                 backoff=Backoff(jitter=0.0)):
                 while store.pending("partner") or len(down.requests) < 3:

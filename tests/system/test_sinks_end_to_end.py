@@ -62,7 +62,7 @@ def test_every_uplink_reaches_every_sink_exactly_once(store: Store, events: Any)
     async def main() -> tuple[NgsiLdSimulator, FrostSimulator]:
         async with NgsiLdSimulator() as broker, FrostSimulator() as frost:
             broker.fail_next.extend([503, 503])  # the broker is restarting when the gateway starts
-            sinks = [NgsiLdSink(NgsiLdConfig(url=broker.url)),
+            sinks = [NgsiLdSink(NgsiLdConfig(url=broker.url, default_location=(7.0857, 51.5177))),
                      SensorThingsSink(SensorThingsConfig(url=frost.url, id_cache=store.path,
                                                          default_location=(7.0857, 51.5177)))]
             async with Delivery(store, sinks, batch_size=16, sleep=NoWait(), poll_interval_s=0.05,

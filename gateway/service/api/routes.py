@@ -11,8 +11,11 @@
 ``GET /api/summary``                       store totals and uplinks in the last minute
 ``GET /api/overview?q=&role=&tag=&flag=``   one page of the fleet for the status page (search, filter,
                                            sort, paging, sparklines of the page's devices only;
-                                           :mod:`gateway.service.api.overview`)
-``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.api`)
+                                           :mod:`gateway.service.app.api.overview`)
+``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.app.api`)
+``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.app.api`)
+``GET /context/citynode.jsonld``           the citynode JSON-LD context (``codecs/ngsi-ld/citynode.jsonld``)
+                                           that NGSI-LD brokers fetch; open, no token
 ``GET /health``                            200 ``{"status": "ok"}`` or 503 with what is wrong
 ``GET /metrics``                           Prometheus text format
 =========================================  =====================================================
@@ -33,13 +36,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ConfigError
-from gateway.service.api import add_page_routes, device_history, uplinks_since
-from gateway.service.api.accesslog import access_log_middleware
-from gateway.service.api.history import MAX_POINTS
-from gateway.service.api.overview import OverviewQuery, overview
-from gateway.service.ingest.http import check_bearer
-from gateway.service.metrics import Metrics, Sample
-from gateway.service.store import Store, StoreError, format_time, parse_time
+from gateway.service.app.api import add_page_routes, device_history, uplinks_since
+from gateway.service.app.api.accesslog import access_log_middleware
+from gateway.service.app.api.history import MAX_POINTS
+from gateway.service.app.api.overview import OverviewQuery, overview
+from gateway.service.app.ingest.http import check_bearer
+from gateway.service.app.metrics import Metrics, Sample
+from gateway.service.app.sinks.ngsild_models import CITYNODE_CONTEXT_PATH, citynode_context_bytes
+from gateway.service.app.store import Store, StoreError, format_time, parse_time
 
 __all__ = ["Api", "dead_letter_json", "store_samples"]
 
@@ -100,6 +104,7 @@ class Api:
         app.router.add_get("/api/readings", self.readings)
         app.router.add_get("/api/deadletters", self.dead_letters)
         app.router.add_get("/health", self.health)
+        app.router.add_get(CITYNODE_CONTEXT_PATH, self.citynode_context)
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/api/history", self.history)
         app.router.add_get("/api/summary", self.summary)
@@ -192,6 +197,11 @@ class Api:
             raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
         body = await asyncio.to_thread(overview, self.store, query, datetime.now(UTC))
         return web.json_response(body)
+    async def citynode_context(self, request: web.Request) -> web.Response:
+        """The citynode JSON-LD context, as brokers fetch a remote context (JSON-LD 1.1 API, 9.4.1:
+        ``application/ld+json``); no token, since brokers fetch contexts without credentials."""
+        return web.Response(body=citynode_context_bytes(), content_type="application/ld+json",
+                            headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
 
     async def health(self, request: web.Request) -> web.Response:
         problems: dict[str, str] = {}

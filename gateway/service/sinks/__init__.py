@@ -1,20 +1,21 @@
 """Data-platform sinks: NGSI-LD, OGC SensorThings and MQTT republish, fed by the outbox.
 
-``gateway.service.sinks.base`` defines what a sink promises, ``gateway.service.outbox`` runs one outbox worker per
-sink, and ``gateway.service.sinks.config.build_sinks`` turns the ``[sinks.*]`` tables of the TOML file into
+``gateway.service.app.sinks.base`` defines what a sink promises, ``gateway.service.app.outbox`` runs one outbox worker per
+sink, and ``gateway.service.app.sinks.config.build_sinks`` turns the ``[sinks.*]`` tables of the TOML file into
 sinks. :func:`worker_factories` is the hook ``citynode gateway serve`` calls to run them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink
-from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
-from gateway.service.sinks.ngsild import NgsiLdConfig, NgsiLdSink
-from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+from gateway.service.app.sinks.base import DeliveryResult, Row, RowFailure, Sink
+from gateway.service.app.sinks.mqtt import MqttSink, MqttSinkConfig
+from gateway.service.app.sinks.ngsild import NgsiLdConfig, NgsiLdSink
+from gateway.service.app.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = [
     "DeliveryResult",
@@ -27,8 +28,28 @@ __all__ = [
     "SensorThingsConfig",
     "SensorThingsSink",
     "Sink",
+    "served_context_url",
     "worker_factories",
 ]
+
+
+def served_context_url(http: Any) -> str:
+    """Where this gateway's HTTP API serves the citynode JSON-LD context, as a broker would fetch it.
+
+    ``http.host`` when it names one address, else (0.0.0.0, ::) this machine's name. Behind a proxy, or
+    with the HTTP server off, set ``sinks.<name>.citynode_context_url`` instead.
+    """
+    from gateway.service.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL
+    from gateway.service.sinks.ngsild_models import CITYNODE_CONTEXT_PATH
+
+    host, port = getattr(http, "host", None), getattr(http, "port", None)
+    if not host or not isinstance(port, int):
+        return DEFAULT_CITYNODE_CONTEXT_URL
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{CITYNODE_CONTEXT_PATH}"
 
 
 def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
@@ -40,10 +61,11 @@ def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
     deliveries in flight finish (bounded by the sinks' timeouts) so their cursors are saved; everything
     else stays pending in the store for the next start.
     """
-    from gateway.service.outbox import Delivery
-    from gateway.service.sinks.config import build_sinks
+    from gateway.service.app.outbox import Delivery
+    from gateway.service.app.sinks.config import build_sinks
 
-    specs = build_sinks(config.sinks, store_path=config.store.path)
+    specs = build_sinks(config.sinks, store_path=config.store.path,
+                        citynode_context_url=served_context_url(getattr(config, "http", None)))
     if not specs:
         return []
 

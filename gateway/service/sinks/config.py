@@ -3,10 +3,10 @@
 Each table names one sink; its ``type`` (``ngsild``, ``sensorthings`` or ``mqtt``) defaults to the
 table's name, so ``[sinks.ngsild]`` is enough, and ``[sinks.partner] type = "ngsild"`` adds a second
 NGSI-LD sink with its own cursor. Secrets (tokens, passwords, user names) are
-:class:`gateway.service.config.Secret` values, best given in the environment, which wins over the file:
+:class:`gateway.service.app.config.Secret` values, best given in the environment, which wins over the file:
 ``CITYNODE_SINKS_<NAME>_TOKEN``, ``..._PASSWORD``, ``..._USERNAME`` (``<NAME>`` is the table name in
 upper case, ``-`` as ``_``). The tables are read by the gateway configuration's own validator
-(:class:`gateway.service.config.Section`): every invalid key raises
+(:class:`gateway.service.app.config.Section`): every invalid key raises
 :class:`gateway.errors.ConfigError` naming it as ``sinks.<name>.<key>``, in the same words as the
 rest of the file.
 
@@ -21,18 +21,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.service.config import Section
-from gateway.service.outbox import Backoff
-from gateway.service.sinks.base import Sink
-from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
-from gateway.service.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT, NgsiLdConfig, NgsiLdSink
-from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+from gateway.service.app.config import Section
+from gateway.service.app.outbox import Backoff
+from gateway.service.app.sinks.base import Sink
+from gateway.service.app.sinks.mqtt import MqttSink, MqttSinkConfig
+from gateway.service.app.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL, NgsiLdConfig, NgsiLdSink
+from gateway.service.app.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = ["SinkSpec", "build_sinks"]
 
 _COMMON = frozenset({"type", "enabled", "batch_size", "retry_initial_s", "retry_max_s", "max_row_attempts"})
 _KEYS = {
-    "ngsild": frozenset({"url", "context", "tenant", "token", "timeout_s", "id_prefix", "burning_temperature"}),
+    "ngsild": frozenset({"url", "context", "citynode_context_url", "tenant", "token", "timeout_s", "id_prefix",
+                         "burning_temperature", "default_location", "battery_empty_v", "battery_full_v"}),
     "sensorthings": frozenset(
         {"url", "id_cache", "username", "password", "token", "timeout_s", "default_location"}
     ),
@@ -53,12 +54,27 @@ def _text(t: Section, key: str, default: str | None = None, *, required: bool = 
     return t.opt_str(key, default, required=required, nonempty=True)
 
 
-def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
-                environ: Mapping[str, str] | None = None) -> list[SinkSpec]:
+def _location(t: Section, data: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``default_location``: ``[longitude, latitude]`` in degrees, or None."""
+    location = data.get("default_location")
+    if location is None:
+        return None
+    ok = (isinstance(location, list) and len(location) == 2
+          and all(isinstance(v, int | float) and not isinstance(v, bool) for v in location)
+          and -180 <= location[0] <= 180 and -90 <= location[1] <= 90)
+    if not ok:
+        raise t.error("default_location", "[longitude, latitude] in degrees")
+    return (float(location[0]), float(location[1]))
+
+
+def build_sinks(sinks: Mapping[str, Any], *, store_path: str, environ: Mapping[str, str] | None = None,
+                citynode_context_url: str = DEFAULT_CITYNODE_CONTEXT_URL) -> list[SinkSpec]:
     """The enabled sinks of a ``[sinks]`` table, validated, in file order.
 
     ``store_path`` is the gateway's SQLite file; the SensorThings id mapping goes there unless
     ``id_cache`` names another file. ``environ`` (default: the process environment) holds the secrets.
+    ``citynode_context_url`` is where this gateway serves the citynode JSON-LD context (an NGSI-LD
+    sink's ``citynode_context_url`` overrides it, e.g. behind a proxy).
     """
     env = os.environ if environ is None else environ
     specs: list[SinkSpec] = []
@@ -79,30 +95,27 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str,
         }
         sink: Sink
         if kind == "ngsild":
-            context = data.get("context", [SDM_CONTEXT, CORE_CONTEXT])
+            context = data.get("context")
             if isinstance(context, str):
                 context = [context]
-            if not isinstance(context, list) or not context or not all(isinstance(c, str) for c in context):
+            if context is not None and (not isinstance(context, list) or not context
+                                        or not all(isinstance(c, str) for c in context)):
                 raise t.error("context", "a URL or a list of URLs")
+            empty_v = t.float("battery_empty_v", 3.0, 0, 5)
             sink = NgsiLdSink(NgsiLdConfig(
-                url=_text(t, "url", required=True) or "", name=name, context=tuple(context),
+                url=_text(t, "url", required=True) or "", name=name, context=tuple(context) if context else None,
+                citynode_context_url=_text(t, "citynode_context_url", citynode_context_url) or citynode_context_url,
                 tenant=_text(t, "tenant"), token=t.secret("token"),
                 timeout_s=t.float("timeout_s", 10.0, 0.1, 600),
                 id_prefix=_text(t, "id_prefix", "urn:ngsi-ld:") or "urn:ngsi-ld:",
-                burning_temperature=t.float("burning_temperature", 60.0, -40, 200)))
+                burning_temperature=t.float("burning_temperature", 60.0, -40, 200),
+                default_location=_location(t, data), battery_empty_v=empty_v,
+                battery_full_v=t.float("battery_full_v", max(4.2, empty_v + 0.1), empty_v + 0.01, 6)))
         elif kind == "sensorthings":
-            location = data.get("default_location")
-            if location is not None:
-                ok = (isinstance(location, list) and len(location) == 2
-                      and all(isinstance(v, int | float) and not isinstance(v, bool) for v in location)
-                      and -180 <= location[0] <= 180 and -90 <= location[1] <= 90)
-                if not ok:
-                    raise t.error("default_location", "[longitude, latitude] in degrees")
-                location = (float(location[0]), float(location[1]))
             sink = SensorThingsSink(SensorThingsConfig(
                 url=_text(t, "url", required=True) or "", name=name, id_cache=_text(t, "id_cache", store_path),
                 username=t.secret("username"), password=t.secret("password"), token=t.secret("token"),
-                timeout_s=t.float("timeout_s", 10.0, 0.1, 600), default_location=location))
+                timeout_s=t.float("timeout_s", 10.0, 0.1, 600), default_location=_location(t, data)))
         else:
             sink = MqttSink(MqttSinkConfig(
                 host=_text(t, "host", required=True) or "", port=t.int("port", 1883, 1, 65535), name=name,

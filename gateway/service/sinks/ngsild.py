@@ -14,37 +14,27 @@ Protocol (ETSI GS CIM 009, NGSI-LD API):
   (a wrong token or a broker restarting must not dead-letter the whole outbox).
 
 Mapping (one entity update per uplink and reading time, id ``urn:ngsi-ld:<Type>:<devEui>`` or the
-device's ``ngsild_id`` tag; every Property carries ``observedAt`` and, where it has a unit, ``unitCode``
-(UN/CEFACT Common Code); every entity gets ``dateObserved`` and ``refDevice``):
+device's ``ngsild_id`` tag): the table in :mod:`gateway.service.sinks.ngsild_models` (and docs/platforms.md)
+says, per message, the Smart Data Models type and for every codec field its attribute, model and unit.
+Every entity validates against its type's published schema: model attributes in the model's units and
+ranges (fractions 0..1, ``pressure`` in hPa, ``WasteContainer.refDevice`` an array, ``Device`` with its
+required ``controlledProperty`` and ``batteryLevel`` 0..1), and attributes outside the models defined in
+citynode's own context. Every Property carries ``observedAt`` and, where it has a unit, ``unitCode``
+(UN/CEFACT Common Code).
 
-=================  ======================  ==================================================
-citynode message   entity type             attributes
-=================  ======================  ==================================================
-air_quality        AirQualityObserved      temperature (CEL), relativeHumidity (0..1, C62),
-                                           atmosphericPressure (A97 hPa), pm1, pm25, pm10 (GQ);
-                                           extras: gasResistance (OHM, BME680 heater plate),
-                                           batteryVoltage (VLT)
-bin_fill           WasteContainer          fillingLevel (0..1, C62), temperature (CEL), status
-                                           (burning >= burning_temperature, else lidOpen when
-                                           the tilt switch fired, else ok); extras: distance
-                                           (MMT), tilt, batteryVoltage
-crowd_count        CrowdFlowObserved       peopleCount = max(wifi, ble) devices (one phone usually
-                                           shows up in both, so the larger count is the lower
-                                           bound of distinct people), dateObservedFrom/To from the
-                                           counting window; extras: wifiDeviceCount,
-                                           bleDeviceCount, batteryVoltage
-passenger_count    PassengerCountObserved  custom type (CrowdFlowObserved describes people passing a
-                                           place; its occupancy is a 0..1 share of time, not people
-                                           on board): boardings, alightings (sum of doors), doors
-                                           [{door, boardings, alightings}], peopleOnBoard,
-                                           dateObservedFrom/To, location (GPS), batteryVoltage
-device_status      Device                  firmwareVersion, uptime (SEC), resetCause,
-                                           batteryVoltage, faults
-=================  ======================  ==================================================
+``@context`` (unless ``context`` is configured): the type's subject context (e.g. dataModel.Environment's
+``context.jsonld``), the citynode context (``citynode_context_url``, served by the gateway at
+``/context/citynode.jsonld``, shipped as ``codecs/ngsi-ld/citynode.jsonld``) and the ETSI core context.
+
+``location``: a GPS reading of the uplink, else the device's ``lat``/``lon`` (or ``latitude``/
+``longitude``) tags, which provisioning copies from the inventory into ChirpStack, else the sink's
+``default_location``. A type whose model requires ``location`` (AirQualityObserved, WasteContainer) and
+has none is not sent: its readings become dead letters naming the missing attribute, unless the
+device has an ``ngsild_id`` tag (an entity the city keeps, with its own location: the update merges).
 
 Fields not in the table become a Property named in lowerCamelCase with the reading's unit code, so a
-new firmware field reaches the platform instead of being dropped. ``faults`` (fields the node could not
-measure) is a list Property. Readings of an unknown message type are refused (dead-lettered).
+new firmware field reaches the platform instead of being dropped (a test fails until it is mapped).
+Readings of an unknown message type are refused (dead-lettered).
 """
 
 from __future__ import annotations
@@ -60,15 +50,27 @@ import aiohttp
 
 from gateway.contract.records import Reading
 from gateway.errors import SinkError
-from gateway.service.config import Secret
-from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
+from gateway.contract.records import Reading
+from gateway.service.app.config import Secret
+from gateway.service.app.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
+from gateway.service.app.sinks.ngsild_models import CITYNODE_CONTEXT_PATH, CORE_CONTEXT, ENTITIES, controlled_properties
 
-__all__ = ["CORE_CONTEXT", "SDM_CONTEXT", "MappingError", "NgsiLdConfig", "NgsiLdSink", "build_entity"]
+__all__ = [
+    "CORE_CONTEXT",
+    "DEFAULT_CITYNODE_CONTEXT_URL",
+    "SDM_CONTEXT",
+    "MappingError",
+    "NgsiLdConfig",
+    "NgsiLdSink",
+    "battery_level",
+    "build_entity",
+]
 
-#: ETSI core context (GS CIM 009 V1.8, annex B); brokers also add it implicitly.
-CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
-#: The Smart Data Models umbrella context (all subjects' attribute names).
+#: The Smart Data Models umbrella context: obsolete (smart-data-models/data-models README), no longer
+#: sent by default; kept for configurations that name it.
 SDM_CONTEXT = "https://smartdatamodels.org/context.jsonld"
+#: Where brokers fetch the citynode context when the gateway cannot tell its own address.
+DEFAULT_CITYNODE_CONTEXT_URL = "http://127.0.0.1:8090" + CITYNODE_CONTEXT_PATH
 
 UPSERT_PATH = "/ngsi-ld/v1/entityOperations/upsert"
 
@@ -77,7 +79,7 @@ _RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 425, 429})
 
 
 class MappingError(Exception):
-    """A group of readings has no NGSI-LD form (unknown message type, unusable value)."""
+    """A group of readings has no model-valid NGSI-LD form (unknown message type, no location...)."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,16 @@ class NgsiLdConfig:
 
     url: str  # broker base URL, e.g. http://orion-ld:1026
     name: str = "ngsild"
-    context: tuple[str, ...] = (SDM_CONTEXT, CORE_CONTEXT)
+    context: tuple[str, ...] | None = None  # None: subject context + citynode context + core, per type
+    citynode_context_url: str = DEFAULT_CITYNODE_CONTEXT_URL  # must be reachable by the broker
     tenant: str | None = None  # NGSILD-Tenant header (clause 6.3.14)
     token: Secret = field(default_factory=Secret)  # bearer token
     timeout_s: float = 10.0
     id_prefix: str = "urn:ngsi-ld:"
     burning_temperature: float = 60.0  # °C: a bin at or above this is "burning"
+    default_location: tuple[float, float] | None = None  # (longitude, latitude) for devices without one
+    battery_empty_v: float = 3.0  # V: batteryLevel 0 (Device); a Li-ion cell at its cut-off
+    battery_full_v: float = 4.2  # V: batteryLevel 1; a full Li-ion cell
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,47 +106,6 @@ class NgsiLdConfig:
             object.__setattr__(self, name, Secret.of(getattr(self, name)))
 
 
-# field -> (attribute, scale, unitCode override). scale converts percent to the models' 0..1.
-_Attr = tuple[str, float, str | None]
-_AIR: dict[str, _Attr] = {
-    "temperature": ("temperature", 1.0, None),
-    "relative_humidity": ("relativeHumidity", 0.01, "C62"),
-    "pressure": ("atmosphericPressure", 1.0, None),
-    "gas_resistance": ("gasResistance", 1.0, None),
-    "pm1_0": ("pm1", 1.0, None),
-    "pm2_5": ("pm25", 1.0, None),
-    "pm10": ("pm10", 1.0, None),
-    "battery": ("batteryVoltage", 1.0, None),
-}
-_BIN: dict[str, _Attr] = {
-    "fill_level": ("fillingLevel", 0.01, "C62"),
-    "temperature": ("temperature", 1.0, None),
-    "distance": ("distance", 1.0, None),
-    "tilt": ("tilt", 1.0, None),
-    "battery": ("batteryVoltage", 1.0, None),
-}
-_CROWD: dict[str, _Attr] = {
-    "wifi_devices": ("wifiDeviceCount", 1.0, None),
-    "ble_devices": ("bleDeviceCount", 1.0, None),
-    "battery": ("batteryVoltage", 1.0, None),
-}
-_PASSENGER: dict[str, _Attr] = {
-    "occupancy": ("peopleOnBoard", 1.0, None),
-    "battery": ("batteryVoltage", 1.0, None),
-}
-_STATUS: dict[str, _Attr] = {
-    "firmware": ("firmwareVersion", 1.0, None),
-    "uptime": ("uptime", 1.0, None),
-    "reset_cause": ("resetCause", 1.0, None),
-    "battery": ("batteryVoltage", 1.0, None),
-}
-_TYPES: dict[str, tuple[str, dict[str, _Attr]]] = {
-    "air_quality": ("AirQualityObserved", _AIR),
-    "bin_fill": ("WasteContainer", _BIN),
-    "crowd_count": ("CrowdFlowObserved", _CROWD),
-    "passenger_count": ("PassengerCountObserved", _PASSENGER),
-    "device_status": ("Device", _STATUS),
-}
 _DOOR_FIELD = re.compile(r"^doors\.(\d+)\.(door|boardings|alightings)$")
 
 
@@ -166,17 +131,35 @@ def _firmware(value: Any) -> str:
     return str(value)
 
 
-def _location(readings: Sequence[Reading], observed_at: str) -> dict[str, Any] | None:
-    """A GeoJSON Point from GPS readings, else from the device's ``latitude``/``longitude`` tags."""
-    values = {r.field: r.value for r in readings}
-    lat, lon = values.get("latitude"), values.get("longitude")
-    if lat is None or lon is None:
-        tags = readings[0].tags
-        lat, lon = tags.get("latitude", tags.get("lat")), tags.get("longitude", tags.get("lon"))
-        observed_at = ""
+def battery_level(volts: float, config: NgsiLdConfig) -> float:
+    """Device.batteryLevel (0 empty .. 1 full) from the battery voltage, linear between the configured
+    ``battery_empty_v`` and ``battery_full_v`` and clamped (a coarse estimate: cells are not linear)."""
+    span = config.battery_full_v - config.battery_empty_v
+    return round(min(1.0, max(0.0, (volts - config.battery_empty_v) / span)), 3)
+
+
+def _point(lat: Any, lon: Any) -> list[float] | None:
     try:
-        point = [float(lon), float(lat)]  # type: ignore[arg-type]  # GeoJSON order: lon, lat (RFC 7946 3.1.1)
+        point = [float(lon), float(lat)]  # GeoJSON order: lon, lat (RFC 7946 3.1.1)
     except (TypeError, ValueError):
+        return None
+    if not (-180 <= point[0] <= 180 and -90 <= point[1] <= 90):
+        return None
+    return point
+
+
+def _location(readings: Sequence[Reading], observed_at: str,
+              default: tuple[float, float] | None) -> dict[str, Any] | None:
+    """A GeoJSON Point from GPS readings, else the device's position tags, else ``default``."""
+    values = {r.field: r.value for r in readings}
+    point = _point(values.get("latitude"), values.get("longitude"))
+    if point is None:
+        tags = readings[0].tags
+        point = _point(tags.get("latitude", tags.get("lat")), tags.get("longitude", tags.get("lon")))
+        observed_at = ""  # a fixed position, not observed by this uplink
+    if point is None and default is not None:
+        point = [float(default[0]), float(default[1])]
+    if point is None:
         return None
     geo: dict[str, Any] = {"type": "GeoProperty", "value": {"type": "Point", "coordinates": point}}
     if observed_at:
@@ -187,18 +170,22 @@ def _location(readings: Sequence[Reading], observed_at: str) -> dict[str, Any] |
 def build_entity(group: Sequence[Reading], config: NgsiLdConfig) -> dict[str, Any]:
     """The NGSI-LD entity (normalised form) for the readings of one uplink and time.
 
-    Raises :class:`MappingError` naming the message type or field when there is no mapping.
+    Raises :class:`MappingError` naming the message type, field or missing model attribute when there
+    is no model-valid entity.
     """
     first = group[0]
-    if first.message_type not in _TYPES:
+    model = ENTITIES.get(first.message_type)
+    if model is None:
         raise MappingError(f"no NGSI-LD mapping for message type {first.message_type!r}")
-    entity_type, table = _TYPES[first.message_type]
+    entity_type, fields = model.entity_type, model.fields
     observed_at = isoformat_utc(first.time)
     entity_id = first.tags.get("ngsild_id") or f"{config.id_prefix}{entity_type}:{first.dev_eui}"
     entity: dict[str, Any] = {"id": entity_id, "type": entity_type, "dateObserved": _date(first.time)}
+    device_id = f"{config.id_prefix}Device:{first.dev_eui}"
     if entity_type != "Device":
-        entity["refDevice"] = {"type": "Relationship", "object": f"{config.id_prefix}Device:{first.dev_eui}",
-                               "observedAt": observed_at}
+        # WasteContainer.refDevice is an array of ids (its schema); the other models take one id.
+        target: str | list[str] = [device_id] if entity_type == "WasteContainer" else device_id
+        entity["refDevice"] = {"type": "Relationship", "object": target, "observedAt": observed_at}
     values: dict[str, Any] = {}
     doors: dict[int, dict[str, int]] = {}
     for r in group:
@@ -213,15 +200,16 @@ def build_entity(group: Sequence[Reading], config: NgsiLdConfig) -> dict[str, An
             entity["faults"] = _prop(list(r.value) if isinstance(r.value, list | tuple) else [r.value],
                                      observed_at)
             continue
-        attr, scale, unit_code = table.get(r.field, (_camel(r.field), 1.0, None))
+        attr = fields.get(r.field)
+        name = attr.attribute if attr else _camel(r.field)
         value = r.value
         if r.field == "firmware":
             value = _firmware(value)
-        elif scale != 1.0:
+        elif attr is not None and attr.scale != 1.0:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise MappingError(f"{first.message_type}.{r.field}: expected a number, got {value!r}")
-            value = round(value * scale, 6)
-        entity[attr] = _prop(value, observed_at, unit_code or r.unit_code)
+            value = round(value * attr.scale, 6)
+        entity[name] = _prop(value, observed_at, (attr.unit_code if attr else None) or r.unit_code)
 
     if first.message_type == "bin_fill":
         temperature = values.get("temperature")
@@ -242,14 +230,25 @@ def build_entity(group: Sequence[Reading], config: NgsiLdConfig) -> dict[str, An
         entity["doors"] = _prop(items, observed_at)
         entity["boardings"] = _prop(sum(d["boardings"] for d in items), observed_at)
         entity["alightings"] = _prop(sum(d["alightings"] for d in items), observed_at)
+    if first.message_type == "device_status":
+        entity["controlledProperty"] = _prop(controlled_properties(first.tags.get("role")), observed_at)
+        entity["category"] = _prop(["sensor"], observed_at)
+        entity["supportedProtocol"] = _prop(["lora"], observed_at)
+        battery = values.get("battery")
+        if isinstance(battery, int | float) and not isinstance(battery, bool):
+            entity["batteryLevel"] = _prop(battery_level(float(battery), config), observed_at, "C62")
     interval = values.get("interval")
     if isinstance(interval, int | float) and first.message_type in ("crowd_count", "passenger_count"):
         entity["dateObservedFrom"] = _date(first.time - timedelta(seconds=float(interval)))
         entity["dateObservedTo"] = _date(first.time)
-    location = _location(group, observed_at)
+    location = _location(group, observed_at, config.default_location)
     if location is not None:
         entity["location"] = location
-    entity["@context"] = list(config.context)
+    elif "location" in model.required and "ngsild_id" not in first.tags:
+        raise MappingError(
+            f"{entity_type}.location: required by the model but device {first.dev_eui} has no position "
+            f"(set its lat/lon tags, or sinks.{config.name}.default_location)")
+    entity["@context"] = list(config.context) if config.context else model.context(config.citynode_context_url)
     return entity
 
 

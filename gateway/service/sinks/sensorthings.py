@@ -12,7 +12,8 @@ cache does not duplicate entities. The ids are cached in a small SQLite table
 Observations go in one ``POST {url}/CreateObservations`` per batch (clause 14.3, data array), with the
 components ``phenomenonTime``, ``result``, ``FeatureOfInterest/id`` and ``parameters`` (devEui, fCnt,
 deduplicationId, for tracing a value back to its uplink). The 201 answer is an array with one entry
-per row, a self link or ``"error"``; ``"error"`` rows are per-row failures (dead-lettered). 5xx,
+per row, a self link or ``"error <message>"`` (FROST-Server); every row answered with ``error...`` is a
+per-row failure, dead-lettered with FROST's message and never counted as delivered. 5xx,
 401/403/404/408/429, timeouts and connection errors are retryable; other 4xx refuse the batch (the
 outbox isolates the bad rows).
 """
@@ -31,14 +32,14 @@ import aiohttp
 
 from gateway.contract.records import Reading
 from gateway.errors import ConfigError, SinkError
-from gateway.service.config import Secret
-from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, isoformat_utc
+from gateway.service.app.config import Secret
+from gateway.service.app.sinks.base import DeliveryResult, Row, RowFailure, Sink, isoformat_utc
 
-__all__ = ["IdCache", "SensorThingsConfig", "SensorThingsSink", "unit_of_measurement"]
+__all__ = ["IdCache", "SensorThingsConfig", "SensorThingsSink", "row_refusal", "unit_of_measurement"]
 
 _OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 _RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 425, 429})
-_LOCATION_ID = re.compile(r"\(([^()]*)\)\s*$")
+_LOCATION_ID = re.compile(r"/[A-Za-z]+\((.*)\)\s*$")  # .../Things(7) or .../Things('a''b')
 
 # UN/CEFACT Common Code -> (name, symbol, QUDT unit). The codes are those of codecs/schema.json.
 _UNITS: dict[str, tuple[str, str, str]] = {
@@ -264,7 +265,7 @@ class SensorThingsSink(Sink):
                                    "description": "from the device's tags", "encodingType": "application/geo+json",
                                    "location": {"type": "Point", "coordinates": point}}]
         thing_id = await self._ensure("thing", r.dev_eui, "Things", thing,
-                                      ("/Things", f"properties/devEui eq '{r.dev_eui}'"))
+                                      ("/Things", f"properties/devEui eq {_quote(r.dev_eui)}"))
         foi_point = point or (list(self.config.default_location) if self.config.default_location else None)
         if foi_point is None:
             raise _Refused(f"device {r.dev_eui} has no location for its FeatureOfInterest: set latitude/"
@@ -273,24 +274,24 @@ class SensorThingsSink(Sink):
             "name": f"{r.device_name or r.dev_eui} site", "description": f"where {r.dev_eui} measures",
             "encodingType": "application/geo+json", "feature": {"type": "Point", "coordinates": foi_point},
             "properties": {"devEui": r.dev_eui},
-        }, ("/FeaturesOfInterest", f"properties/devEui eq '{r.dev_eui}'"))
+        }, ("/FeaturesOfInterest", f"properties/devEui eq {_quote(r.dev_eui)}"))
         sensor_name = f"citynode {r.message_type}"
         sensor_id = await self._ensure("sensor", r.message_type, "Sensors", {
             "name": sensor_name, "description": _SENSORS.get(r.message_type, r.message_type),
             "encodingType": "text/plain", "metadata": _SENSORS.get(r.message_type, r.message_type),
-        }, ("/Sensors", f"name eq '{sensor_name}'"))
+        }, ("/Sensors", f"name eq {_quote(sensor_name)}"))
         kind = _field_kind(r.field)
         op_id = await self._ensure("observed_property", kind, "ObservedProperties", {
             "name": kind, "definition": f"urn:citynode:observed-property:{kind}",
             "description": f"{kind} as measured by citynode nodes (see codecs/schema.json)",
-        }, ("/ObservedProperties", f"name eq '{kind}'"))
+        }, ("/ObservedProperties", f"name eq {_quote(kind)}"))
         ds_name = f"{r.dev_eui} {r.field}"
         ds_id = await self._ensure("datastream", f"{r.dev_eui}/{r.field}", "Datastreams", {
             "name": ds_name, "description": f"{r.field} of {r.device_name or r.dev_eui}",
             "observationType": _observation_type(_result(r)), "unitOfMeasurement": unit_of_measurement(r),
             "Thing": {"@iot.id": thing_id}, "Sensor": {"@iot.id": sensor_id},
             "ObservedProperty": {"@iot.id": op_id},
-        }, (f"/Things({_literal(thing_id)})/Datastreams", f"name eq '{ds_name}'"))
+        }, (f"/Things({_literal(thing_id)})/Datastreams", f"name eq {_quote(ds_name)}"))
         return ds_id, foi_id
 
     # -- delivery -----------------------------------------------------------------------------------
@@ -321,14 +322,36 @@ class SensorThingsSink(Sink):
         if not isinstance(payload, list) or len(payload) != len(order):
             raise SinkError(f"SensorThings CreateObservations answered {len(payload) if isinstance(payload, list) else payload!r}"
                             f" entries for {len(order)} rows", retryable=False)
-        failures.extend(RowFailure(rid, "SensorThings refused the observation (\"error\" in CreateObservations)")
-                        for rid, answer in zip(order, payload, strict=True) if answer == "error")
+        for rid, answer in zip(order, payload, strict=True):
+            refusal = row_refusal(answer)
+            if refusal is not None:
+                failures.append(RowFailure(rid, refusal))
         return DeliveryResult(tuple(failures))
+
+
+def row_refusal(answer: Any) -> str | None:
+    """The dead-letter reason for one ``CreateObservations`` row answer, or None when the row was created.
+
+    FROST-Server answers a created row with its self link (``""`` with ``$resultMetadata=off``) and a
+    refused row with ``"error " + message`` (``ServiceDataArray``; its own tests check
+    ``startsWith("error")`` case-insensitively). Anything else is not a created entity either.
+    """
+    if isinstance(answer, str):
+        if answer[:5].lower() != "error":
+            return None
+        message = answer[5:].strip() or "no reason given"
+        return f'SensorThings refused the observation ("error" row in CreateObservations): {message}'
+    return f"SensorThings CreateObservations answered {json.dumps(answer)[:100]} for the row, not a self link"
 
 
 def _literal(iot_id: Any) -> str:
     """An @iot.id in a URL path: numbers as is, strings quoted (OData)."""
-    return str(iot_id) if isinstance(iot_id, int) else "'" + str(iot_id).replace("'", "''") + "'"
+    return str(iot_id) if isinstance(iot_id, int) else _quote(str(iot_id))
+
+
+def _quote(text: str) -> str:
+    """An OData string literal: in single quotes, a quote doubled."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _id_from(location: str | None, payload: Any) -> Any:
@@ -338,8 +361,10 @@ def _id_from(location: str | None, payload: Any) -> Any:
     if m is None:
         raise SinkError(f"SensorThings created an entity without a usable Location header ({location!r})",
                         retryable=False)
-    raw = m.group(1)
-    return int(raw) if raw.isdigit() else raw.strip("'").replace("''", "'")
+    raw = m.group(1).strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'":  # a string id, quoted as FROST's UrlHelper.quoteForUrl
+        return raw[1:-1].replace("''", "'")
+    return int(raw) if raw.lstrip("-").isdigit() else raw
 
 
 def _message(payload: Any) -> str:
