@@ -24,11 +24,11 @@ import aiohttp
 import pytest
 
 from gateway import codec
-from gateway.service.outbox import DeliveryWorker
 from gateway.contract.normalize import normalize
 from gateway.contract.records import Reading, Uplink
 from gateway.contract.schema import load_schema
-from gateway.sim.platforms.ngsild import NgsiLdSimulator, broker_problem
+from gateway.contract.vectors import load_vectors
+from gateway.service.outbox import DeliveryWorker
 from gateway.service.sinks.base import group_uplinks
 from gateway.service.sinks.ngsild import (
     CORE_CONTEXT,
@@ -49,7 +49,7 @@ from gateway.service.sinks.ngsild_models import (
     citynode_context_text,
 )
 from gateway.service.store import Store
-from gateway.contract.vectors import load_vectors
+from gateway.sim.platforms.ngsild import NgsiLdSimulator, broker_problem
 
 FACTS = json.loads((Path(__file__).parent / "fixtures" / "smart_data_models.json").read_text(encoding="utf-8"))
 MODELS: dict[str, Any] = FACTS["models"]

@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.service.outbox import Backoff, DeliveryWorker
 from gateway.contract.records import Reading, Uplink
-from gateway.sim.platforms.frost import FilterError, FrostSimulator, parse_filter, quote_id
+from gateway.service.outbox import Backoff, DeliveryWorker
 from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink, row_refusal
 from gateway.service.store import Store
+from gateway.sim.platforms.frost import FilterError, FrostSimulator, parse_filter, quote_id
 
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.service.app.config import Secret, parse_config
-from gateway.service.app.outbox import Delivery
-from gateway.service.app.sinks import MqttSink, NgsiLdSink, SensorThingsSink
-from gateway.service.app.sinks.config import build_sinks
-from gateway.service.app.sinks.ngsild import CORE_CONTEXT, SDM_CONTEXT
-from gateway.service.app.store import Store
+from gateway.service.config import Secret, parse_config
+from gateway.service.outbox import Delivery
+from gateway.service.sinks import MqttSink, NgsiLdSink, SensorThingsSink
+from gateway.service.sinks.config import build_sinks
+from gateway.service.store import Store
 
 EXAMPLE = """
 [sinks.ngsild]

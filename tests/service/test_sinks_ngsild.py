@@ -17,8 +17,8 @@ import pytest
 
 from gateway.contract.records import Reading, Uplink
 from gateway.errors import SinkError
-from gateway.service.app.outbox import Backoff, Delivery, DeliveryWorker
-from gateway.service.app.sinks.ngsild import (
+from gateway.service.outbox import Backoff, Delivery, DeliveryWorker
+from gateway.service.sinks.ngsild import (
     CORE_CONTEXT,
     DEFAULT_CITYNODE_CONTEXT_URL,
     MappingError,
@@ -26,8 +26,8 @@ from gateway.service.app.sinks.ngsild import (
     NgsiLdSink,
     build_entity,
 )
-from gateway.service.app.sinks.ngsild_models import SUBJECT_CONTEXTS
-from gateway.service.app.store import Store
+from gateway.service.sinks.ngsild_models import SUBJECT_CONTEXTS
+from gateway.service.store import Store
 from gateway.sim.platforms.ngsild import NgsiLdSimulator, check_entity
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@
 ``GET /api/summary``                       store totals and uplinks in the last minute
 ``GET /api/overview?q=&role=&tag=&flag=``   one page of the fleet for the status page (search, filter,
                                            sort, paging, sparklines of the page's devices only;
-                                           :mod:`gateway.service.app.api.overview`)
-``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.app.api`)
-``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.app.api`)
+                                           :mod:`gateway.service.api.overview`)
+``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.api`)
+``GET /`` and ``GET /static/*``            the status page (:mod:`gateway.service.api`)
 ``GET /context/citynode.jsonld``           the citynode JSON-LD context (``codecs/ngsi-ld/citynode.jsonld``)
                                            that NGSI-LD brokers fetch; open, no token
 ``GET /health``                            200 ``{"status": "ok"}`` or 503 with what is wrong
@@ -36,14 +36,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ConfigError
-from gateway.service.app.api import add_page_routes, device_history, uplinks_since
-from gateway.service.app.api.accesslog import access_log_middleware
-from gateway.service.app.api.history import MAX_POINTS
-from gateway.service.app.api.overview import OverviewQuery, overview
-from gateway.service.app.ingest.http import check_bearer
-from gateway.service.app.metrics import Metrics, Sample
-from gateway.service.app.sinks.ngsild_models import CITYNODE_CONTEXT_PATH, citynode_context_bytes
-from gateway.service.app.store import Store, StoreError, format_time, parse_time
+from gateway.service.api import add_page_routes, device_history, uplinks_since
+from gateway.service.api.accesslog import access_log_middleware
+from gateway.service.api.history import MAX_POINTS
+from gateway.service.api.overview import OverviewQuery, overview
+from gateway.service.ingest.http import check_bearer
+from gateway.service.metrics import Metrics, Sample
+from gateway.service.sinks.ngsild_models import CITYNODE_CONTEXT_PATH, citynode_context_bytes
+from gateway.service.store import Store, StoreError, format_time, parse_time
 
 __all__ = ["Api", "dead_letter_json", "store_samples"]
 

@@ -1,7 +1,7 @@
 """Data-platform sinks: NGSI-LD, OGC SensorThings and MQTT republish, fed by the outbox.
 
-``gateway.service.app.sinks.base`` defines what a sink promises, ``gateway.service.app.outbox`` runs one outbox worker per
-sink, and ``gateway.service.app.sinks.config.build_sinks`` turns the ``[sinks.*]`` tables of the TOML file into
+``gateway.service.sinks.base`` defines what a sink promises, ``gateway.service.outbox`` runs one outbox worker per
+sink, and ``gateway.service.sinks.config.build_sinks`` turns the ``[sinks.*]`` tables of the TOML file into
 sinks. :func:`worker_factories` is the hook ``citynode gateway serve`` calls to run them.
 """
 
@@ -12,10 +12,10 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.service.app.sinks.base import DeliveryResult, Row, RowFailure, Sink
-from gateway.service.app.sinks.mqtt import MqttSink, MqttSinkConfig
-from gateway.service.app.sinks.ngsild import NgsiLdConfig, NgsiLdSink
-from gateway.service.app.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink
+from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
+from gateway.service.sinks.ngsild import NgsiLdConfig, NgsiLdSink
+from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = [
     "DeliveryResult",
@@ -61,8 +61,8 @@ def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
     deliveries in flight finish (bounded by the sinks' timeouts) so their cursors are saved; everything
     else stays pending in the store for the next start.
     """
-    from gateway.service.app.outbox import Delivery
-    from gateway.service.app.sinks.config import build_sinks
+    from gateway.service.outbox import Delivery
+    from gateway.service.sinks.config import build_sinks
 
     specs = build_sinks(config.sinks, store_path=config.store.path,
                         citynode_context_url=served_context_url(getattr(config, "http", None)))

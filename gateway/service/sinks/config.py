@@ -3,10 +3,10 @@
 Each table names one sink; its ``type`` (``ngsild``, ``sensorthings`` or ``mqtt``) defaults to the
 table's name, so ``[sinks.ngsild]`` is enough, and ``[sinks.partner] type = "ngsild"`` adds a second
 NGSI-LD sink with its own cursor. Secrets (tokens, passwords, user names) are
-:class:`gateway.service.app.config.Secret` values, best given in the environment, which wins over the file:
+:class:`gateway.service.config.Secret` values, best given in the environment, which wins over the file:
 ``CITYNODE_SINKS_<NAME>_TOKEN``, ``..._PASSWORD``, ``..._USERNAME`` (``<NAME>`` is the table name in
 upper case, ``-`` as ``_``). The tables are read by the gateway configuration's own validator
-(:class:`gateway.service.app.config.Section`): every invalid key raises
+(:class:`gateway.service.config.Section`): every invalid key raises
 :class:`gateway.errors.ConfigError` naming it as ``sinks.<name>.<key>``, in the same words as the
 rest of the file.
 
@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.service.app.config import Section
-from gateway.service.app.outbox import Backoff
-from gateway.service.app.sinks.base import Sink
-from gateway.service.app.sinks.mqtt import MqttSink, MqttSinkConfig
-from gateway.service.app.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL, NgsiLdConfig, NgsiLdSink
-from gateway.service.app.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+from gateway.service.config import Section
+from gateway.service.outbox import Backoff
+from gateway.service.sinks.base import Sink
+from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
+from gateway.service.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL, NgsiLdConfig, NgsiLdSink
+from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = ["SinkSpec", "build_sinks"]
 

@@ -50,10 +50,14 @@ import aiohttp
 
 from gateway.contract.records import Reading
 from gateway.errors import SinkError
-from gateway.contract.records import Reading
-from gateway.service.app.config import Secret
-from gateway.service.app.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
-from gateway.service.app.sinks.ngsild_models import CITYNODE_CONTEXT_PATH, CORE_CONTEXT, ENTITIES, controlled_properties
+from gateway.service.config import Secret
+from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, group_uplinks, isoformat_utc
+from gateway.service.sinks.ngsild_models import (
+    CITYNODE_CONTEXT_PATH,
+    CORE_CONTEXT,
+    ENTITIES,
+    controlled_properties,
+)
 
 __all__ = [
     "CORE_CONTEXT",

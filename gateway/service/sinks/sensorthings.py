@@ -32,8 +32,8 @@ import aiohttp
 
 from gateway.contract.records import Reading
 from gateway.errors import ConfigError, SinkError
-from gateway.service.app.config import Secret
-from gateway.service.app.sinks.base import DeliveryResult, Row, RowFailure, Sink, isoformat_utc
+from gateway.service.config import Secret
+from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink, isoformat_utc
 
 __all__ = ["IdCache", "SensorThingsConfig", "SensorThingsSink", "row_refusal", "unit_of_measurement"]
 
