@@ -21,30 +21,40 @@ _START_MISSED = const(0x20)  # v2 only
 _MAX_ANSWER = const(48)
 
 
-def derive_keys(mc_ke_key, mc_key_encrypted, mc_addr):
-    """(McAppSKey, McNwkSKey) of a group from its McKEKey, encrypted McKey and McAddr (TS005 §3.3)."""
+def session_keys(mc_key, mc_addr):
+    """(McAppSKey, McNwkSKey) = aes128_encrypt(McKey, 0x01 / 0x02 | McAddr (LE) | pad16)."""
     from citynode.lorawan.aes import AES
 
-    mc_key = AES(mc_ke_key).encrypt(bytes(mc_key_encrypted))  # the server used aes128_decrypt
     aes = AES(mc_key)
     blk = bytearray(16)
     put_le(blk, 1, mc_addr, 4)
     blk[0] = 0x01
     app = aes.encrypt(blk)
     blk[0] = 0x02
-    nwk = aes.encrypt(blk)
-    return app, nwk
+    return app, aes.encrypt(blk)
 
 
-def mc_ke_key(root_key, lorawan_1_1=False):
-    """McKEKey from the device's GenAppKey (LoRaWAN 1.0.x) or AppKey (1.1)."""
+def decrypt_mc_key(mc_ke_key, mc_key_encrypted):
+    """McKey = aes128_encrypt(McKEKey, McKey_encrypted): the server encrypted with aes128_decrypt."""
+    from citynode.lorawan.aes import AES
+
+    return AES(mc_ke_key).encrypt(bytes(mc_key_encrypted))
+
+
+def mc_root_key(root_key, lorawan_1_1=False):
+    """McRootKey from the GenAppKey (LoRaWAN 1.0.x: 0x00 | pad16) or the AppKey (1.1: 0x20 | pad16)."""
     from citynode.lorawan.aes import AES
 
     blk = bytearray(16)
-    blk[0] = 0x20 if lorawan_1_1 else 0x00  # McRootKey = aes128_encrypt(GenAppKey, 0x00 | pad16)
-    mc_root = AES(root_key).encrypt(blk)
-    blk[0] = 0x00  # McKEKey = aes128_encrypt(McRootKey, 0x00 | pad16)
-    return AES(mc_root).encrypt(blk)
+    blk[0] = 0x20 if lorawan_1_1 else 0x00
+    return AES(root_key).encrypt(blk)
+
+
+def mc_ke_key(mc_root):
+    """McKEKey = aes128_encrypt(McRootKey, 0x00 | pad16)."""
+    from citynode.lorawan.aes import AES
+
+    return AES(mc_root).encrypt(bytes(16))
 
 
 class MulticastSetup:
@@ -59,7 +69,7 @@ class MulticastSetup:
 
     def __init__(self, root_key, version=2, max_groups=1, freq_ok=None, dr_ok=None, lorawan_1_1=False):
         self.version = 2 if version == 2 else 1
-        self._ke = mc_ke_key(root_key, lorawan_1_1)
+        self._ke = mc_ke_key(mc_root_key(root_key, lorawan_1_1))
         self.max_groups = max(1, min(4, max_groups))
         self.groups = [None] * self.max_groups
         self.class_c = [None] * self.max_groups
@@ -111,7 +121,7 @@ class MulticastSetup:
                     out[n + 1] = gid | _ID_ERROR
                 else:
                     addr = le(payload, pos + 1, 4)
-                    app, nwk = derive_keys(self._ke, payload[pos + 5:pos + 21], addr)
+                    app, nwk = session_keys(decrypt_mc_key(self._ke, payload[pos + 5:pos + 21]), addr)
                     self.groups[gid] = (addr, app, nwk, le(payload, pos + 21, 4), le(payload, pos + 25, 4))
                     self.class_c[gid] = None
                     out[n + 1] = gid
