@@ -237,3 +237,49 @@ def test_v2_data_block_mic(micropython, tamper: bool, mic_error: bool, pending: 
     assert got["complete"] and got["data"] == data.hex()
     assert got["mic_error"] is mic_error
     assert got["pending"] == pending  # FragDataBlockReceivedReq: FragIndex 0, bit 2 MICError
+
+
+MEMORY = """
+import gc, json, sys
+from binascii import unhexlify
+from citynode.fuota import fragmentation as F, store as S
+args = json.loads(sys.stdin.readline())
+fr = F.Fragmentation(S.FileStore("block.bin", 1 << 20), 1, args["max_missing"])
+gc.collect(); a0 = gc.mem_alloc()
+fr.handle(unhexlify(args["setup"]))
+gc.collect(); session = gc.mem_alloc() - a0
+peak = session
+for line in sys.stdin:
+    fr.handle(unhexlify(line.strip()))
+    gc.collect()
+    peak = max(peak, gc.mem_alloc() - a0)
+print(json.dumps({"session": session, "peak": peak, "complete": fr.complete}))
+"""
+
+
+def fec_ram_bound(m: int, size: int, max_missing: int) -> int:
+    """docs/design/fuota.md "Memory bound": pivot rows, pivot flags and column->fragment map, the
+    column of each fragment (2 bytes), two fragment bitmaps and three fragment buffers."""
+    c = min(max_missing, m)
+    return c * ((c + 7) // 8) + 3 * c + 2 * m + 2 * ((m + 7) // 8) + 3 * size
+
+
+@pytest.mark.slow
+def test_fec_memory_bound(micropython, tmp_path) -> None:
+    # a 50 KB data block in 50-byte fragments (DR5 EU868 leaves room for 50 + 3), 20 % redundancy,
+    # 10 % lost; the block itself is in a file, the heap holds only the decoder
+    size, m = 50, 1024
+    red = (m * 20 + 99) // 100
+    data = _data(m * size, 1)
+    frags = encode(data, size, red, 1)
+    lost = set(random.Random(3).sample(range(m), m // 10))
+    assert decodable(m, red, lost, 1)
+    lines = [(bytes([0x08, (i + 1) & 0xFF, (i + 1) >> 8]) + frags[i]).hex() for i in range(m + red) if i not in lost]
+    args = {"max_missing": red, "setup": _setup(1, m, size, 0), "m": m, "size": size}
+    got = json.loads(micropython.run(MEMORY, stdin=json.dumps(args) + "\n" + "\n".join(lines) + "\n",
+                                     cwd=tmp_path).strip().splitlines()[-1])
+    assert got["complete"]
+    assert (tmp_path / "block.bin").read_bytes() == data
+    bound = fec_ram_bound(m, size, red)
+    # allocation granularity (16-byte GC blocks) and the session's own objects on top of the arrays
+    assert got["peak"] <= bound + 1536, (got, bound)
