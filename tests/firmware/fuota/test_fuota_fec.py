@@ -283,3 +283,93 @@ def test_fec_memory_bound(micropython, tmp_path) -> None:
     bound = fec_ram_bound(m, size, red)
     # allocation granularity (16-byte GC blocks) and the session's own objects on top of the arrays
     assert got["peak"] <= bound + 1536, (got, bound)
+
+
+# --- ChirpStack's FUOTA flow, end to end, on one node ----------------------------------------------
+
+FLOW_NODE = """
+import json, sys
+from binascii import unhexlify, hexlify
+from citynode.fuota import Fuota, store, package
+args = json.loads(sys.stdin.readline())
+node = Fuota(unhexlify(args["gen"]), store.RamStore(args["block"]), (args["v"],) * 3)
+answers = []
+for line in sys.stdin:
+    port, now, data = line.split()
+    a = node.handle(int(port), unhexlify(data), int(now))
+    answers.append(None if a is None else [int(port), hexlify(a).decode()])
+fr = node.fragmentation
+g = node.multicast.groups[0]
+manifest, reason = package.check(fr.store, fr.length, unhexlify(args["pub"]), "0.1.0")
+print(json.dumps({"answers": answers, "complete": fr.complete, "mic_error": fr.mic_error,
+                  "keys": [hexlify(g[1]).decode(), hexlify(g[2]).decode()], "class_c": node.multicast.class_c[0],
+                  "reason": reason, "target": manifest and manifest["target"]}))
+"""
+
+
+def _chirpstack_flow(version: int, payload: bytes, gen: bytes, mc_key: bytes, mc_addr: int, frag_size: int,
+                     redundancy_pct: int, start_gps: int, now_gps: int, lost: set[int]) -> list[tuple[int, int, bytes]]:
+    """The downlinks ChirpStack's flow.rs sends one device, as (fPort, node GPS time, payload):
+    McGroupSetup, FragSessionSetup, McClassCSession (unicast), the fragments (multicast), FragStatus."""
+    ke = _aes(_aes(gen, bytes(16)), bytes(16))  # McKEKey of a LoRaWAN 1.0.x device from its GenAppKey
+    dec = Cipher(algorithms.AES(ke), modes.ECB()).decryptor()
+    mc_key_enc = dec.update(mc_key) + dec.finalize()  # encrypt_mc_key: aes128_decrypt(McKEKey, McKey)
+    out = [(200, now_gps, bytes([0x02, 0x00]) + mc_addr.to_bytes(4, "little") + mc_key_enc + bytes(4)
+            + (2**32 - 1).to_bytes(4, "little"))]
+    m = -(-len(payload) // frag_size)
+    padding = (frag_size - len(payload) % frag_size) % frag_size
+    descriptor = bytes(4)
+    setup = bytes([0x02, 0x01]) + m.to_bytes(2, "little") + bytes([frag_size, 0x00, padding]) + descriptor
+    if version == 2:
+        setup += (0).to_bytes(2, "little") + _v2_mic(gen, 0, descriptor, payload)
+    out.append((201, now_gps, setup))
+    # Class C session: SessionTime in GPS s, TimeOut 2^10 s, 869.525 MHz (8695250 = 0x84ADD2), DR 3
+    out.append((200, now_gps, bytes([0x04, 0x00]) + start_gps.to_bytes(4, "little") + bytes([10])
+                + (869525000 // 100).to_bytes(3, "little") + bytes([3])))
+    red = -(-m * redundancy_pct // 100)
+    frags = encode(payload + bytes(padding), frag_size, red, version)
+    for i, f in enumerate(frags):
+        if i not in lost:
+            out.append((201, start_gps + 5 * i, bytes([0x08]) + (i + 1).to_bytes(2, "little") + f))
+    out.append((201, start_gps + 5 * len(frags), bytes([0x01, 0x01])))  # Participants 1, FragIndex 0
+    return out
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_chirpstacks_flow_delivers_a_signed_package(micropython, tmp_path, version: int) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from gateway.field import fuota
+
+    for name, ver, body in (("a", "0.1.0", b"old" * 200), ("b", "0.2.0", bytes(range(256)) * 6)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "VERSION").write_text(ver)
+        (tmp_path / name / "app.mpy").write_bytes(body)
+    pair = fuota.generate_keypair()
+    payload = fuota.build_package(tmp_path / "a", tmp_path / "b", load_pem_private_key(pair.private_pem, None))
+    gen, mc_key, mc_addr = bytes(range(100, 116)), bytes(range(16)), 0x01FF0042
+    frag_size, m = 40, -(-len(payload) // 40)
+    lost = {3, 4, 11, m - 1}  # about 10 % of the uncoded fragments; 20 % redundancy
+    assert decodable(m, -(-m * 20 // 100), lost, version)
+    flow = _chirpstack_flow(version, payload, gen, mc_key, mc_addr, frag_size, 20, 1_400_000_600, 1_400_000_000, lost)
+    stdin = json.dumps({"gen": gen.hex(), "block": m * frag_size, "v": version, "pub": pair.public_raw.hex()}) + "\n"
+    stdin += "".join(f"{port} {now} {data.hex()}\n" for port, now, data in flow)
+    got = micropython.eval_json(FLOW_NODE, stdin=stdin)
+    answers = [a for a in got["answers"] if a is not None]
+    received = m + -(-m * 20 // 100) - len(lost)
+    # what ChirpStack's uplink handlers accept as success: no IDerror, no setup error bits, no session
+    # error bits and TimeToStart = 600 s, then a FragSessionStatusAns with MissingFrag 0 and no status bit
+    assert answers[:3] == [[200, "0200"], [201, "0200"], [200, "0400" + (600).to_bytes(3, "little").hex()]]
+    assert len(answers) == 4 and answers[3][0] == 201
+    ans = bytes.fromhex(answers[3][1])
+    assert ans[0] == 0x01 and len(ans) == 5
+    st, rec, missing = (ans[4], ans[1:3], ans[3]) if version == 1 else (ans[1], ans[2:4], ans[4])
+    rec_and_index = int.from_bytes(rec, "little")
+    assert (st, missing, rec_and_index >> 14) == (0, 0, 0)
+    assert m <= rec_and_index & 0x3FFF <= received
+    assert got["complete"] and not got["mic_error"]
+    # the node's multicast keys are the ones ChirpStack gives the multicast group (McKey -> session keys)
+    block = mc_addr.to_bytes(4, "little") + bytes(11)
+    assert got["keys"] == [_aes(mc_key, b"\x01" + block).hex(), _aes(mc_key, b"\x02" + block).hex()]
+    assert got["class_c"] == [1_400_000_600, 1_400_000_600 + 1024, 869525000, 3]
+    assert (got["reason"], got["target"]) == (None, "0.2.0")
