@@ -99,11 +99,17 @@ out = []
 for m, n in {LINES!r}:
     line = bytearray((m + 7) // 8)
     parity_line(n, m, line, {version})
-    out.append([j for j in range(m) if line[j >> 3] & (1 << (j & 7))])
+    out.append(hexlify(line).decode())
 print(json.dumps(out))
 """
-    got = micropython.eval_json(code)
-    assert got == [sorted(matrix_line(n, m, version)) for m, n in LINES]
+    got = micropython.eval_json(code.replace("import json", "import json\nfrom binascii import hexlify"))
+    want = []
+    for m, n in LINES:
+        bitmap = bytearray((m + 7) // 8)
+        for j in matrix_line(n, m, version):
+            bitmap[j >> 3] |= 1 << (j & 7)
+        want.append(bitmap.hex())
+    assert got == want
 
 
 NODE = """
