@@ -236,3 +236,26 @@ print(json.dumps(sorted(kinds)))
 def test_random_downlinks_never_raise(micropython) -> None:
     # 3000 random payloads across the six package objects: every answer is bytes or None, nothing raises
     assert micropython.eval_json(FUZZ) == ["NoneType", "bytes"]
+
+
+def test_packages_are_imported_only_when_their_port_is_used(micropython) -> None:
+    code = PRELUDE.replace("from citynode.fuota import clock as C, multicast as M, fragmentation as F, store as S",
+                           "import sys\nfrom citynode.fuota import Fuota") + """
+def loaded():
+    return sorted(m for m in ("clock", "multicast", "fragmentation") if "citynode.fuota." + m in sys.modules)
+node = Fuota(GEN, None)
+steps = [loaded()]
+a = node.handle(202, u("00"))
+steps.append([h(a), loaded()])
+a = node.handle(10, u("00"))
+steps.append([h(a), loaded()])
+a = node.handle(200, u("00"))
+steps.append([h(a), loaded()])
+print(json.dumps(steps))
+"""
+    assert micropython.eval_json(code) == [
+        [],
+        ["000102", ["clock"]],  # fPort 202: TS003 PackageVersionAns
+        [None, ["clock"]],  # an application port is none of FUOTA's business
+        ["000202", ["clock", "multicast"]],
+    ]
