@@ -259,3 +259,60 @@ print(json.dumps(steps))
         [None, ["clock"]],  # an application port is none of FUOTA's business
         ["000202", ["clock", "multicast"]],
     ]
+
+
+# --- multicast frames (LoRaWAN 1.0.4 §4.3.3 / §4.4 with the group's keys) ------------------------
+
+MC_APP = bytes.fromhex("95cb4518ee375606735bbacbdce837fa")  # ChirpStack's McAppSKey / McNwkSKey of MC_KEY, MC_ADDR
+MC_NWK = bytes.fromhex("c3f6b388bad6c000b23291ad52c11c7b")
+
+
+def mc_frame(fcnt: int, port: int, clear: bytes, *, addr: int = MC_ADDR, mhdr: int = 0x60, fctrl: int = 0,
+             fopts: bytes = b"", mic_key: bytes = MC_NWK) -> bytes:
+    """A downlink as a network server sends it to a multicast group (DevAddr = McAddr)."""
+    from cryptography.hazmat.primitives.cmac import CMAC
+
+    def block(first: int, last: int) -> bytes:  # §4.3.3 A_i and §4.4 B0, Dir = 1 (down)
+        return bytes([first, 0, 0, 0, 0, 1]) + addr.to_bytes(4, "little") + fcnt.to_bytes(4, "little") + bytes([0, last])
+
+    stream = b"".join(_aes(MC_APP, block(0x01, i)) for i in range(1, len(clear) // 16 + 2))
+    enc = bytes(c ^ k for c, k in zip(clear, stream))
+    msg = bytes([mhdr]) + addr.to_bytes(4, "little") + bytes([fctrl | len(fopts)]) + (fcnt & 0xFFFF).to_bytes(2, "little") \
+        + fopts + bytes([port]) + enc
+    c = CMAC(algorithms.AES(mic_key))
+    c.update(block(0x49, len(msg)) + msg)
+    return msg + c.finalize()[:4]
+
+
+# (name, frames before, frame, node GPS time or None, expected (group, FPort, payload hex) or None)
+FRAMES = [
+    ("a DataFragment to the group", [], mc_frame(0, 201, bytes.fromhex("080100aabbcc")), None, [0, 201, "080100aabbcc"]),
+    ("a long payload (several A_i blocks)", [], mc_frame(5, 201, bytes(range(53))), None, [0, 201, bytes(range(53)).hex()]),
+    ("inside the Class C window", [], mc_frame(0, 201, b"\x08"), 1500, [0, 201, "08"]),
+    ("before the Class C window", [], mc_frame(0, 201, b"\x08"), 1000, None),
+    ("after the Class C window", [], mc_frame(0, 201, b"\x08"), 1024 + 1024, None),
+    ("replayed FCnt", [mc_frame(7, 201, b"\x01")], mc_frame(7, 201, b"\x02"), None, None),
+    ("next FCnt", [mc_frame(7, 201, b"\x01")], mc_frame(8, 201, b"\x02"), None, [0, 201, "02"]),
+    ("16-bit roll-over", [mc_frame(0xFFFF, 201, b"\x01")], mc_frame(0x10000, 201, b"\x02"), None, [0, 201, "02"]),
+    ("wrong MIC", [], mc_frame(0, 201, b"\x08", mic_key=MC_APP), None, None),
+    ("another DevAddr", [], mc_frame(0, 201, b"\x08", addr=0x01020305), None, None),
+    ("FOpts (MAC commands) are not allowed", [], mc_frame(0, 201, b"\x08", fopts=b"\x02"), None, None),
+    ("ACK is not allowed", [], mc_frame(0, 201, b"\x08", fctrl=0x20), None, None),
+    ("FPort 0 is not allowed", [], mc_frame(0, 0, b"\x08"), None, None),
+    ("a confirmed downlink", [], mc_frame(0, 201, b"\x08", mhdr=0xA0), None, None),
+    ("too short", [], bytes.fromhex("60040302010000000102030405"), None, None),
+]
+
+
+@pytest.mark.parametrize(("name", "before", "frame", "now", "want"), FRAMES, ids=[f[0] for f in FRAMES])
+def test_multicast_frames(micropython, name, before, frame, now, want) -> None:
+    code = PRELUDE + f"""
+o = M.MulticastSetup(GEN, 2)
+o.handle(u("02 00 04030201 {MC_KEY_ENC} 00000000 ffffffff"))
+o.handle(u("04 00 00040000 0a 287684 05"), 0)  # Class C from GPS 1024 for 2^10 s
+for f in {[b.hex() for b in before]!r}:
+    o.open_frame(u(f))
+r = o.open_frame(u({frame.hex()!r}), {now!r})
+print(json.dumps(None if r is None else [r[0], r[1], h(r[2])]))
+"""
+    assert micropython.eval_json(code) == want, name

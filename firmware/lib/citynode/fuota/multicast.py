@@ -73,6 +73,7 @@ class MulticastSetup:
         self.max_groups = max(1, min(4, max_groups))
         self.groups = [None] * self.max_groups
         self.class_c = [None] * self.max_groups
+        self._fcnt = [None] * self.max_groups  # last accepted 32-bit McFCnt per group
         self._freq_ok = freq_ok
         self._dr_ok = dr_ok
         self._out = bytearray(_MAX_ANSWER)
@@ -124,6 +125,7 @@ class MulticastSetup:
                     app, nwk = session_keys(decrypt_mc_key(self._ke, payload[pos + 5:pos + 21]), addr)
                     self.groups[gid] = (addr, app, nwk, le(payload, pos + 21, 4), le(payload, pos + 25, 4))
                     self.class_c[gid] = None
+                    self._fcnt[gid] = None
                     out[n + 1] = gid
                 n += 2
                 pos += 29
@@ -185,3 +187,47 @@ class MulticastSetup:
         out[n + 1] = status
         put_le(out, n + 2, min(wait, 0xFFFFFF), 3)
         return n + 5
+
+    def open_frame(self, phy, now_gps_s=None):
+        """A multicast downlink received in a Class C window: ``(group id, FPort, FRMPayload)`` when its
+        DevAddr is a group's McAddr, it is an unconfirmed data down without FOpts or ACK (TS005: no MAC
+        commands, no acknowledgement on multicast), its MIC checks with McNwkSKey and its FCnt is newer
+        than the group's last and within [minMcFCount, maxMcFCount]; None otherwise (never raises).
+        ``now_gps_s`` (optional) also requires the group's Class C session to be open.
+        """
+        try:
+            n = len(phy)
+            if n < 13 or phy[0] & 0xE0 != 0x60:  # LoRaWAN 1.0.4 §4.2.1: MType 011 unconfirmed data down
+                return None
+            addr = le(phy, 1, 4)
+            gid = -1
+            for i in range(self.max_groups):
+                g = self.groups[i]
+                if g is not None and g[0] == addr:
+                    gid = i
+                    break
+            if gid < 0 or phy[5] & 0x2F:  # FCtrl: ACK (bit 5) or FOptsLen (bits 3..0)
+                return None
+            if now_gps_s is not None:
+                w = self.class_c[gid]
+                if w is None or not w[0] <= now_gps_s < w[1]:
+                    return None
+            g = self.groups[gid]
+            last = self._fcnt[gid]
+            base = g[3] if last is None else last + 1
+            fcnt = (base & ~0xFFFF) | le(phy, 6, 2)  # §4.3.1.5: 16 bits on air
+            if fcnt < base:
+                fcnt += 0x10000
+            if fcnt > g[4] or fcnt > 0xFFFFFFFF:
+                return None
+            from citynode.lorawan import crypto
+
+            if crypto.data_mic(g[2], phy, addr, fcnt, True, n - 4) != bytes(phy[n - 4:]):
+                return None
+            port = phy[8]
+            if port == 0:
+                return None  # FPort 0 carries MAC commands, which multicast may not
+            self._fcnt[gid] = fcnt
+            return gid, port, bytes(crypto.crypt_payload(g[1], addr, fcnt, True, phy[9:n - 4]))
+        except Exception:
+            return None
