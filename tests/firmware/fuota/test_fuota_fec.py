@@ -10,63 +10,24 @@ bytes when the rank allows it, incomplete (and saying how many fragments it miss
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
+from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.algorithms import AES
-from cryptography.hazmat.primitives.cmac import CMAC
 
 
-def prbs23(x: int) -> int:
-    """The specification's 23-bit PRBS: x/2 plus (bit0 XOR bit5) * 2^22."""
-    return x // 2 + ((x & 1) ^ ((x >> 5) & 1)) * (1 << 22)
+def _server_side():
+    # the network side of the tests (tests/firmware/fuota/server_side.py), loaded by path
+    spec = importlib.util.spec_from_file_location("fuota_server_side", Path(__file__).with_name("server_side.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def matrix_line(n: int, m: int, version: int) -> set[int]:
-    """Fragments XORed into coded fragment M+n (v1: m//2 draws, v2: m//2 distinct)."""
-    mod = m + 1 if m & (m - 1) == 0 else m
-    x = 1 + 1001 * n
-    chosen: set[int] = set()
-    draws = 0
-    while (draws < m // 2) if version == 1 else (len(chosen) < m // 2):
-        r = m
-        while r >= m:
-            x = prbs23(x)
-            r = x % mod
-        chosen.add(r)
-        draws += 1
-    return chosen
-
-
-def encode(data: bytes, size: int, redundancy: int, version: int) -> list[bytes]:
-    m = len(data) // size
-    frags = [data[i * size:(i + 1) * size] for i in range(m)]
-    for n in range(1, redundancy + 1):
-        acc = bytearray(size)
-        for j in matrix_line(n, m, version):
-            for k in range(size):
-                acc[k] ^= frags[j][k]
-        frags.append(bytes(acc))
-    return frags
-
-
-def decodable(m: int, redundancy: int, lost: set[int], version: int) -> bool:
-    """The oracle: the received coded rows, restricted to the lost uncoded fragments, have full rank."""
-    unknown = [j for j in range(m) if j in lost]
-    pivots: dict[int, int] = {}
-    for n in range(1, redundancy + 1):
-        if m + n - 1 in lost:
-            continue
-        row = sum(1 << unknown.index(j) for j in matrix_line(n, m, version) if j in lost)
-        while row:
-            top = row.bit_length() - 1
-            if top not in pivots:
-                pivots[top] = row
-                break
-            row ^= pivots[top]
-    return len(pivots) == len(unknown)
+SERVER = _server_side()
+encode, matrix_line, decodable = SERVER.encode, SERVER.matrix_line, SERVER.decodable
 
 
 # ChirpStack's encoder tables: the coded fragments 11..20 of bytes 0..99, size 10, redundancy 10
@@ -217,26 +178,11 @@ def test_the_node_agrees_with_the_rank_oracle_whatever_the_order(micropython, ve
     assert True in outcomes and False in outcomes, "the seeds must exercise both outcomes"
 
 
-def _aes(key: bytes, block: bytes) -> bytes:
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return enc.update(block) + enc.finalize()
-
-
-def _v2_mic(gen_app_key: bytes, cnt: int, descriptor: bytes, data: bytes) -> bytes:
-    # TS004 v2 (as ChirpStack computes it): DataBlockIntKey = aes128_encrypt(GenAppKey, 0x30 | pad16);
-    # MIC = aes128_cmac(key, 0x49 | SessionCnt | FragIndex | Descriptor | 0x00000000 | len)[0:4]
-    key = _aes(gen_app_key, bytes([0x30]) + bytes(15))
-    b0 = bytes([0x49]) + cnt.to_bytes(2, "little") + bytes([0]) + descriptor + bytes(4) + len(data).to_bytes(4, "little")
-    c = CMAC(AES(key))
-    c.update(b0 + data)
-    return c.finalize()[:4]
-
-
 @pytest.mark.parametrize(("tamper", "mic_error", "pending"), [(False, False, "0400"), (True, True, "0404")])
 def test_v2_data_block_mic(micropython, tamper: bool, mic_error: bool, pending: str) -> None:
     gen = bytes(range(16))
     data = _data(333, 9)
-    mic = _v2_mic(gen, 0, bytes.fromhex("01020304"), data)
+    mic = SERVER.v2_mic(gen, 0, bytes.fromhex("01020304"), data)
     if tamper:
         mic = bytes([mic[0] ^ 1]) + mic[1:]
     got = run_node(micropython, 2, data, 20, 3, {4}, key=gen, mic=mic)
@@ -302,8 +248,15 @@ node = Fuota(unhexlify(args["gen"]), store.RamStore(args["block"]), (args["v"],)
 answers = []
 for line in sys.stdin:
     port, now, data = line.split()
-    a = node.handle(int(port), unhexlify(data), int(now))
-    answers.append(None if a is None else [int(port), hexlify(a).decode()])
+    port, now, data = int(port), int(now), unhexlify(data)
+    if port < 0:  # a whole multicast frame, as the MAC hears it in the Class C window
+        opened = node.multicast.open_frame(data, now)
+        if opened is None:
+            answers.append(["refused", line.strip()])
+            continue
+        port, data = opened[1], opened[2]
+    a = node.handle(port, data, now)
+    answers.append(None if a is None else [port, hexlify(a).decode()])
 fr = node.fragmentation
 g = node.multicast.groups[0]
 manifest, reason = package.check(fr.store, fr.length, unhexlify(args["pub"]), "0.1.0")
@@ -311,34 +264,6 @@ print(json.dumps({"answers": answers, "complete": fr.complete, "mic_error": fr.m
                   "keys": [hexlify(g[1]).decode(), hexlify(g[2]).decode()], "class_c": node.multicast.class_c[0],
                   "reason": reason, "target": manifest and manifest["target"]}))
 """
-
-
-def _chirpstack_flow(version: int, payload: bytes, gen: bytes, mc_key: bytes, mc_addr: int, frag_size: int,
-                     redundancy_pct: int, start_gps: int, now_gps: int, lost: set[int]) -> list[tuple[int, int, bytes]]:
-    """The downlinks ChirpStack's flow.rs sends one device, as (fPort, node GPS time, payload):
-    McGroupSetup, FragSessionSetup, McClassCSession (unicast), the fragments (multicast), FragStatus."""
-    ke = _aes(_aes(gen, bytes(16)), bytes(16))  # McKEKey of a LoRaWAN 1.0.x device from its GenAppKey
-    dec = Cipher(algorithms.AES(ke), modes.ECB()).decryptor()
-    mc_key_enc = dec.update(mc_key) + dec.finalize()  # encrypt_mc_key: aes128_decrypt(McKEKey, McKey)
-    out = [(200, now_gps, bytes([0x02, 0x00]) + mc_addr.to_bytes(4, "little") + mc_key_enc + bytes(4)
-            + (2**32 - 1).to_bytes(4, "little"))]
-    m = -(-len(payload) // frag_size)
-    padding = (frag_size - len(payload) % frag_size) % frag_size
-    descriptor = bytes(4)
-    setup = bytes([0x02, 0x01]) + m.to_bytes(2, "little") + bytes([frag_size, 0x00, padding]) + descriptor
-    if version == 2:
-        setup += (0).to_bytes(2, "little") + _v2_mic(gen, 0, descriptor, payload)
-    out.append((201, now_gps, setup))
-    # Class C session: SessionTime in GPS s, TimeOut 2^10 s, 869.525 MHz (8695250 = 0x84ADD2), DR 3
-    out.append((200, now_gps, bytes([0x04, 0x00]) + start_gps.to_bytes(4, "little") + bytes([10])
-                + (869525000 // 100).to_bytes(3, "little") + bytes([3])))
-    red = -(-m * redundancy_pct // 100)
-    frags = encode(payload + bytes(padding), frag_size, red, version)
-    for i, f in enumerate(frags):
-        if i not in lost:
-            out.append((201, start_gps + 5 * i, bytes([0x08]) + (i + 1).to_bytes(2, "little") + f))
-    out.append((201, start_gps + 5 * len(frags), bytes([0x01, 0x01])))  # Participants 1, FragIndex 0
-    return out
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -357,7 +282,7 @@ def test_chirpstacks_flow_delivers_a_signed_package(micropython, tmp_path, versi
     frag_size, m = 40, -(-len(payload) // 40)
     lost = {3, 4, 11, m - 1}  # about 10 % of the uncoded fragments; 20 % redundancy
     assert decodable(m, -(-m * 20 // 100), lost, version)
-    flow = _chirpstack_flow(version, payload, gen, mc_key, mc_addr, frag_size, 20, 1_400_000_600, 1_400_000_000, lost)
+    flow = SERVER.chirpstack_flow(version, payload, gen, mc_key, mc_addr, frag_size, 20, 1_400_000_600, 1_400_000_000, lost)
     stdin = json.dumps({"gen": gen.hex(), "block": m * frag_size, "v": version, "pub": pair.public_raw.hex()}) + "\n"
     stdin += "".join(f"{port} {now} {data.hex()}\n" for port, now, data in flow)
     got = micropython.eval_json(FLOW_NODE, stdin=stdin)
@@ -376,6 +301,6 @@ def test_chirpstacks_flow_delivers_a_signed_package(micropython, tmp_path, versi
     assert got["complete"] and not got["mic_error"]
     # the node's multicast keys are the ones ChirpStack gives the multicast group (McKey -> session keys)
     block = mc_addr.to_bytes(4, "little") + bytes(11)
-    assert got["keys"] == [_aes(mc_key, b"\x01" + block).hex(), _aes(mc_key, b"\x02" + block).hex()]
+    assert got["keys"] == [SERVER.aes(mc_key, b"\x01" + block).hex(), SERVER.aes(mc_key, b"\x02" + block).hex()]
     assert got["class_c"] == [1_400_000_600, 1_400_000_600 + 1024, 869525000, 3]
     assert (got["reason"], got["target"]) == (None, "0.2.0")

@@ -9,13 +9,26 @@ must agree. Key-derivation vectors are ChirpStack's own test values (lrwn multic
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.paths import firmware_module
+
+
+def _server_side():
+    # the network side of the tests (tests/firmware/fuota/server_side.py), loaded by path
+    spec = importlib.util.spec_from_file_location("fuota_server_side", Path(__file__).with_name("server_side.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SERVER = _server_side()
 
 # ChirpStack's multicastsetup test constants (lrwn/src/applayer/multicastsetup/v1.rs, tests)
 GEN_APP_KEY = bytes([3, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
@@ -267,21 +280,8 @@ MC_APP = bytes.fromhex("95cb4518ee375606735bbacbdce837fa")  # ChirpStack's McApp
 MC_NWK = bytes.fromhex("c3f6b388bad6c000b23291ad52c11c7b")
 
 
-def mc_frame(fcnt: int, port: int, clear: bytes, *, addr: int = MC_ADDR, mhdr: int = 0x60, fctrl: int = 0,
-             fopts: bytes = b"", mic_key: bytes = MC_NWK) -> bytes:
-    """A downlink as a network server sends it to a multicast group (DevAddr = McAddr)."""
-    from cryptography.hazmat.primitives.cmac import CMAC
-
-    def block(first: int, last: int) -> bytes:  # §4.3.3 A_i and §4.4 B0, Dir = 1 (down)
-        return bytes([first, 0, 0, 0, 0, 1]) + addr.to_bytes(4, "little") + fcnt.to_bytes(4, "little") + bytes([0, last])
-
-    stream = b"".join(_aes(MC_APP, block(0x01, i)) for i in range(1, len(clear) // 16 + 2))
-    enc = bytes(c ^ k for c, k in zip(clear, stream))
-    msg = bytes([mhdr]) + addr.to_bytes(4, "little") + bytes([fctrl | len(fopts)]) + (fcnt & 0xFFFF).to_bytes(2, "little") \
-        + fopts + bytes([port]) + enc
-    c = CMAC(algorithms.AES(mic_key))
-    c.update(block(0x49, len(msg)) + msg)
-    return msg + c.finalize()[:4]
+def mc_frame(fcnt: int, port: int, clear: bytes, *, addr: int = MC_ADDR, mic_key: bytes = MC_NWK, **kw) -> bytes:
+    return SERVER.mc_frame(fcnt, port, clear, app_key=MC_APP, nwk_key=mic_key, addr=addr, **kw)
 
 
 # (name, frames before, frame, node GPS time or None, expected (group, FPort, payload hex) or None)
