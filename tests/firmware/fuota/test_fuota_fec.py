@@ -304,3 +304,38 @@ def test_chirpstacks_flow_delivers_a_signed_package(micropython, tmp_path, versi
     assert got["keys"] == [SERVER.aes(mc_key, b"\x01" + block).hex(), SERVER.aes(mc_key, b"\x02" + block).hex()]
     assert got["class_c"] == [1_400_000_600, 1_400_000_600 + 1024, 869525000, 3]
     assert (got["reason"], got["target"]) == (None, "0.2.0")
+
+
+def test_a_block_rebuilt_in_a_file(micropython, tmp_path) -> None:
+    # the node's store: a file on the flash filesystem, so the block costs no heap
+    size, m, red = 32, 32, 8
+    data = _data(m * size - 5, 4)
+    padded = data + bytes(5)
+    frags = encode(padded, size, red, 2)
+    lost = {0, 5, 31}
+    assert decodable(m, red, lost, 2)
+    code = """
+import json, sys
+from binascii import unhexlify
+from citynode.fuota import fragmentation as F, store as S
+st = S.FileStore("block.bin", 4096)
+fr = F.Fragmentation(st, 2, 8)
+for line in sys.stdin:
+    fr.handle(unhexlify(line.strip()))
+st.close()
+print(json.dumps([fr.complete, fr.length]))
+"""
+    lines = [_setup(2, m, size, 5)] + [(bytes([0x08, i + 1, 0]) + frags[i]).hex() for i in range(m + red) if i not in lost]
+    assert json.loads(micropython.run(code, stdin="\n".join(lines) + "\n", cwd=tmp_path).strip().splitlines()[-1]) == [True, m * size - 5]
+    assert (tmp_path / "block.bin").read_bytes() == padded
+
+
+def test_a_block_larger_than_the_file_store_is_refused(micropython, tmp_path) -> None:
+    code = """
+from binascii import unhexlify, hexlify
+from citynode.fuota import fragmentation as F, store as S
+fr = F.Fragmentation(S.FileStore("block.bin", 1000), 1)
+print(hexlify(fr.handle(unhexlify("02 01 1500 32 00 00 00000000".replace(" ", "")))).decode(), fr.active)
+"""
+    # 21 fragments of 50 bytes = 1050 > 1000: FragSessionSetupAns "not enough memory"
+    assert micropython.run(code, cwd=tmp_path).split() == ["0202", "False"]
