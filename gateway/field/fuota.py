@@ -1,0 +1,177 @@
+"""Signed update packages for FUOTA (issue 19): key pairs, building a package, reading one back.
+
+A package carries the files of an app tree that changed between a base version and a target version
+(normally the ``.mpy`` modules), the files to delete, and a manifest with both versions and every
+file's SHA-256, signed with Ed25519. The layout is the one the node checks in
+``firmware/lib/citynode/fuota/package.py`` (docs/design/fuota.md, "Update package format")::
+
+    b"CNUP" | format (1) | manifest length (2, LE) | manifest (compact JSON) | signature (64) | files
+
+The signature covers everything before it; the files follow in the manifest's order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gateway.errors import CitynodeError, ConfigError
+
+__all__ = [
+    "MAGIC",
+    "FORMAT",
+    "Package",
+    "PackageError",
+    "KeyPair",
+    "generate_keypair",
+    "write_keypair",
+    "load_private_key",
+    "tree_version",
+    "build_package",
+    "read_package",
+]
+
+MAGIC = b"CNUP"
+FORMAT = 1
+MAX_MANIFEST = 4096  # the node refuses longer manifests (its RAM)
+VERSION_FILE = "VERSION"
+
+
+class PackageError(CitynodeError):
+    """An update package that cannot be built or does not verify."""
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_pem: bytes  # PKCS#8 PEM, unencrypted: keep it off the nodes and out of the repository
+    public_raw: bytes  # 32 bytes, what the node's config bundle carries (hex)
+
+
+@dataclass(frozen=True)
+class Package:
+    base: str
+    target: str
+    files: dict[str, bytes]  # path -> content, in manifest order
+    delete: tuple[str, ...]
+    manifest: dict[str, object]
+
+
+def generate_keypair() -> KeyPair:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return KeyPair(pem, raw)
+
+
+def write_keypair(prefix: Path) -> tuple[Path, Path]:
+    """Write ``PREFIX.key`` (mode 0600) and ``PREFIX.pub`` (hex); never overwrites an existing key."""
+    key_path = prefix.with_name(prefix.name + ".key")
+    pub_path = prefix.with_name(prefix.name + ".pub")
+    for p in (key_path, pub_path):
+        if p.exists():
+            raise ConfigError(f"{p} exists: refusing to overwrite a signing key")
+    if not prefix.parent.is_dir():
+        raise ConfigError(f"{prefix.parent}: no such directory")
+    pair = generate_keypair()
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pair.private_pem)
+    pub_path.write_text(pair.public_raw.hex() + "\n")
+    return key_path, pub_path
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(f"signing key {path}: {exc.strerror}") from None
+    except (ValueError, TypeError):
+        raise ConfigError(f"signing key {path}: not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"signing key {path}: not an Ed25519 key (make one with `citynode fuota keygen`)")
+    return key
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a directory")
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != VERSION_FILE:
+            files[p.relative_to(root).as_posix()] = p.read_bytes()
+    return files
+
+
+def tree_version(root: Path, given: str | None) -> str:
+    """The version of an app tree: ``given``, else the first line of its ``VERSION`` file."""
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a directory")
+    if given:
+        return given
+    vf = root / VERSION_FILE
+    if not vf.is_file():
+        raise ConfigError(f"{root}: no {VERSION_FILE} file; give the version on the command line")
+    version = vf.read_text().strip().splitlines()[0] if vf.read_text().strip() else ""
+    if not version:
+        raise ConfigError(f"{vf}: empty")
+    return version
+
+
+def build_package(base_dir: Path, target_dir: Path, key: Ed25519PrivateKey, *, base_version: str | None = None,
+                  target_version: str | None = None) -> bytes:
+    """The signed package taking ``base_dir``'s tree to ``target_dir``'s: changed and new files, deletions."""
+    base_v = tree_version(base_dir, base_version)
+    target_v = tree_version(target_dir, target_version)
+    if base_v == target_v:
+        raise PackageError(f"base and target are both version {base_v}")
+    old, new = _tree(base_dir), _tree(target_dir)
+    changed = [(p, data) for p, data in new.items() if old.get(p) != data]
+    deleted = sorted(p for p in old if p not in new)
+    manifest = {
+        "format": FORMAT,
+        "base": base_v,
+        "target": target_v,
+        "files": [[p, len(data), hashlib.sha256(data).hexdigest()] for p, data in changed],
+        "delete": deleted,
+    }
+    body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    if len(body) > MAX_MANIFEST:
+        raise PackageError(f"manifest of {len(body)} bytes: the node reads at most {MAX_MANIFEST}")
+    signed = MAGIC + bytes([FORMAT]) + len(body).to_bytes(2, "little") + body
+    return signed + key.sign(signed) + b"".join(data for _, data in changed)
+
+
+def read_package(data: bytes, public_key: bytes) -> Package:
+    """Verify and unpack a package (the checks the node makes). Raises :class:`PackageError`."""
+    if len(data) < 7 + 64 or data[:4] != MAGIC:
+        raise PackageError("not a citynode update package")
+    if data[4] != FORMAT:
+        raise PackageError(f"package format {data[4]}, this tool reads {FORMAT}")
+    n = int.from_bytes(data[5:7], "little")
+    if 7 + n + 64 > len(data):
+        raise PackageError("truncated package")
+    signed, sig = data[:7 + n], data[7 + n:7 + n + 64]
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(sig, signed)
+    except (InvalidSignature, ValueError):
+        raise PackageError("bad signature") from None
+    manifest = json.loads(signed[7:])
+    pos = 7 + n + 64
+    files: dict[str, bytes] = {}
+    for path, size, digest in manifest["files"]:
+        content = data[pos:pos + size]
+        if len(content) != size or hashlib.sha256(content).hexdigest() != digest:
+            raise PackageError(f"{path}: content does not match its hash")
+        files[path] = content
+        pos += size
+    if pos != len(data):
+        raise PackageError("trailing bytes after the last file")
+    return Package(manifest["base"], manifest["target"], files, tuple(manifest["delete"]), manifest)
