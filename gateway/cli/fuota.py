@@ -18,14 +18,18 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("fuota", help="signing keys and signed update packages (FUOTA)")
+    parser = sub.add_parser(
+        "fuota", help="signing keys and signed update packages (FUOTA)",
+        description="Make the Ed25519 key pair that signs app updates, and build signed update packages of the .mpy modules changed between two app trees (docs/design/fuota.md). Bad input: one line, exit 2.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    key = actions.add_parser("keygen", help="make an Ed25519 key pair: PREFIX.key (private) and PREFIX.pub (hex)")
+    key = actions.add_parser("keygen", help="make an Ed25519 key pair: PREFIX.key (private) and PREFIX.pub (hex)",
+                             description="Write PREFIX.key (Ed25519 private key, PKCS#8 PEM, mode 0600, never overwritten) and PREFIX.pub (the 32-byte public key in hex, for the node's config bundle).")
     key.add_argument("--out", type=Path, default=Path("fuota"), help="path prefix of the two files (default: fuota)")
     key.set_defaults(func=_keygen)
 
-    build = actions.add_parser("build", help="build a signed package of the files changed between two app trees")
+    build = actions.add_parser("build", help="build a signed package of the files changed between two app trees",
+                               description="Build a package of the files that differ between two app trees (and the deletions), with a manifest of base version, target version and file hashes, signed with Ed25519.")
     build.add_argument("--from", dest="base", type=Path, required=True, help="the app tree nodes run now")
     build.add_argument("--to", dest="target", type=Path, required=True, help="the app tree to update them to")
     build.add_argument("--key", type=Path, required=True, help="the private key (from `citynode fuota keygen`)")

@@ -1,8 +1,7 @@
-"""What every gateway process sets up, the service and its MQTT ingest workers alike: logging and the GC.
+"""What a gateway process sets up before it serves: logging and the garbage collector.
 
-Kept apart from :mod:`gateway.service.app` so that a worker process
-(:mod:`gateway.service.ingest.processes`) sets itself up exactly as the service does without importing
-the service.
+Kept apart from :mod:`gateway.service.app` so that the CLI and tests configure logging without
+importing the whole service.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import codec
+from gateway.contract import codec
 from gateway.contract.normalize import normalize
 from gateway.contract.records import Reading, Uplink
 from gateway.contract.schema import load_schema

@@ -132,7 +132,7 @@ def configured_interval(tags: Mapping[str, str]) -> int | None:
 
 
 def _dead_letter_counts(store: Store) -> dict[str, int]:
-    rows = store._query(  # the store's one query method, shared by both backends (see history.py)
+    rows = store.query(  # the store's one query method, shared by both backends (see history.py)
         "SELECT dev_eui, COUNT(*) FROM dead_letters WHERE dev_eui IS NOT NULL GROUP BY dev_eui", ()
     )
     return {str(r[0]): int(r[1]) for r in rows}
@@ -158,7 +158,7 @@ def _rows(store: Store) -> list[_Row]:
     # 20,000 devices); here tag sets (shared by most devices of a profile) are parsed once each.
     parsed: dict[str, dict[str, str]] = {}
     out: list[_Row] = []
-    for r in store._query(
+    for r in store.query(
         "SELECT dev_eui, name, tags, role, last_seen, battery, fcnt_gaps, last_rssi, uplinks FROM devices", ()
     ):
         tags_text = r[2] if isinstance(r[2], str) else json.dumps(r[2] or {})
