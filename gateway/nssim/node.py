@@ -1,7 +1,7 @@
 """A virtual node for the simulator: the real citynode LoRaWAN MAC on the MicroPython unix port.
 
 :class:`VirtualNode` starts ``micropython`` running :file:`mp_node.py` (``citynode.lorawan.mac.ClassA``
-over ``citynode.radio.udp.UdpRadio``, with the firmware compiled to ``.mpy`` by
+over ``citynode_sim.udp.UdpRadio``, with the firmware compiled to ``.mpy`` by
 :func:`gateway.firmware_build.build_firmware`, as a node runs it) and drives it over stdin/stdout, one
 JSON command and one JSON answer per line: ``join``, ``send``, ``link_check``, ``device_time``,
 ``radio`` and ``state`` (see mp_node.py for the fields). Used by the tests, HIL rigs and the demo.
@@ -37,10 +37,11 @@ class NodeError(CitynodeError):
 
 
 def build_node_lib(out: Path) -> Path:
-    """The firmware as deployed (``.mpy`` tree, see gateway.firmware_build) under ``out``; returns its lib/."""
+    """The firmware as deployed on the virtual device (``.mpy`` tree with ``citynode_sim``, see
+    gateway.firmware_build) under ``out``; returns its lib/."""
     from gateway.firmware_build import build_firmware
 
-    build_firmware(out)
+    build_firmware(out, sim=True)
     return out / "lib"
 
 

@@ -1,11 +1,11 @@
 # The sim board with its peripherals on the host: what `citynode device run` and the virtual device
 # give the firmware. The simulators (BME680 register map, SDS011/PMS5003/A02YYUW frames, ultrasonic
-# echoes, passengers at the doors, GPS, WiFi probes and BLE adverts: citynode.hal.sim*) run in the
+# echoes, passengers at the doors, GPS, WiFi probes and BLE adverts: citynode_sim.sim*) run in the
 # host process (gateway/simhost.py); this module speaks to them over two pipes, as a driver speaks to
 # a chip over a bus, so the drivers' own parsing and compensation code still runs here on the bytes
 # the simulators produce, and none of the simulators' code takes heap on the unix port.
 #
-# Time stays here: the virtual clock, pins, ADC and watchdog are local (citynode.hal.simio), and
+# Time stays here: the virtual clock, pins, ADC and watchdog are local (citynode_sim.simio), and
 # every request carries the virtual time in us, to which the host sets its clock before it answers.
 #
 # Wire format. Request: one line of JSON, [t_us, device, method, [args]] (bytes as hex strings).
@@ -14,7 +14,7 @@
 import json
 from binascii import hexlify
 
-from citynode.hal.simio import SimClock, SimPin, SimWDT
+from citynode_sim.simio import SimClock, SimPin, SimWDT
 
 ENV = "CITYNODE_SIM_LINK"  # "<request fd>,<reply fd>", set by the host that runs the simulators
 _DEEP_SLEEP = "deep_sleep"
@@ -129,7 +129,7 @@ class _Doors:
 
 
 class LinkHal:
-    """The sim board's HAL (citynode.hal.sim.SimHal's methods) with the peripherals on the host."""
+    """The sim board's HAL (citynode_sim.sim.SimHal's methods) with the peripherals on the host."""
 
     hard_irq = False
 
@@ -192,7 +192,7 @@ class LinkHal:
 
     def rtc(self):
         if self._rtc is None:
-            from citynode.hal.simextra import SimRTC
+            from citynode_sim.simextra import SimRTC
 
             self._rtc = SimRTC()
         return self._rtc
@@ -205,8 +205,8 @@ class LinkHal:
         return Remote(self.link, "wifi")
 
     def bluetooth(self):
-        """The host's advertisers, fetched once and delivered by citynode.hal.simcrowd's BLE."""
-        from citynode.hal.simcrowd import PacedBluetooth
+        """The host's advertisers, fetched once and delivered by citynode_sim.simcrowd's BLE."""
+        from citynode_sim.simcrowd import PacedBluetooth
 
         adverts, period_ms = self.link.call("ble", "open")
         adverts = [(t, bytes.fromhex(a), rssi) for t, a, rssi in adverts]
