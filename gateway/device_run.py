@@ -119,6 +119,7 @@ LORAWAN_SKIP_MS = 1500
 def stream_lorawan_device(
     fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0,
     downlinks: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
+    time_scale: int = LORAWAN_TIME_SCALE,
 ) -> Iterator[str]:
     """Run the node prepared in ``fs`` (``prepare_fs(..., lorawan=True)``) over the real LoRaWAN link:
     citynode's MAC on the UDP virtual radio to a network-server simulator (:mod:`gateway.nssim`,
@@ -138,7 +139,7 @@ def stream_lorawan_device(
     handle = server.run_in_thread()
     try:
         scenario = json.loads((fs / "sim.json").read_text())
-        scenario.update(network={"port": server.port}, time_scale=LORAWAN_TIME_SCALE, skip_ms=LORAWAN_SKIP_MS)
+        scenario.update(network={"port": server.port}, time_scale=time_scale, skip_ms=LORAWAN_SKIP_MS)
         (fs / "sim.json").write_text(json.dumps(scenario))
         for fport, data in downlinks:
             server.queue_downlink(eui, fport, data)

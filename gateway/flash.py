@@ -497,6 +497,24 @@ def _check_board(transport: Any, port: str, board: dict[str, Any], erase: bool) 
         )
 
 
+def app_files(board_def: dict[str, Any], extra: dict[str, bytes], app_dir: Path | None = None,
+              progress: Progress = _quiet) -> dict[str, bytes]:
+    """The files ``citynode flash`` copies to a board: the built app (``app_dir``, else built now),
+    ``extra`` (config.json, board.json) and, for the virtual board only, ``lib/citynode_sim``."""
+    if app_dir is not None:
+        files = _local_files(app_dir, extra)
+    else:
+        with tempfile.TemporaryDirectory(prefix="citynode-flash-") as tmp:
+            progress("building the app with mpy-cross")
+            build_firmware(Path(tmp) / "app")
+            files = _local_files(Path(tmp) / "app", extra)
+    if is_virtual_board(board_def):
+        with tempfile.TemporaryDirectory(prefix="citynode-flash-sim-") as tmp:
+            build_sim(Path(tmp))
+            files = {**_local_files(Path(tmp), {}), **files}
+    return files
+
+
 def is_virtual_board(board_def: dict[str, Any]) -> bool:
     """The virtual board (MicroPython unix port: the virtual device), the only one that gets citynode_sim."""
     return board_def.get("mcu") == "unix"
@@ -587,17 +605,7 @@ def flash_node(
         "config.json": (json.dumps(config, indent=1, sort_keys=True) + "\n").encode(),
         "board.json": (json.dumps(board_def, indent=1) + "\n").encode(),
     }
-    if app_dir is not None:
-        files = _local_files(app_dir, extra)
-    else:
-        with tempfile.TemporaryDirectory(prefix="citynode-flash-") as tmp:
-            progress("building the app with mpy-cross")
-            build_firmware(Path(tmp) / "app")
-            files = _local_files(Path(tmp) / "app", extra)
-    if is_virtual_board(board_def):
-        with tempfile.TemporaryDirectory(prefix="citynode-flash-sim-") as tmp:
-            build_sim(Path(tmp))
-            files = {**_local_files(Path(tmp), {}), **files}
+    files = app_files(board_def, extra, app_dir, progress)
     progress("connecting")
     with open_device(port) as transport:
         _check_board(transport, port, board_def, erase)

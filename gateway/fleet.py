@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gateway.device_run import prepare_fs
 from gateway.firmware_build import built_firmware
-from gateway.micropython import find_micropython
+from gateway.micropython import find_micropython, node_heap
 
 __all__ = ["FleetNode", "VirtualFleet", "DEFAULT_MIX"]
 
@@ -63,13 +63,13 @@ class VirtualFleet:
 
     def __init__(
         self, root: Path, count: int, ns_port: int, *, roles: Iterable[str] = DEFAULT_MIX,
-        pace: float = 120.0, time_scale: float = 5.0, heapsize: str = "512k", seed: int = 1,
+        pace: float = 120.0, time_scale: float = 5.0, heapsize: str | None = None, seed: int = 1,
     ) -> None:
         self.root = root
         self.ns_port = ns_port
         self.pace = pace
         self.time_scale = time_scale
-        self.heapsize = heapsize
+        self.heapsize = heapsize or node_heap()  # 64k on the 32-bit frozen build (gateway.micropython)
         mix = list(roles)
         self.nodes: list[FleetNode] = []
         for i in range(count):

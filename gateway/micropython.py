@@ -10,18 +10,59 @@ through ``MICROPYPATH``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import CitynodeError
 from gateway.paths import firmware_dir, sim_mpy_dir
 
-__all__ = ["MicroPythonNotFound", "MicroPythonError", "find_micropython", "micropython_env", "run_code"]
+__all__ = ["MicroPythonNotFound", "MicroPythonError", "Interpreter", "find_micropython", "interpreter",
+           "micropython_env", "node_heap", "run_code"]
 
 ESP32_HEAP = "96k"
+# The heap a node on the real LoRaWAN link gets (the MAC over the virtual radio), by interpreter; the
+# smallest heaps measured for every role are in bench/RESULTS.md (firmware heap, LoRaWAN link).
+NODE_HEAP_FROZEN32 = "64k"  # the budget: what an ESP32 without PSRAM starts with (measured 46-55 KB)
+NODE_HEAP_STOCK32 = "160k"  # over the 108 KB budget: measured 146-151 KB (.mpy bytecode in the heap)
+NODE_HEAP_64BIT = "256k"  # the 64-bit unix port from PyPI: measured 213-222 KB
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """What a MicroPython unix port is: word size and whether the citynode package is frozen in."""
+
+    path: str
+    bits: int
+    frozen_citynode: bool
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(path: str) -> Interpreter:
+    code = ("import sys\nprint(64 if sys.maxsize > 2**32 else 32)\nsys.path[:] = ['.frozen']\n"
+            "try:\n import citynode\n print(1)\nexcept ImportError:\n print(0)\n")
+    proc = subprocess.run([path, "-c", code], capture_output=True, text=True, timeout=30, env={}, cwd="/")
+    out = proc.stdout.split()
+    if proc.returncode != 0 or len(out) != 2:
+        raise MicroPythonError(f"{path}: not a MicroPython unix port (exit {proc.returncode}: {proc.stderr.strip()})")
+    return Interpreter(path, int(out[0]), out[1] == "1")
+
+
+def interpreter() -> Interpreter:
+    """The chosen interpreter (:func:`find_micropython`) and what it is."""
+    return _probe(find_micropython())
+
+
+def node_heap() -> str:
+    """The heap a virtual LoRaWAN node gets on the chosen interpreter (64k on the 32-bit frozen build)."""
+    info = interpreter()
+    if info.bits == 64:
+        return NODE_HEAP_64BIT
+    return NODE_HEAP_FROZEN32 if info.frozen_citynode else NODE_HEAP_STOCK32
 
 
 class MicroPythonNotFound(CitynodeError):

@@ -28,6 +28,7 @@ import serial
 
 from gateway.firmware_build import build_firmware
 from gateway.flash import config_from_bundle, flash_node, load_board
+from gateway.micropython import node_heap
 from gateway.virtual_device import VirtualDevice
 
 DEFAULT_ROLE = "bin_fill"
@@ -191,7 +192,7 @@ class DUT:
 @pytest.fixture(scope="session")
 def app_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hil-app") / "app"
-    build_firmware(out)
+    build_firmware(out, sim=True)  # the virtual device's tree: `citynode flash` adds citynode_sim there
     return out
 
 
@@ -244,7 +245,8 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
             # links.lorawan_link: the sim board's UdpRadio to the simulator; receive windows 5x faster.
             scenario = {**scenario, "network": {"port": server.port}, "time_scale": 5, "skip_ms": 1500}
         (fs / "sim.json").write_text(json.dumps(scenario))
-        heap = _marker_arg(request, "heap", VIRTUAL_HEAP)
+        # a node on the LoRaWAN link gets its budget (64k on the 32-bit frozen build, node_heap)
+        heap = _marker_arg(request, "heap", node_heap() if request.node.get_closest_marker("network") else VIRTUAL_HEAP)
         with VirtualDevice(fs, heapsize=heap, boot=False) as device:
             d = DUT(device.port, log_path, device)
             try:
