@@ -114,13 +114,13 @@ $(UNIX32): $(MP_DIR)/.extracted build/micropython-usermods/.linked $(FIRMWARE_SR
 	$(MAKE) -C $(MP_DIR)/ports/unix -j2 $(MP_UNIX_FLAGS) BUILD=$(CURDIR)/build/micropython-unix32/obj \
 	  FROZEN_MANIFEST=$(CURDIR)/tests/firmware/unix32/manifest.py >build/micropython-unix32.log 2>&1 \
 	  || (tail -30 build/micropython-unix32.log; exit 1)
-	cp build/micropython-unix32/obj/micropython $@
+	cp build/micropython-unix32/obj/micropython $@.tmp && mv -f $@.tmp $@  # mv: a running copy keeps its inode
 
 $(UNIX32_STOCK): $(MP_DIR)/.extracted build/micropython-usermods/.linked $(filter firmware/cmodules/% tests/firmware/unix32/%,$(FIRMWARE_SRC)) Makefile | multilib
 	$(MAKE) -C $(MP_DIR)/mpy-cross -j2 >/dev/null
 	$(MAKE) -C $(MP_DIR)/ports/unix -j2 $(MP_UNIX_FLAGS) BUILD=$(CURDIR)/build/micropython-unix32-stock/obj \
 	  >build/micropython-unix32-stock.log 2>&1 || (tail -30 build/micropython-unix32-stock.log; exit 1)
-	cp build/micropython-unix32-stock/obj/micropython $@
+	cp build/micropython-unix32-stock/obj/micropython $@.tmp && mv -f $@.tmp $@
 
 firmware-unix: $(UNIX32) $(UNIX32_STOCK)
 

@@ -122,6 +122,11 @@ def test_the_frozen_32_bit_build_holds_citynode_and_not_the_simulation() -> None
     # modules that need hardware (machine, busio) cannot import on the unix port; everything else must
     missing = eval(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else proc.stderr
     assert missing == [] or set(missing) <= {"citynode.hal.cpy", "citynode.hal.cpy_bme680"}, missing
+    # exactly the device package's modules, no more: a build older than the sources fails here
+    listed = subprocess.run([find_micropython(), "-c", "help('modules')"], capture_output=True, text=True,
+                            timeout=60, cwd="/", env={}).stdout.split()
+    frozen = {m.removesuffix("/__init__").replace("/", ".") for m in listed if m.startswith("citynode")}
+    assert frozen == set(names), f"rebuild with `make firmware-unix`: frozen {sorted(frozen ^ set(names))}"
 
 
 def test_only_the_virtual_board_gets_the_simulation_package(tmp_path: Path) -> None:
