@@ -69,7 +69,7 @@ class VirtualFleet:
         self.ns_port = ns_port
         self.pace = pace
         self.time_scale = time_scale
-        self.heapsize = heapsize or node_heap()  # 64k on the 32-bit frozen build (gateway.micropython)
+        self.heapsize = heapsize  # None: each node gets its role's node_heap() (64k on the 32-bit frozen build)
         mix = list(roles)
         self.nodes: list[FleetNode] = []
         for i in range(count):
@@ -100,7 +100,7 @@ class VirtualFleet:
         env = dict(os.environ, MICROPYPATH=f".frozen:{tree / 'lib'}")  # frozen modules first, as on an ESP32
         for node in self.nodes:
             node.process = subprocess.Popen(
-                [find_micropython(), "-X", f"heapsize={self.heapsize}", str(tree / "main.py")],
+                [find_micropython(), "-X", f"heapsize={self.heapsize or node_heap(node.role)}", str(tree / "main.py")],
                 cwd=node.fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             thread = threading.Thread(target=self._read, args=(node,), daemon=True)

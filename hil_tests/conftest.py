@@ -246,7 +246,7 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
             scenario = {**scenario, "network": {"port": server.port}, "time_scale": 5, "skip_ms": 1500}
         (fs / "sim.json").write_text(json.dumps(scenario))
         # a node on the LoRaWAN link gets its budget (64k on the 32-bit frozen build, node_heap)
-        heap = _marker_arg(request, "heap", node_heap() if request.node.get_closest_marker("network") else VIRTUAL_HEAP)
+        heap = _marker_arg(request, "heap", node_heap(role) if request.node.get_closest_marker("network") else VIRTUAL_HEAP)
         with VirtualDevice(fs, heapsize=heap, boot=False) as device:
             d = DUT(device.port, log_path, device)
             try:
