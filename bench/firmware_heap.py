@@ -12,10 +12,17 @@ Per role, on the virtual device (`citynode device run`: mpy-cross output, sim bo
 * at 96k: whether the role runs 20 cycles with the ESP32-like default heap of `device run`.
 
 Then the size of every compiled module (``gateway.field.firmware_build.build_firmware``).
+
+Section ``firmware_heap_builds``: per role, the smallest heap (1 KB steps, 20 cycles) for the console
+link and for the real LoRaWAN link (the MAC over the UDP virtual radio to the network-server
+simulator, `citynode device run --lorawan`), on three interpreters: the 64-bit unix port from PyPI,
+the 32-bit build without citynode frozen (`make firmware-unix`: build/micropython-unix32-stock, the
+.mpy tree in the heap) and the 32-bit build with citynode frozen in (build/micropython-unix32).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
@@ -25,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from results import machine, write_section
 
+from gateway import codec
 from gateway.field.firmware_build import build_firmware
-from gateway.sim.device_run import ROLES, run_device
+from gateway.paths import repo_root
+from gateway.sim.device_run import ROLES, prepare_fs, run_device, stream_lorawan_device
 
 HEAP_LINE = re.compile(r"heap cycle=(\d+) alloc=(\d+) free=(\d+) garbage=(\d+)")
 LIGHT = ("passenger_count", "crowd_count")
@@ -106,9 +115,9 @@ def report(roles: dict[str, dict[str, object]], modules: list[tuple[str, int, in
         "int box, function) takes about twice the bytes it takes on the 32-bit ESP32, and it keeps every imported",
         "module's bytecode and interned names in the heap, which an ESP32 build freezes into flash with",
         "`firmware/manifest.py` (frozen bytecode costs no heap). The sim board's peripheral simulators",
-        "(citynode.hal.sim*: register maps, sensor frames, passengers, GPS, WiFi and BLE populations) run in",
+        "(citynode_sim.sim*: register maps, sensor frames, passengers, GPS, WiFi and BLE populations) run in",
         "the host process (gateway/sim/simhost.py); the firmware keeps only the virtual clock, pins and watchdog",
-        "(citynode.hal.simio) and the link to the host (citynode.hal.simlink, ~11 KB together), and its drivers",
+        "(citynode_sim.simio) and the link to the host (citynode_sim.simlink, ~11 KB together), and its drivers",
         "parse the bytes the simulators send. A frozen ESP32 build therefore needs a fraction of these figures:",
         "the role's data (crowd_count: 8 KB of anonymiser sets, 512 devices per kind), the backlog and the",
         "drivers' buffers. Of the resident figures, about 14 KB are the interned names (qstr pool,",
@@ -125,7 +134,106 @@ def report(roles: dict[str, dict[str, object]], modules: list[tuple[str, int, in
     return "\n".join(lines) + "\n"
 
 
+BUILDS = (  # (label, CITYNODE_MICROPYTHON or None for the PyPI interpreter)
+    ("64-bit (PyPI)", None),
+    ("32-bit", repo_root() / "build" / "micropython-unix32-stock" / "micropython"),
+    ("32-bit frozen", repo_root() / "build" / "micropython-unix32" / "micropython"),
+)
+LINKS = ("console", "LoRaWAN")
+BUDGETS = {"32-bit frozen": 64, "32-bit": 108}  # issue 13: an ESP32 without PSRAM (64 KB, grows to ~108 KB)
+
+
+def _runs(role: str, heap_kb: int, link: str, cycles: int = 20) -> bool:
+    """Whether the role boots (joins, for LoRaWAN) and sends ``cycles`` readings in ``heap_kb``."""
+    with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
+        fs = Path(tmp)
+        config = {"interval": 60} if role in LIGHT else None
+        prepare_fs(fs, role, cycles=cycles, heap_report=True, lorawan=link == "LoRaWAN", config=config)
+        if link == "LoRaWAN":
+            lines = list(stream_lorawan_device(fs, heapsize=f"{heap_kb}k", time_scale=100,
+                                               downlinks=[codec.encode_downlink({"adr": True})]))
+        else:
+            run = run_device(role, cycles=cycles, heapsize=f"{heap_kb}k", heap_report=True, config=config)
+            lines = run.lines + ([f"exit status {run.returncode}"] if run.returncode else [])
+    sent = sum(1 for line in lines if line.startswith("uplink fport="))
+    failed = any("MemoryError" in line or line.startswith("exit status") for line in lines)
+    return not failed and sent >= cycles and (link != "LoRaWAN" or "joined" in lines)
+
+
+def smallest_kb(role: str, link: str, lo: int = 16, hi: int = 384) -> int | None:
+    if not _runs(role, hi, link):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _runs(role, mid, link):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def measure_builds() -> dict[tuple[str, str, str], int | None]:
+    """{(role, build, link): smallest heap in KB} for every build that exists here."""
+    out: dict[tuple[str, str, str], int | None] = {}
+    saved = os.environ.get("CITYNODE_MICROPYTHON")
+    try:
+        for label, path in BUILDS:
+            if path is not None and not path.exists():
+                print(f"  {label}: {path} missing (make firmware-unix)", flush=True)
+                continue
+            os.environ.pop("CITYNODE_MICROPYTHON", None)
+            if path is not None:
+                os.environ["CITYNODE_MICROPYTHON"] = str(path)
+            for role in ROLES:
+                for link in LINKS:
+                    out[(role, label, link)] = smallest_kb(role, link)
+                    print(f"  {role} {label} {link}: {out[(role, label, link)]} KB", flush=True)
+    finally:
+        os.environ.pop("CITYNODE_MICROPYTHON", None)
+        if saved is not None:
+            os.environ["CITYNODE_MICROPYTHON"] = saved
+    return out
+
+
+def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
+    lines = [
+        "## Firmware: smallest heap per role, link and interpreter",
+        "",
+        f"Measured on {machine()} with `bench/firmware_heap.py`: the smallest `-X heapsize` (1 KB steps)",
+        "with which a role boots and sends 20 readings, on the sim board. Console: the offline stand-in",
+        "link. LoRaWAN: the real citynode MAC over the UDP virtual radio to the network-server simulator",
+        "(`citynode device run --lorawan`: OTAA join, uplinks, ADR, a config downlink). Interpreters: the",
+        "64-bit unix port from PyPI; `make firmware-unix`'s 32-bit build without citynode frozen (the .mpy",
+        "files `citynode flash` copies, their bytecode and names in the heap, as on a stock ESP32 image) and",
+        "with citynode frozen in (the image firmware/manifest.py describes). Budget: an ESP32 without PSRAM",
+        "starts MicroPython with 64 KB of heap (frozen image) that may grow to about 108 KB (stock image).",
+        "",
+    ]
+    for role in ROLES:
+        lines += [f"### {role}", "", "| link | " + " | ".join(label for label, _ in BUILDS) + " |",
+                  "|---|" + "---:|" * len(BUILDS)]
+        for link in LINKS:
+            cells = []
+            for label, _ in BUILDS:
+                kb = figures.get((role, label, link))
+                budget = BUDGETS.get(label) if link == "LoRaWAN" else None
+                cell = "-" if kb is None else f"{kb} KB"
+                if kb is not None and budget is not None:
+                    cell += f" ({'within' if kb <= budget else 'over'} {budget} KB)"
+                cells.append(cell)
+            lines.append(f"| {link} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "The simulated board's own modules (citynode_sim: simlink, udp, simio, simcrowd, simextra) are never",
+        "frozen: on the frozen build they load as .mpy and take about 17 KB of the LoRaWAN node's heap, where",
+        "a real board's HAL and radio driver are frozen. tests/firmware/test_heap_lorawan.py runs every role",
+        "1000 LoRaWAN cycles at the budget and checks that the heap does not grow.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    write_section("firmware_heap_builds", builds_report(measure_builds()))
     roles = {}
     for role in ROLES:
         print(f"  {role} ...", flush=True)

@@ -29,6 +29,7 @@ __all__ = [
     "firmware_lib_dir",
     "boards_dir",
     "firmware_module",
+    "sim_mpy_dir",
 ]
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -82,26 +83,42 @@ def boards_dir() -> Path:
     return _tree("boards")
 
 
+def _register(package: str, package_dir: Path) -> None:
+    """Register ``package`` from ``package_dir`` under its own name, once, without touching ``sys.path``."""
+    if package in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        package, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
+    )
+    if spec is None or spec.loader is None:  # pragma: no cover - a missing file raises below
+        raise ConfigError(f"no package {package} at {package_dir}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[package]
+        raise
+
+
 def firmware_module(name: str) -> ModuleType:
     """Import ``name`` (``"citynode"`` or ``"citynode.lorawan.crypto"``...) from the device package on CPython.
 
     The package is registered once under its own name from :func:`firmware_lib_dir`, so its modules
-    import each other as they do on a node. ``sys.path`` is left alone.
+    import each other as they do on a node. ``sys.path`` is left alone. Names under ``citynode_sim``
+    (the MicroPython-side simulation package, :func:`sim_mpy_dir`) are imported the same way.
     """
+    if name.split(".")[0] == "citynode_sim":
+        _register("citynode", firmware_lib_dir() / "citynode")
+        _register("citynode_sim", sim_mpy_dir() / "citynode_sim")
+        return importlib.import_module(name)
     if name != "citynode" and not name.startswith("citynode."):
         raise ValueError(f"not a module of the device package: {name!r}")
-    package_dir = firmware_lib_dir() / "citynode"  # raises ConfigError outside a checkout or wheel
-    if "citynode" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "citynode", package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
-        )
-        if spec is None or spec.loader is None:  # pragma: no cover - a missing file raises below
-            raise ConfigError(f"firmware: no device package at {package_dir}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["citynode"] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules["citynode"]
-            raise
+    _register("citynode", firmware_lib_dir() / "citynode")  # raises ConfigError outside a checkout or wheel
     return importlib.import_module(name)
+
+
+def sim_mpy_dir() -> Path:
+    """The directory holding the MicroPython package ``citynode_sim`` (the sim board, the virtual radio,
+    synthetic crowds): ``gateway/sim/mpy``, inside the gateway package, so a wheel carries it too."""
+    return _PACKAGE / "sim" / "mpy"

@@ -37,6 +37,7 @@ import serial
 from gateway.errors import CitynodeError
 from gateway.field.firmware_build import build_firmware
 from gateway.field.flash import config_from_bundle, flash_node, is_pty, load_board
+from gateway.field.micropython import node_heap
 from gateway.sim.virtual_device import VirtualDevice
 
 DEFAULT_ROLE = "bin_fill"
@@ -252,7 +253,7 @@ class DUT:
 @pytest.fixture(scope="session")
 def app_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hil-app") / "app"
-    build_firmware(out)
+    build_firmware(out, sim=True)  # the virtual device's tree: `citynode flash` adds citynode_sim there
     return out
 
 
@@ -305,7 +306,8 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
             # links.lorawan_link: the sim board's UdpRadio to the simulator; receive windows 5x faster.
             scenario = {**scenario, "network": {"port": server.port}, "time_scale": 5, "skip_ms": 1500}
         (fs / "sim.json").write_text(json.dumps(scenario))
-        heap = _marker_arg(request, "heap", VIRTUAL_HEAP)
+        # a node on the LoRaWAN link gets its budget (64k on the 32-bit frozen build, node_heap)
+        heap = _marker_arg(request, "heap", node_heap(role) if request.node.get_closest_marker("network") else VIRTUAL_HEAP)
         with VirtualDevice(fs, heapsize=heap, boot=False) as device:
             d = DUT(device.port, log_path, device)
             try:

@@ -137,7 +137,6 @@ def test_a_watchdog_reset_is_reported_in_the_next_device_status(dut) -> None:
 
 @pytest.mark.virtual_only
 @pytest.mark.network
-@pytest.mark.heap("512k")
 @pytest.mark.scenario({"cycles": 1})
 def test_join_through_the_network_server_simulator_then_uplink(dut, network_server) -> None:
     dut.expect(r"joined", timeout=60)

@@ -18,7 +18,13 @@ from gateway.cli import DefaultsHelpFormatter
 from gateway.contract import codec
 from gateway.errors import ConfigError, DecodeError
 from gateway.field.flash import board_roles
-from gateway.sim.device_run import ROLES, VIRTUAL_DEVICE_HEAP, prepare_fs, stream_device
+from gateway.sim.device_run import (
+    ROLES,
+    VIRTUAL_DEVICE_HEAP,
+    prepare_fs,
+    stream_device,
+    stream_lorawan_device,
+)
 
 __all__ = ["SIMULATED_BOARDS", "VALUES_HELP", "load_values", "register"]
 
@@ -188,21 +194,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--heap", action="store_true", help="print heap use after every cycle")
     run.add_argument("--heapsize", default=VIRTUAL_DEVICE_HEAP,
                      help=f"MicroPython heap (default {VIRTUAL_DEVICE_HEAP}: see bench/RESULTS.md, firmware heap)")
+    run.add_argument("--lorawan", action="store_true",
+                     help="real LoRaWAN link: the MAC over the virtual radio to a network-server simulator that "
+                          "the command starts and stops itself; 'joined' only after a real Join Accept")
     run.add_argument("--decode", action="store_true", help="print each uplink decoded by the gateway")
     run.add_argument("--fs", type=Path, help="keep the node's filesystem in this directory")
     run.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.cycles < 1:
+        raise ConfigError(f"--cycles: expected at least 1, got {args.cycles}")
+    if args.lorawan and args.board != "sim":
+        raise ConfigError(f"--lorawan: needs --board sim (the virtual radio), got {args.board}")
     values = load_values(args.values) if args.values else None
     check_board(args.board, args.role)
     with tempfile.TemporaryDirectory(prefix="citynode-device-") as tmp:
         fs = args.fs or Path(tmp)
         prepare_fs(fs, args.role, board=args.board, cycles=args.cycles, seed=args.seed, values=values,
-                   heap_report=args.heap)
+                   heap_report=args.heap, lorawan=args.lorawan)
         status = 0
-        for line in stream_device(fs, heapsize=args.heapsize):
-            if line == "joined":
+        if args.lorawan:  # a config downlink (adr on) rides on the first uplink's RX window
+            lines = stream_lorawan_device(fs, heapsize=args.heapsize, downlinks=[codec.encode_downlink({"adr": True})])
+        else:
+            lines = stream_device(fs, heapsize=args.heapsize)
+        for line in lines:
+            if line == "joined" and not args.lorawan:
                 # device run gives the node the console link (no network simulator in sim.json): its
                 # join() accepts at once, no Join Accept was received, so "joined" would be untrue.
                 line = "console link: no network, uplinks are printed and not sent (no join)"

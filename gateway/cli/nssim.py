@@ -6,9 +6,7 @@ Examples::
     citynode ns-sim --devices devices.json --http http://127.0.0.1:8080/chirpstack
     citynode ns-sim --devices bundles/ --mqtt mqtt://127.0.0.1:1883 --port 1700
 
-    citynode ns-sim --devices bundles/ --log-frames frames.log          # every PHYPayload as hex
-
-Nodes reach it through the virtual radio ``citynode.radio.udp.UdpRadio`` (UDP on 127.0.0.1). Every
+Nodes reach it through the virtual radio ``citynode_sim.udp.UdpRadio`` (UDP on 127.0.0.1). Every
 join, uplink, downlink and rejected frame is logged on stderr with the reason; the events go to
 ChirpStack's HTTP integration form (``POST <url>?event=up``) or MQTT topics
 (``application/<id>/device/<deveui>/event/up``). Ctrl-C stops it cleanly.

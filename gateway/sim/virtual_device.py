@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import pty
 import selectors
@@ -52,7 +53,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.errors import CitynodeError
-from gateway.field.micropython import ESP32_HEAP, find_micropython
+from gateway.field.micropython import ESP32_HEAP, find_micropython, interpreter
 from gateway.sim.simhost import SimHost
 
 __all__ = ["EXIT_CODES", "RESET_ENV", "Reset", "VirtualDevice", "VirtualDeviceError", "reset_cause_for_exit"]
@@ -71,12 +72,16 @@ _ACK_WAIT_S = 1.0  # host bytes after a Ctrl-C wait this long for that acknowled
 _SIGINT_RESENDS = 2  # ... before the SIGINT is sent again, at most this many times
 _SAFE_POINT_WAIT_S = 2.0  # a SIGINT waits at most this long for the interpreter to block in a system call
 _SAFE_POINT_POLL_S = 0.005
-# System calls in which the interpreter waits (Linux numbers per machine), where a SIGINT is safe:
-# read (the REPL waiting for the host: first in each tuple), then the sleeps and polls (time.sleep is
-# pselect6, time.sleep_ms clock_nanosleep).
+# System calls in which the interpreter waits (Linux numbers per architecture of the interpreter, not
+# of the host: a 32-bit build on x86_64 makes i386 system calls), where a SIGINT is safe: read (the
+# REPL waiting for the host: first in each tuple), then the sleeps and polls (time.sleep is pselect6,
+# time.sleep_ms clock_nanosleep).
 _WAIT_SYSCALLS: dict[str, tuple[int, frozenset[int]]] = {
     # read; poll, select, nanosleep, clock_nanosleep, epoll_wait, pselect6, ppoll, epoll_pwait
     "x86_64": (0, frozenset({7, 23, 35, 230, 232, 270, 271, 281})),
+    # read; poll, _newselect, nanosleep, epoll_wait, clock_nanosleep, pselect6, ppoll, epoll_pwait,
+    # clock_nanosleep_time64, pselect6_time64, ppoll_time64 (arch/x86/entry/syscalls/syscall_32.tbl)
+    "i386": (3, frozenset({168, 142, 162, 256, 267, 308, 309, 319, 407, 413, 414})),
     # read; pselect6, ppoll, nanosleep, clock_nanosleep, epoll_pwait
     "aarch64": (63, frozenset({72, 73, 101, 115, 22})),
 }
@@ -115,6 +120,26 @@ def _heap_kb(size: str) -> int:
         return max(1, int(text) // 1024)
     except ValueError:
         raise VirtualDeviceError(f"heapsize {size!r}: expected a size such as 96k") from None
+
+
+_ELF_MACHINES = {3: "i386", 62: "x86_64", 183: "aarch64", 40: "arm"}  # ELF e_machine (EM_386, ...)
+
+
+@functools.lru_cache(maxsize=8)
+def interpreter_arch(path: str) -> str:
+    """The architecture whose system calls the interpreter at ``path`` makes: from its ELF header, or
+    (a launcher script such as the PyPI package's) the host's, i386 for a 32-bit port on x86_64."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        head = b""
+    if head[:4] == b"\x7fELF" and len(head) == 20:
+        return _ELF_MACHINES.get(struct.unpack("<H", head[18:20])[0], "unknown")
+    host = os.uname().machine
+    if interpreter().bits == 32:
+        return {"x86_64": "i386", "aarch64": "arm"}.get(host, host)
+    return host
 
 
 def _proc_state(pid: int) -> str:
@@ -174,6 +199,7 @@ class VirtualDevice:
         self._forced_cause: str | None = "power_on"  # the next start's cause when not from an exit code
         self._ready = False  # the current interpreter has announced _READY
         self._err_eof = False
+        self._power_cut = False  # hard_reset() killed the interpreter; its restart is pending
         self._restarts: list[float] = []
         self.error: str | None = None
 
@@ -228,10 +254,13 @@ class VirtualDevice:
             self._forced_cause = cause
             proc = self._proc
         if proc is not None and proc.poll() is None:
+            self._power_cut = True  # from now on nothing the old process printed reaches the port
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            if self._slave >= 0:
+                termios.tcflush(self._slave, termios.TCIFLUSH)
 
     def wait_resets(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until the interpreter has been restarted ``count`` times in all; False on timeout."""
@@ -248,7 +277,7 @@ class VirtualDevice:
 
     def _spawn(self, first: bool = False) -> None:
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{self.fs_dir / 'lib'}:{self.fs_dir}"
+        env["MICROPYPATH"] = f".frozen:{self.fs_dir / 'lib'}:{self.fs_dir}"  # frozen first, as on an ESP32
         with self._lock:
             env[RESET_ENV] = self._forced_cause or "power_on"
             self._forced_cause = None
@@ -416,7 +445,10 @@ class VirtualDevice:
                     if mask & selectors.EVENT_READ:
                         self._from_host(queue)
                     if mask & selectors.EVENT_WRITE and to_host:
-                        self._write(self._master, to_host)
+                        if self._power_cut:
+                            to_host.clear()
+                        else:
+                            self._write(self._master, to_host)
                 elif key.data == "in":
                     head = queue[0]
                     assert head is not None
@@ -436,10 +468,13 @@ class VirtualDevice:
                     if _ACK in data:
                         ack_deadline = None
                         data = data.replace(_ACK, b"")
-                    to_host += data.replace(b"\n", b"\r\n")  # a crash report, shown as a board prints it
+                    if not self._power_cut:
+                        to_host += data.replace(b"\n", b"\r\n")  # a crash report, shown as a board prints it
                 elif key.data == "out":
                     data = self._read(proc.stdout.fileno())
-                    if data:
+                    if data and self._power_cut:
+                        pass  # printed after the power was cut: never reaches the port
+                    elif data:
                         to_host += data.replace(b"\n", b"\r\n")
                     elif data is not None:  # EOF: the interpreter exited; reset like a board
                         queue[:] = [c for c in queue if c is None]  # bytes in flight are lost, Ctrl-Cs kept
@@ -447,7 +482,11 @@ class VirtualDevice:
                             queue.insert(0, None)
                             sigint_due = None
                         ack_deadline = None
+                        if self._power_cut:  # hard_reset(): what the old program printed is gone with it
+                            to_host.clear()
+                            termios.tcflush(self._slave, termios.TCIFLUSH)
                         self._restart()
+                        self._power_cut = False
                         break  # the other events belong to the old process
 
     @staticmethod
@@ -460,7 +499,7 @@ class VirtualDevice:
         delivered as the wait ends with EINTR. Returns False (nothing sent) while it runs code. Where
         /proc cannot tell (another machine, no access), the state letter "S" (sleeping) has to do.
         """
-        syscalls = _WAIT_SYSCALLS.get(os.uname().machine)
+        syscalls = _WAIT_SYSCALLS.get(interpreter_arch(find_micropython()))
         if syscalls is None or _syscall(proc.pid) is None:
             if _proc_state(proc.pid) not in ("S", ""):
                 return False

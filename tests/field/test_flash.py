@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from gateway.field.flash import (
     interrupt,
     load_bundle,
     open_device,
+    run_selftest,
 )
 from gateway.sim.virtual_device import VirtualDevice
 
@@ -307,3 +309,23 @@ def test_cli_port_and_device_must_come_in_pairs(bundles: Path) -> None:
                     "--device", EUI, "--bundles", str(bundles))
     assert proc.returncode == 2
     assert "give them in pairs (got 2 ports, 1 devices)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_twenty_flash_then_check_sequences_on_one_virtual_device(device: VirtualDevice, bundles: Path,
+                                                                 app_dir: Path) -> None:
+    """flash -> check, 20 times on one virtual device without restarting it: the node's link to its
+    simulated peripherals (citynode_sim.simlink) survives the Ctrl-Cs and soft resets of every sequence
+    (a Ctrl-C landing while the node waits for a reply used to leave that reply in the pipe, and every
+    later call read the previous call's answer)."""
+    for i in range(20):
+        result = flash(device, bundles, app_dir)
+        assert result.ok, (i, result.selftest and result.selftest.failed)
+        with open_device(device.port) as transport:  # what `citynode check` does
+            report = run_selftest(transport)
+            transport.exit_raw_repl()
+            transport.serial.write(b"\x04")
+        assert report.ok, (i, report.failed)
+        assert report.role == "bin_fill" and report.dev_eui.lower() == EUI.lower(), report
+        time.sleep(0.2 * (i % 4))  # the node runs cycles between sequences, Ctrl-Cs land anywhere
+    assert device.error is None

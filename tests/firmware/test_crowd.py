@@ -2,7 +2,7 @@
 
 Frame layouts from IEEE 802.11-2020 9.2.4.1 (Frame Control) and 9.3.3 (management frame header);
 HMAC from RFC 2104, checked against CPython's independent `hmac` module. Record and replay formats as
-documented in citynode/crowd/__init__.py and citynode/crowd/replay.py, written here with `struct`.
+documented in citynode/crowd/__init__.py and citynode_sim/replay.py, written here with `struct`.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def test_ble_gap_scan_results_are_counted(micropython):
 import json
 from citynode.crowd.anonymiser import Anonymiser
 from citynode.crowd.ble import BLECounter
-from citynode.crowd.synthetic import SyntheticBluetooth
+from citynode_sim.synthetic import SyntheticBluetooth
 bt = SyntheticBluetooth(devices=30, random_pct=50, seed=9)
 a = Anonymiser(rssi_floor_dbm=-85)
 c = BLECounter(bt, a)
@@ -288,7 +288,7 @@ def test_replay_file_roundtrip_small_buffer_and_truncation(micropython, tmp_path
 import json
 from citynode.crowd.anonymiser import Anonymiser
 from citynode.crowd.probe import ProbeCounter
-from citynode.crowd.replay import ReplaySource
+from citynode_sim.replay import ReplaySource
 a = Anonymiser(rssi_floor_dbm=-50)
 src = ReplaySource(%r)
 pc = ProbeCounter(src, a, buf_size=100)   # 2 records per read at most: headers carried over
@@ -308,7 +308,7 @@ def test_replay_rejects_bad_files_naming_them(micropython, tmp_path):
     out = micropython.eval_json(
         r"""
 import json
-from citynode.crowd.replay import ReplaySource, ReplayError
+from citynode_sim.replay import ReplaySource, ReplayError
 r = []
 try:
     ReplaySource(%r)
@@ -331,7 +331,7 @@ print(json.dumps(r))
 def test_replay_writer_output_is_readable_by_cpython(micropython, tmp_path):
     path = tmp_path / "w.cnw"
     micropython.run(
-        "from citynode.crowd.replay import ReplayWriter\nwith ReplayWriter(%r) as w:\n"
+        "from citynode_sim.replay import ReplayWriter\nwith ReplayWriter(%r) as w:\n"
         "    w.write(bytes.fromhex(%r), -77, 11)\n" % (str(path), mgmt(0x40).hex())
     )
     data = path.read_bytes()
@@ -347,7 +347,7 @@ def test_synthetic_source_same_bytes_on_both_runtimes_and_rotation_inflates(micr
     from gateway.paths import firmware_dir
 
     code = r"""
-from citynode.crowd.synthetic import SyntheticWifi
+from citynode_sim.synthetic import SyntheticWifi
 s = SyntheticWifi(devices=12, probes=2, seed=7)
 buf = bytearray(300)
 chunks = []
@@ -372,7 +372,7 @@ RESULT = "".join(chunks)
 import json
 from citynode.crowd.anonymiser import Anonymiser
 from citynode.crowd.probe import ProbeCounter
-from citynode.crowd.synthetic import SyntheticWifi
+from citynode_sim.synthetic import SyntheticWifi
 res = []
 for rotate in (0, 1):
     s = SyntheticWifi(devices=20, probes=4, randomised_pct=50, rotate_after=rotate, seed=3)
@@ -391,17 +391,18 @@ def test_crowd_modules_import_and_count_under_cpython():
     import importlib
     import sys
 
-    from gateway.paths import firmware_dir
+    from gateway.paths import firmware_dir, sim_mpy_dir
 
     lib = str(firmware_dir() / "lib")
     sys.path.insert(0, lib)
+    sys.path.insert(1, str(sim_mpy_dir()))
     try:
         anon_mod = importlib.import_module("citynode.crowd.anonymiser")
         probe_mod = importlib.import_module("citynode.crowd.probe")
-        synth = importlib.import_module("citynode.crowd.synthetic")
+        synth = importlib.import_module("citynode_sim.synthetic")
         counter = importlib.import_module("citynode.crowd.counter")
         ble = importlib.import_module("citynode.crowd.ble")
-        importlib.import_module("citynode.crowd.replay")
+        importlib.import_module("citynode_sim.replay")
         a = anon_mod.Anonymiser(rssi_floor_dbm=-127)
         bt = synth.SyntheticBluetooth(devices=7)
         c = counter.CrowdCounter(
@@ -411,3 +412,4 @@ def test_crowd_modules_import_and_count_under_cpython():
         assert c.end_window(60) == {"interval": 60, "wifi_devices": 9, "ble_devices": 7}
     finally:
         sys.path.remove(lib)
+        sys.path.remove(str(sim_mpy_dir()))

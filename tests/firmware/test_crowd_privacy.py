@@ -94,7 +94,7 @@ from citynode.crowd.anonymiser import Anonymiser
 from citynode.crowd.ble import BLECounter
 from citynode.crowd.counter import CrowdCounter
 from citynode.crowd.probe import ProbeCounter
-from citynode.crowd.replay import ReplaySource
+from citynode_sim.replay import ReplaySource
 
 BLE_ADVERTS = [(a[0], bytes.fromhex(a[1]), a[2]) for a in json.loads(%(ble)r)]
 

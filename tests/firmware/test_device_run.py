@@ -59,3 +59,69 @@ def test_bad_config_stops_at_boot_naming_the_field(tmp_path) -> None:
     run = run_device("bin_fill", cycles=1, heapsize=HEAP, config={"interval": 30})
     assert run.lines[0].startswith("ConfigError: config interval: expected an integer 60..86400, got 30")
     assert not run.uplinks
+
+
+# ---- --lorawan: the real MAC over the virtual radio to a network-server simulator ------------------
+
+def _citynode(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+                          timeout=240, env=dict(os.environ))
+
+
+def test_lorawan_run_joins_through_the_simulator_then_sends_and_gets_a_config_downlink() -> None:
+    from gateway.field.micropython import node_heap
+
+    proc = _citynode("device", "run", "--board", "sim", "--role", "bin_fill", "--lorawan", "--cycles", "3",
+                     "--heapsize", node_heap(), "--decode")
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    uplinks = [i for i, line in enumerate(lines) if line.startswith("uplink fport=")]
+    assert lines.count("joined") == 1 and lines.index("joined") < uplinks[0]
+    assert len([i for i in uplinks if lines[i].startswith("uplink fport=11 ")]) == 3
+    assert "downlink applied: adr" in lines
+    assert lines[-1].startswith("network joins=1 uplinks=4 ")  # status + 3 readings, all received
+
+
+def test_lorawan_run_never_says_joined_without_a_join_accept(tmp_path) -> None:
+    """A node whose AppKey the network does not know: its join-requests fail the MIC check, no Join
+    Accept comes, and the node says so instead of `joined`."""
+    import json
+
+    from gateway.field.micropython import node_heap
+    from gateway.sim.device_run import prepare_fs, stream_device
+    from gateway.sim.nssim import NetworkServerSim
+    from gateway.sim.nssim.registry import DeviceKeys
+
+    prepare_fs(tmp_path, "bin_fill", cycles=1, lorawan=True)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    real_key = cfg["app_key"]
+    cfg["app_key"] = "00" * 16  # the node sends under a key the network does not know
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    server = NetworkServerSim([DeviceKeys(dev_eui=cfg["dev_eui"], join_eui=cfg["join_eui"],
+                                          app_key=bytes.fromhex(real_key))], port=0)
+    handle = server.run_in_thread()
+    try:
+        scenario = json.loads((tmp_path / "sim.json").read_text())
+        scenario.update(network={"port": server.port}, time_scale=100, skip_ms=1500)
+        (tmp_path / "sim.json").write_text(json.dumps(scenario))
+        out = list(stream_device(tmp_path, heapsize=node_heap(), timeout=120))
+    finally:
+        handle.stop()
+    assert "joined" not in out
+    assert any(line.startswith("join") and "no join-accept" in line for line in out), out[-10:]
+    assert not server.events_of("join")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--cycles", "0"], "--cycles: expected at least 1"),
+    (["--lorawan", "--board", "heltec_wifi_lora_32_v3"], "--lorawan: needs --board sim"),
+    (["--values", "/nonexistent/values.json"], "--values /nonexistent/values.json"),
+])
+def test_device_run_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = _citynode("device", "run", "--role", "bin_fill", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr

@@ -13,7 +13,7 @@ import env_sim_paths  # noqa: F401
 
 _RUN = """
 import json
-from citynode.hal.sim import SimADC
+from citynode_sim.sim import SimADC
 from citynode.drivers import SensorError
 from citynode.drivers.battery import Battery
 class U16Only:  # an ADC without read_uv (older ports)
@@ -73,9 +73,10 @@ except SensorError as e:
 @pytest.mark.parametrize("kwargs, field", [({"divider": 0.5}, "divider"), ({"samples": 0}, "samples"),
                                            ({"calibration": 2.0}, "calibration")])
 def test_bad_configuration_names_the_field(kwargs, field):
+    from citynode_sim.sim import SimADC
+
     from citynode.drivers import ConfigError
     from citynode.drivers.battery import Battery
-    from citynode.hal.sim import SimADC
 
     with pytest.raises(ConfigError) as info:
         Battery(SimADC(1), **kwargs)

@@ -40,10 +40,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # env_sim_* helpers (importlib import mode)
 import env_sim_busio as busio_sim
+from citynode_sim.sim import SimI2C, SimRandom
+from citynode_sim.sim_bme680 import TYPICAL_CALIBRATION, SimBME680
 
 from citynode.drivers import bme680 as drv
-from citynode.hal.sim import SimI2C, SimRandom
-from citynode.hal.sim_bme680 import TYPICAL_CALIBRATION, SimBME680
 
 adafruit_bme680 = pytest.importorskip("adafruit_bme680")  # a test extra: always installed by `make`
 
@@ -116,9 +116,9 @@ def _ours_on_micropython(micropython, raw, calibration=None, heater=(320, 150), 
     code = f"""
 import sys, json, struct, binascii
 from citynode.drivers.bme680 import BME680_I2C
-from citynode.hal.simbus import SimI2C
-from citynode.hal.simio import SimClock
-from citynode.hal.sim_bme680 import SimBME680
+from citynode_sim.simbus import SimI2C
+from citynode_sim.simio import SimClock
+from citynode_sim.sim_bme680 import SimBME680
 bus = SimI2C()
 dev = bus.attach(0x77, SimBME680(calibration={calibration!r}, raw=[(489168, 356942, 21030, 569, 6)]))
 s = BME680_I2C(bus, clock=SimClock(), heater_c={heater[0]}, heater_ms={heater[1]},
@@ -259,9 +259,9 @@ def test_integer_mode_never_loads_the_float_code(micropython):
     code = """
 import sys, json
 from citynode.drivers.bme680 import BME680_I2C
-from citynode.hal.simbus import SimI2C
-from citynode.hal.simio import SimClock
-from citynode.hal.sim_bme680 import SimBME680
+from citynode_sim.simbus import SimI2C
+from citynode_sim.simio import SimClock
+from citynode_sim.sim_bme680 import SimBME680
 bus = SimI2C()
 bus.attach(0x77, SimBME680())
 out = [BME680_I2C(bus, clock=SimClock()).measure()["temperature"] is not None,
@@ -362,9 +362,9 @@ def test_scripted_climate_reads_back_on_micropython(micropython, climate):
     code = f"""
 import json
 from citynode.drivers.bme680 import BME680_I2C
-from citynode.hal.simbus import SimI2C
-from citynode.hal.simio import SimClock
-from citynode.hal.sim_bme680 import SimBME680
+from citynode_sim.simbus import SimI2C
+from citynode_sim.simio import SimClock
+from citynode_sim.sim_bme680 import SimBME680
 bus = SimI2C()
 bus.attach(0x76, SimBME680(values=[{climate!r}]))
 print(json.dumps(BME680_I2C(bus, address=0x76, clock=SimClock()).measure()))
@@ -389,9 +389,9 @@ def test_failures_raise_sensor_error_on_micropython(micropython, name, setup, me
 import json
 from citynode.drivers.bme680 import BME680_I2C
 from citynode.drivers import SensorError
-from citynode.hal.simbus import SimI2C
-from citynode.hal.simio import SimClock
-from citynode.hal.sim_bme680 import SimBME680
+from citynode_sim.simbus import SimI2C
+from citynode_sim.simio import SimClock
+from citynode_sim.sim_bme680 import SimBME680
 {setup}
 try:
     BME680_I2C(bus, clock=SimClock()).measure()
@@ -407,9 +407,9 @@ def test_unstable_heater_leaves_gas_out_but_keeps_climate(micropython):
     code = """
 import json
 from citynode.drivers.bme680 import BME680_I2C
-from citynode.hal.simbus import SimI2C
-from citynode.hal.simio import SimClock
-from citynode.hal.sim_bme680 import SimBME680
+from citynode_sim.simbus import SimI2C
+from citynode_sim.simio import SimClock
+from citynode_sim.sim_bme680 import SimBME680
 bus = SimI2C()
 bus.attach(0x77, SimBME680(min_heat_ms=200))
 print(json.dumps(BME680_I2C(bus, clock=SimClock(), heater_ms=150).measure()))
@@ -423,9 +423,9 @@ def test_sensor_recovers_after_being_absent(micropython):
 import json
 from citynode.drivers.bme680 import BME680_I2C
 from citynode.drivers import SensorError
-from citynode.hal.simbus import SimI2C
-from citynode.hal.simio import SimClock
-from citynode.hal.sim_bme680 import SimBME680
+from citynode_sim.simbus import SimI2C
+from citynode_sim.simio import SimClock
+from citynode_sim.sim_bme680 import SimBME680
 bus = SimI2C()
 s = BME680_I2C(bus, clock=SimClock())
 try:
@@ -464,8 +464,9 @@ def test_bad_configuration_names_the_field(kwargs, field):
 def test_adafruit_wrapper_gives_our_values_with_datasheet_calibration(climate):
     """On the same chip, the wrapper reports exactly our float mode's values, rounded as the wrapper
     rounds (0.01 degC, 0.01 hPa, 0.001 %RH), and within the integer tolerances of the climate."""
+    from citynode_sim.simio import SimClock
+
     from citynode.hal.cpy_bme680 import AdafruitBME680
-    from citynode.hal.simio import SimClock
 
     bus = SimI2C()
     # range_sw_err = -3: Adafruit alone would read it as 13

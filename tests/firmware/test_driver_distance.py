@@ -29,7 +29,7 @@ print(speed_of_sound({temperature_c!r}))
 
 _HC = """
 import json
-from citynode.hal.sim import SimClock, SimPin, SimPulse, echo_us
+from citynode_sim.sim import SimClock, SimPin, SimPulse, echo_us
 from citynode.drivers import SensorError
 from citynode.drivers.distance import BlindZone
 from citynode.drivers.hcsr04 import HCSR04
@@ -78,7 +78,7 @@ def test_trigger_echo_table(micropython):
 def test_trigger_waveform_and_ping_spacing(micropython):
     code = """
 import json
-from citynode.hal.sim import SimClock, SimPin, SimPulse, echo_us
+from citynode_sim.sim import SimClock, SimPin, SimPulse, echo_us
 from citynode.drivers.hcsr04 import HCSR04
 clock = SimClock()
 trig, echo = SimPin(), SimPin()
@@ -98,7 +98,7 @@ print(json.dumps([d, trig.written, pulse.calls, clock.now_us, s.timeout_us()]))
 def test_time_pulse_us_raising_counts_as_no_echo(micropython):
     code = """
 import json
-from citynode.hal.sim import SimClock, SimPin
+from citynode_sim.sim import SimClock, SimPin
 from citynode.drivers import SensorError
 from citynode.drivers.hcsr04 import HCSR04
 def broken(pin, level, timeout):
@@ -116,7 +116,7 @@ except SensorError as e:
 
 _A02 = """
 import json
-from citynode.hal.sim import SimClock, SimUART
+from citynode_sim.sim import SimClock, SimUART
 from citynode.drivers import SensorError
 from citynode.drivers.a02yyuw import A02YYUW
 for name, hexbytes in json.loads({cases!r}):
@@ -153,8 +153,8 @@ def test_a02yyuw_frame_table(micropython):
 def test_a02yyuw_streaming_sim_with_a_flaky_line(micropython):
     code = """
 import json
-from citynode.hal.sim import SimClock
-from citynode.hal.simdev import SimA02YYUW
+from citynode_sim.sim import SimClock
+from citynode_sim.simdev import SimA02YYUW
 from citynode.drivers.a02yyuw import A02YYUW
 clock = SimClock()
 u = SimA02YYUW([812, 815, 2400, 811, 813], clock=clock, inject=[b"\\x00\\xff"], corrupt=[1], chunk=3)
@@ -190,7 +190,7 @@ print(fill_level({distance_mm}, 1000, 300))
 
 _MONITOR = """
 import json
-from citynode.hal.sim import SimClock, SimPin, SimPulse, echo_us
+from citynode_sim.sim import SimClock, SimPin, SimPulse, echo_us
 from citynode.drivers.hcsr04 import HCSR04
 from citynode.drivers.bin import BinMonitor, FireAlarm, TiltSwitch
 clock = SimClock()
@@ -240,10 +240,11 @@ def test_bin_monitor_sequence(micropython):
     ],
 )
 def test_impossible_mounting_fails_early_naming_the_field(model, depth, offset, field):
+    from citynode_sim.sim import SimClock, SimPin, SimPulse
+
     from citynode.drivers import ConfigError
     from citynode.drivers.bin import BinMonitor
     from citynode.drivers.hcsr04 import HCSR04
-    from citynode.hal.sim import SimClock, SimPin, SimPulse
 
     with pytest.raises(ConfigError) as info:
         BinMonitor(HCSR04(SimPin(), SimPin(), SimPulse(), SimClock(), model=model), depth, offset)
@@ -251,9 +252,10 @@ def test_impossible_mounting_fails_early_naming_the_field(model, depth, offset, 
 
 
 def test_unknown_ultrasonic_model_is_a_config_error():
+    from citynode_sim.sim import SimPin, SimPulse
+
     from citynode.drivers import ConfigError
     from citynode.drivers.hcsr04 import HCSR04
-    from citynode.hal.sim import SimPin, SimPulse
 
     with pytest.raises(ConfigError, match="model"):
         HCSR04(SimPin(), SimPin(), SimPulse(), model="srf05")

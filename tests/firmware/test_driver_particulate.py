@@ -16,7 +16,7 @@ import env_sim_paths  # noqa: F401  (firmware/lib on sys.path for CPython-side c
 
 _PARSE = """
 import json
-from citynode.hal.sim import SimUART, SimClock
+from citynode_sim.sim import SimUART, SimClock
 from citynode.drivers import SensorError
 from citynode.drivers.{module} import {cls}
 for hexbytes, chunk in json.loads({cases!r}):
@@ -117,8 +117,8 @@ print(json.dumps({call}.hex()))
 
 _READ = """
 import json
-from citynode.hal.sim import SimClock
-from citynode.hal.simdev import SimSDS011, SimPMS5003
+from citynode_sim.sim import SimClock
+from citynode_sim.simdev import SimSDS011, SimPMS5003
 from citynode.drivers import SensorError
 from citynode.drivers.sds011 import SDS011
 from citynode.drivers.pms5003 import PMS5003
@@ -192,8 +192,8 @@ s = PMS5003(u, clock, samples=1)
 def test_a_lost_sample_is_left_out_of_the_average(micropython):
     code = """
 import json
-from citynode.hal.sim import SimClock
-from citynode.hal.simdev import SimSDS011
+from citynode_sim.sim import SimClock
+from citynode_sim.simdev import SimSDS011
 from citynode.drivers.sds011 import SDS011
 clock = SimClock()
 u = SimSDS011([(10.0, 20.0), (99.0, 99.0), (99.0, 99.0), (99.0, 99.0), (12.0, 22.0)], corrupt=[1, 2, 3])
@@ -207,8 +207,8 @@ print(json.dumps([s.read(), s.last_samples, s.bad_checksums]))
 def test_no_second_warm_up_while_awake(micropython):
     code = """
 import json
-from citynode.hal.sim import SimClock
-from citynode.hal.simdev import SimSDS011
+from citynode_sim.sim import SimClock
+from citynode_sim.simdev import SimSDS011
 from citynode.drivers.sds011 import SDS011
 clock = SimClock()
 s = SDS011(SimSDS011([(1.0, 2.0)], clock=clock), clock, warmup_s=30, samples=1, sleep_after=False)
@@ -224,8 +224,8 @@ print(json.dumps([t1, clock.ticks_ms() - t1]))
 def test_random_values_are_repeatable_for_a_seed(micropython):
     code = """
 import json
-from citynode.hal.sim import SimClock
-from citynode.hal.simdev import SimPMS5003
+from citynode_sim.sim import SimClock
+from citynode_sim.simdev import SimPMS5003
 from citynode.drivers.pms5003 import PMS5003
 out = []
 for seed in (7, 7, 8):
@@ -241,9 +241,10 @@ print(json.dumps(out))
     "kwargs, field", [({"samples": 0}, "samples"), ({"warmup_s": -1}, "warmup_s"), ({"timeout_ms": 10}, "timeout_ms")]
 )
 def test_bad_configuration_names_the_field(kwargs, field):
+    from citynode_sim.sim import SimClock, SimUART
+
     from citynode.drivers import ConfigError
     from citynode.drivers.sds011 import SDS011
-    from citynode.hal.sim import SimClock, SimUART
 
     with pytest.raises(ConfigError) as info:
         SDS011(SimUART(), SimClock(), **kwargs)
@@ -251,9 +252,10 @@ def test_bad_configuration_names_the_field(kwargs, field):
 
 
 def test_unknown_particulate_sensor_is_a_config_error():
+    from citynode_sim.sim import SimClock, SimUART
+
     from citynode.drivers import ConfigError
     from citynode.drivers.particulate import particulate_sensor
-    from citynode.hal.sim import SimClock, SimUART
 
     with pytest.raises(ConfigError, match="particulate"):
         particulate_sensor("hpma115", SimUART(), SimClock())

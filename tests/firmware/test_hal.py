@@ -298,11 +298,11 @@ def test_cpy_unknown_pin_name_is_named():
 # --- the sim backend on the real unix port ------------------------------------------------------------------
 
 def test_sim_random_is_identical_on_micropython_and_cpython(micropython):
-    from citynode.hal.sim import SimRandom
+    from citynode_sim.sim import SimRandom
 
     code = """
 import json
-from citynode.hal.sim import SimRandom
+from citynode_sim.sim import SimRandom
 r = SimRandom(42)
 print(json.dumps([r.next32() for _ in range(5)] + [r.randint(1, 6) for _ in range(5)]))
 """
@@ -313,7 +313,7 @@ print(json.dumps([r.next32() for _ in range(5)] + [r.randint(1, 6) for _ in rang
 def test_sim_primitives(micropython):
     code = """
 import json
-from citynode.hal.sim import SimI2C, SimPin, SimClock, SimRTC
+from citynode_sim.sim import SimI2C, SimPin, SimClock, SimRTC
 out = {}
 try:
     SimI2C().readfrom_mem(0x40, 0, 1)
@@ -343,12 +343,12 @@ _AIR_NODE = """
 import gc, json
 from citynode.drivers.bme680 import BME680_I2C
 gc.collect()
-import citynode.hal.sim_bme680
+import citynode_sim.sim_bme680
 gc.collect()
 from citynode import hal
-import citynode.hal.sim
+import citynode_sim.sim
 gc.collect()
-import citynode.hal.simdev
+import citynode_sim.simdev
 gc.collect()
 from citynode.drivers import SensorError
 from citynode.drivers.particulate import particulate_sensor

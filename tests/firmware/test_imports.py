@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import env_sim_paths
 
 MODULES = [
-    "citynode.hal", "citynode.hal.mpy", "citynode.hal.cpy", "citynode.hal.cpy_bme680", "citynode.hal.sim",
-    "citynode.hal.simbus", "citynode.hal.simio", "citynode.hal.simdev", "citynode.hal.simcrowd", "citynode.hal.sim_bme680",
-    "citynode.hal.simuart", "citynode.hal.simextra", "citynode.hal.simtransit", "citynode.hal.simpm",
-    "citynode.hal.simdistance", "citynode.hal.simrandom", "citynode.hal.simlink",
+    "citynode.hal", "citynode.hal.mpy", "citynode.hal.cpy", "citynode.hal.cpy_bme680", "citynode_sim.sim",
+    "citynode_sim.simbus", "citynode_sim.simio", "citynode_sim.simdev", "citynode_sim.simcrowd", "citynode_sim.sim_bme680",
+    "citynode_sim.simuart", "citynode_sim.simextra", "citynode_sim.simtransit", "citynode_sim.simpm",
+    "citynode_sim.simdistance", "citynode_sim.simrandom", "citynode_sim.simlink",
     "citynode.drivers", "citynode.drivers.bme680", "citynode.drivers.bme680_calc", "citynode.drivers.bme680_float",
     "citynode.drivers.particulate", "citynode.drivers.sds011", "citynode.drivers.pms5003", "citynode.drivers.distance",
     "citynode.drivers.hcsr04",
@@ -31,6 +31,7 @@ def test_the_list_covers_every_module():
              "hcsr04", "a02yyuw", "battery", "bin"}
     found = {f"citynode.hal.{p.stem}" for p in (lib / "citynode" / "hal").glob("*.py") if p.stem != "__init__"}
     found |= {f"citynode.drivers.{p.stem}" for p in (lib / "citynode" / "drivers").glob("*.py") if p.stem in owned - {"__init__"}}
+    found |= {f"citynode_sim.{p.stem}" for p in (env_sim_paths.SIM_LIB / "citynode_sim").glob("sim*.py")}
     assert found <= set(MODULES)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 def test_a_cycle_that_outlives_the_watchdog_ends_the_run_with_status_65(micropython: Any) -> None:
     out = micropython.run(
-        "from citynode.hal.simio import SimClock, SimWDT\n"
+        "from citynode_sim.simio import SimClock, SimWDT\n"
         "clock = SimClock(); wdt = SimWDT(1000, clock)\n"
         "clock.sleep_ms(600); wdt.feed(); clock.sleep_ms(600); wdt.feed(); print('fed in time')\n"
         "try:\n"
@@ -20,7 +20,7 @@ def test_a_cycle_that_outlives_the_watchdog_ends_the_run_with_status_65(micropyt
 
 def test_deep_sleep_pauses_the_watchdog_and_reset_ends_with_status_64(micropython: Any) -> None:
     out = micropython.run(
-        "from citynode.hal.sim import SimHal\n"
+        "from citynode_sim.sim import SimHal\n"
         "hal = SimHal({'name': 'sim'}); wdt = hal.wdt(1000)\n"
         "hal.deep_sleep(3600000); wdt.feed(); print('slept', hal.reset_cause())\n"
         "try:\n"
@@ -33,5 +33,5 @@ def test_deep_sleep_pauses_the_watchdog_and_reset_ends_with_status_64(micropytho
 
 def test_the_reset_cause_comes_from_the_virtual_device(micropython: Any, monkeypatch) -> None:
     monkeypatch.setenv("CITYNODE_RESET_CAUSE", "watchdog")
-    out = micropython.run("from citynode.hal.sim import SimHal\nprint(SimHal({'name': 'sim'}).reset_cause())\n")
+    out = micropython.run("from citynode_sim.sim import SimHal\nprint(SimHal({'name': 'sim'}).reset_cause())\n")
     assert out.strip() == "watchdog"

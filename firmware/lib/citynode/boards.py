@@ -238,12 +238,12 @@ def radio_options(board):
 def open_radio(board, make_spi, make_pin, clock=None, public_network=True):
     """Build the board's radio driver. ``make_spi(id, sck, mosi, miso, baudrate)`` and
     ``make_pin(gpio, output)`` come from the runtime's HAL, so this module imports no `machine`.
-    The sim board gets a UdpRadio (UDP to the network-server simulator, citynode.radio.udp; the factories
+    The sim board gets a UdpRadio (UDP to the network-server simulator, citynode_sim.udp; the factories
     are unused): ``clock`` is then its VirtualClock, which the MAC must share."""
     radio = board["radio"]
     chip = radio["chip"]
     if chip == "virtual":
-        from citynode.radio.udp import UdpRadio
+        from citynode_sim.udp import UdpRadio
 
         return UdpRadio(radio["host"], radio["port"], clock=clock)
     s = radio["spi"]

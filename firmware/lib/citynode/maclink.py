@@ -91,7 +91,7 @@ def lorawan_link(cfg, board, hal, sim, battery=None):
     extra = {}
     if radio_board["radio"]["chip"] == "virtual":
         # The virtual radio and the MAC share one node clock; `time_scale` speeds RX windows up.
-        from citynode.radio.udp import VirtualClock
+        from citynode_sim.udp import VirtualClock
 
         clock = VirtualClock(sim.get("time_scale", 1), sim.get("skip_ms"))
         extra = {"sleep_ms": clock.sleep_ms, "wall_s": clock.wall_s}

@@ -1,7 +1,7 @@
 """A LoRaWAN network-server SIMULATOR for demos, tests and HIL rigs (never a replacement for ChirpStack).
 
 It answers OTAA joins, checks and decrypts uplinks, sends downlinks and MAC commands (with a simple ADR)
-to nodes on the virtual radio :mod:`citynode.radio.udp`, and turns what it receives into ChirpStack v4
+to nodes on the virtual radio :mod:`citynode_sim.udp`, and turns what it receives into ChirpStack v4
 integration events (``chirpstack_api.integration`` messages) delivered like ChirpStack's HTTP or MQTT
 integration. Entry points: :class:`NetworkServerSim` and ``citynode ns-sim``.
 """

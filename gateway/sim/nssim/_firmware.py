@@ -15,6 +15,6 @@ crypto = firmware_module("citynode.lorawan.crypto")
 frames = firmware_module("citynode.lorawan.frames")
 maccmd = firmware_module("citynode.lorawan.maccmd")
 region = firmware_module("citynode.lorawan.region")
-udp = firmware_module("citynode.radio.udp")
+udp = firmware_module("citynode_sim.udp")  # the virtual radio's datagram format
 
 __all__ = ["lorawan", "airtime", "crypto", "frames", "maccmd", "region", "udp"]

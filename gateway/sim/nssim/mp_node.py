@@ -1,5 +1,5 @@
 # MicroPython program (not imported by the gateway): a LoRaWAN node on the unix port for the
-# network-server simulator, the real citynode.lorawan.mac.ClassA over citynode.radio.udp.UdpRadio,
+# network-server simulator, the real citynode.lorawan.mac.ClassA over citynode_sim.udp.UdpRadio,
 # driven line by line over stdin by gateway.sim.nssim.node.VirtualNode.
 #
 # First line: JSON config {"port", "dev_eui", "join_eui", "app_key" (hex), "scale", "skip_ms",
@@ -13,9 +13,10 @@
 import json
 import sys
 
+from citynode_sim.udp import UdpRadio, VirtualClock
+
 from citynode.lorawan import mac, region
 from citynode.lorawan.session import MemoryStore, SessionStore
-from citynode.radio.udp import UdpRadio, VirtualClock
 
 
 class NodeRegion:

@@ -1,7 +1,7 @@
 """A virtual node for the simulator: the real citynode LoRaWAN MAC on the MicroPython unix port.
 
 :class:`VirtualNode` starts ``micropython`` running :file:`mp_node.py` (``citynode.lorawan.mac.ClassA``
-over ``citynode.radio.udp.UdpRadio``, with the firmware compiled to ``.mpy`` by
+over ``citynode_sim.udp.UdpRadio``, with the firmware compiled to ``.mpy`` by
 :func:`gateway.field.firmware_build.build_firmware`, as a node runs it) and drives it over stdin/stdout, one
 JSON command and one JSON answer per line: ``join``, ``send``, ``link_check``, ``device_time``,
 ``radio`` and ``state`` (see mp_node.py for the fields). Used by the tests, HIL rigs and the demo.
@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import CitynodeError
-from gateway.field.micropython import find_micropython, micropython_env
+from gateway.field.micropython import find_micropython, interpreter, micropython_env, node_heap
 from gateway.sim.nssim.registry import DeviceKeys
 
 __all__ = ["VirtualNode", "NodeError", "build_node_lib", "NODE_PROGRAM", "HEAP_64BIT", "SCALE", "SKIP_MS"]
 
 NODE_PROGRAM = Path(__file__).with_name("mp_node.py")
-# The unix port is a 64-bit build: every object word is 8 bytes where an ESP32 has 4, so the same
-# program needs about twice the heap; 192 KiB here stands for the ESP32's 96 KiB.
+# The 64-bit unix port (PyPI): every object word is 8 bytes where an ESP32 has 4, so the same program
+# needs about twice the heap; 192 KiB there stands for the ESP32's 96 KiB. On the 32-bit builds of
+# `make firmware-unix` a node gets gateway.field.micropython.node_heap() (64k with citynode frozen in).
 HEAP_64BIT = "192k"
 # Default time scale: one real ms is 20 node ms, so RECEIVE_DELAY1 (1 s) passes in 50 ms and the 5 s
 # join-accept delay in 250 ms; waits longer than 1.5 node-s (duty-cycle off-times, join back-off, the
@@ -37,10 +38,11 @@ class NodeError(CitynodeError):
 
 
 def build_node_lib(out: Path) -> Path:
-    """The firmware as deployed (``.mpy`` tree, see gateway.field.firmware_build) under ``out``; returns its lib/."""
+    """The firmware as deployed on the virtual device (``.mpy`` tree with ``citynode_sim``, see
+    gateway.field.firmware_build) under ``out``; returns its lib/."""
     from gateway.field.firmware_build import build_firmware
 
-    build_firmware(out)
+    build_firmware(out, sim=True)
     return out / "lib"
 
 
@@ -54,16 +56,19 @@ class VirtualNode:
     """
 
     def __init__(self, lib: Path, port: int, keys: DeviceKeys, *, app_key: bytes | None = None,
-                 scale: int = SCALE, skip_ms: int | None = SKIP_MS, heap: str = HEAP_64BIT,
+                 scale: int = SCALE, skip_ms: int | None = SKIP_MS, heap: str | None = None,
                  timeout_s: float = 60.0, **extra: Any) -> None:
         cfg = {"port": port, "dev_eui": keys.dev_eui, "join_eui": keys.join_eui,
                "app_key": (app_key or keys.app_key).hex(), "scale": scale, "skip_ms": skip_ms, **extra}
         self.name = keys.name or keys.dev_eui
         self.timeout_s = timeout_s
+        if heap is None:
+            heap = HEAP_64BIT if interpreter().bits == 64 else node_heap()
+        env = micropython_env([lib])
+        env["MICROPYPATH"] = ".frozen:" + env["MICROPYPATH"]  # a frozen citynode first, as on an ESP32
         self.proc = subprocess.Popen(
             [find_micropython(), "-X", f"heapsize={heap}", str(NODE_PROGRAM)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=micropython_env([lib]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         self.transcript: list[str] = []
         self._sel = selectors.DefaultSelector()

@@ -4,7 +4,7 @@ This is a simulator for demos, tests and HIL rigs. It is NOT a network server to
 on and never a replacement for ChirpStack: no persistence, one virtual gateway, EU868 only, LoRaWAN
 1.0.4 Class A only, no roaming, no multicast, no Class B/C, no FSK.
 
-What it does, over the UDP datagrams of :mod:`citynode.radio.udp` (see that module for the format):
+What it does, over the UDP datagrams of :mod:`citynode_sim.udp` (see that module for the format):
 
 * OTAA joins (LoRaWAN 1.0.4 §6.2): MIC check with the AppKey, DevNonce must increase (§6.2.5: a reused
   DevNonce is rejected), a per-device JoinNonce counter, session keys (§6.2.6), a join-accept in RX1

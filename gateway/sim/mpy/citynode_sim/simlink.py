@@ -1,20 +1,27 @@
 # The sim board with its peripherals on the host: what `citynode device run` and the virtual device
 # give the firmware. The simulators (BME680 register map, SDS011/PMS5003/A02YYUW frames, ultrasonic
-# echoes, passengers at the doors, GPS, WiFi probes and BLE adverts: citynode.hal.sim*) run in the
+# echoes, passengers at the doors, GPS, WiFi probes and BLE adverts: citynode_sim.sim*) run in the
 # host process (gateway/sim/simhost.py); this module speaks to them over two pipes, as a driver speaks to
 # a chip over a bus, so the drivers' own parsing and compensation code still runs here on the bytes
 # the simulators produce, and none of the simulators' code takes heap on the unix port.
 #
-# Time stays here: the virtual clock, pins, ADC and watchdog are local (citynode.hal.simio), and
+# Time stays here: the virtual clock, pins, ADC and watchdog are local (citynode_sim.simio), and
 # every request carries the virtual time in us, to which the host sets its clock before it answers.
 #
-# Wire format. Request: one line of JSON, [t_us, device, method, [args]] (bytes as hex strings).
-# Reply: a 4-byte header, a kind byte ("j" JSON value, "b" raw bytes, "e" errno of an OSError) and a
-# 24-bit payload length, then the payload. Raw bytes go straight into the caller's buffer.
+# Wire format. Request: one line of JSON, [seq, t_us, device, method, [args]] (bytes as hex strings).
+# Reply: a 5-byte header, a kind byte ("j" JSON value, "b" raw bytes, "e" errno of an OSError), the
+# request's seq and a 24-bit payload length, then the payload. Raw bytes go straight into the
+# caller's buffer.
+#
+# Staying in step: a Ctrl-C or a soft reset can end a call between its request and its reply, and
+# the reply then still comes. Replies to other seqs are skipped; and a new Link, or a call after an
+# interrupted one, first resynchronises: a newline ends any half-written request line, then
+# ["sync", token] asks the host for the bytes "\0sync" + token, and everything before them (a late
+# reply, the rest of a half-read one) is dropped.
 import json
 from binascii import hexlify
 
-from citynode.hal.simio import SimClock, SimPin, SimWDT
+from citynode_sim.simio import SimClock, SimPin, SimWDT
 
 ENV = "CITYNODE_SIM_LINK"  # "<request fd>,<reply fd>", set by the host that runs the simulators
 _DEEP_SLEEP = "deep_sleep"
@@ -27,8 +34,22 @@ class Link:
         w, r = spec.split(",")
         self._w = open("/dev/fd/" + w, "wb")
         self._r = open("/dev/fd/" + r, "rb")
-        self._hdr = bytearray(4)
+        self._hdr = bytearray(5)
         self.clock = clock
+        self._seq = 0
+        self._open = True  # a fresh Link (after a soft reset) resynchronises before its first call
+
+    def _resync(self):
+        from os import urandom
+
+        token = b"\0sync" + hexlify(urandom(4))
+        self._w.write(b'\n["sync", "' + token[5:] + b'"]\n')
+        b = bytearray(1)
+        i = 0
+        while i < len(token):  # token[0] (NUL) occurs once in it: a mismatch restarts the match
+            self._fill(b)
+            i = i + 1 if b[0] == token[i] else int(b[0] == 0)
+        self._open = False
 
     def _fill(self, buf):
         mv = memoryview(buf)
@@ -40,16 +61,26 @@ class Link:
             got += n
 
     def call(self, dev, method, args=(), into=None):
-        self._w.write(json.dumps([self.clock.now_us, dev, method, args]))
+        if self._open:  # the last call never saw its reply
+            self._resync()
+        self._open = True
+        seq = self._seq = (self._seq + 1) & 0x7F
+        self._w.write(json.dumps([seq, self.clock.now_us, dev, method, args]))
         self._w.write(b"\n")
         h = self._hdr
-        self._fill(h)
-        n = (h[1] << 16) | (h[2] << 8) | h[3]
+        while True:
+            self._fill(h)
+            n = (h[2] << 16) | (h[3] << 8) | h[4]
+            if h[1] == seq:
+                break
+            self._fill(bytearray(n))  # a late reply to an interrupted call
         if h[0] == 0x62 and into is not None:  # "b" into the caller's buffer
             self._fill(memoryview(into)[:n])
+            self._open = False
             return n
         data = bytearray(n)
         self._fill(data)
+        self._open = False
         if h[0] == 0x62:
             return data
         value = json.loads(data)
@@ -129,7 +160,7 @@ class _Doors:
 
 
 class LinkHal:
-    """The sim board's HAL (citynode.hal.sim.SimHal's methods) with the peripherals on the host."""
+    """The sim board's HAL (citynode_sim.sim.SimHal's methods) with the peripherals on the host."""
 
     hard_irq = False
 
@@ -192,7 +223,7 @@ class LinkHal:
 
     def rtc(self):
         if self._rtc is None:
-            from citynode.hal.simextra import SimRTC
+            from citynode_sim.simextra import SimRTC
 
             self._rtc = SimRTC()
         return self._rtc
@@ -205,8 +236,8 @@ class LinkHal:
         return Remote(self.link, "wifi")
 
     def bluetooth(self):
-        """The host's advertisers, fetched once and delivered by citynode.hal.simcrowd's BLE."""
-        from citynode.hal.simcrowd import PacedBluetooth
+        """The host's advertisers, fetched once and delivered by citynode_sim.simcrowd's BLE."""
+        from citynode_sim.simcrowd import PacedBluetooth
 
         adverts, period_ms = self.link.call("ble", "open")
         adverts = [(t, bytes.fromhex(a), rssi) for t, a, rssi in adverts]

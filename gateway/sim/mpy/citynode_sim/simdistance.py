@@ -1,5 +1,5 @@
-# Simulated DFRobot A02YYUW ultrasonic distance sensor on a UART (see citynode.hal.simdev).
-from citynode.hal.simuart import ScriptedUART as _ScriptedUART
+# Simulated DFRobot A02YYUW ultrasonic distance sensor on a UART (see citynode_sim.simdev).
+from citynode_sim.simuart import ScriptedUART as _ScriptedUART
 
 
 class SimA02YYUW(_ScriptedUART):

@@ -1,7 +1,7 @@
 # Simulated UART (scripted byte streams) and the scripted-sensor base of the UART sensor simulators.
-# Its own module: not every role's sim board has a UART, few need the I2C bus of citynode.hal.simbus.
-from citynode.hal.simio import LOG_LIMIT, log  # noqa: F401  (re-exported)
-from citynode.hal.simrandom import SimRandom
+# Its own module: not every role's sim board has a UART, few need the I2C bus of citynode_sim.simbus.
+from citynode_sim.simio import LOG_LIMIT, log  # noqa: F401  (re-exported)
+from citynode_sim.simrandom import SimRandom
 
 
 class SimUART:

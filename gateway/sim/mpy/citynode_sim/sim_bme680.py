@@ -6,8 +6,8 @@
 # seeded-random physical values, which are turned into ADC codes by inverting the datasheet
 # compensation (bisection: every formula is monotonic in its ADC input).
 from citynode.drivers import bme680_calc as _drv
-from citynode.hal.simbus import RegisterDevice
-from citynode.hal.simrandom import SimRandom
+from citynode_sim.simbus import RegisterDevice
+from citynode_sim.simrandom import SimRandom
 
 # A realistic calibration set, of the size and sign real chips carry (par_* per datasheet 3.11.1).
 TYPICAL_CALIBRATION = {

@@ -1,6 +1,6 @@
 # Simulated peripherals only some roles use: machine.time_pulse_us replay (HC-SR04 echo timing on
 # bin_fill) and the RTC with its battery-backed memory (the LoRaWAN session store). Split from
-# citynode.hal.simio so the other roles' sim boards do not carry them in RAM.
+# citynode_sim.simio so the other roles' sim boards do not carry them in RAM.
 
 
 class SimPulse:

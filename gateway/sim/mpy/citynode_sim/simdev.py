@@ -13,11 +13,11 @@
 
 def __getattr__(name):
     if name in ("SimSDS011", "SimPMS5003"):
-        from citynode.hal import simpm as module
+        from citynode_sim import simpm as module
     elif name == "SimA02YYUW":
-        from citynode.hal import simdistance as module
+        from citynode_sim import simdistance as module
     elif name == "_ScriptedUART":
-        from citynode.hal.simuart import ScriptedUART
+        from citynode_sim.simuart import ScriptedUART
 
         return ScriptedUART
     else:
@@ -38,7 +38,7 @@ def __getattr__(name):
 def attach_i2c_devices(hal, bus):
     if "bme680" in hal.values.get("fault", ()):
         return
-    from citynode.hal.sim_bme680 import SimBME680
+    from citynode_sim.sim_bme680 import SimBME680
 
     addr = hal.board.get("bme680_address", 0x77)
     hal.devices["bme680"] = bus.attach(addr, SimBME680(values=hal.values.get("air"), seed=hal.device_seed(0)))
@@ -48,16 +48,16 @@ def make_uart_device(hal, name):
     v = hal.values
     dead = name in v.get("fault", ())
     if name == "pm":
-        from citynode.hal import simpm
+        from citynode_sim import simpm
 
         cls = simpm.SimPMS5003 if v.get("pm_sensor") == "pms5003" else simpm.SimSDS011
         dev = cls(v.get("pm"), seed=hal.device_seed(1), clock=hal.clock, dead=dead)
     elif name == "distance":
-        from citynode.hal.simdistance import SimA02YYUW
+        from citynode_sim.simdistance import SimA02YYUW
 
         dev = SimA02YYUW(v.get("distance_mm"), seed=hal.device_seed(2), clock=hal.clock, dead=dead)
     else:
-        from citynode.hal.simuart import SimUART
+        from citynode_sim.simuart import SimUART
 
         dev = SimUART()
     hal.devices[name] = dev
@@ -65,8 +65,8 @@ def make_uart_device(hal, name):
 
 
 def make_pulse(hal):
-    from citynode.hal.simextra import SimPulse, echo_us
-    from citynode.hal.simrandom import SimRandom
+    from citynode_sim.simextra import SimPulse, echo_us
+    from citynode_sim.simrandom import SimRandom
 
     v = hal.values
     if "distance" in v.get("fault", ()):

@@ -1,6 +1,6 @@
 # Simulated time, pins and watchdog: what every role's sim board uses, in the firmware process too
-# when the simulators run on the host (citynode.hal.simlink). The seeded randomness and the ADC live
-# in citynode.hal.simrandom, time_pulse_us replay and the RTC in citynode.hal.simextra (both
+# when the simulators run on the host (citynode_sim.simlink). The seeded randomness and the ADC live
+# in citynode_sim.simrandom, time_pulse_us replay and the RTC in citynode_sim.simextra (both
 # re-exported here on access).
 from citynode.compat import const
 
@@ -174,11 +174,11 @@ class SimWDT:
 
 def __getattr__(name):  # loaded only by the simulators that use them
     if name in ("SimRandom", "SimADC"):
-        from citynode.hal import simrandom
+        from citynode_sim import simrandom
 
         return getattr(simrandom, name)
     if name in ("SimPulse", "echo_us", "SimRTC"):
-        from citynode.hal import simextra
+        from citynode_sim import simextra
 
         return getattr(simextra, name)
     raise AttributeError(name)

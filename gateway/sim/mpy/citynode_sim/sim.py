@@ -10,8 +10,8 @@
 # simcrowd (WiFi/BLE), simtransit (passengers at the doors, GPS). The names tests import from here
 # (SimI2C, SimPulse, ...) are resolved on access by __getattr__.
 from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON
-from citynode.hal.simio import SimClock, SimPin, SimWDT
-from citynode.hal.simrandom import SimADC, SimRandom
+from citynode_sim.simio import SimClock, SimPin, SimWDT
+from citynode_sim.simrandom import SimADC, SimRandom
 
 _LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
          "echo_us": "simextra"}
@@ -21,14 +21,14 @@ def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(name)
-    return getattr(__import__("citynode.hal." + module, None, None, (name,)), name)
+    return getattr(__import__("citynode_sim." + module, None, None, (name,)), name)
 
 
 class SimHal:
     """The simulated board: builds sim peripherals by the same names the real HALs use.
 
     Sensors are created on first use (so a role only loads the simulators it needs) and scripted by
-    `values` (see citynode.hal.simdev); `seed` makes randomised values repeatable, each device
+    `values` (see citynode_sim.simdev); `seed` makes randomised values repeatable, each device
     drawing from its own stream so the order of creation does not matter. deep_sleep() advances
     virtual time and marks the next reset as a wake-up from deep sleep.
     """
@@ -60,8 +60,8 @@ class SimHal:
             import gc
 
             gc.collect()  # the simulators are imported late; give their compilation a clean heap
-            from citynode.hal import simdev
-            from citynode.hal.simbus import SimI2C
+            from citynode_sim import simdev
+            from citynode_sim.simbus import SimI2C
 
             self._i2c = SimI2C()
             simdev.attach_i2c_devices(self, self._i2c)
@@ -75,16 +75,16 @@ class SimHal:
             if name == "gps":
                 self._uarts[name] = self.devices[name] = self.transit().gps()
             else:
-                from citynode.hal import simdev
+                from citynode_sim import simdev
 
                 self._uarts[name] = simdev.make_uart_device(self, name)
         return self._uarts[name]
 
     def transit(self):
         """The bus or tram around a passenger counter: people at the doors and the GPS route
-        (citynode.hal.simtransit, scripted by values["passengers"] and values["gps"])."""
+        (citynode_sim.simtransit, scripted by values["passengers"] and values["gps"])."""
         if self._transit is None:
-            from citynode.hal.simtransit import Transit
+            from citynode_sim.simtransit import Transit
 
             self._transit = self.devices["transit"] = Transit(self)
         return self._transit
@@ -110,7 +110,7 @@ class SimHal:
     @property
     def pulse(self):
         if self._pulse is None:
-            from citynode.hal import simdev
+            from citynode_sim import simdev
 
             self._pulse = self.devices["pulse"] = simdev.make_pulse(self)
         return self._pulse
@@ -126,7 +126,7 @@ class SimHal:
 
     def rtc(self):
         if self._rtc is None:
-            from citynode.hal.simextra import SimRTC
+            from citynode_sim.simextra import SimRTC
 
             self._rtc = SimRTC()
         return self._rtc
@@ -152,10 +152,10 @@ class SimHal:
             raise OSError(19)
         path = self.values.get("wifi_replay")
         if path:
-            from citynode.crowd.replay import ReplaySource
+            from citynode_sim.replay import ReplaySource
 
             return ReplaySource(path, loop=True)
-        from citynode.hal import simcrowd
+        from citynode_sim import simcrowd
 
         return simcrowd.PacedWifi(self, self.values.get("wifi", {}), self.values.get("wifi_period_s", 60))
 
@@ -163,7 +163,7 @@ class SimHal:
         """A stand-in for the `bluetooth` module (values["ble"]: SyntheticBluetooth arguments)."""
         if "ble" in self.values.get("fault", ()):
             raise OSError(19)
-        from citynode.hal import simcrowd
+        from citynode_sim import simcrowd
 
         return simcrowd.PacedBluetooth(self, self.values.get("ble", {}), self.values.get("ble_period_s", 60))
 

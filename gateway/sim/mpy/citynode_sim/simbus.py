@@ -1,12 +1,12 @@
-# Simulated I2C bus (register-map devices) for citynode.hal.sim; the UART lives in citynode.hal.simuart
+# Simulated I2C bus (register-map devices) for citynode_sim.sim; the UART lives in citynode_sim.simuart
 # (re-exported here on access) so that roles without I2C sensors do not load this module.
 from citynode.compat import const
-from citynode.hal.simio import LOG_LIMIT, log  # noqa: F401  (re-exported)
+from citynode_sim.simio import LOG_LIMIT, log  # noqa: F401  (re-exported)
 
 
 def __getattr__(name):
     if name == "SimUART":
-        from citynode.hal.simuart import SimUART
+        from citynode_sim.simuart import SimUART
 
         return SimUART
     raise AttributeError(name)

@@ -1,6 +1,6 @@
 # The bus or tram around a passenger counter on the sim board: people crossing the door beams at
 # stops, the door contact, and a GPS receiver streaming NMEA along a route. Test infrastructure: a
-# real node never loads it (citynode.hal.sim imports it when a role asks for a door pin or the GPS).
+# real node never loads it (citynode_sim.sim imports it when a role asks for a door pin or the GPS).
 #
 # values["passengers"] (all optional):
 #   stops_per_hour       20      one stop every 3 minutes of virtual time
@@ -21,9 +21,9 @@
 # breaks A, then B, clears A, then B (150 ms apart, well beyond the 20 ms debounce); an alighting
 # the same from B. They are delivered through SimClock.events at their exact instants while the
 # role idles in clock.sleep_ms(), so the IRQ handlers time-stamp them as on a board.
-from citynode.hal.simio import SimPin
-from citynode.hal.simrandom import SimRandom
-from citynode.hal.simuart import SimUART
+from citynode_sim.simio import SimPin
+from citynode_sim.simrandom import SimRandom
+from citynode_sim.simuart import SimUART
 
 _STEP_US = 150000  # between the four edges of one crossing
 _GAP_US = 1200000  # between two people at a door
@@ -240,5 +240,5 @@ class SimGPS(SimUART):
         return SimUART.read(self, n)
 
     def quiet_until_ms(self):
-        """With nothing waiting: the virtual ms of the next burst (citynode.hal.simlink polls less)."""
+        """With nothing waiting: the virtual ms of the next burst (citynode_sim.simlink polls less)."""
         return self._next_ms

@@ -1,7 +1,7 @@
 # Simulated particulate sensors (SDS011, PMS5003) on a UART: they answer the real command frames of
-# their protocols with frames built by the drivers' own frame builders (see citynode.hal.simdev).
-from citynode.hal.simuart import ScriptedUART as _ScriptedUART
-from citynode.hal.simuart import log
+# their protocols with frames built by the drivers' own frame builders (see citynode_sim.simdev).
+from citynode_sim.simuart import ScriptedUART as _ScriptedUART
+from citynode_sim.simuart import log
 
 
 class SimSDS011(_ScriptedUART):

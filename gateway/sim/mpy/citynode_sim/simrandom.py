@@ -1,5 +1,5 @@
 # Seeded randomness and the ADC of the sim board: identical sequences on MicroPython and CPython for
-# the same seed. Split from citynode.hal.simio, which the firmware process always loads on the sim
+# the same seed. Split from citynode_sim.simio, which the firmware process always loads on the sim
 # board, so that only the simulators (and a sim board without the host link) carry it.
 
 

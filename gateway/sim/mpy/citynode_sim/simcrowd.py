@@ -1,5 +1,5 @@
 # Crowd-counting radios of the sim board (used by SimHal.wifi_source / SimHal.bluetooth): the
-# synthetic populations of citynode.crowd.synthetic, paced by the sim clock so that every window
+# synthetic populations of citynode_sim.synthetic, paced by the sim clock so that every window
 # hears the same devices again, as a node standing in a square would.
 class PacedWifi:
     """A SyntheticWifi population replayed every `period_s` of virtual time: the same devices keep
@@ -16,14 +16,14 @@ class PacedWifi:
     def read(self, buf):
         now = self.hal.clock.ticks_ms()
         if self.source is None or now - self.started_ms >= self.period_ms:
-            from citynode.crowd.synthetic import SyntheticWifi
+            from citynode_sim.synthetic import SyntheticWifi
 
             self.source = SyntheticWifi(**self.kwargs)
             self.started_ms = now
         return self.source.read(buf)
 
     def quiet_until_ms(self):
-        """After a read of 0: the virtual ms of the next replay (citynode.hal.simlink polls less)."""
+        """After a read of 0: the virtual ms of the next replay (citynode_sim.simlink polls less)."""
         return self.started_ms + self.period_ms if self.started_ms is not None else 0
 
 
@@ -33,8 +33,8 @@ class PacedBluetooth:
     scan runs (a continuous gap_scan(0) on a real node hears the same devices over and over)."""
 
     def __init__(self, hal, kwargs, period_s, adverts=None):
-        if adverts is None:  # given: the population lives on the host (citynode.hal.simlink)
-            from citynode.crowd.synthetic import SyntheticBluetooth
+        if adverts is None:  # given: the population lives on the host (citynode_sim.simlink)
+            from citynode_sim.synthetic import SyntheticBluetooth
 
             kwargs = dict(kwargs)
             kwargs.setdefault("seed", hal.device_seed(6))

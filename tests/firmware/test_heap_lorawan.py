@@ -1,0 +1,101 @@
+"""The node on its real budget: every role, the real LoRaWAN link (citynode's MAC over the UDP virtual
+radio to the network-server simulator, `citynode device run --lorawan`), 1000 cycles, no heap growth.
+
+Budgets (issue 13): an ESP32 without PSRAM starts MicroPython with a 64 KB heap that may grow to about
+108 KB. On the 32-bit unix port with citynode frozen in (`make firmware-unix`,
+build/micropython-unix32) a node must run in 64 KB; on a 32-bit build without citynode frozen
+(build/micropython-unix32-stock: the .mpy files `citynode flash` copies, their bytecode in the heap)
+in 108 KB. Heap sizes are deterministic (no timing in the assertions); the smallest heaps measured
+are in bench/RESULTS.md (firmware heap, LoRaWAN link).
+
+Not met, and marked so (strict: they fail the suite once they pass, so the marks cannot go stale):
+- crowd_count on the frozen build needs 68 KB: its anonymiser sets (8 KB, 512 devices per kind) on
+  top of ~56 KB resident, of which ~17 KB are the simulated board's modules (citynode_sim: simlink,
+  udp, simio, simcrowd, simextra) that load as .mpy into the heap where a real board's HAL and radio
+  driver are frozen.
+- every role on the stock build needs 146-151 KB: ~90 KB of it is the device package's bytecode and
+  names loaded from .mpy (bench/RESULTS.md lists them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from gateway import codec
+from gateway.paths import repo_root
+from gateway.sim.device_run import prepare_fs, stream_lorawan_device
+
+FROZEN = repo_root() / "build" / "micropython-unix32" / "micropython"
+STOCK = repo_root() / "build" / "micropython-unix32-stock" / "micropython"
+FROZEN_BUDGET = "64k"
+STOCK_BUDGET = "108k"
+ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
+PORTS = {"air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count": 13}
+CYCLES = 1000
+GROWTH_LIMIT = 1024  # bytes between cycle 10 and cycle 1000, as in test_heap_roles
+TIME_SCALE = 100  # receive windows 100x faster than real time: 1000 cycles in about a minute
+HEAP_LINE = re.compile(r"heap cycle=(\d+) alloc=(\d+) free=(\d+)")
+
+
+def run_node(interpreter: Path, role: str, heapsize: str, cycles: int) -> list[str]:
+    if not interpreter.exists():
+        pytest.skip(f"{interpreter} is missing: run `make firmware-unix`")
+    config = {"interval": 60} if role in ("passenger_count", "crowd_count") else None
+    old = os.environ.get("CITYNODE_MICROPYTHON")
+    os.environ["CITYNODE_MICROPYTHON"] = str(interpreter)
+    try:
+        with tempfile.TemporaryDirectory(prefix="citynode-heap-") as tmp:
+            prepare_fs(Path(tmp), role, cycles=cycles, heap_report=True, lorawan=True, config=config)
+            return list(stream_lorawan_device(Path(tmp), heapsize=heapsize, time_scale=TIME_SCALE,
+                                              downlinks=[codec.encode_downlink({"adr": True})]))
+    finally:
+        if old is None:
+            os.environ.pop("CITYNODE_MICROPYTHON", None)
+        else:
+            os.environ["CITYNODE_MICROPYTHON"] = old
+
+
+def check_run(lines: list[str], role: str, cycles: int) -> None:
+    tail = "\n".join(lines[-15:])
+    assert not any("MemoryError" in line or line.startswith("exit status") for line in lines), tail
+    assert "joined" in lines, tail
+    first_uplink = next(i for i, line in enumerate(lines) if line.startswith("uplink fport="))
+    assert lines.index("joined") < first_uplink, "joined is printed once the Join Accept came, before any uplink"
+    heap = {}
+    for line in lines:
+        m = HEAP_LINE.match(line)
+        if m:
+            heap[int(m.group(1))] = int(m.group(2))
+    assert sorted(heap) == list(range(1, cycles + 1)), "a heap line per cycle"
+    assert abs(heap[cycles] - heap[10]) <= GROWTH_LIMIT, f"heap cycle 10: {heap[10]} B, cycle {cycles}: {heap[cycles]} B"
+    assert max(heap[c] for c in range(10, cycles + 1)) - heap[10] <= GROWTH_LIMIT
+    readings = [line for line in lines if line.startswith(f"uplink fport={PORTS[role]} ")]
+    assert len(readings) == cycles, "one reading uplink per cycle"
+    assert "downlink applied: adr" in lines, "the config downlink came through the network"
+    network = lines[-1].split()
+    assert network[:2] == ["network", "joins=1"], lines[-1]
+    assert int(network[2].split("=")[1]) >= cycles, "the network server received every uplink"
+
+
+FROZEN_CASES = [
+    pytest.param(role, marks=pytest.mark.xfail(strict=True, reason="needs 68 KB (see the module docstring)"))
+    if role == "crowd_count" else role
+    for role in ROLES
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", FROZEN_CASES)
+def test_every_role_runs_1000_lorawan_cycles_in_64k_on_the_32_bit_frozen_build(role: str) -> None:
+    check_run(run_node(FROZEN, role, FROZEN_BUDGET, CYCLES), role, CYCLES)
+
+
+@pytest.mark.xfail(strict=True, reason="needs 146-151 KB: the .mpy bytecode is in the heap (module docstring)")
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_runs_lorawan_in_108k_on_a_32_bit_build_without_citynode_frozen(role: str) -> None:
+    check_run(run_node(STOCK, role, STOCK_BUDGET, 20), role, 20)
