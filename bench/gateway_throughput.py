@@ -591,7 +591,7 @@ def measure(
     inflight: int = 1000,
     paced_rate: float = 300.0,
     amqp_instances: Sequence[int] = (1, 2, 4),
-    processes: Sequence[int] = (2,),
+    processes: Sequence[int] = (),
 ) -> dict[str, object]:
     """Run every measurement; returns plain data for :func:`report`.
 

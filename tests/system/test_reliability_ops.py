@@ -120,8 +120,8 @@ def test_health_names_the_store_when_writing_fails_not_the_broker(tmp_path, mosq
         async with GatewayService(cfg) as svc:
             [mqtt] = svc.ingests
             await asyncio.wait_for(mqtt.connected.wait(), 15)
-            pages = svc.store._conn.execute("PRAGMA page_count").fetchone()[0]
-            svc.store._conn.execute(f"PRAGMA max_page_count = {pages}")  # no page more: full
+            pages = svc.store.backend.connection.execute("PRAGMA page_count").fetchone()[0]
+            svc.store.backend.connection.execute(f"PRAGMA max_page_count = {pages}")  # no page more: full
             async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier=f"pub-{app[:8]}") as pub:
                 for i in range(1, 200):
                     msg = events.up(f_cnt=i, data=aq_payload(), dedup=f"{app}-{i}")
@@ -152,7 +152,8 @@ def test_health_names_a_failing_sink_with_its_reason_and_clears_when_it_delivers
                 {
                     "store": {"path": str(tmp_path / "g.sqlite")},
                     "http": {"port": 0},
-                    "sinks": {"ngsild": {"url": platform.url, "retry_initial_s": 0.05, "retry_max_s": 0.5}},
+                    "sinks": {"ngsild": {"url": platform.url, "retry_initial_s": 0.05, "retry_max_s": 0.5,
+                                          "default_location": [7.0857, 51.5177]}},
                 }
             )
             async with GatewayService(cfg, worker_factories=worker_factories(cfg)) as svc:

@@ -47,20 +47,16 @@ def test_benchmark_runs_with_a_tiny_n_and_reports_every_measurement():
         amqp_instances=(2,),
     )
     runs = data["runs"]
-    # per encoding: one instance, two instances with a shared and with per-instance SQLite files, and
-    # one instance with two MQTT ingest processes
+    # per encoding: one instance, two instances with a shared and with per-instance SQLite files
+    # ([mqtt] processes is gone: its shared subscription lost events on a broker restart, issue 16)
     assert [(r.encoding, r.instances, r.stores, r.processes) for r in runs] == [
         ("json", 1, "shared", 1), ("json", 2, "shared", 1), ("json", 2, "per-instance", 1),
-        ("json", 1, "shared", 2),
         ("protobuf", 1, "shared", 1), ("protobuf", 2, "shared", 1), ("protobuf", 2, "per-instance", 1),
-        ("protobuf", 1, "shared", 2),
     ]
     assert all(r.stored == 40 and r.rate > 0 and r.rss_mib and min(r.rss_mib) > 0 for r in runs)
-    assert [len(r.rss_mib) for r in runs if r.processes == 2] == [2, 2]  # both processes measured
     assert set(data["raw"]) == {"json", "protobuf"} and all(v > 0 for v in data["raw"].values())
     text = bench.report(data)
     assert "| json |" in text and "| protobuf |" in text and "per-instance" in text
-    assert "| 2 | shared |" in text  # the runs with two processes
     assert "Latency without queueing" in text
     (amqp,) = data["amqp"]  # two competing consumers on one queue, one SQLite file each
     assert (amqp.transport, amqp.instances, amqp.stored) == ("amqp", 2, 40)
