@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from results import machine, write_section
 
-from gateway import codec
+from gateway.contract import codec
 from gateway.field.firmware_build import build_firmware
 from gateway.paths import repo_root
 from gateway.sim.device_run import ROLES, prepare_fs, run_device, stream_lorawan_device

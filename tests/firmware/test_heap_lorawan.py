@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import codec
+from gateway.contract import codec
 from gateway.paths import repo_root
 from gateway.sim.device_run import prepare_fs, stream_lorawan_device
 
