@@ -124,18 +124,13 @@ def test_store_failure_requeues_and_nothing_is_lost_or_duplicated(amqp_setup, st
 
     async def main():
         ingest = AmqpIngest(cfg, FlakyPipeline(store))
-        import gateway.service.ingest.amqp as mod
-
-        mod._BACKOFF_MIN = 0.05  # keep the test fast: reconnect quickly after each simulated failure
-        try:
-            task = asyncio.create_task(ingest.run())
-            await asyncio.wait_for(ingest.connected.wait(), 15)
-            await publish(app, ups(events, 10, "json", aq_payload, app=app))
-            await until(lambda: store.event_count("up") == 10, what="all 10 after requeues")
-            ingest.stop()
-            await asyncio.wait_for(task, 15)
-        finally:
-            mod._BACKOFF_MIN = 1.0
+        ingest.backoff_min = 0.05  # keep the test fast: reconnect quickly after each simulated failure
+        task = asyncio.create_task(ingest.run())
+        await asyncio.wait_for(ingest.connected.wait(), 15)
+        await publish(app, ups(events, 10, "json", aq_payload, app=app))
+        await until(lambda: store.event_count("up") == 10, what="all 10 after requeues")
+        ingest.stop()
+        await asyncio.wait_for(task, 15)
 
     asyncio.run(main())
     assert sorted(store.dedup_ids()) == sorted(f"{app}-{i}" for i in range(1, 11))

@@ -26,6 +26,7 @@ from gateway.errors import DecodeError
 from gateway.service.config import AmqpConfig
 from gateway.service.ingest.events import parse_routing_key
 from gateway.service.ingest.limits import check_topic, oversized
+from gateway.service.ingest.reconnect import ReconnectingIngest
 from gateway.service.pipeline import Pipeline, Prepared, Result
 from gateway.service.store import StoreError
 
@@ -33,61 +34,22 @@ __all__ = ["AmqpIngest"]
 
 log = logging.getLogger("citynode.ingest.amqp")
 
-_BACKOFF_MIN = 1.0  # s
-_BACKOFF_MAX = 30.0  # s
 
 
-class AmqpIngest:
+class AmqpIngest(ReconnectingIngest):
     """Consumes ChirpStack events from RabbitMQ into the pipeline until :meth:`stop` or cancellation."""
 
+    label = "amqp"
+    expected_errors = (aio_pika.exceptions.AMQPException, OSError)
+
     def __init__(self, config: AmqpConfig, pipeline: Pipeline, *, batch_size: int = 200) -> None:
+        super().__init__(log)
         self.config = config
         self.pipeline = pipeline
         self.batch_size = batch_size
-        self.connected = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self.handled = 0
-        self.broker_error: str | None = None  # why the last session ended, if it was RabbitMQ
-        self.store_error: str | None = None  # the store's error until a commit succeeds again
 
-    def problem(self) -> str | None:
-        """For ``/health``: why the RabbitMQ connection is down (store failures are :attr:`store_error`)."""
-        if self.connected.is_set() or (self.store_error and not self.broker_error):
-            # between sessions because the store failed: /health names the store, not the broker
-            return None
-        return f"RabbitMQ: {self.broker_error}" if self.broker_error else "not connected to RabbitMQ"
-
-    def stop(self) -> None:
-        """Finish the message in hand, then leave (unacknowledged messages go back to the queue)."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Consume until :meth:`stop`; reconnect with back-off after any failure."""
-        backoff = _BACKOFF_MIN
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                backoff = _BACKOFF_MIN
-            except Exception as exc:
-                # The message in hand was not acknowledged: the broker redelivers it.
-                self.connected.clear()
-                if isinstance(exc, StoreError):
-                    self.store_error, self.broker_error = str(exc), None
-                else:
-                    self.broker_error = str(exc) or type(exc).__name__
-                if isinstance(exc, (aio_pika.exceptions.AMQPException, OSError, StoreError)):
-                    log.warning(
-                        "amqp session ended, retrying",
-                        extra={"error": str(exc) or type(exc).__name__, "retry_s": backoff},
-                    )
-                else:  # a bug, not bad input (bad input becomes dead letters): say so loudly
-                    log.exception("amqp ingest failed unexpectedly, retrying", extra={"retry_s": backoff})
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                except TimeoutError:
-                    pass
-                backoff = min(backoff * 2, _BACKOFF_MAX)
-        self.connected.clear()
+    def broker_name(self) -> str:
+        return "RabbitMQ"
 
     async def _session(self) -> None:
         connection = await aio_pika.connect(self.config.url.get(), timeout=10)

@@ -32,6 +32,7 @@ from gateway.service.config import MqttConfig, TlsConfig
 from gateway.service.ingest.events import parse_mqtt_topic
 from gateway.service.ingest.limits import check_topic, oversized
 from gateway.service.ingest.mqtt_wire import MqttConnection, MqttError, Publish
+from gateway.service.ingest.reconnect import ReconnectingIngest
 from gateway.service.pipeline import Pipeline, Prepared, Result
 from gateway.service.store import StoreError
 
@@ -39,8 +40,6 @@ __all__ = ["MqttIngest", "mqtt_client", "tls_context"]
 
 log = logging.getLogger("citynode.ingest.mqtt")
 
-_BACKOFF_MIN = 1.0  # s
-_BACKOFF_MAX = 30.0  # s
 
 
 def tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
@@ -84,8 +83,11 @@ def _commit(pipeline: Pipeline, prepared: list[Prepared]) -> list[Result]:
         raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
 
-class MqttIngest:
+class MqttIngest(ReconnectingIngest):
     """Consumes ChirpStack events from an MQTT broker into the pipeline until :meth:`stop` or cancellation."""
+
+    label = "mqtt"
+    expected_errors = (MqttError, aiomqtt.MqttError, OSError)
 
     def __init__(
         self,
@@ -95,61 +97,19 @@ class MqttIngest:
         batch_size: int = 500,
         warnings: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(log)
         self.config = config
         # Shown by /health: the broker lost this gateway's session (see _session).
         self.warnings: dict[str, str] = warnings if warnings is not None else {}
         self._subscribed_before = False
         self.pipeline = pipeline
-        self.connected = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self.handled = 0
         self.batch_size = batch_size
-        self.broker_error: str | None = None  # why the last session ended, if it was the broker
-        self.store_error: str | None = None  # the store's error until a commit succeeds again
 
-    def problem(self) -> str | None:
-        """For ``/health``: why the broker connection is down (the store's failures are :attr:`store_error`)."""
-        if self.connected.is_set() or (self.store_error and not self.broker_error):
-            # between sessions because the store failed: /health names the store, not the broker
-            return None
-        where = f"broker {self.config.host}:{self.config.port}"
-        return f"{where}: {self.broker_error}" if self.broker_error else f"not connected to the {where}"
+    def broker_name(self) -> str:
+        return f"the broker {self.config.host}:{self.config.port}"
 
-    def stop(self) -> None:
-        """Finish the message in hand, then leave (unacknowledged messages stay with the broker)."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Consume until :meth:`stop`; reconnect with back-off after any failure."""
-        backoff = _BACKOFF_MIN
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                backoff = _BACKOFF_MIN
-            except Exception as exc:
-                # The message in hand was not acknowledged: the broker redelivers it.
-                self.connected.clear()
-                if isinstance(exc, StoreError):
-                    self.store_error, self.broker_error = str(exc), None
-                else:
-                    self.broker_error = str(exc) or type(exc).__name__
-                if isinstance(exc, (MqttError, aiomqtt.MqttError, StoreError, OSError)):
-                    log.warning(
-                        "mqtt session ended, retrying",
-                        extra={
-                            "broker": f"{self.config.host}:{self.config.port}",
-                            "error": str(exc),
-                            "retry_s": backoff,
-                        },
-                    )
-                else:  # a bug, not bad input (bad input becomes dead letters): say so loudly
-                    log.exception("mqtt ingest failed unexpectedly, retrying", extra={"retry_s": backoff})
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                except TimeoutError:
-                    pass
-                backoff = min(backoff * 2, _BACKOFF_MAX)
-        self.connected.clear()
+    def log_extra(self) -> dict[str, str]:
+        return {"broker": f"{self.config.host}:{self.config.port}"}
 
     async def _session(self) -> None:
         c = self.config
