@@ -41,11 +41,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
 
-__all__ = ["FilterError", "FrostSimulator", "parse_filter", "quote_id", "serve"]
+from gateway.sim.platforms.server import HttpSimulator, main
+
+__all__ = ["FilterError", "FrostSimulator", "parse_filter", "quote_id"]
 
 IdType = Literal["long", "string", "uuid"]
 
@@ -190,12 +192,15 @@ def _parse_id(raw: str) -> Any:
         raise FilterError(f"invalid id {raw!r}") from None
 
 
-class FrostSimulator:
+class FrostSimulator(HttpSimulator):
     """Run with ``async with FrostSimulator() as sim:``; the service root is ``sim.url`` (…/v1.1)."""
+
+    title = "SensorThings (FROST) simulator"
+    root = "/v1.1"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, id_type: IdType = "long",
                  return_body: bool = False) -> None:
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         self.id_type: IdType = id_type
         self.return_body = return_body
         self.entities: dict[str, dict[Any, dict[str, Any]]] = {k: {} for k in _REQUIRED}
@@ -205,30 +210,16 @@ class FrostSimulator:
         self.reject: Callable[[dict[str, Any]], str | bool | None] | None = None  # row -> refusal message
         self.delay_s = 0.0
         self._next_id = 1
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1.1"
+    def middlewares(self) -> list[Any]:
+        return [self._faults]
 
-    async def __aenter__(self) -> Self:
-        app = web.Application(middlewares=[self._faults])
+    def routes(self, app: web.Application) -> None:
         for coll in _REQUIRED:
             app.router.add_post(f"/v1.1/{coll}", self._create)
             app.router.add_get(f"/v1.1/{coll}", self._list)
         app.router.add_post("/v1.1/CreateObservations", self._create_observations)
         app.router.add_get("/v1.1/{tail:Things\\(.+\\)/Datastreams}", self._thing_datastreams)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -362,17 +353,5 @@ class FrostSimulator:
         return web.json_response(answers, status=201)
 
 
-async def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the simulator until cancelled (the demo's stand-in FROST-Server)."""
-    async with FrostSimulator(host=host, port=port) as sim:
-        print(f"SensorThings (FROST) simulator on {sim.url} (not a real server)", flush=True)
-        await asyncio.Event().wait()
-
-
 if __name__ == "__main__":  # python -m gateway.sim.platforms.frost [port]
-    import sys
-
-    try:
-        asyncio.run(serve(port=int(sys.argv[1]) if len(sys.argv) > 1 else 8080))
-    except KeyboardInterrupt:
-        pass
+    main(FrostSimulator, 8080)

@@ -42,11 +42,13 @@ import re
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-__all__ = ["NgsiLdSimulator", "broker_problem", "check_entity", "model_problem", "serve"]
+from gateway.sim.platforms.server import HttpSimulator, main
+
+__all__ = ["NgsiLdSimulator", "broker_problem", "check_entity", "model_problem"]
 
 _ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
@@ -188,11 +190,13 @@ def _link_has_context(header: str) -> bool:
     return "http://www.w3.org/ns/json-ld#context" in header
 
 
-class NgsiLdSimulator:
+class NgsiLdSimulator(HttpSimulator):
     """Run with ``async with NgsiLdSimulator() as sim:``; point the sink at ``sim.url``."""
 
+    title = "NGSI-LD broker simulator"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, check_models: bool = True) -> None:
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         self.check_models = check_models
         self.entities: dict[str, dict[str, Any]] = {}  # merged state
         self.updates: list[dict[str, Any]] = []  # every accepted entity update, in order
@@ -200,27 +204,10 @@ class NgsiLdSimulator:
         self.fail_next: deque[int] = deque()  # statuses for the next requests (503, 500, 400 ...)
         self.reject: Callable[[dict[str, Any]], int | None] | None = None  # per entity: error status
         self.delay_s = 0.0
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def __aenter__(self) -> Self:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/ngsi-ld/v1/entityOperations/upsert", self._upsert)
         app.router.add_get("/ngsi-ld/v1/entities/{id}", self._get)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _get(self, request: web.Request) -> web.Response:
         entity = self.entities.get(request.match_info["id"])
@@ -292,17 +279,5 @@ class NgsiLdSimulator:
         return web.Response(status=204)
 
 
-async def serve(host: str = "127.0.0.1", port: int = 1026) -> None:
-    """Run the simulator until cancelled (the demo's stand-in broker)."""
-    async with NgsiLdSimulator(host=host, port=port) as sim:
-        print(f"NGSI-LD broker simulator on {sim.url} (not a real broker)", flush=True)
-        await asyncio.Event().wait()
-
-
 if __name__ == "__main__":  # python -m gateway.sim.platforms.ngsild [port]
-    import sys
-
-    try:
-        asyncio.run(serve(port=int(sys.argv[1]) if len(sys.argv) > 1 else 1026))
-    except KeyboardInterrupt:
-        pass
+    main(NgsiLdSimulator, 1026)
