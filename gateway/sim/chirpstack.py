@@ -175,6 +175,9 @@ class StoredDevice:
     keys: api.DeviceKeys | None = None
     queue: list[api.DeviceQueueItem] = field(default_factory=list)
     f_cnt_down: int = 0
+    # TS004 v2 SessionCnt of FragIndex 0 (ChirpStack: the device's app_layer_params.ts004_session_cnt[0]),
+    # incremented by every FragSessionSetupReq the FUOTA flow sends
+    ts004_session_cnt: int = 0
 
 
 @dataclass
