@@ -21,7 +21,8 @@ The multicast session is a Class C window: the session start is a GPS time of th
 downlink datagram whose ``tmst_ms`` is that GPS time in that node's clock, on the deployment's
 multicast frequency and data rate, ``fragment_spacing_s`` apart (ChirpStack's
 ``multicast_class_c_margin``). ``fragment_loss`` drops that share of the (node, fragment) transmissions,
-chosen by a seeded random generator, as fading would. The sender keeps at most ``_AHEAD`` fragments
+chosen by a random generator seeded with (seed, DevEUI, fragment), as fading would: the same
+pattern on every run, whatever the threads' timing. The sender keeps at most ``_AHEAD`` fragments
 ahead of each node's estimated clock (a virtual radio buffers few datagrams), which assumes the node's
 clock runs at ``node_time_scale`` times real time during the session.
 
@@ -125,7 +126,7 @@ class FuotaRunner:
         self.fragment_loss = fragment_loss
         self.node_time_scale = node_time_scale
         self.on_event = on_event
-        self._rng = random.Random(seed)
+        self._seed = seed
         self._runs: dict[str, _Run] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._changed = threading.Condition()
@@ -488,7 +489,7 @@ class FuotaRunner:
                 if times[i] - now > _AHEAD * spacing:
                     continue
                 nxt[eui] = i + 1
-                if self._rng.random() < self.fragment_loss:
+                if random.Random(f"{self._seed}:{eui}:{i}").random() < self.fragment_loss:
                     run.dropped[eui] += 1
                     continue
                 if self.sim.send_class_c(eui, phys[i], d.multicast_frequency, d.multicast_dr, times[i]):
