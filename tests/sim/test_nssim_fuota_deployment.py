@@ -232,3 +232,28 @@ def test_loss_beyond_the_redundancy_fails_the_device_with_chirpstacks_message(ap
                          "fragment pacing assumes (the demo of issue 19, citynode demo --fuota)")
 def test_a_deployment_to_micropython_nodes() -> None:
     raise AssertionError("not reached")
+
+
+def test_a_silent_device_times_out_step_by_step_with_chirpstacks_messages(api_sim: ChirpStackSimulator) -> None:
+    ns = NetworkServerSim(port=0)
+    silent = FuotaPyNode(0, 9, 1)  # registered everywhere, never switched on
+    silent.dev.close()
+    with ns.run_in_thread(), ChirpStackClient(api_sim.address, TOKEN, timeout=5.0) as cs:
+        ns.add_device(silent.keys)
+        runner = FuotaRunner(api_sim.state, ns, uplink_interval_s=0.1).attach()
+        try:
+            app, profile = _provision(cs, [silent], 1)
+            dep = _deploy(cs, app, profile, [silent])  # unicast_max_retry_count=2: three sends
+            runner.wait(dep, timeout_s=30)
+        finally:
+            runner.close()
+        [row] = cs.list_fuota_devices(dep)
+        jobs = {j.job: j for j in cs.list_fuota_jobs(dep)}
+    assert row.error_msg == "McGroupSetupReq timeout." and not row.HasField("completed_at")
+    assert list(jobs) == ["CREATE_MC_GROUP", "ADD_DEVS_TO_MC_GROUP", "ADD_GWS_TO_MC_GROUP", "MC_GROUP_SETUP",
+                          "FRAG_SESSION_SETUP", "DELETE_MC_GROUP", "COMPLETE"]
+    assert jobs["MC_GROUP_SETUP"].attempt_count == 3 and jobs["MC_GROUP_SETUP"].max_retry_count == 2
+    assert jobs["MC_GROUP_SETUP"].warning_msg == "1 devices did not complete the multicast group setup"
+    assert jobs["FRAG_SESSION_SETUP"].error_msg == "There are no devices available to complete this step"
+    assert jobs["COMPLETE"].warning_msg == "1 devices did not complete the FUOTA deployment"
+    assert all(j.HasField("completed_at") for j in jobs.values())

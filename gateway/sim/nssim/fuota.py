@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from chirpstack_api import api
 from google.protobuf import timestamp_pb2
 
+from gateway.errors import ConfigError
 from gateway.sim.chirpstack import SimState, StoredFuota
 from gateway.sim.nssim import applayer
 from gateway.sim.nssim._firmware import frames
@@ -277,8 +278,9 @@ class FuotaRunner:
     def _dispatch(self, run: _Run, stored: StoredFuota, name: str) -> str | None:
         d = stored.deployment
         retries = d.unicast_max_retry_count
-        job = self._job(stored, name, retries if name in ("MC_GROUP_SETUP", "FRAG_SESSION_SETUP", "MC_SESSION",
-                                                          "FRAG_STATUS") else 0)
+        # flow.rs: only these three jobs get unicast_max_retry_count; FRAG_STATUS asks once (0 retries)
+        job = self._job(stored, name, retries if name in ("MC_GROUP_SETUP", "FRAG_SESSION_SETUP", "MC_SESSION")
+                        else 0)
         self._say(f"fuota {d.id[:8]} job {name}")
         alp = run.profile.app_layer_params
         if name == "CREATE_MC_GROUP":
@@ -347,7 +349,10 @@ class FuotaRunner:
                 if done == "mc_session_completed_at" and run.session_start_gps is None:
                     self._plan_session(run, stored, [r.dev_eui for r in ready])
             for eui in pending:
-                self.sim.queue_downlink(eui, port, request(eui))
+                try:
+                    self.sim.queue_downlink(eui, port, request(eui))
+                except ConfigError as exc:  # not on this radio network: it will time out, as unheard
+                    self._say(f"fuota {stored.deployment.id[:8]} {eui}: {exc}")
             if not pending:
                 return self._after(run, next_job)
             self._wait_answers(stored, pending, done, wait_s)
