@@ -4,7 +4,8 @@ It owns one gRPC channel, adds ``authorization: Bearer <token>`` metadata to eve
 ``grpc.RpcError`` into :class:`ChirpStackError` subclasses (all :class:`~gateway.errors.CitynodeError`),
 so that the CLI prints one line such as ``ChirpStack refused the API token (UNAUTHENTICATED: ...)``.
 
-Used by ``citynode provision`` and by ``citynode gateway downlink`` (:meth:`ChirpStackClient.enqueue`).
+Used by ``citynode provision``, ``citynode gateway downlink`` (:meth:`ChirpStackClient.enqueue`) and
+``citynode fuota deploy/status`` (the ``*_fuota_*`` methods, ``FuotaService``).
 
 The token comes from, in this order: the ``token`` argument, the file named by ``token_file``, the
 ``CITYNODE_CHIRPSTACK_TOKEN`` environment variable, the file named by ``CITYNODE_CHIRPSTACK_TOKEN_FILE``.
@@ -146,6 +147,7 @@ class ChirpStackClient:
         self.applications = api.ApplicationServiceStub(self._channel)
         self.device_profiles = api.DeviceProfileServiceStub(self._channel)
         self.devices = api.DeviceServiceStub(self._channel)
+        self.fuota = api.FuotaServiceStub(self._channel)
 
     @classmethod
     def from_env(
@@ -305,6 +307,50 @@ class ChirpStackClient:
     def flush_queue(self, dev_eui: str) -> None:
         self.call(
             self.devices.FlushQueue, api.FlushDeviceQueueRequest(dev_eui=dev_eui), f"flush queue of device {dev_eui}"
+        )
+
+    # -- FUOTA deployments (FuotaService) --------------------------------------------------------
+    def create_fuota_deployment(self, deployment: api.FuotaDeployment) -> str:
+        return self.call(
+            self.fuota.CreateDeployment,
+            api.CreateFuotaDeploymentRequest(deployment=deployment),
+            f"create FUOTA deployment {deployment.name!r}",
+        ).id
+
+    def get_fuota_deployment(self, deployment_id: str) -> api.GetFuotaDeploymentResponse:
+        return self.call(
+            self.fuota.GetDeployment, api.GetFuotaDeploymentRequest(id=deployment_id),
+            f"FUOTA deployment {deployment_id}",
+        )
+
+    def add_fuota_devices(self, deployment_id: str, dev_euis: list[str]) -> None:
+        self.call(
+            self.fuota.AddDevices,
+            api.AddDevicesToFuotaDeploymentRequest(fuota_deployment_id=deployment_id, dev_euis=dev_euis),
+            f"add {len(dev_euis)} devices to FUOTA deployment {deployment_id}",
+        )
+
+    def start_fuota_deployment(self, deployment_id: str) -> None:
+        self.call(
+            self.fuota.StartDeployment, api.StartFuotaDeploymentRequest(id=deployment_id),
+            f"start FUOTA deployment {deployment_id}",
+        )
+
+    def list_fuota_devices(self, deployment_id: str) -> Iterator[api.FuotaDeploymentDeviceListItem]:
+        yield from self._pages(
+            lambda off: self.call(
+                self.fuota.ListDevices,
+                api.ListFuotaDeploymentDevicesRequest(fuota_deployment_id=deployment_id, limit=_PAGE, offset=off),
+                f"list devices of FUOTA deployment {deployment_id}",
+            )
+        )
+
+    def list_fuota_jobs(self, deployment_id: str) -> list[api.FuotaDeploymentJob]:
+        return list(
+            self.call(
+                self.fuota.ListJobs, api.ListFuotaDeploymentJobsRequest(fuota_deployment_id=deployment_id),
+                f"jobs of FUOTA deployment {deployment_id}",
+            ).jobs
         )
 
     @staticmethod

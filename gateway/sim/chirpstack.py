@@ -23,14 +23,30 @@ Behaviours reproduced from ChirpStack v4 (``chirpstack/src/api/*.rs`` and ``stor
   224 is the MAC test port, 225..255 are reserved); ``data`` must not be empty unless an ``object`` is
   given (objects need the profile's codec, which the simulator does not run: ``INVALID_ARGUMENT``).
 
+``FuotaService`` (``api/fuota.proto``) follows ``chirpstack/src/api/fuota.rs`` and ``storage/fuota.rs``:
+deployments with a random multicast address and key, ``calculate_fragmentation_fragment_size`` (the
+region's largest downlink payload at the multicast DR minus 3, capped at the payload's length: EU868
+only here) and ``calculate_multicast_timeout`` (``multicast_class_c_margin`` 5 s, ChirpStack's
+default); changes after ``StartDeployment`` are ``FAILED_PRECONDITION`` "FUOTA deployment has already
+started"; devices must belong to the deployment's application and device profile (else
+``INVALID_ARGUMENT`` "Validation error: All devices must have the same device-profile as the FUOTA
+deployment"), a device added twice is ``INVALID_ARGUMENT`` listing ``Object already exists (id: ...)``;
+a malformed DevEUI or gateway id is ``INTERNAL`` with the hex decoder's message (as ChirpStack, whose
+``EUI64::from_str`` error maps to INTERNAL); ``StartDeployment`` queues the job ``CREATE_MC_GROUP``.
+The deployment is carried out by the network-server simulator (:mod:`gateway.sim.nssim.fuota`),
+which registers itself in :attr:`SimState.fuota_listeners` and records per-device progress, errors
+and the job list here, where ``ListDevices`` / ``ListJobs`` read them.
+
 Differences a test writer should know: API tokens are compared as opaque strings (ChirpStack's are JWTs
-and can be scoped to a tenant); the simulator keeps no users, gateways, multicast groups or integrations.
+and can be scoped to a tenant); the simulator keeps no users, multicast groups or integrations, and
+gateways only as ids with their tenant (:meth:`SimState.add_gateway`, for FUOTA's ``AddGateways``).
 
 For failure-injection tests :meth:`SimState.inject_fault` makes one method fail for one object id.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import grpc
-from chirpstack_api import api
+from chirpstack_api import api, common
 from google.protobuf import empty_pb2, timestamp_pb2
 
 __all__ = [
@@ -47,6 +63,7 @@ __all__ = [
     "ChirpStackSimulator",
     "SimState",
     "StoredDevice",
+    "StoredFuota",
 ]
 
 # The tenant ChirpStack v4 creates in its initial database migration ("ChirpStack"); the simulator
@@ -106,6 +123,38 @@ def _uuid(value: str, field_name: str) -> str:
         raise _invalid(f"{field_name}: not a UUID: {value!r}") from None
 
 
+def _uuid_rs(value: str) -> str:
+    """Parse a UUID as ChirpStack's API does (``Uuid::from_str``): a bad one is INVALID_ARGUMENT with
+    the message of Rust's ``uuid`` crate (length first, then the first bad character)."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    text = value.removeprefix("urn:uuid:")
+    if len(text) not in (32, 36, 38):
+        raise _invalid(f"invalid length: expected length 32 for simple format, found {len(text)}")
+    bad = next((i for i, c in enumerate(text) if c not in "0123456789abcdefABCDEF-{}"), 0)
+    raise _invalid(
+        f"invalid character: expected an optional prefix of `urn:uuid:` followed by [0-9a-fA-F-], "
+        f"found `{text[bad]}` at {bad + 1}"
+    )
+
+
+def _eui64_rs(value: str) -> str:
+    """Parse an EUI-64 as ChirpStack's ``lrwn::EUI64::from_str``: the empty string is all zeros; a
+    bad one fails in the ``hex`` crate, whose error the API returns as INTERNAL with its message."""
+    if not value:
+        return "0" * 16
+    for i, c in enumerate(value):
+        if c not in "0123456789abcdefABCDEF":
+            raise _Abort(grpc.StatusCode.INTERNAL, f"Invalid character {c!r} at position {i}")
+    if len(value) % 2:
+        raise _Abort(grpc.StatusCode.INTERNAL, "Odd number of digits")
+    if len(value) != 16:
+        raise _Abort(grpc.StatusCode.INTERNAL, "Invalid string length")
+    return value.lower()
+
+
 def _now() -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.GetCurrentTime()
@@ -126,6 +175,27 @@ class StoredDevice:
     keys: api.DeviceKeys | None = None
     queue: list[api.DeviceQueueItem] = field(default_factory=list)
     f_cnt_down: int = 0
+    # TS004 v2 SessionCnt of FragIndex 0 (ChirpStack: the device's app_layer_params.ts004_session_cnt[0]),
+    # incremented by every FragSessionSetupReq the FUOTA flow sends
+    ts004_session_cnt: int = 0
+
+
+@dataclass
+class StoredFuota:
+    """One FUOTA deployment: the protobuf message plus what ChirpStack keeps beside it (its
+    ``fuota_deployment`` row: multicast address and key, session times; the device, gateway and job
+    rows). Devices and jobs are the API's list items, updated in place by the network simulator."""
+
+    deployment: api.FuotaDeployment
+    created_at: timestamp_pb2.Timestamp
+    updated_at: timestamp_pb2.Timestamp
+    multicast_addr: int
+    multicast_key: bytes = field(repr=False)
+    started_at: timestamp_pb2.Timestamp | None = None
+    completed_at: timestamp_pb2.Timestamp | None = None
+    devices: dict[str, api.FuotaDeploymentDeviceListItem] = field(default_factory=dict)
+    gateways: dict[str, api.FuotaDeploymentGatewayListItem] = field(default_factory=dict)
+    jobs: list[api.FuotaDeploymentJob] = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +222,11 @@ class SimState:
         # Called with each enqueued DeviceQueueItem (the hand-off to the network-server simulator:
         # gateway.sim.nssim.commands.connect_api_queue); the item stays queued until transmitted.
         self.queue_listeners: list[Callable[[api.DeviceQueueItem], None]] = []
+        self.fuota: dict[str, StoredFuota] = {}
+        self.gateways: dict[str, str] = {}  # gateway id (16 hex digits) -> tenant id
+        # Called with the deployment id after StartDeployment (the hand-off to the network-server
+        # simulator: gateway.sim.nssim.fuota.FuotaRunner.attach), under no lock.
+        self.fuota_listeners: list[Callable[[str], None]] = []
         self._faults: dict[tuple[str, str], _Fault] = {}
         if default_tenant:
             self.tenants[DEFAULT_TENANT_ID] = api.Tenant(
@@ -174,6 +249,18 @@ class SimState:
             removed = len(kept) != len(dev.queue)
             dev.queue[:] = kept
             return removed
+
+    def add_gateway(self, gateway_id: str, tenant_id: str = DEFAULT_TENANT_ID) -> None:
+        """Register a gateway of ``tenant_id`` (the simulator has no GatewayService)."""
+        with self.lock:
+            self.tenant(tenant_id)
+            self.gateways[_eui64(gateway_id, "gateway_id")] = tenant_id
+
+    def deployment(self, deployment_id: str) -> StoredFuota:
+        deployment_id = _uuid_rs(deployment_id)
+        if deployment_id not in self.fuota:
+            raise _not_found(deployment_id)
+        return self.fuota[deployment_id]
 
     # -- failure injection -------------------------------------------------------------------------
     def inject_fault(
@@ -583,6 +670,258 @@ class _DeviceService(_Base, api.DeviceServiceServicer):
         return empty_pb2.Empty()
 
 
+# ChirpStack's `[network.scheduler] multicast_class_c_margin` default (chirpstack/src/config.rs): one
+# Class C multicast downlink every 5 s, used by calculate_multicast_timeout.
+MULTICAST_CLASS_C_MARGIN_S = 5
+_JOB_CREATE_MC_GROUP = "CREATE_MC_GROUP"
+
+
+def fragment_count(payload_len: int, fragment_size: int, redundancy_pct: int) -> tuple[int, int]:
+    """(uncoded fragments, coded fragments) as ChirpStack computes them (``storage/fuota.rs``)."""
+    if fragment_size <= 0:
+        return 0, 0
+    fragments = -(-payload_len // fragment_size)
+    return fragments, -(-fragments * redundancy_pct // 100)
+
+
+class _FuotaService(_Base, api.FuotaServiceServicer):
+    """``api.FuotaService`` as ``chirpstack/src/api/fuota.rs`` implements it (see the module docstring)."""
+
+    def _settings(self, req: api.FuotaDeployment, target: api.FuotaDeployment) -> None:
+        # The fields ChirpStack takes from a Create/Update request; the calculate_* flags are not kept.
+        for name in (
+            "name", "multicast_group_type", "multicast_class_c_scheduling_type", "multicast_dr",
+            "multicast_class_b_ping_slot_periodicity", "multicast_frequency", "multicast_timeout",
+            "unicast_max_retry_count", "fragmentation_fragment_size", "fragmentation_redundancy_percentage",
+            "fragmentation_session_index", "fragmentation_matrix", "fragmentation_block_ack_delay",
+            "fragmentation_descriptor", "request_fragmentation_session_status", "payload",
+        ):
+            setattr(target, name, getattr(req, name))
+        target.on_complete_set_device_tags.clear()
+        target.on_complete_set_device_tags.update(req.on_complete_set_device_tags)
+        if req.calculate_fragmentation_fragment_size:
+            profile = self.state.device_profile(target.device_profile_id)
+            if profile.region != common.EU868:
+                raise _invalid("calculate_fragmentation_fragment_size: the simulator knows EU868 only")
+            from gateway.sim.nssim._firmware import region
+
+            try:
+                room = region.max_app_payload(target.multicast_dr)
+            except ValueError:
+                raise _Abort(grpc.StatusCode.INTERNAL, f"Invalid data-rate: {target.multicast_dr}") from None
+            target.fragmentation_fragment_size = min(room - 3, len(target.payload))
+        if req.calculate_multicast_timeout:
+            target.multicast_timeout = self._timeout(target)
+
+    @staticmethod
+    def _timeout(d: api.FuotaDeployment) -> int:
+        frags, red = fragment_count(len(d.payload), d.fragmentation_fragment_size,
+                                    d.fragmentation_redundancy_percentage)
+        total = frags + red
+        if d.multicast_group_type == api.MulticastGroupType.CLASS_B:
+            slots = 1 << (7 - d.multicast_class_b_ping_slot_periodicity)
+            need, message = -(-total // slots) + 1, "Max. number of beacon period exceeded"
+        else:
+            need, message = MULTICAST_CLASS_C_MARGIN_S * (total + 1), "Max timeout exceeded"
+        for i in range(16):
+            if (1 << i) >= need:
+                return i
+        raise _Abort(grpc.StatusCode.INTERNAL, message)
+
+    def _same_tenant(self, d: api.FuotaDeployment) -> None:
+        profile = self.state.device_profile(d.device_profile_id)
+        app = self.state.application(d.application_id)
+        if app.tenant_id != profile.tenant_id:
+            raise _invalid("Validation error: The application and device-profile must be under the same tenant")
+
+    @staticmethod
+    def _not_started(stored: StoredFuota) -> None:
+        if stored.started_at is not None:
+            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, "FUOTA deployment has already started")
+
+    @_rpc("FuotaService.CreateDeployment")
+    def CreateDeployment(self, request: api.CreateFuotaDeploymentRequest) -> api.CreateFuotaDeploymentResponse:
+        if not request.HasField("deployment"):
+            raise _invalid("deployment is missing")
+        req = request.deployment
+        app_id = _uuid_rs(req.application_id)
+        profile_id = _uuid_rs(req.device_profile_id)
+        self.state.application(app_id)  # tenant::get_for_application_id
+        d = api.FuotaDeployment(id=str(uuid.uuid4()), application_id=app_id, device_profile_id=profile_id)
+        self.state.device_profile(profile_id)
+        self._settings(req, d)
+        self._same_tenant(d)
+        self.state.check_fault("FuotaService.CreateDeployment", d.name)
+        now = _now()
+        # get_random_dev_addr with the NetID 000000 prefix (7 bits of NwkID 0) the simulators use
+        addr = int.from_bytes(os.urandom(4), "big") & 0x01FFFFFF
+        self.state.fuota[d.id] = StoredFuota(d, now, now, addr, os.urandom(16))
+        return api.CreateFuotaDeploymentResponse(id=d.id)
+
+    @_rpc("FuotaService.GetDeployment")
+    def GetDeployment(self, request: api.GetFuotaDeploymentRequest) -> api.GetFuotaDeploymentResponse:
+        stored = self.state.deployment(request.id)
+        resp = api.GetFuotaDeploymentResponse(deployment=stored.deployment, created_at=stored.created_at,
+                                              updated_at=stored.updated_at)
+        if stored.started_at is not None:
+            resp.started_at.CopyFrom(stored.started_at)
+        if stored.completed_at is not None:
+            resp.completed_at.CopyFrom(stored.completed_at)
+        return resp
+
+    @_rpc("FuotaService.UpdateDeployment")
+    def UpdateDeployment(self, request: api.UpdateFuotaDeploymentRequest) -> empty_pb2.Empty:
+        if not request.HasField("deployment"):
+            raise _invalid("deployment is missing")
+        req = request.deployment
+        dep_id = _uuid_rs(req.id)
+        _uuid_rs(req.application_id)
+        _uuid_rs(req.device_profile_id)
+        stored = self.state.deployment(dep_id)
+        self._not_started(stored)
+        # update_deployment never changes the application or the device profile
+        updated = api.FuotaDeployment()
+        updated.CopyFrom(stored.deployment)
+        self._settings(req, updated)
+        stored.deployment = updated
+        stored.updated_at = _now()
+        return empty_pb2.Empty()
+
+    @_rpc("FuotaService.DeleteDeployment")
+    def DeleteDeployment(self, request: api.DeleteFuotaDeploymentRequest) -> empty_pb2.Empty:
+        stored = self.state.deployment(request.id)
+        del self.state.fuota[stored.deployment.id]
+        return empty_pb2.Empty()
+
+    def StartDeployment(self, request: api.StartFuotaDeploymentRequest,
+                        context: grpc.ServicerContext) -> empty_pb2.Empty:
+        """FuotaService.StartDeployment: sets started_at and queues the first job (CREATE_MC_GROUP)."""
+        try:
+            with self.state.lock:
+                stored = self.state.deployment(request.id)
+                self._not_started(stored)
+                now = _now()
+                stored.started_at = now
+                stored.updated_at = now
+                stored.jobs.append(api.FuotaDeploymentJob(job=_JOB_CREATE_MC_GROUP, created_at=now,
+                                                          scheduler_run_after=now))
+                listeners = list(self.state.fuota_listeners)
+        except _Abort as exc:
+            context.abort(exc.code, exc.message)
+        for listener in listeners:  # outside the lock: the runner starts its own thread
+            listener(stored.deployment.id)
+        return empty_pb2.Empty()
+
+    @_rpc("FuotaService.ListDeployments")
+    def ListDeployments(self, request: api.ListFuotaDeploymentsRequest) -> api.ListFuotaDeploymentsResponse:
+        tenant_id = _uuid_rs(request.tenant_id) if request.tenant_id else None
+        app_id = _uuid_rs(request.application_id) if request.application_id else None
+        rows = []
+        for s in self.state.fuota.values():
+            app = self.state.applications.get(s.deployment.application_id)
+            if app is None or (tenant_id and app.tenant_id != tenant_id) or (app_id and app.id != app_id):
+                continue
+            rows.append((app.name, s.deployment.name, s, app))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        items = []
+        for _, _, s, app in _page(rows, request.limit, request.offset):
+            item = api.FuotaDeploymentListItem(
+                id=s.deployment.id, name=s.deployment.name, application_id=app.id, application_name=app.name,
+                # ChirpStack fills updated_at from created_at here (api/fuota.rs, list_deployments)
+                created_at=s.created_at, updated_at=s.created_at)
+            if s.started_at is not None:
+                item.started_at.CopyFrom(s.started_at)
+            if s.completed_at is not None:
+                item.completed_at.CopyFrom(s.completed_at)
+            items.append(item)
+        return api.ListFuotaDeploymentsResponse(total_count=len(rows), result=items)
+
+    @_rpc("FuotaService.AddDevices")
+    def AddDevices(self, request: api.AddDevicesToFuotaDeploymentRequest) -> empty_pb2.Empty:
+        stored = self.state.deployment(request.fuota_deployment_id)
+        self._not_started(stored)
+        euis = [_eui64_rs(e) for e in request.dev_euis]
+        d = stored.deployment
+        members = {e for e in euis if e in self.state.devices
+                   and self.state.devices[e].device.device_profile_id == d.device_profile_id
+                   and self.state.devices[e].device.application_id == d.application_id}
+        if len(members) != len(euis):
+            raise _invalid("Validation error: All devices must have the same device-profile as the FUOTA deployment")
+        errors = []
+        for e in euis:
+            self.state.check_fault("FuotaService.AddDevices", e)
+            if e in stored.devices:
+                errors.append(f"Object already exists (id: {e})")
+                continue
+            stored.devices[e] = api.FuotaDeploymentDeviceListItem(
+                fuota_deployment_id=d.id, dev_eui=e, created_at=_now())
+        if errors:
+            raise _invalid(", ".join(errors))
+        return empty_pb2.Empty()
+
+    @_rpc("FuotaService.RemoveDevices")
+    def RemoveDevices(self, request: api.RemoveDevicesFromFuotaDeploymentRequest) -> empty_pb2.Empty:
+        # ChirpStack checks the deployment's id and access only: removing after the start is allowed
+        dep_id = _uuid_rs(request.fuota_deployment_id)
+        euis = [_eui64_rs(e) for e in request.dev_euis]
+        stored = self.state.fuota.get(dep_id)
+        for e in euis:
+            if stored is not None:
+                stored.devices.pop(e, None)
+        return empty_pb2.Empty()
+
+    @_rpc("FuotaService.ListDevices")
+    def ListDevices(self, request: api.ListFuotaDeploymentDevicesRequest) -> api.ListFuotaDeploymentDevicesResponse:
+        dep_id = _uuid_rs(request.fuota_deployment_id)
+        stored = self.state.fuota.get(dep_id)
+        devices = sorted(stored.devices.values(), key=lambda x: x.dev_eui) if stored else []
+        return api.ListFuotaDeploymentDevicesResponse(total_count=len(devices),
+                                                      result=_page(devices, request.limit, request.offset))
+
+    @_rpc("FuotaService.AddGateways")
+    def AddGateways(self, request: api.AddGatewaysToFuotaDeploymentRequest) -> empty_pb2.Empty:
+        stored = self.state.deployment(request.fuota_deployment_id)
+        self._not_started(stored)
+        ids = [_eui64_rs(g) for g in request.gateway_ids]
+        tenant_id = self.state.applications[stored.deployment.application_id].tenant_id
+        if len({g for g in ids if self.state.gateways.get(g) == tenant_id}) != len(ids):
+            raise _invalid("Validation error: All gateways must be under the same tenant as the FUOTA deployment")
+        errors = []
+        for g in ids:
+            if g in stored.gateways:
+                errors.append(f"Object already exists (id: {g})")
+                continue
+            stored.gateways[g] = api.FuotaDeploymentGatewayListItem(
+                fuota_deployment_id=stored.deployment.id, gateway_id=g, created_at=_now())
+        if errors:
+            raise _invalid(", ".join(errors))
+        return empty_pb2.Empty()
+
+    @_rpc("FuotaService.RemoveGateways")
+    def RemoveGateways(self, request: api.RemoveGatewaysFromFuotaDeploymentRequest) -> empty_pb2.Empty:
+        dep_id = _uuid_rs(request.fuota_deployment_id)
+        ids = [_eui64_rs(g) for g in request.gateway_ids]
+        stored = self.state.fuota.get(dep_id)
+        for g in ids:
+            if stored is not None:
+                stored.gateways.pop(g, None)
+        return empty_pb2.Empty()
+
+    @_rpc("FuotaService.ListGateways")
+    def ListGateways(self, request: api.ListFuotaDeploymentGatewaysRequest) -> api.ListFuotaDeploymentGatewaysResponse:
+        dep_id = _uuid_rs(request.fuota_deployment_id)
+        stored = self.state.fuota.get(dep_id)
+        gws = sorted(stored.gateways.values(), key=lambda x: x.gateway_id) if stored else []
+        return api.ListFuotaDeploymentGatewaysResponse(total_count=len(gws),
+                                                       result=_page(gws, request.limit, request.offset))
+
+    @_rpc("FuotaService.ListJobs")
+    def ListJobs(self, request: api.ListFuotaDeploymentJobsRequest) -> api.ListFuotaDeploymentJobsResponse:
+        dep_id = _uuid_rs(request.fuota_deployment_id)
+        stored = self.state.fuota.get(dep_id)
+        return api.ListFuotaDeploymentJobsResponse(jobs=list(stored.jobs) if stored else [])
+
+
 class _TokenCheck(grpc.ServerInterceptor):
     """Refuses every call whose ``authorization`` metadata is not ``Bearer <token>``."""
 
@@ -627,6 +966,7 @@ class ChirpStackSimulator:
         api.add_ApplicationServiceServicer_to_server(_ApplicationService(self.state), self._server)
         api.add_DeviceProfileServiceServicer_to_server(_DeviceProfileService(self.state), self._server)
         api.add_DeviceServiceServicer_to_server(_DeviceService(self.state), self._server)
+        api.add_FuotaServiceServicer_to_server(_FuotaService(self.state), self._server)
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port}")

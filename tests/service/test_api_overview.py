@@ -171,3 +171,14 @@ def test_over_http_with_an_access_log_line_per_request_and_no_secret(tmp_path, c
     text = json.dumps(lines)
     assert "tok-abcdef" not in text and "q=bin" not in text and "127.0.0.1" not in text
     assert SAMPLE_DEVICES  # the fleet above is the sample's
+
+
+def test_each_row_carries_the_app_version_of_the_devices_newest_device_status(fleet):
+    body = page(fleet, q=AQ)
+    [row] = body["devices"]
+    sent = [r.reading.value for r in fleet.readings(AQ, "firmware", limit=1000)]
+    assert sent and row["firmware"] == sent[-1]
+    assert fleet.firmware_versions([AQ]) == {AQ: sent[-1]} == {AQ: fleet.firmware_versions()[AQ]}
+    # a device that never sent a device_status has no version (not a guess)
+    never = [d.dev_eui for d in fleet.devices() if not fleet.readings(d.dev_eui, "firmware", limit=1)]
+    assert never and not set(never) & set(fleet.firmware_versions())

@@ -43,6 +43,7 @@ def test_devices_readings_health_and_metrics(tmp_path, events, aq_payload):
             svc.store.set_cursor("ngsi-ld", 8)
             status, _, body = await get(svc, "/api/devices")
             [dev] = json.loads(body)["devices"]
+            assert dev["firmware"] is None  # no device_status yet: no app version
             assert (status, dev["dev_eui"], dev["fcnt_gaps"], dev["role"], dev["last_rssi"]) == (
                 200,
                 "0004a30b001c0530",

@@ -240,13 +240,16 @@ def overview(store: Store, query: OverviewQuery, now: datetime) -> dict[str, Any
     present.sort(key=key, reverse=query.descending)
     matched = present + missing
     rows = []
-    for d in matched[query.offset : query.offset + query.limit]:
+    page = matched[query.offset : query.offset + query.limit]
+    versions = store.firmware_versions([d.dev_eui for d in page])
+    for d in page:
         device = store.device(d.dev_eui)
         if device is None:  # removed (pruned) between the two reads
             continue
         rows.append(
             {
                 **device.to_json(),
+                "firmware": versions.get(d.dev_eui),  # the app version of its newest device_status
                 "interval_s": configured_interval(device.tags),
                 "flags": flagged[d.dev_eui],
                 "dead_letter_count": dead.get(d.dev_eui, 0),

@@ -1,7 +1,8 @@
 """The gateway's read API and operations endpoints (aiohttp).
 
 =========================================  =====================================================
-``GET /api/devices``                       every device with FCnt health and last link quality
+``GET /api/devices``                       every device with FCnt health, last link quality and the
+                                           app version its newest device_status reported (``firmware``)
 ``GET /api/readings?device=&field=&since=``  readings as JSON, oldest first (``since`` ISO 8601;
                                            ``limit`` <= 10000; ``after`` = the ``next`` of the previous
                                            answer, null on the last page)
@@ -134,7 +135,10 @@ class Api:
     async def devices(self, request: web.Request) -> web.Response:
         self._check(request)
         devices = await asyncio.to_thread(self.store.devices)
-        return web.json_response({"devices": [d.to_json() for d in devices]})
+        versions = await asyncio.to_thread(self.store.firmware_versions)
+        # "firmware": the app version of the newest device_status (what a FUOTA update changes)
+        return web.json_response({"devices": [{**d.to_json(), "firmware": versions.get(d.dev_eui)}
+                                              for d in devices]})
 
     async def readings(self, request: web.Request) -> web.Response:
         self._check(request)

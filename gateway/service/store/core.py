@@ -255,6 +255,10 @@ class Store:
     def device(self, dev_eui: str) -> Device | None:
         return devices.device(self._db, dev_eui)
 
+    def firmware_versions(self, dev_euis: Sequence[str] | None = None) -> dict[str, str]:
+        """DevEUI -> the app version its newest device_status reported (None: every device)."""
+        return queries.firmware_versions(self._db, dev_euis)
+
     def readings(
         self,
         device: str | None = None,

@@ -12,7 +12,7 @@ from gateway.contract.records import RadioMeta, Reading
 from gateway.service.store.backend import Backend
 from gateway.service.store.values import StoredReading, format_time, parse_time
 
-__all__ = ["READING_COLUMNS", "counts", "dedup_ids", "event_count", "readings", "readings_statement", "stored_reading"]
+__all__ = ["READING_COLUMNS", "counts", "dedup_ids", "event_count", "firmware_versions", "readings", "readings_statement", "stored_reading"]
 
 READING_COLUMNS = (
     "id, dev_eui, device_name, message_type, time, field, value, unit, unit_code, deduplication_id, "
@@ -132,3 +132,30 @@ def dedup_ids(db: Backend, kind: str = "up") -> list[str]:
     """Every stored de-duplication id of ``kind`` (for end-to-end counting in tests and tools)."""
     sql = db.dialect.sql("SELECT dedup_id FROM events WHERE kind = ? ORDER BY id")
     return [row[0] for row in db.query(sql, (kind,))]
+
+
+# The app version a device reports: the "firmware" field of its newest device_status uplink (schema
+# device_status v1; a FUOTA update changes it). One index walk per device (events_device_id).
+_FIRMWARE_OF = (
+    "(SELECT v.value FROM events AS e JOIN reading_log AS v ON v.event_id = e.id "
+    "WHERE e.dev_eui = {dev} AND e.message_type = 'device_status' AND v.field = 'firmware' "
+    "ORDER BY e.id DESC LIMIT 1)"
+)
+
+
+def firmware_versions(db: Backend, dev_euis: Sequence[str] | None = None) -> dict[str, str]:
+    """DevEUI -> the version its newest device_status reported, for ``dev_euis`` (None: every device);
+    devices that never sent one are left out."""
+    if dev_euis is None:
+        rows = db.query("SELECT d.dev_eui, " + _FIRMWARE_OF.format(dev="d.dev_eui") + " FROM devices AS d")
+    else:
+        rows = [(e, *r) for e in dev_euis
+                for r in db.query(db.dialect.sql("SELECT " + _FIRMWARE_OF.format(dev="?")), (e,))]
+    out = {}
+    for dev_eui, value in rows:
+        if value is None:
+            continue
+        version = json.loads(value) if isinstance(value, str) else value
+        if isinstance(version, str):
+            out[str(dev_eui)] = version
+    return out

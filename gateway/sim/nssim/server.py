@@ -2,7 +2,8 @@
 
 This is a simulator for demos, tests and HIL rigs. It is NOT a network server to run a city's network
 on and never a replacement for ChirpStack: no persistence, one virtual gateway, EU868 only, LoRaWAN
-1.0.4 Class A only, no roaming, no multicast, no Class B/C, no FSK.
+1.0.4 Class A (plus the Class C multicast of a FUOTA deployment, :mod:`gateway.sim.nssim.fuota`), no
+roaming, no Class B, no FSK.
 
 What it does, over the UDP datagrams of :mod:`citynode_sim.udp` (see that module for the format):
 
@@ -134,6 +135,11 @@ class DeviceState:
     link: tuple[int, float] | None = None  # (rssi dBm, snr dB) override for uplinks
     last_status: dict | None = None  # last DevStatusAns
     last_uplink: dict | None = None
+    peer: tuple[str, int] | None = None  # the UDP address of the node's virtual radio
+    # The node's clock: (tmst_ms, time.monotonic()) of its last uplink, and the GPS second that its
+    # clock's 0 ms stands for (fixed at its first uplink; see NetworkServerSim.gps_time).
+    clock_ref: tuple[int, float] | None = None
+    gps_anchor_s: float | None = None
 
 
 def _dr_of(sf: int, bw_hz: int) -> int | None:
@@ -225,6 +231,10 @@ class NetworkServerSim:
         self._queue: asyncio.Queue[ev.Event] | None = None
         self._deliver_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Called (under the lock, on the event loop) with (dev_eui, fport, payload, tmst_ms) for every
+        # accepted, new uplink with an FPort, before its downlink is decided: what a listener queues
+        # goes out in this uplink's receive window (the application-layer packages, gateway.sim.nssim.fuota).
+        self.uplink_listeners: list[Callable[[str, int, bytes, int], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -351,6 +361,50 @@ class NetworkServerSim:
                     tail = "\n".join(str(e) for e in self.log[-10:])
                     raise TimeoutError(f"nssim: condition not met in {timeout_s} s; last log lines:\n{tail}")
                 self._changed.wait(left)
+
+    # ------------------------------------------------------------------ the node's clock, Class C
+    def gps_time(self, dev_eui: str, tmst_ms: int) -> float:
+        """The GPS time (s) of the moment ``tmst_ms`` of this node's clock.
+
+        A virtual node's clock may run faster than real time (``VirtualClock(scale)``), so the
+        simulator's GPS time for a node is that node's clock, anchored at its first uplink to the real
+        GPS time of then: DeviceTimeAns, AppTimeAns (TS003) and the Class C session times all use it, and
+        a node that synchronises its clock with either sees one consistent time line.
+        """
+        with self._lock:
+            dev = self._dev(dev_eui)
+            if dev.gps_anchor_s is None:
+                dev.gps_anchor_s = time.time() - _GPS_EPOCH_UNIX + _GPS_LEAP_S - tmst_ms / 1000
+            return dev.gps_anchor_s + tmst_ms / 1000
+
+    def node_now_ms(self, dev_eui: str, scale: float) -> float | None:
+        """This node's clock now (ms), estimated from its last uplink and the real time since, for a
+        clock that runs ``scale`` times real time; None before its first uplink."""
+        with self._lock:
+            ref = self._dev(dev_eui).clock_ref
+        if ref is None:
+            return None
+        return ref[0] + (time.monotonic() - ref[1]) * 1000 * scale
+
+    def send_class_c(self, dev_eui: str, phy: bytes, freq_hz: int, dr: int, gps_s: float) -> bool:
+        """Transmit ``phy`` (a multicast or Class C frame) to this node's radio so that its preamble
+        starts at GPS time ``gps_s`` of the node's clock (``tmst_ms`` of the virtual radio); the node
+        receives it only if its receiver listens on ``freq_hz`` / ``dr`` then. Thread-safe; False when
+        the node has not been heard yet (no address, no clock)."""
+        with self._lock:
+            dev = self._dev(dev_eui)
+            if dev.peer is None or dev.gps_anchor_s is None:
+                return False
+            tmst = int(round((gps_s - dev.gps_anchor_s) * 1000))
+            peer = dev.peer
+            self._log_frame("down", phy, dev.keys.dev_eui)
+        sf, bw = region.dr_params(dr)
+        header = {"v": udp.FORMAT_VERSION, "dir": "down", "freq_hz": freq_hz, "sf": sf, "bw_hz": bw, "cr": 5,
+                  "invert_iq": True, "tmst_ms": tmst, "power_dbm": 14, "rssi": -80, "snr": 7.0}
+        data = udp.encode_datagram(header, phy)
+        if self._loop is not None and self._transport is not None:
+            self._loop.call_soon_threadsafe(self._sendto, data, peer)
+        return True
 
     # ------------------------------------------------------------------ records
     def _note(self, kind: str, dev_eui: str | None, reason: str, **fields: Any) -> None:
@@ -583,6 +637,9 @@ class NetworkServerSim:
                   "confirmed": confirmed, "adr": frame.adr, "adr_ack_req": frame.adr_ack_req, "ack": frame.ack,
                   "rssi": rssi, "snr": snr, "len": len(frame.payload)}
         dev.last_uplink = fields
+        dev.peer = addr
+        dev.clock_ref = (int(header["tmst_ms"]), time.monotonic())
+        self.gps_time(dev_eui, int(header["tmst_ms"]))  # anchors the node's GPS time line
         if retrans:
             self._note("uplink", dev_eui, "retransmission (same FCnt): not forwarded", **fields)
         else:
@@ -608,6 +665,9 @@ class NetworkServerSim:
                                                                                header["bw_hz"])))
             if frame.adr:
                 self._adr(dev, header["sf"])
+            if frame.fport:
+                for listener in list(self.uplink_listeners):
+                    listener(dev_eui, frame.fport, bytes(frame.payload), int(header["tmst_ms"]))
         if force or answers or dev.mac_queue or dev.app_queue:
             self._downlink(dev, addr, header, dr, confirmed, answers, rssi, snr)
 
@@ -626,8 +686,8 @@ class NetworkServerSim:
             if name == "LinkCheckReq":  # §5.2: margin above the demodulation floor, gateway count
                 margin = max(0, min(254, int(snr - REQUIRED_SNR_DB[header["sf"]])))
                 answers.append(("LinkCheckAns", {"margin_db": margin, "gw_cnt": 1}))
-            elif name == "DeviceTimeReq":  # §5.11: GPS time at the end of the uplink
-                gps = time.time() - _GPS_EPOCH_UNIX + _GPS_LEAP_S
+            elif name == "DeviceTimeReq":  # §5.11: GPS time at the end of the uplink (the node's clock)
+                gps = self.gps_time(dev_eui, int(header["tmst_ms"]))
                 answers.append(("DeviceTimeAns", {"gps_seconds": int(gps) & 0xFFFFFFFF,
                                                   "fraction_256": int((gps % 1) * 256)}))
             elif name.endswith("Ans"):

@@ -350,6 +350,7 @@
         h("span", { class: "device-name" }, label),
         h("code", { class: "eui" }, device.dev_eui),
         tags.length ? h("span", { class: "tags" }, tags.map(([k, v]) => `${k}: ${v}`).join(", ")) : null,
+        device.firmware ? h("span", { class: "version" }, `app ${device.firmware}`) : null,
         statusLine(history)),
       td("Role", roleBadge(history.role || device.role)),
       td("Last seen", lastSeen(device)),
