@@ -139,7 +139,7 @@ class VirtualFleet:
 
         As in ``citynode device run`` and the heap tests, the sim board's simulators (sensors, transit,
         WiFi and BLE populations) run here, in CPython, behind ``citynode_sim.simlink``: run inside the
-        node they took 8-14 KB of its heap that a real board never spends (issue 13), and every node of
+        node they took 7-15 KB of its heap that a real board never spends (issue 13), and every node of
         the demo ran out of memory at its budget.
         """
         tree = built_firmware()

@@ -4,7 +4,7 @@ The fleet used to give each node its budget plus 64 KB: at the bare budget every
 memory in its first cycles (``MemoryError`` in ``session.encode_record``, 64 KB on the 32-bit frozen
 build). The cause was the fleet, not the firmware: it started its nodes without a
 :class:`~gateway.sim.simhost.SimHost`, so the sim board's simulators (sensor register maps, transit,
-WiFi and BLE populations) ran inside each node and took 8-14 KB of its heap that a board never spends
+WiFi and BLE populations) ran inside each node and took 7-15 KB of its heap that a board never spends
 (resident after a cycle: 50-62 KB instead of 42-55 KB). ``citynode device run`` and the heap tests
 (tests/firmware/test_heap_lorawan.py) always ran them on the host.
 """
