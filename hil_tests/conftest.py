@@ -42,8 +42,6 @@ from gateway.sim.virtual_device import VirtualDevice
 
 DEFAULT_ROLE = "bin_fill"
 VIRTUAL_EUI = "70B3D57ED0000042"
-# An ESP32's heap: the sim board's simulators run on the host (gateway/sim/simhost.py), not in the node's heap.
-VIRTUAL_HEAP = "96k"
 # Tests the node firmware cannot pass yet, left out of the run with the reason printed in the summary.
 PENDING_MARK = "pending_firmware"
 log = logging.getLogger("citynode.hil")
@@ -85,7 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario(dict): the virtual board's sim.json for this test")
     config.addinivalue_line("markers", "virtual_only: needs the virtual board's scripting")
     config.addinivalue_line("markers", "network: the virtual node talks LoRaWAN to the network-server simulator")
-    config.addinivalue_line("markers", "heap(size): the virtual node's heap (default 96k)")
+    config.addinivalue_line("markers", "heap(size): the virtual node's heap (default: its role's budget, node_heap)")
     config.addinivalue_line("markers", f"{PENDING_MARK}(reason): waits for firmware support; left out of the run")
 
 
@@ -306,8 +304,9 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
             # links.lorawan_link: the sim board's UdpRadio to the simulator; receive windows 5x faster.
             scenario = {**scenario, "network": {"port": server.port}, "time_scale": 5, "skip_ms": 1500}
         (fs / "sim.json").write_text(json.dumps(scenario))
-        # a node on the LoRaWAN link gets its budget (64k on the 32-bit frozen build, node_heap)
-        heap = _marker_arg(request, "heap", node_heap(role) if request.node.get_closest_marker("network") else VIRTUAL_HEAP)
+        # every virtual node gets its role's budget (64k on the 32-bit frozen build, node_heap), on the
+        # LoRaWAN link or not; the sim board's simulators run on the host (gateway/sim/simhost.py)
+        heap = _marker_arg(request, "heap", node_heap(role))
         with VirtualDevice(fs, heapsize=heap, boot=False) as device:
             d = DUT(device.port, log_path, device)
             try:

@@ -18,9 +18,9 @@ from gateway.cli import DefaultsHelpFormatter
 from gateway.contract import codec
 from gateway.errors import ConfigError, DecodeError
 from gateway.field.flash import board_roles
+from gateway.field.micropython import node_heap
 from gateway.sim.device_run import (
     ROLES,
-    VIRTUAL_DEVICE_HEAP,
     prepare_fs,
     stream_device,
     stream_lorawan_device,
@@ -192,8 +192,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--seed", type=int, default=1, help="seed of the simulated sensors (default %(default)s)")
     run.add_argument("--values", help="JSON file scripting sensor values, one entry per cycle (format below)")
     run.add_argument("--heap", action="store_true", help="print heap use after every cycle")
-    run.add_argument("--heapsize", default=VIRTUAL_DEVICE_HEAP,
-                     help=f"MicroPython heap (default {VIRTUAL_DEVICE_HEAP}: see bench/RESULTS.md, firmware heap)")
+    run.add_argument("--heapsize", default=None,
+                     help="MicroPython heap (default: the role's budget on the chosen interpreter, 64k on the "
+                          "32-bit frozen build; see bench/RESULTS.md, firmware heap)")
     run.add_argument("--lorawan", action="store_true",
                      help="real LoRaWAN link: the MAC over the virtual radio to a network-server simulator that "
                           "the command starts and stops itself; 'joined' only after a real Join Accept")
@@ -214,10 +215,11 @@ def _run(args: argparse.Namespace) -> int:
         prepare_fs(fs, args.role, board=args.board, cycles=args.cycles, seed=args.seed, values=values,
                    heap_report=args.heap, lorawan=args.lorawan)
         status = 0
+        heapsize = args.heapsize or node_heap(args.role)
         if args.lorawan:  # a config downlink (adr on) rides on the first uplink's RX window
-            lines = stream_lorawan_device(fs, heapsize=args.heapsize, downlinks=[codec.encode_downlink({"adr": True})])
+            lines = stream_lorawan_device(fs, heapsize=heapsize, downlinks=[codec.encode_downlink({"adr": True})])
         else:
-            lines = stream_device(fs, heapsize=args.heapsize)
+            lines = stream_device(fs, heapsize=heapsize)
         for line in lines:
             if line == "joined" and not args.lorawan:
                 # device run gives the node the console link (no network simulator in sim.json): its

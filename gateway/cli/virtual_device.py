@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         + ", ".join(f"{code}={cause}" for code, cause in EXIT_CODES.items()) + ", other=panic.",
     )
     parser.add_argument("--fs", type=Path, required=True, help="directory that is the device's filesystem")
-    parser.add_argument("--heapsize", default="96k", help="MicroPython heap (default 96k, an ESP32 without PSRAM)")
+    parser.add_argument("--heapsize", default=None,
+                        help="MicroPython heap of the app (default: the node's budget on the chosen interpreter, "
+                             "by the role flashed: 64k on the 32-bit frozen build, see bench/RESULTS.md)")
     parser.add_argument("--no-boot", action="store_true", help="do not run boot.py/main.py on the first start")
     parser.set_defaults(func=_run)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.field.firmware_build import built_firmware
-from gateway.field.micropython import find_micropython
+from gateway.field.micropython import find_micropython, node_heap
 from gateway.paths import boards_dir
 from gateway.sim.simhost import SimHost
 
@@ -116,13 +116,14 @@ LORAWAN_SKIP_MS = 1500
 
 
 def stream_lorawan_device(
-    fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0,
+    fs: Path, *, heapsize: str | None = None, timeout: float = 600.0,
     downlinks: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
     time_scale: int = LORAWAN_TIME_SCALE,
 ) -> Iterator[str]:
     """Run the node prepared in ``fs`` (``prepare_fs(..., lorawan=True)``) over the real LoRaWAN link:
     citynode's MAC on the UDP virtual radio to a network-server simulator (:mod:`gateway.sim.nssim`,
-    OTAA join, ADR) started here on a free port and stopped when the run ends. ``downlinks``
+    OTAA join, ADR) started here on a free port and stopped when the run ends. ``heapsize``: by default
+    the role's budget on the chosen interpreter (:func:`gateway.field.micropython.node_heap`). ``downlinks``
     ((fport, data), e.g. a config message) are queued for the node's first uplinks. The last line is
     ``network joins=J uplinks=U downlinks=D`` as the simulator counted them."""
     from gateway.sim.nssim import NetworkServerSim
@@ -142,7 +143,7 @@ def stream_lorawan_device(
         (fs / "sim.json").write_text(json.dumps(scenario))
         for fport, data in downlinks:
             server.queue_downlink(eui, fport, data)
-        yield from stream_device(fs, heapsize=heapsize, timeout=timeout)
+        yield from stream_device(fs, heapsize=heapsize or node_heap(cfg["role"]), timeout=timeout)
         yield (f"network joins={len(server.events_of('join', eui))} uplinks={len(server.events_of('up', eui))} "
                f"downlinks={len(server.events_of('txack', eui))}")
     finally:

@@ -1,8 +1,11 @@
 """A virtual fleet: real citynode nodes on the MicroPython unix port, on the air through the simulator.
 
 Each node is the node firmware as flashed (mpy-cross compiled), running ``main.py`` in its own
-filesystem directory with the ``sim`` board: simulated sensors, and the software LoRaWAN MAC over the
-UDP virtual radio to the network-server simulator (:mod:`gateway.sim.nssim`). Keys are generated per node,
+filesystem directory with the ``sim`` board: simulated sensors (served from this process by a
+:class:`~gateway.sim.simhost.SimHost` per node, as for ``citynode device run``), and the software LoRaWAN
+MAC over the UDP virtual radio to the network-server simulator (:mod:`gateway.sim.nssim`). Every node runs
+at its role's heap budget (:func:`gateway.field.micropython.node_heap`: 64 KB on the 32-bit frozen build),
+nothing added. Keys are generated per node,
 like ``citynode provision`` does. Time on the nodes runs ``pace`` times faster than real time between
 cycles, so a demo shows hours of a city in minutes; receive windows are sped up by ``time_scale``.
 """
@@ -24,6 +27,7 @@ from gateway.field.firmware_build import built_firmware
 from gateway.field.micropython import find_micropython, node_heap
 from gateway.field.provision import ROLE_SETTINGS
 from gateway.sim.device_run import prepare_fs
+from gateway.sim.simhost import SimHost
 
 __all__ = ["FleetNode", "NodeVerdict", "VirtualFleet", "DEFAULT_MIX"]
 
@@ -98,7 +102,7 @@ class VirtualFleet:
         self.ns_port = ns_port
         self.pace = pace
         self.time_scale = time_scale
-        self.heapsize = heapsize  # None: each node gets _fleet_heap(role), its node_heap() plus a margin
+        self.heapsize = heapsize  # None: each node gets its role's budget, node_heap(role)
         mix = list(roles)
         self.nodes: list[FleetNode] = []
         # Fresh DevEUIs per fleet (a random 24-bit run number): two demo runs into one gateway stay
@@ -115,6 +119,7 @@ class VirtualFleet:
                 interval_s=ROLE_SETTINGS[role].uplink_interval_s,
             ))
         self._threads: list[threading.Thread] = []
+        self._hosts: list[SimHost] = []
 
     def registry(self) -> list[dict[str, object]]:
         return [node.registry_entry() for node in self.nodes]
@@ -130,17 +135,33 @@ class VirtualFleet:
             (node.fs / "sim.json").write_text(json.dumps(sim))
 
     def start(self) -> None:
+        """Start every node: its interpreter at the node's heap budget, its sim board on a :class:`SimHost`.
+
+        As in ``citynode device run`` and the heap tests, the sim board's simulators (sensors, transit,
+        WiFi and BLE populations) run here, in CPython, behind ``citynode_sim.simlink``: run inside the
+        node they took 7-15 KB of its heap that a real board never spends (issue 13), and every node of
+        the demo ran out of memory at its budget.
+        """
         tree = built_firmware()
         env = dict(os.environ, MICROPYPATH=f".frozen:{tree / 'lib'}")  # frozen modules first, as on an ESP32
         for node in self.nodes:
+            host = SimHost.for_fs(node.fs)
+            self._hosts.append(host)
             node.process = subprocess.Popen(
-                [find_micropython(), "-X", f"heapsize={self.heapsize or _fleet_heap(node.role)}", str(tree / "main.py")],
-                cwd=node.fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                [find_micropython(), "-X", f"heapsize={self.heap(node)}", str(tree / "main.py")],
+                cwd=node.fs, env={**env, **host.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, pass_fds=host.pass_fds,
             )
+            host.start()
             node.started_at = time.monotonic()
             thread = threading.Thread(target=self._read, args=(node,), daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def heap(self, node: FleetNode) -> str:
+        """The MicroPython heap ``node`` runs with: ``heapsize`` when given, else its role's budget on the
+        chosen interpreter (:func:`gateway.field.micropython.node_heap`), nothing added."""
+        return self.heapsize or node_heap(node.role)
 
     @staticmethod
     def _read(node: FleetNode) -> None:
@@ -182,6 +203,9 @@ class VirtualFleet:
                     node.process.wait()
         for thread in self._threads:
             thread.join(timeout=2)
+        for host in self._hosts:
+            host.close()
+        self._hosts.clear()
 
     def verdicts(self, end: float | None = None) -> list[NodeVerdict]:
         """Each node's verdict at ``end`` (time.monotonic(), default now; call it before :meth:`stop`).
@@ -212,12 +236,3 @@ class VirtualFleet:
             out.append(NodeVerdict(node.name, node.dev_eui, node.role, expected, node.uplinks, problem))
         return out
 
-
-# A demo node takes config downlinks and runs many short cycles at a high pace; at the bare budget
-# (node_heap: 64k on the 32-bit frozen build) the four roles ran out of memory mid-demo, so the fleet
-# gives each node its budget plus this margin (issue 13: the fleet is to run at the budget itself).
-_FLEET_MARGIN_KB = 64
-
-
-def _fleet_heap(role: str) -> str:
-    return f"{int(node_heap(role).rstrip('k')) + _FLEET_MARGIN_KB}k"

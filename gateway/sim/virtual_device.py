@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import json
 import os
 import pty
 import selectors
@@ -53,7 +54,8 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.errors import CitynodeError
-from gateway.field.micropython import ESP32_HEAP, find_micropython, interpreter
+from gateway.field.inventory import ROLES
+from gateway.field.micropython import find_micropython, interpreter, node_heap
 from gateway.sim.simhost import SimHost
 
 __all__ = ["EXIT_CODES", "RESET_ENV", "Reset", "VirtualDevice", "VirtualDeviceError", "reset_cause_for_exit"]
@@ -122,6 +124,15 @@ def _heap_kb(size: str) -> int:
         raise VirtualDeviceError(f"heapsize {size!r}: expected a size such as 96k") from None
 
 
+def _flashed_role(fs_dir: Path) -> str | None:
+    """The role in ``fs_dir/config.json``, or None when there is none (not flashed, unreadable, unknown)."""
+    try:
+        role = json.loads((fs_dir / "config.json").read_text()).get("role")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return role if role in ROLES else None
+
+
 _ELF_MACHINES = {3: "i386", 62: "x86_64", 183: "aarch64", 40: "arm"}  # ELF e_machine (EM_386, ...)
 
 
@@ -172,16 +183,17 @@ def _syscall(pid: int) -> int | None:
 class VirtualDevice:
     """A MicroPython unix-port node on a pty: ``with VirtualDevice(fs) as dev: serial.Serial(dev.port)``.
 
-    ``fs_dir`` is the device filesystem (created if missing). ``heapsize`` is the heap the app gets
-    (96k is about what an app has on an ESP32 without PSRAM; the interpreter is given 24k more for the
-    REPL, which on a board is C code in flash). ``boot`` False skips boot.py/main.py on
-    the first start (handy to flash a device whose main.py would run for ever).
+    ``fs_dir`` is the device filesystem (created if missing). ``heapsize`` is the heap the app gets;
+    by default (None) the node's budget on the chosen interpreter (:meth:`app_heap`), with or without a
+    network in ``sim.json``. The interpreter is given 24k more for the REPL, which on a board is C code
+    in flash. ``boot`` False skips boot.py/main.py on the first start (handy to flash a device whose
+    main.py would run for ever).
     """
 
-    def __init__(self, fs_dir: str | Path, heapsize: str = ESP32_HEAP, *, boot: bool = True,
+    def __init__(self, fs_dir: str | Path, heapsize: str | None = None, *, boot: bool = True,
                  on_reset: Callable[[Reset], None] | None = None) -> None:
         self.fs_dir = Path(fs_dir).resolve()
-        self.heapsize = heapsize
+        self.heapsize = heapsize  # None: app_heap() picks the budget of the role flashed, at every start
         self._boot = boot
         self._on_reset = on_reset
         self.resets: list[Reset] = []
@@ -273,6 +285,18 @@ class VirtualDevice:
         proc = self._proc
         return proc.pid if proc is not None else None
 
+    def app_heap(self) -> str:
+        """The heap the app gets from the next start: ``heapsize`` when given, else the budget of the
+        role in the device's config.json (:func:`gateway.field.micropython.node_heap`: 64k on the 32-bit
+        frozen build). A device with no role yet gets the largest role budget: ``citynode flash`` starts
+        the node it writes by a soft reset, in the same interpreter, whatever role it flashed."""
+        if self.heapsize:
+            return self.heapsize
+        role = _flashed_role(self.fs_dir)
+        if role is not None:
+            return node_heap(role)
+        return max((node_heap(r) for r in ROLES), key=_heap_kb)
+
     # ---- the interpreter ----------------------------------------------------------------------
 
     def _spawn(self, first: bool = False) -> None:
@@ -281,7 +305,7 @@ class VirtualDevice:
         with self._lock:
             env[RESET_ENV] = self._forced_cause or "power_on"
             self._forced_cause = None
-        argv = [find_micropython(), "-X", f"heapsize={_heap_kb(self.heapsize) + _REPL_HEAP_KB}k", str(_REPL)]
+        argv = [find_micropython(), "-X", f"heapsize={_heap_kb(self.app_heap()) + _REPL_HEAP_KB}k", str(_REPL)]
         if first and not self._boot:
             argv.append("--no-boot")
         self._close_host()

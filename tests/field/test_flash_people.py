@@ -15,7 +15,6 @@ import pytest
 from gateway.field.flash import _not_answering
 from gateway.sim.virtual_device import VirtualDevice
 
-HEAP = "96k"
 EUI = "70B3D57ED0000011"
 EUI2 = "70B3D57ED0000012"
 
@@ -46,7 +45,7 @@ def calm_fs(path: Path) -> Path:
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[VirtualDevice]:
-    with VirtualDevice(calm_fs(tmp_path / "fs"), heapsize=HEAP) as dev:
+    with VirtualDevice(calm_fs(tmp_path / "fs")) as dev:
         yield dev
 
 
@@ -88,8 +87,8 @@ def test_check_with_a_bad_config_still_shows_role_and_board(device: VirtualDevic
 
 @pytest.mark.slow
 def test_the_tray_summary_keeps_whole_deveuis_in_a_narrow_log(tmp_path: Path, bundles: Path) -> None:
-    with VirtualDevice(calm_fs(tmp_path / "a"), heapsize=HEAP) as a, \
-            VirtualDevice(calm_fs(tmp_path / "b"), heapsize=HEAP) as b:
+    with VirtualDevice(calm_fs(tmp_path / "a")) as a, \
+            VirtualDevice(calm_fs(tmp_path / "b")) as b:
         tray = tmp_path / "tray.csv"
         tray.write_text(f"port,dev_eui\n{a.port},{EUI}\n{b.port},{EUI2}\n")
         proc = citynode("flash", "--board", "sim", "--tray", str(tray), "--bundles", str(bundles))

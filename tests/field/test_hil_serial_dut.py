@@ -57,7 +57,7 @@ def test_the_virtual_device_on_a_pty_is_a_serial_dut(tmp_path: Path) -> None:
         "location": None,
     }))
     logs = tmp_path / "logs"
-    with VirtualDevice(fs, heapsize="96k") as device:
+    with VirtualDevice(fs) as device:
         proc = hil("--dut", f"serial:{device.port}", "--dut-board", "sim", "--dut-device", EUI,
                    "--dut-bundles", str(bundles), "--dut-logs", str(logs), "-k", "not rig")
     out = proc.stdout + proc.stderr

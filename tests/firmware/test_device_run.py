@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 
 from gateway.contract import codec
-from gateway.sim.device_run import VIRTUAL_DEVICE_HEAP, run_device
+from gateway.field.micropython import node_heap
+from gateway.sim.device_run import run_device
 
-# The app's bytecode is held in RAM on the unix port (an ESP32 build freezes it into flash), and the
-# unix port is 64-bit: twice the bytes per object of an ESP32; the sim peripherals run on the host.
-# Every role fits in `citynode device run`'s default heap, 96k (crowd_count, with its 8 KB of anonymiser
-# sets, needs the most: 91k); tests/firmware/test_heap_roles.py runs each for 1000 cycles and
-# bench/RESULTS.md has the figures.
-HEAP = VIRTUAL_DEVICE_HEAP
+# Every node runs at its role's budget on the chosen interpreter, `citynode device run`'s default
+# (node_heap: 64k on the 32-bit frozen build, 256k on the 64-bit PyPI port); the console link needs
+# less than the LoRaWAN one (bench/RESULTS.md, firmware heap); the sim peripherals run on the host.
 
 PLAUSIBLE = {
     "air_quality": lambda r: -40 <= r["temperature"] <= 85 and 300 <= r["pressure"] <= 1100,
@@ -29,7 +27,7 @@ PORTS = {"air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count"
 
 @pytest.mark.parametrize("role", sorted(PLAUSIBLE))
 def test_role_produces_decodable_uplinks(role: str) -> None:
-    run = run_device(role, cycles=3, heapsize=HEAP, values=VALUES.get(role))
+    run = run_device(role, cycles=3, heapsize=node_heap(role), values=VALUES.get(role))
     assert run.returncode == 0, "\n".join(run.lines)
     assert run.lines[0].startswith(f"citynode 0.1.0 role={role} board=sim")
     ports = [fport for fport, _ in run.uplinks]
@@ -44,19 +42,19 @@ def test_role_produces_decodable_uplinks(role: str) -> None:
 
 
 def test_passengers_are_counted_over_a_few_cycles() -> None:
-    run = run_device("passenger_count", cycles=4, heapsize=HEAP)
+    run = run_device("passenger_count", cycles=4, heapsize=node_heap("passenger_count"))
     readings = [codec.decode(p, d)["readings"][0] for p, d in run.uplinks if p == 12]
     assert sum(door["boardings"] for r in readings for door in r["doors"]) > 0, readings
     assert all("latitude" in r and "longitude" in r for r in readings), readings
 
 
 def test_deep_sleep_roles_schedule_the_next_slot() -> None:
-    run = run_device("bin_fill", cycles=2, heapsize=HEAP)
+    run = run_device("bin_fill", cycles=2, heapsize=node_heap("bin_fill"))
     assert "sleep deep 3600 s" in run.lines
 
 
 def test_bad_config_stops_at_boot_naming_the_field(tmp_path) -> None:
-    run = run_device("bin_fill", cycles=1, heapsize=HEAP, config={"interval": 30})
+    run = run_device("bin_fill", cycles=1, heapsize=node_heap("bin_fill"), config={"interval": 30})
     assert run.lines[0].startswith("ConfigError: config interval: expected an integer 60..86400, got 30")
     assert not run.uplinks
 
@@ -73,10 +71,9 @@ def _citynode(*args: str):
 
 
 def test_lorawan_run_joins_through_the_simulator_then_sends_and_gets_a_config_downlink() -> None:
-    from gateway.field.micropython import node_heap
-
+    # no --heapsize: the node runs at its role's budget (node_heap), the command's default
     proc = _citynode("device", "run", "--board", "sim", "--role", "bin_fill", "--lorawan", "--cycles", "3",
-                     "--heapsize", node_heap(), "--decode")
+                     "--decode")
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     uplinks = [i for i, line in enumerate(lines) if line.startswith("uplink fport=")]
@@ -91,7 +88,6 @@ def test_lorawan_run_never_says_joined_without_a_join_accept(tmp_path) -> None:
     Accept comes, and the node says so instead of `joined`."""
     import json
 
-    from gateway.field.micropython import node_heap
     from gateway.sim.device_run import prepare_fs, stream_device
     from gateway.sim.nssim import NetworkServerSim
     from gateway.sim.nssim.registry import DeviceKeys
