@@ -9,8 +9,8 @@ from gateway.sim.device_run import VIRTUAL_DEVICE_HEAP, run_device
 
 # The app's bytecode is held in RAM on the unix port (an ESP32 build freezes it into flash), and the
 # unix port is 64-bit: twice the bytes per object of an ESP32; the sim peripherals run on the host.
-# Every role fits in `citynode device run`'s default heap, 96k (crowd_count, with its 8 KB of anonymiser
-# sets, needs the most: 91k); tests/firmware/test_heap_roles.py runs each for 1000 cycles and
+# Every role fits in `citynode device run`'s default heap, 96k (the smallest heaps are 86-87 KB; crowd_count
+# carries 5.3 KB of anonymiser sets); tests/firmware/test_heap_roles.py runs each for 1000 cycles and
 # bench/RESULTS.md has the figures.
 HEAP = VIRTUAL_DEVICE_HEAP
 
