@@ -359,7 +359,7 @@ def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
         lines.append("")
     lines += [
         "The simulated board's own modules (citynode_sim: simlink, simio, udp, simrtc; crowd_count adds",
-        "simble) are never frozen nor put in the ROMFS image: they load as .mpy and take 13-15 KB of the",
+        "simble) are never frozen nor put in the ROMFS image: they load as .mpy and take 13-16 KB of the",
         "LoRaWAN node's heap (section below), where a real board's HAL and radio driver would be frozen or in",
         "ROMFS. tests/firmware/test_heap_lorawan.py runs every role 1000 LoRaWAN cycles in 64 KB on the frozen",
         "build and checks that the heap does not grow, and 20 cycles in 108 KB on the stock build with ROMFS.",
