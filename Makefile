@@ -111,11 +111,13 @@ else
 endif
 	touch $@
 
-# USER_C_MODULES: every module of firmware/cmodules plus the host shim, as links (the shim stays out of
-# firmware/, so an ESP32 build never sees it).
-build/micropython-usermods/.linked: $(MP_DIR)/.extracted
-	rm -rf build/micropython-usermods && mkdir -p build/micropython-usermods
-	for d in firmware/cmodules/*/ tests/firmware/unix32/esp_host/; do \
+# USER_C_MODULES: every module of firmware/cmodules plus the host shims (esp_host: the ESP-IDF Wi-Fi
+# calls; romfs_host: a ROMFS image mapped like an ESP32's romfs flash partition), as links (the shims
+# stay out of firmware/, so an ESP32 build never sees them).
+build/micropython-usermods/.linked: $(MP_DIR)/.extracted Makefile
+	rm -rf build/micropython-usermods build/micropython-unix32/obj build/micropython-unix32-stock/obj  # a new module set: build afresh
+	mkdir -p build/micropython-usermods
+	for d in firmware/cmodules/*/ tests/firmware/unix32/esp_host/ tests/firmware/unix32/romfs_host/; do \
 	  ln -s $(CURDIR)/$${d%/} build/micropython-usermods/$$(basename $$d); done
 	touch $@
 

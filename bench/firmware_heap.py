@@ -17,7 +17,13 @@ Section ``firmware_heap_builds``: per role, the smallest heap (1 KB steps, 20 cy
 link and for the real LoRaWAN link (the MAC over the UDP virtual radio to the network-server
 simulator, `citynode device run --lorawan`), on three interpreters: the 64-bit unix port from PyPI,
 the 32-bit build without citynode frozen (`make firmware-unix`: build/micropython-unix32-stock, the
-.mpy tree in the heap) and the 32-bit build with citynode frozen in (build/micropython-unix32).
+.mpy tree in the heap) and the 32-bit build with citynode frozen in (build/micropython-unix32); and
+on the stock 32-bit build with the device package in a ROMFS image (mapped outside the heap, as an
+ESP32's romfs partition is: the .mpy files run in place).
+
+Section ``firmware_heap_census``: what the LoRaWAN node's heap holds on the 32-bit builds, per module
+and per boot step (bench/heap_census.py runs the node in place of main.py and measures each import
+and step with gc.mem_alloc() around it).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results import machine, write_section
 
 from gateway.contract import codec
-from gateway.field.firmware_build import build_firmware
+from gateway.field.firmware_build import build_firmware, build_romfs, built_firmware
 from gateway.paths import repo_root
 from gateway.sim.device_run import ROLES, prepare_fs, run_device, stream_lorawan_device
 
@@ -119,7 +125,7 @@ def report(roles: dict[str, dict[str, object]], modules: list[tuple[str, int, in
         "the host process (gateway/sim/simhost.py); the firmware keeps only the virtual clock, pins and watchdog",
         "(citynode_sim.simio) and the link to the host (citynode_sim.simlink, ~11 KB together), and its drivers",
         "parse the bytes the simulators send. A frozen ESP32 build therefore needs a fraction of these figures:",
-        "the role's data (crowd_count: 8 KB of anonymiser sets, 512 devices per kind), the backlog and the",
+        "the role's data (crowd_count: 5.3 KB of anonymiser sets, 512 devices per kind), the backlog and the",
         "drivers' buffers. Of the resident figures, about 14 KB are the interned names (qstr pool,",
         "`micropython.qstr_info()`, 550-610 names): the pools double in size, so staying under ~618 names rather",
         "than crossing into a sixth pool of 640 entries is worth about 7 KB on the unix port.",
@@ -134,65 +140,191 @@ def report(roles: dict[str, dict[str, object]], modules: list[tuple[str, int, in
     return "\n".join(lines) + "\n"
 
 
-BUILDS = (  # (label, CITYNODE_MICROPYTHON or None for the PyPI interpreter)
-    ("64-bit (PyPI)", None),
-    ("32-bit", repo_root() / "build" / "micropython-unix32-stock" / "micropython"),
-    ("32-bit frozen", repo_root() / "build" / "micropython-unix32" / "micropython"),
+STOCK = repo_root() / "build" / "micropython-unix32-stock" / "micropython"
+FROZEN = repo_root() / "build" / "micropython-unix32" / "micropython"
+BUILDS = (  # (label, CITYNODE_MICROPYTHON or None for the PyPI interpreter, device package in ROMFS)
+    ("64-bit (PyPI)", None, False),
+    ("32-bit", STOCK, False),
+    ("32-bit + ROMFS", STOCK, True),
+    ("32-bit frozen", FROZEN, False),
 )
 LINKS = ("console", "LoRaWAN")
-BUDGETS = {"32-bit frozen": 64, "32-bit": 108}  # issue 13: an ESP32 without PSRAM (64 KB, grows to ~108 KB)
+# issue 13: an ESP32 without PSRAM starts with 64 KB of heap that may grow to about 108 KB
+BUDGETS = {"32-bit frozen": 64, "32-bit": 108, "32-bit + ROMFS": 108}
+CENSUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heap_census.py")
 
 
-def _runs(role: str, heap_kb: int, link: str, cycles: int = 20) -> bool:
+def _runs(role: str, heap_kb: int, link: str, cycles: int = 20, romfs: Path | None = None) -> bool:
     """Whether the role boots (joins, for LoRaWAN) and sends ``cycles`` readings in ``heap_kb``."""
     with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
         fs = Path(tmp)
         config = {"interval": 60} if role in LIGHT else None
         prepare_fs(fs, role, cycles=cycles, heap_report=True, lorawan=link == "LoRaWAN", config=config)
         if link == "LoRaWAN":
-            lines = list(stream_lorawan_device(fs, heapsize=f"{heap_kb}k", time_scale=100,
+            lines = list(stream_lorawan_device(fs, heapsize=f"{heap_kb}k", time_scale=100, romfs=romfs,
                                                downlinks=[codec.encode_downlink({"adr": True})]))
         else:
-            run = run_device(role, cycles=cycles, heapsize=f"{heap_kb}k", heap_report=True, config=config)
+            run = run_device(role, cycles=cycles, heapsize=f"{heap_kb}k", heap_report=True, config=config,
+                             romfs=romfs)
             lines = run.lines + ([f"exit status {run.returncode}"] if run.returncode else [])
     sent = sum(1 for line in lines if line.startswith("uplink fport="))
     failed = any("MemoryError" in line or line.startswith("exit status") for line in lines)
     return not failed and sent >= cycles and (link != "LoRaWAN" or "joined" in lines)
 
 
-def smallest_kb(role: str, link: str, lo: int = 16, hi: int = 384) -> int | None:
-    if not _runs(role, hi, link):
+def smallest_kb(role: str, link: str, lo: int = 16, hi: int = 384, romfs: Path | None = None) -> int | None:
+    if not _runs(role, hi, link, romfs=romfs):
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _runs(role, mid, link):
+        if _runs(role, mid, link, romfs=romfs):
             hi = mid
         else:
             lo = mid
     return hi
 
 
-def measure_builds() -> dict[tuple[str, str, str], int | None]:
-    """{(role, build, link): smallest heap in KB} for every build that exists here."""
+class _Interpreter:
+    """CITYNODE_MICROPYTHON set to ``path`` (None: the PyPI interpreter) while in the block."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.saved = os.environ.pop("CITYNODE_MICROPYTHON", None)
+        if self.path is not None:
+            os.environ["CITYNODE_MICROPYTHON"] = str(self.path)
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ.pop("CITYNODE_MICROPYTHON", None)
+        if self.saved is not None:
+            os.environ["CITYNODE_MICROPYTHON"] = self.saved
+
+
+def measure_builds(image: Path) -> dict[tuple[str, str, str], int | None]:
+    """{(role, build, link): smallest heap in KB} for every build that exists here; ``image``: the
+    device package's ROMFS image."""
     out: dict[tuple[str, str, str], int | None] = {}
-    saved = os.environ.get("CITYNODE_MICROPYTHON")
-    try:
-        for label, path in BUILDS:
-            if path is not None and not path.exists():
-                print(f"  {label}: {path} missing (make firmware-unix)", flush=True)
-                continue
-            os.environ.pop("CITYNODE_MICROPYTHON", None)
-            if path is not None:
-                os.environ["CITYNODE_MICROPYTHON"] = str(path)
+    for label, path, in_romfs in BUILDS:
+        if path is not None and not path.exists():
+            print(f"  {label}: {path} missing (make firmware-unix)", flush=True)
+            continue
+        with _Interpreter(path):
             for role in ROLES:
                 for link in LINKS:
-                    out[(role, label, link)] = smallest_kb(role, link)
+                    out[(role, label, link)] = smallest_kb(role, link, romfs=image if in_romfs else None)
                     print(f"  {role} {label} {link}: {out[(role, label, link)]} KB", flush=True)
-    finally:
-        os.environ.pop("CITYNODE_MICROPYTHON", None)
-        if saved is not None:
-            os.environ["CITYNODE_MICROPYTHON"] = saved
     return out
+
+
+CENSUS_LINE = re.compile(r"census (module|part) (\S+) (\d+)(?: (kept|dropped))?")
+QSTR_LINE = re.compile(r"qstr pool: n_pool=\d+, n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)")
+
+
+def census(role: str, image: Path | None) -> dict[str, object]:
+    """What the LoRaWAN node's heap holds after 3 cycles (bench/heap_census.py), in a roomy heap."""
+    with tempfile.TemporaryDirectory(prefix="citynode-census-") as tmp:
+        fs = Path(tmp)
+        config = {"interval": 60} if role in LIGHT else None
+        prepare_fs(fs, role, cycles=3, heap_report=True, lorawan=True, config=config)
+        lines = list(stream_lorawan_device(fs, heapsize="400k", time_scale=100, romfs=image, main=Path(CENSUS),
+                                           downlinks=[codec.encode_downlink({"adr": True})]))
+    modules: dict[str, tuple[int, str]] = {}
+    parts: dict[str, int] = {}
+    out: dict[str, object] = {"modules": modules, "parts": parts}
+    for line in lines:
+        m = CENSUS_LINE.match(line)
+        if m and m.group(1) == "module":
+            modules[m.group(2)] = (int(m.group(3)), m.group(4))  # a module imported again: its last copy
+        elif m:
+            parts[m.group(2)] = int(m.group(3))
+        q = QSTR_LINE.match(line)
+        if q:
+            out["qstr"] = (int(q.group(1)), int(q.group(2)), int(q.group(3)))
+        h = HEAP_LINE.match(line)
+        if h:
+            out["resident"] = int(h.group(2))
+    if "resident" not in out or not modules:
+        raise RuntimeError(f"census of {role} failed: " + " | ".join(lines[-5:]))
+    return out
+
+
+CENSUS_GROUPS = (  # (row, module name prefixes)
+    ("app: app, run, files, backlog, codec, codec_tables, codec_downlink, config, compat",
+     ("citynode.app", "citynode.run", "citynode.files", "citynode.backlog", "citynode.codec",
+      "citynode.config", "citynode.compat")),
+    ("role: roles, the role's drivers, crowd", ("citynode.roles", "citynode.drivers", "citynode.crowd")),
+    ("MAC: lorawan.*, links, maclink", ("citynode.lorawan", "citynode.links", "citynode.maclink")),
+    ("sim board: citynode_sim (a real board: HAL, radio driver)", ("citynode_sim",)),
+)
+
+
+def census_report(censuses: dict[tuple[str, str], dict[str, object]]) -> str:
+    builds = sorted({b for _, b in censuses}, key=[label for label, _, _ in BUILDS].index)
+    roles = [r for r in ROLES if any((r, b) in censuses for b in builds)]
+    lines = [
+        "## Firmware: what the LoRaWAN node's heap holds (32-bit)",
+        "",
+        f"Measured on {machine()} with `bench/firmware_heap.py` and `bench/heap_census.py`: the node runs",
+        "3 LoRaWAN cycles in a 400 KB heap; every import and boot step is measured with `gc.mem_alloc()`",
+        "after a collection before and after it (its own imports not included), so garbage is not counted.",
+        "A module's figure is what importing it keeps: on the stock build its bytecode, constants, function",
+        "and class objects, module dict, and the names (qstrs) it was the first to intern (the qstr pools",
+        "double in size, so a pool of up to 640 entries lands on whichever module crosses a boundary); frozen",
+        "or in ROMFS, the bytecode and name text stay in flash and only the objects and pool entries remain.",
+        "Boot-only modules (citynode.boot, hal, boards) are dropped after the boot (`citynode.run`); their",
+        "names stay interned. In bytes; resident: `gc.mem_alloc()` after the collection ending cycle 3.",
+    ]
+
+    def row(label: str, values: list[object]) -> None:
+        lines.append(f"| {label} | " + " | ".join(str(v) for v in values) + " |")
+
+    for build in builds:
+        cols = [(r, build) for r in roles if (r, build) in censuses]
+        lines += ["", f"### {build}", "", "| what | " + " | ".join(r for r, _ in cols) + " |",
+                  "|---|" + "---:|" * len(cols)]
+        for label, prefixes in CENSUS_GROUPS:
+            vals = []
+            for key in cols:
+                mods = censuses[key]["modules"]
+                vals.append(sum(size for name, (size, state) in mods.items()  # type: ignore[attr-defined]
+                                if state == "kept" and name.startswith(prefixes)))
+            row(f"modules, {label}", vals)
+        row("modules dropped after the boot (their names stay)", [
+            sum(size for size, state in censuses[key]["modules"].values() if state == "dropped")  # type: ignore[attr-defined]
+            for key in cols])
+        for key_name, label in (("hal", "board HAL objects (pins, clock, link to the sim host)"),
+                                ("role", "role data: sensors, drivers' buffers, anonymiser sets"),
+                                ("link", "MAC state: MAC, radio, session store"),
+                                ("node", "app.Node: backlog, state"),
+                                ("join", "first boot: join, session keys, status uplink, first downlink")):
+            row(label, [censuses[key]["parts"].get(key_name, 0) for key in cols])  # type: ignore[attr-defined]
+        row("names: qstrs interned in the heap (count)", [censuses[key]["qstr"][0] for key in cols])  # type: ignore[index]
+        row("names: qstr pool bytes (inside the module rows)",
+            [censuses[key]["qstr"][2] - censuses[key]["qstr"][1] for key in cols])  # type: ignore[index]
+        row("names: their text, bytes (in the heap on the stock build, in flash with ROMFS)",
+            [censuses[key]["qstr"][1] for key in cols])  # type: ignore[index]
+        row("**resident after cycle 3** (with the census's own ~4 KB)", [censuses[key]["resident"] for key in cols])
+    lines += [
+        "",
+        "Per module, stock build (bytes kept by the import, names included):",
+        "",
+    ]
+    stock = [(r, "32-bit") for r in roles if (r, "32-bit") in censuses]
+    if stock:
+        names: list[str] = []
+        for key in stock:
+            for name in censuses[key]["modules"]:  # type: ignore[attr-defined]
+                if name not in names:
+                    names.append(name)
+        lines += ["| module | " + " | ".join(r for r, _ in stock) + " |", "|---|" + "---:|" * len(stock)]
+        for name in names:
+            cells = []
+            for key in stock:
+                got = censuses[key]["modules"].get(name)  # type: ignore[attr-defined]
+                cells.append("-" if got is None else f"{got[0]}" + (" (dropped)" if got[1] == "dropped" else ""))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
@@ -205,16 +337,18 @@ def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
         "(`citynode device run --lorawan`: OTAA join, uplinks, ADR, a config downlink). Interpreters: the",
         "64-bit unix port from PyPI; `make firmware-unix`'s 32-bit build without citynode frozen (the .mpy",
         "files `citynode flash` copies, their bytecode and names in the heap, as on a stock ESP32 image) and",
-        "with citynode frozen in (the image firmware/manifest.py describes). Budget: an ESP32 without PSRAM",
-        "starts MicroPython with 64 KB of heap (frozen image) that may grow to about 108 KB (stock image).",
+        "with citynode frozen in (the image firmware/manifest.py describes); 32-bit + ROMFS: the stock build",
+        "with the device package in a ROMFS image mapped outside the heap (tests/firmware/unix32/romfs_host,",
+        "as an ESP32 maps its romfs partition), where the .mpy files run in place. Budget: an ESP32 without",
+        "PSRAM starts MicroPython with 64 KB of heap (frozen image) that may grow to about 108 KB (stock image).",
         "",
     ]
     for role in ROLES:
-        lines += [f"### {role}", "", "| link | " + " | ".join(label for label, _ in BUILDS) + " |",
+        lines += [f"### {role}", "", "| link | " + " | ".join(label for label, _, _ in BUILDS) + " |",
                   "|---|" + "---:|" * len(BUILDS)]
         for link in LINKS:
             cells = []
-            for label, _ in BUILDS:
+            for label, _, _ in BUILDS:
                 kb = figures.get((role, label, link))
                 budget = BUDGETS.get(label) if link == "LoRaWAN" else None
                 cell = "-" if kb is None else f"{kb} KB"
@@ -224,16 +358,28 @@ def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
             lines.append(f"| {link} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
-        "The simulated board's own modules (citynode_sim: simlink, udp, simio, simcrowd, simextra) are never",
-        "frozen: on the frozen build they load as .mpy and take about 17 KB of the LoRaWAN node's heap, where",
-        "a real board's HAL and radio driver are frozen. tests/firmware/test_heap_lorawan.py runs every role",
-        "1000 LoRaWAN cycles at the budget and checks that the heap does not grow.",
+        "The simulated board's own modules (citynode_sim: simlink, simio, udp, simrtc; crowd_count adds",
+        "simble) are never frozen nor put in the ROMFS image: they load as .mpy and take 13-16 KB of the",
+        "LoRaWAN node's heap (section below), where a real board's HAL and radio driver would be frozen or in",
+        "ROMFS. tests/firmware/test_heap_lorawan.py runs every role 1000 LoRaWAN cycles in 64 KB on the frozen",
+        "build and checks that the heap does not grow, and 20 cycles in 108 KB on the stock build with ROMFS.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    write_section("firmware_heap_builds", builds_report(measure_builds()))
+    with tempfile.TemporaryDirectory(prefix="citynode-romfs-") as tmp:
+        image = build_romfs(built_firmware(), Path(tmp) / "citynode.romfs")
+        write_section("firmware_heap_builds", builds_report(measure_builds(image)))
+        censuses = {}
+        for label, path, in_romfs in BUILDS:
+            if path is None or not path.exists():
+                continue
+            with _Interpreter(path):
+                for role in ROLES:
+                    censuses[(role, label)] = census(role, image if in_romfs else None)
+                    print(f"  census {role} {label}: resident {censuses[(role, label)]['resident']}", flush=True)
+        write_section("firmware_heap_census", census_report(censuses))
     roles = {}
     for role in ROLES:
         print(f"  {role} ...", flush=True)

@@ -10,17 +10,20 @@ With ``sim=True`` (the virtual device's tree) the simulation package ``citynode_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import CitynodeError
 from gateway.paths import firmware_dir, sim_mpy_dir
 
-__all__ = ["BuiltModule", "build_firmware", "build_sim", "built_firmware", "source_digest"]
+__all__ = ["BuiltModule", "build_firmware", "build_romfs", "build_sim", "built_firmware", "source_digest"]
 
 
 @dataclass(frozen=True)
@@ -117,4 +120,19 @@ def built_firmware(out: Path | None = None) -> Path:
         return out
     build_firmware(out, sim=True)
     stamp.write_text(digest)
+    return out
+
+
+def build_romfs(tree: Path, out: Path) -> Path:
+    """A ROMFS image (MicroPython >= 1.25, ``vfs.VfsRom``) of the device package in the built ``tree``:
+    ``lib/citynode/**.mpy`` as ``mpremote romfs deploy`` would write it to a board's romfs partition,
+    where the .mpy files run in place (bytecode and names stay in flash, not in the heap). Written to
+    ``out``; the simulation package is left out, as a real board's image would leave it out."""
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory(prefix="citynode-romfs-") as tmp:
+        shutil.copytree(tree / "lib" / "citynode", Path(tmp) / "lib" / "citynode")
+        with contextlib.redirect_stdout(io.StringIO()):  # make_romfs lists every file it adds
+            image = make_romfs(tmp, mpy_cross=False)
+    out.write_bytes(image)
     return out

@@ -27,12 +27,9 @@ __all__ = ["MicroPythonNotFound", "MicroPythonError", "Interpreter", "find_micro
 ESP32_HEAP = "96k"
 # The heap a node on the real LoRaWAN link gets (the MAC over the virtual radio), by interpreter; the
 # smallest heaps measured for every role are in bench/RESULTS.md (firmware heap, LoRaWAN link).
-NODE_HEAP_FROZEN32 = "64k"  # the budget: what an ESP32 without PSRAM starts with (measured 56-58 KB)
-# crowd_count does not fit the 64 KB yet (measured 68 KB: 8 KB of anonymiser sets, ~17 KB of citynode_sim
-# modules in the heap); tests/firmware/test_heap_lorawan.py marks it, README says so.
-NODE_HEAP_FROZEN32_CROWD = "72k"
-NODE_HEAP_STOCK32 = "160k"  # over the 108 KB budget: measured 146-151 KB (.mpy bytecode in the heap)
-NODE_HEAP_64BIT = "256k"  # the 64-bit unix port from PyPI: measured 213-222 KB
+NODE_HEAP_FROZEN32 = "64k"  # the budget: what an ESP32 without PSRAM starts with (measured 54-61 KB)
+NODE_HEAP_STOCK32 = "160k"  # over the 108 KB budget: measured 146-149 KB (.mpy bytecode in the heap)
+NODE_HEAP_64BIT = "256k"  # the 64-bit unix port from PyPI: measured 211-214 KB
 
 
 @dataclass(frozen=True)
@@ -62,13 +59,13 @@ def interpreter() -> Interpreter:
 
 def node_heap(role: str | None = None) -> str:
     """The heap a virtual LoRaWAN node of ``role`` gets on the chosen interpreter (64k on the 32-bit
-    frozen build, 72k for crowd_count there)."""
+    frozen build, for every role)."""
     info = interpreter()
     if info.bits == 64:
         return NODE_HEAP_64BIT
     if not info.frozen_citynode:
         return NODE_HEAP_STOCK32
-    return NODE_HEAP_FROZEN32_CROWD if role == "crowd_count" else NODE_HEAP_FROZEN32
+    return NODE_HEAP_FROZEN32
 
 
 class MicroPythonNotFound(CitynodeError):

@@ -29,8 +29,8 @@ __all__ = ["DeviceRun", "prepare_fs", "run_device", "stream_lorawan_device"]
 
 ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
 # Every role runs 1000 cycles in the 96 KB an ESP32 app has (bench/RESULTS.md, firmware heap: smallest
-# heaps 85-91 KB; the sim board's peripherals are simulated in this process, gateway/sim/simhost.py);
-# crowd_count's 8 KB of anonymiser sets make it the largest. The unix port is 64-bit (objects take about twice the bytes)
+# heaps 86-87 KB; the sim board's peripherals are simulated in this process, gateway/sim/simhost.py);
+# crowd_count carries 5.3 KB of anonymiser sets. The unix port is 64-bit (objects take about twice the bytes)
 # and keeps the firmware's bytecode and names in RAM, which an ESP32 build with the app frozen into
 # flash (firmware/manifest.py) does not.
 VIRTUAL_DEVICE_HEAP = "96k"
@@ -83,15 +83,29 @@ def prepare_fs(
     return fs
 
 
-def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0) -> Iterator[str]:
-    """Run the compiled firmware's main.py in ``fs`` and yield its output lines as they come."""
+# With a ROMFS image: mount it as an ESP32's _boot.py mounts its romfs partition, its lib first on the
+# path, then run main.py. romfs_host (tests/firmware/unix32/romfs_host, in `make firmware-unix`'s
+# builds) maps the image outside the heap, as esp_partition_mmap maps the partition.
+_ROMFS_BOOT = ("import sys, vfs, romfs_host\nvfs.mount(vfs.VfsRom(romfs_host.map(%r)), '/rom')\n"
+               "sys.path.insert(0, '/rom/lib')\nexec(open(%r).read())\n")
+
+
+def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0,
+                  romfs: Path | None = None, main: Path | None = None) -> Iterator[str]:
+    """Run the compiled firmware's main.py in ``fs`` and yield its output lines as they come.
+
+    ``romfs``: a ROMFS image of the device package (:func:`gateway.field.firmware_build.build_romfs`)
+    mounted at /rom and imported from in place (needs a `make firmware-unix` build). ``main``: a
+    script run instead of main.py (bench/heap_census.py, which measures what the heap holds)."""
     tree = built_firmware()
     env = dict(os.environ)
     env["MICROPYPATH"] = f".frozen:{tree / 'lib'}"  # as on an ESP32: frozen modules first
+    entry = str(main or tree / "main.py")
+    script = ["-c", _ROMFS_BOOT % (str(romfs), entry)] if romfs else [entry]
     with SimHost.for_fs(fs) as host:  # the sim board's peripherals, served to the firmware from here
         env.update(host.env)
         proc = subprocess.Popen(
-            [find_micropython(), "-X", f"heapsize={heapsize}", str(tree / "main.py")],
+            [find_micropython(), "-X", f"heapsize={heapsize}", *script],
             cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             pass_fds=host.pass_fds,
         )
@@ -118,14 +132,15 @@ LORAWAN_SKIP_MS = 1500
 def stream_lorawan_device(
     fs: Path, *, heapsize: str | None = None, timeout: float = 600.0,
     downlinks: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
-    time_scale: int = LORAWAN_TIME_SCALE,
+    time_scale: int = LORAWAN_TIME_SCALE, romfs: Path | None = None, main: Path | None = None,
 ) -> Iterator[str]:
     """Run the node prepared in ``fs`` (``prepare_fs(..., lorawan=True)``) over the real LoRaWAN link:
     citynode's MAC on the UDP virtual radio to a network-server simulator (:mod:`gateway.sim.nssim`,
     OTAA join, ADR) started here on a free port and stopped when the run ends. ``heapsize``: by default
     the role's budget on the chosen interpreter (:func:`gateway.field.micropython.node_heap`). ``downlinks``
     ((fport, data), e.g. a config message) are queued for the node's first uplinks. The last line is
-    ``network joins=J uplinks=U downlinks=D`` as the simulator counted them."""
+    ``network joins=J uplinks=U downlinks=D`` as the simulator counted them. ``romfs``, ``main``: as
+    for :func:`stream_device`."""
     from gateway.sim.nssim import NetworkServerSim
     from gateway.sim.nssim.registry import DeviceKeys
 
@@ -143,7 +158,8 @@ def stream_lorawan_device(
         (fs / "sim.json").write_text(json.dumps(scenario))
         for fport, data in downlinks:
             server.queue_downlink(eui, fport, data)
-        yield from stream_device(fs, heapsize=heapsize or node_heap(cfg["role"]), timeout=timeout)
+        yield from stream_device(fs, heapsize=heapsize or node_heap(cfg["role"]), timeout=timeout,
+                                 romfs=romfs, main=main)
         yield (f"network joins={len(server.events_of('join', eui))} uplinks={len(server.events_of('up', eui))} "
                f"downlinks={len(server.events_of('txack', eui))}")
     finally:
@@ -153,10 +169,11 @@ def stream_lorawan_device(
 def run_device(role: str, cycles: int, fs: Path | None = None, **kwargs: Any) -> DeviceRun:
     """Prepare a virtual node and run ``cycles`` cycles; returns what it printed."""
     heapsize = kwargs.pop("heapsize", VIRTUAL_DEVICE_HEAP)
+    romfs = kwargs.pop("romfs", None)
     with tempfile.TemporaryDirectory(prefix="citynode-device-") as tmp:
         root = fs or Path(tmp)
         prepare_fs(root, role, cycles=cycles, **kwargs)
-        lines = list(stream_device(root, heapsize=heapsize))
+        lines = list(stream_device(root, heapsize=heapsize, romfs=romfs))
     code = 0
     if lines and lines[-1].startswith("exit status "):
         code = int(lines.pop().split()[-1])

@@ -63,6 +63,7 @@ class SimHost:
         self._rep_r, self._rep_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._wifi: Any = None
+        self._ble: Any = None
 
     @classmethod
     def for_fs(cls, fs: Path) -> SimHost:
@@ -161,7 +162,7 @@ class SimHost:
 
     def _answer(self, dev: str, method: str, args: list[Any]) -> bytes:
         if dev == "hal" and method == "new":  # a new SimHal per HAL the firmware builds, as in-process
-            self._hal = self._wifi = None
+            self._hal = self._wifi = self._ble = None
             return self._json(None)
         hal = self.hal
         if dev == "i2c":
@@ -205,7 +206,11 @@ class SimHost:
                 buf = bytearray(args[0])
                 n = self._wifi.read(buf)
                 return self._raw(memoryview(buf)[:n]) if n else self._nothing(self._wifi)
-        elif dev == "ble" and method == "open":
-            radio = hal.bluetooth()
-            return self._json([[[t, bytes(a).hex(), rssi] for t, a, rssi in radio.adverts], radio.period_ms])
+        elif dev == "ble":
+            if method == "open":  # the population stays here; the firmware asks for it every period
+                self._ble = hal.bluetooth()
+                return self._json(self._ble.period_ms)
+            if method == "adverts":  # 8-byte records: addr_type, address, rssi (signed)
+                return self._raw(b"".join(bytes((t,)) + bytes(a) + (rssi & 0xFF).to_bytes(1, "big")
+                                          for t, a, rssi in self._ble.adverts))
         raise ValueError(f"sim host: no {dev}.{method}")

@@ -229,6 +229,20 @@ print(json.dumps([free, a.last_overflow]))
     assert max(free[1:]) - min(free[1:]) < 512, f"heap free per window: {free}"
 
 
+@pytest.mark.parametrize("cap, slots", [(512, 683), (1, 2), (3, 5), (1000, 1334)])
+def test_anonymiser_sets_take_4_bytes_per_slot_at_load_factor_0_75(micropython, cap, slots):
+    """RAM bound (docs/nodes.md, crowd counting): cap * 4/3 + 1 slots of 4 bytes per kind, no rounding up."""
+    out = micropython.eval_json(
+        ANON
+        + f"""
+a = Anonymiser(cap={cap})
+full = [a.add_wifi(mac(i), 0, -50) for i in range({cap})]
+print(json.dumps([len(a._sets[0]._t), len(a._sets[1]._t), sum(full), a.counts()["wifi_devices"]]))
+"""
+    )
+    assert out == [4 * slots, 4 * slots, cap, cap], "every device up to the cap is counted in the smaller table"
+
+
 @pytest.mark.parametrize(
     "code, field",
     [

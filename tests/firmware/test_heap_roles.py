@@ -10,7 +10,7 @@ HEAP is the heap every role gets: 96k, about what an app has on an ESP32 without
 The sim board's peripheral simulators run on the host (gateway/sim/simhost.py), so the heap holds the
 node's own code and data; the unix port is still 64-bit (objects take about twice the RAM of an
 ESP32) and holds every module's bytecode in the heap (an ESP32 build freezes it into flash via
-firmware/manifest.py). crowd_count carries 8 KB of anonymiser sets (512 devices per kind) on top.
+firmware/manifest.py). crowd_count carries 5.3 KB of anonymiser sets (512 devices per kind) on top.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HEAPS = {  # smallest heap measured (bench, 20 cycles) in the comments
     "air_quality": HEAP,  # 86k
     "bin_fill": HEAP,  # 86k
     "passenger_count": HEAP,  # 86k
-    "crowd_count": HEAP,  # 91k: 8 KB of anonymiser sets
+    "crowd_count": HEAP,  # 86k: 5.3 KB of anonymiser sets
 }
 EXPECTED_FAULTS = {"air_quality": ["pm1_0"]}  # the sim board's default SDS011 measures no PM1.0
 PORTS = {"air_quality": 10, "bin_fill": 11, "passenger_count": 12, "crowd_count": 13}

@@ -16,7 +16,7 @@ import env_sim_paths
 MODULES = [
     "citynode.hal", "citynode.hal.mpy", "citynode.hal.cpy", "citynode.hal.cpy_bme680", "citynode_sim.sim",
     "citynode_sim.simbus", "citynode_sim.simio", "citynode_sim.simdev", "citynode_sim.simcrowd", "citynode_sim.sim_bme680",
-    "citynode_sim.simuart", "citynode_sim.simextra", "citynode_sim.simtransit", "citynode_sim.simpm",
+    "citynode_sim.simuart", "citynode_sim.simextra", "citynode_sim.simrtc", "citynode_sim.simble", "citynode_sim.simtransit", "citynode_sim.simpm",
     "citynode_sim.simdistance", "citynode_sim.simrandom", "citynode_sim.simlink",
     "citynode.drivers", "citynode.drivers.bme680", "citynode.drivers.bme680_calc", "citynode.drivers.bme680_float",
     "citynode.drivers.particulate", "citynode.drivers.sds011", "citynode.drivers.pms5003", "citynode.drivers.distance",

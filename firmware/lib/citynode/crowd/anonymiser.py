@@ -9,8 +9,11 @@
 # 4 bytes are kept, 31 bits of them compared (the last byte's low bit marks a used slot): two devices
 # of one window merge with probability n*(n-1)/2 / 2**31 (birthday bound), 6e-5 for 512 devices and
 # 2e-4 for 1000, i.e. an undercount of one device in one window out of several thousand; negligible
-# next to the method's real limits below, and half the RAM of 8-byte hashes. Memory is flat: the sets are preallocated; beyond `cap` devices per kind new
-# devices are not counted and `last_overflow` reports it for that window.
+# next to the method's real limits below, and half the RAM of 8-byte hashes. Memory is flat: the sets are
+# preallocated, cap * 4/3 + 1 slots of 4 bytes per kind (load factor <= 0.75, not rounded up to a power
+# of two: 2 x 2732 bytes for 512 devices per kind instead of 2 x 4096); beyond `cap` devices per kind
+# new devices are not counted and `last_overflow` reports it for that window. The slot count changes
+# neither what is kept (4 bytes of a keyed hash) nor how long (one window), only where it is kept.
 #
 # Limits (see the crowd counting README section): a randomised MAC (locally administered bit set) may
 # change during a window and count twice; one person with phone + watch counts twice; BLE devices with
@@ -45,11 +48,8 @@ class _HashSet:
     """Fixed-capacity set of 4-byte values in one bytearray (linear probing, all-zero = empty slot)."""
 
     def __init__(self, cap):
-        slots = 1
-        while slots < cap + cap // 3 + 1:  # load factor <= 0.75
-            slots <<= 1
-        self._mask = slots - 1
-        self._t = bytearray(slots * _DIGEST)
+        self._slots = cap + cap // 3 + 1  # load factor <= 0.75
+        self._t = bytearray(self._slots * _DIGEST)
         self.cap = cap
         self.count = 0
         self.overflow = False
@@ -57,7 +57,8 @@ class _HashSet:
     def add(self, d):
         # d: digest (>= 4 bytes). Returns True if new.
         t = self._t
-        i = (d[0] | (d[1] << 8) | (d[2] << 16)) & self._mask
+        slots = self._slots
+        i = (d[0] | (d[1] << 8) | (d[2] << 16)) % slots
         last = d[3] | 1  # stored with its low bit set, so no value is all zero
         while True:
             o = i * _DIGEST
@@ -73,7 +74,9 @@ class _HashSet:
                 return True
             if t[o + 3] == last and t[o] == d[0] and t[o + 1] == d[1] and t[o + 2] == d[2]:
                 return False
-            i = (i + 1) & self._mask
+            i += 1
+            if i == slots:
+                i = 0
 
     def clear(self):
         t = self._t
@@ -86,7 +89,7 @@ class _HashSet:
 class Anonymiser:
     """Distinct-device counter with a per-window keyed hash.
 
-    cap             devices per kind (WiFi, BLE) per window; RAM = 2 * next_pow2(cap * 4/3) * 4 bytes
+    cap             devices per kind (WiFi, BLE) per window; RAM = 2 * (cap * 4/3 + 1) * 4 bytes
     rssi_floor_dbm  sightings weaker than this are ignored (-100..0); keeps far-away devices out
     skip_randomised ignore WiFi addresses with the locally administered bit (randomised MACs)
     urandom         key source (os.urandom); injectable for tests only

@@ -6,14 +6,14 @@
 # RAM: on the unix port every imported module's bytecode sits in the 96 KB heap, and none of this
 # is loaded on a real node. So the peripherals live in small modules imported when a role first
 # asks for them: simio (clock, pins, ADC, watchdog: every role), simuart (UART), simbus (I2C),
-# simextra (time_pulse_us replay, RTC), simdev (particulate/distance sensors), sim_bme680,
-# simcrowd (WiFi/BLE), simtransit (passengers at the doors, GPS). The names tests import from here
+# simextra (time_pulse_us replay), simrtc (RTC), simdev (particulate/distance sensors), sim_bme680,
+# simcrowd (WiFi/BLE; simble: BLE from the host), simtransit (passengers at the doors, GPS). The names tests import from here
 # (SimI2C, SimPulse, ...) are resolved on access by __getattr__.
 from citynode.hal import RESET_DEEP_SLEEP, RESET_POWER_ON
 from citynode_sim.simio import SimClock, SimPin, SimWDT
 from citynode_sim.simrandom import SimADC, SimRandom
 
-_LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simextra",
+_LAZY = {"SimUART": "simuart", "RegisterDevice": "simbus", "SimI2C": "simbus", "SimPulse": "simextra", "SimRTC": "simrtc",
          "echo_us": "simextra"}
 
 
@@ -126,7 +126,7 @@ class SimHal:
 
     def rtc(self):
         if self._rtc is None:
-            from citynode_sim.simextra import SimRTC
+            from citynode_sim.simrtc import SimRTC
 
             self._rtc = SimRTC()
         return self._rtc

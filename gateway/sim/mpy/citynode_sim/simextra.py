@@ -1,6 +1,6 @@
 # Simulated peripherals only some roles use: machine.time_pulse_us replay (HC-SR04 echo timing on
-# bin_fill) and the RTC with its battery-backed memory (the LoRaWAN session store). Split from
-# citynode_sim.simio so the other roles' sim boards do not carry them in RAM.
+# bin_fill). Split from citynode_sim.simio so the other roles' sim boards do not carry them in RAM;
+# the RTC (the LoRaWAN session store's memory) is citynode_sim.simrtc.
 
 
 class SimPulse:
@@ -32,23 +32,3 @@ def echo_us(distance_mm, temperature_c=20.0):
     """Round-trip echo time for a target at distance_mm: t = 2 d / c, c = 331.3 + 0.606 T m/s."""
     c = 331.3 + 0.606 * temperature_c  # m/s == mm/ms
     return int(2 * distance_mm * 1000 / c + 0.5)
-
-
-class SimRTC:
-    """RTC with battery-backed memory (machine.RTC().memory() survives deep sleep on ESP32)."""
-
-    def __init__(self):
-        self._mem = b""
-        self._dt = (2026, 1, 1, 3, 0, 0, 0, 0)
-
-    def memory(self, data=None):
-        if data is None:
-            return self._mem
-        if len(data) > 2048:
-            raise ValueError("rtc memory: max 2048 bytes")
-        self._mem = bytes(data)
-
-    def datetime(self, dt=None):
-        if dt is None:
-            return self._dt
-        self._dt = tuple(dt)

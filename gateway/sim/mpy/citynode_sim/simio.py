@@ -1,6 +1,6 @@
 # Simulated time, pins and watchdog: what every role's sim board uses, in the firmware process too
 # when the simulators run on the host (citynode_sim.simlink). The seeded randomness and the ADC live
-# in citynode_sim.simrandom, time_pulse_us replay and the RTC in citynode_sim.simextra (both
+# in citynode_sim.simrandom, time_pulse_us replay in citynode_sim.simextra, the RTC in simrtc (all
 # re-exported here on access).
 from citynode.compat import const
 
@@ -177,8 +177,12 @@ def __getattr__(name):  # loaded only by the simulators that use them
         from citynode_sim import simrandom
 
         return getattr(simrandom, name)
-    if name in ("SimPulse", "echo_us", "SimRTC"):
+    if name in ("SimPulse", "echo_us"):
         from citynode_sim import simextra
 
         return getattr(simextra, name)
+    if name == "SimRTC":
+        from citynode_sim.simrtc import SimRTC
+
+        return SimRTC
     raise AttributeError(name)

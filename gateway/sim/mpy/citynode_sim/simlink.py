@@ -223,7 +223,7 @@ class LinkHal:
 
     def rtc(self):
         if self._rtc is None:
-            from citynode_sim.simextra import SimRTC
+            from citynode_sim.simrtc import SimRTC
 
             self._rtc = SimRTC()
         return self._rtc
@@ -236,12 +236,10 @@ class LinkHal:
         return Remote(self.link, "wifi")
 
     def bluetooth(self):
-        """The host's advertisers, fetched once and delivered by citynode_sim.simcrowd's BLE."""
-        from citynode_sim.simcrowd import PacedBluetooth
+        """The host's advertisers, delivered each scan period over the link (citynode_sim.simble)."""
+        from citynode_sim.simble import LinkBluetooth
 
-        adverts, period_ms = self.link.call("ble", "open")
-        adverts = [(t, bytes.fromhex(a), rssi) for t, a, rssi in adverts]
-        return PacedBluetooth(self, None, period_ms / 1000, adverts)
+        return LinkBluetooth(self.link, self.link.call("ble", "open"))
 
     def reset(self):
         raise SystemExit(64)  # the virtual device turns exit status 64 into a soft reset
