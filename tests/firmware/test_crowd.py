@@ -356,9 +356,7 @@ def test_replay_writer_output_is_readable_by_cpython(micropython, tmp_path):
 
 
 def test_synthetic_source_same_bytes_on_both_runtimes_and_rotation_inflates(micropython):
-    import sys
-
-    from gateway.paths import firmware_dir
+    from gateway.paths import firmware_module
 
     code = r"""
 from citynode_sim.synthetic import SyntheticWifi
@@ -373,12 +371,9 @@ while True:
 RESULT = "".join(chunks)
 """
     mp = micropython.run(code + "print(RESULT)\n").strip()
-    sys.path.insert(0, str(firmware_dir() / "lib"))
-    try:
-        ns: dict = {}
-        exec(code, ns)
-    finally:
-        sys.path.remove(str(firmware_dir() / "lib"))
+    firmware_module("citynode_sim.synthetic")  # registers citynode and citynode_sim for the exec below
+    ns: dict = {}
+    exec(code, ns)
     assert mp == ns["RESULT"] and len(mp) > 1000
 
     out = micropython.eval_json(
