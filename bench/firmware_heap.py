@@ -24,10 +24,18 @@ ESP32's romfs partition is: the .mpy files run in place).
 Section ``firmware_heap_census``: what the LoRaWAN node's heap holds on the 32-bit builds, per module
 and per boot step (bench/heap_census.py runs the node in place of main.py and measures each import
 and step with gc.mem_alloc() around it).
+The AT rows are the same node on the sim boards with an AT modem (boards/sim_rak3172.json,
+boards/sim_wio_e5.json): the app talks AT commands to a simulated RAK3172 or Wio-E5 on the host
+(gateway/sim/modems), which does the LoRaWAN to the network-server simulator.
+
+    python bench/firmware_heap.py                      # everything (long)
+    python bench/firmware_heap.py --builds --links "AT RAK3172" "AT Wio-E5"
+        # only those rows of the builds section; the other rows are kept from bench/RESULTS.md
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -36,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from results import machine, write_section
+from results import RESULTS, machine, write_section
 
 from gateway.contract import codec
 from gateway.field.firmware_build import build_firmware, build_romfs, built_firmware
@@ -148,19 +156,21 @@ BUILDS = (  # (label, CITYNODE_MICROPYTHON or None for the PyPI interpreter, dev
     ("32-bit + ROMFS", STOCK, True),
     ("32-bit frozen", FROZEN, False),
 )
-LINKS = ("console", "LoRaWAN")
+LINKS = ("console", "LoRaWAN", "AT RAK3172", "AT Wio-E5")
+LINK_BOARD = {"console": "sim", "LoRaWAN": "sim", "AT RAK3172": "sim_rak3172", "AT Wio-E5": "sim_wio_e5"}
 # issue 13: an ESP32 without PSRAM starts with 64 KB of heap that may grow to about 108 KB
 BUDGETS = {"32-bit frozen": 64, "32-bit": 108, "32-bit + ROMFS": 108}
 CENSUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heap_census.py")
 
 
 def _runs(role: str, heap_kb: int, link: str, cycles: int = 20, romfs: Path | None = None) -> bool:
-    """Whether the role boots (joins, for LoRaWAN) and sends ``cycles`` readings in ``heap_kb``."""
+    """Whether the role boots (joins, for a LoRaWAN or AT link) and sends ``cycles`` readings in ``heap_kb``."""
+    lorawan = link != "console"
     with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
         fs = Path(tmp)
         config = {"interval": 60} if role in LIGHT else None
-        prepare_fs(fs, role, cycles=cycles, heap_report=True, lorawan=link == "LoRaWAN", config=config)
-        if link == "LoRaWAN":
+        prepare_fs(fs, role, board=LINK_BOARD[link], cycles=cycles, heap_report=True, lorawan=lorawan, config=config)
+        if lorawan:
             lines = list(stream_lorawan_device(fs, heapsize=f"{heap_kb}k", time_scale=100, romfs=romfs,
                                                downlinks=[codec.encode_downlink({"adr": True})]))
         else:
@@ -169,7 +179,7 @@ def _runs(role: str, heap_kb: int, link: str, cycles: int = 20, romfs: Path | No
             lines = run.lines + ([f"exit status {run.returncode}"] if run.returncode else [])
     sent = sum(1 for line in lines if line.startswith("uplink fport="))
     failed = any("MemoryError" in line or line.startswith("exit status") for line in lines)
-    return not failed and sent >= cycles and (link != "LoRaWAN" or "joined" in lines)
+    return not failed and sent >= cycles and (not lorawan or "joined" in lines)
 
 
 def smallest_kb(role: str, link: str, lo: int = 16, hi: int = 384, romfs: Path | None = None) -> int | None:
@@ -201,7 +211,7 @@ class _Interpreter:
             os.environ["CITYNODE_MICROPYTHON"] = self.saved
 
 
-def measure_builds(image: Path) -> dict[tuple[str, str, str], int | None]:
+def measure_builds(image: Path, links: tuple[str, ...] = LINKS) -> dict[tuple[str, str, str], int | None]:
     """{(role, build, link): smallest heap in KB} for every build that exists here; ``image``: the
     device package's ROMFS image."""
     out: dict[tuple[str, str, str], int | None] = {}
@@ -211,7 +221,7 @@ def measure_builds(image: Path) -> dict[tuple[str, str, str], int | None]:
             continue
         with _Interpreter(path):
             for role in ROLES:
-                for link in LINKS:
+                for link in links:
                     out[(role, label, link)] = smallest_kb(role, link, romfs=image if in_romfs else None)
                     print(f"  {role} {label} {link}: {out[(role, label, link)]} KB", flush=True)
     return out
@@ -334,7 +344,9 @@ def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
         f"Measured on {machine()} with `bench/firmware_heap.py`: the smallest `-X heapsize` (1 KB steps)",
         "with which a role boots and sends 20 readings, on the sim board. Console: the offline stand-in",
         "link. LoRaWAN: the real citynode MAC over the UDP virtual radio to the network-server simulator",
-        "(`citynode device run --lorawan`: OTAA join, uplinks, ADR, a config downlink). Interpreters: the",
+        "(`citynode device run --lorawan`: OTAA join, uplinks, ADR, a config downlink). AT RAK3172 / AT",
+        "Wio-E5: the same over a simulated AT modem that runs its own LoRaWAN stack (`--board sim_rak3172`,",
+        "`--board sim_wio_e5`): the node holds citynode.lorawan_at instead of the MAC. Interpreters: the",
         "64-bit unix port from PyPI; `make firmware-unix`'s 32-bit build without citynode frozen (the .mpy",
         "files `citynode flash` copies, their bytecode and names in the heap, as on a stock ESP32 image) and",
         "with citynode frozen in (the image firmware/manifest.py describes); 32-bit + ROMFS: the stock build",
@@ -350,7 +362,7 @@ def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
             cells = []
             for label, _, _ in BUILDS:
                 kb = figures.get((role, label, link))
-                budget = BUDGETS.get(label) if link == "LoRaWAN" else None
+                budget = BUDGETS.get(label) if link != "console" else None
                 cell = "-" if kb is None else f"{kb} KB"
                 if kb is not None and budget is not None:
                     cell += f" ({'within' if kb <= budget else 'over'} {budget} KB)"
@@ -362,15 +374,44 @@ def builds_report(figures: dict[tuple[str, str, str], int | None]) -> str:
         "simble) are never frozen nor put in the ROMFS image: they load as .mpy and take 13-16 KB of the",
         "LoRaWAN node's heap (section below), where a real board's HAL and radio driver would be frozen or in",
         "ROMFS. tests/firmware/test_heap_lorawan.py runs every role 1000 LoRaWAN cycles in 64 KB on the frozen",
-        "build and checks that the heap does not grow, and 20 cycles in 108 KB on the stock build with ROMFS.",
+        "build and checks that the heap does not grow, and 20 cycles in 108 KB on the stock build with ROMFS;",
+        "tests/firmware/test_heap_at_link.py does the same on the AT link (both modems, both budgets).",
     ]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def recorded_builds() -> dict[tuple[str, str, str], int | None]:
+    """The figures of the builds section now in bench/RESULTS.md (to keep rows not measured again)."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    m = re.search(r"<!-- begin firmware_heap_builds -->(.*?)<!-- end firmware_heap_builds -->", text, re.S)
+    out: dict[tuple[str, str, str], int | None] = {}
+    role = None
+    for line in (m.group(1) if m else "").splitlines():
+        if line.startswith("### "):
+            role = line[4:].strip()
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if role is None or len(cells) != len(BUILDS) + 1 or cells[0] not in LINKS:
+            continue
+        for (label, _, _), cell in zip(BUILDS, cells[1:]):
+            kb = re.match(r"(\d+) KB", cell)
+            out[(role, label, cells[0])] = int(kb.group(1)) if kb else None
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--builds", action="store_true", help="only the section firmware_heap_builds")
+    parser.add_argument("--links", nargs="+", choices=LINKS, default=list(LINKS),
+                        help="links to measure (the others keep their recorded figures)")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="citynode-romfs-") as tmp:
         image = build_romfs(built_firmware(), Path(tmp) / "citynode.romfs")
-        write_section("firmware_heap_builds", builds_report(measure_builds(image)))
+        figures = recorded_builds() if set(args.links) != set(LINKS) else {}
+        figures.update(measure_builds(image, tuple(args.links)))
+        write_section("firmware_heap_builds", builds_report(figures))
+        if args.builds:
+            return
         censuses = {}
         for label, path, in_romfs in BUILDS:
             if path is None or not path.exists():

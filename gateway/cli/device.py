@@ -30,7 +30,10 @@ __all__ = ["SIMULATED_BOARDS", "VALUES_HELP", "load_values", "register"]
 
 # Boards whose peripherals the host simulates (gateway/sim/simhost.py and the sim HAL): a real board's
 # file names SPI radios and pins that exist only on the board, so `device run` refuses it with one line.
-SIMULATED_BOARDS = ("sim",)
+# sim_rak3172 / sim_wio_e5: the sim board with an AT modem (gateway/sim/modems) instead of the
+# citynode MAC; they need --lorawan (their modem talks to a network-server simulator).
+SIMULATED_BOARDS = ("sim", "sim_rak3172", "sim_wio_e5")
+AT_MODEM_BOARDS = ("sim_rak3172", "sim_wio_e5")
 
 VALUES_HELP = """\
 --values FILE: a JSON object scripting the simulated sensors. Lists are consumed one entry per
@@ -166,7 +169,7 @@ def check_board(board: str, role: str) -> None:
         raise ConfigError(f"--board {board} does not carry role {role} (boards/{board}.json roles: "
                           f"{', '.join(roles) or 'none'})")
     if board not in SIMULATED_BOARDS:
-        raise ConfigError(f"--board {board}: device run simulates only the {', '.join(SIMULATED_BOARDS)} board; "
+        raise ConfigError(f"--board {board}: device run simulates only the {', '.join(SIMULATED_BOARDS)} boards; "
                           f"{board} is a real board: flash it with `citynode flash --board {board}`")
 
 
@@ -196,8 +199,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="MicroPython heap (default: the role's budget on the chosen interpreter, 64k on the "
                           "32-bit frozen build; see bench/RESULTS.md, firmware heap)")
     run.add_argument("--lorawan", action="store_true",
-                     help="real LoRaWAN link: the MAC over the virtual radio to a network-server simulator that "
-                          "the command starts and stops itself; 'joined' only after a real Join Accept")
+                     help="real LoRaWAN link: the MAC over the virtual radio (--board sim) or a simulated AT modem "
+                          "(--board sim_rak3172, sim_wio_e5) to a network-server simulator that the command starts "
+                          "and stops itself; 'joined' only after a real Join Accept")
     run.add_argument("--decode", action="store_true", help="print each uplink decoded by the gateway")
     run.add_argument("--fs", type=Path, help="keep the node's filesystem in this directory")
     run.set_defaults(func=_run)
@@ -206,10 +210,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _run(args: argparse.Namespace) -> int:
     if args.cycles < 1:
         raise ConfigError(f"--cycles: expected at least 1, got {args.cycles}")
-    if args.lorawan and args.board != "sim":
-        raise ConfigError(f"--lorawan: needs --board sim (the virtual radio), got {args.board}")
     values = load_values(args.values) if args.values else None
     check_board(args.board, args.role)
+    if args.board in AT_MODEM_BOARDS and not args.lorawan:
+        raise ConfigError(f"--board {args.board}: its AT modem needs a network; add --lorawan")
     with tempfile.TemporaryDirectory(prefix="citynode-device-") as tmp:
         fs = args.fs or Path(tmp)
         prepare_fs(fs, args.role, board=args.board, cycles=args.cycles, seed=args.seed, values=values,

@@ -57,11 +57,14 @@ def prepare_fs(
     fs: Path, role: str, *, board: str = "sim", cycles: int | None = None, seed: int = 1,
     values: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
     downlinks: list[dict[str, Any]] | None = None, heap_report: bool = False, lorawan: bool = False,
+    modem_faults: dict[str, int] | None = None,
 ) -> Path:
     """Write config.json, board.json and sim.json for a virtual node into ``fs``.
 
     ``lorawan``: give the node OTAA keys (derived from ``seed``, so runs repeat byte for byte) for
-    :func:`stream_lorawan_device`; without it the node uses the console link."""
+    :func:`stream_lorawan_device`; without it the node uses the console link. ``modem_faults``: on a
+    board with an AT modem (``sim_rak3172``, ``sim_wio_e5``), faults its simulator plays
+    (:class:`gateway.sim.modems.ModemFaults`: ``busy``, ``no_network``, ``param_error`` counts)."""
     if role not in ROLES:
         raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
     board_file = boards_dir() / f"{board}.json"
@@ -79,6 +82,8 @@ def prepare_fs(
     sim = {"seed": seed, "values": values or {}, "downlinks": downlinks or [], "heap_report": heap_report}
     if cycles is not None:
         sim["cycles"] = cycles
+    if modem_faults:
+        sim["modem"] = dict(modem_faults)
     (fs / "sim.json").write_text(json.dumps(sim))
     return fs
 
@@ -135,8 +140,9 @@ def stream_lorawan_device(
     time_scale: int = LORAWAN_TIME_SCALE, romfs: Path | None = None, main: Path | None = None,
 ) -> Iterator[str]:
     """Run the node prepared in ``fs`` (``prepare_fs(..., lorawan=True)``) over the real LoRaWAN link:
-    citynode's MAC on the UDP virtual radio to a network-server simulator (:mod:`gateway.sim.nssim`,
-    OTAA join, ADR) started here on a free port and stopped when the run ends. ``heapsize``: by default
+    citynode's MAC on the UDP virtual radio, or on an AT-modem board the simulated modem's own stack
+    (:mod:`gateway.sim.modems`), to a network-server simulator (:mod:`gateway.sim.nssim`, OTAA join,
+    ADR) started here on a free port and stopped when the run ends. ``heapsize``: by default
     the role's budget on the chosen interpreter (:func:`gateway.field.micropython.node_heap`). ``downlinks``
     ((fport, data), e.g. a config message) are queued for the node's first uplinks. The last line is
     ``network joins=J uplinks=U downlinks=D`` as the simulator counted them. ``romfs``, ``main``: as

@@ -12,6 +12,11 @@ Wire format (``gateway/sim/mpy/citynode_sim/simlink.py``): a request is one JSON
 a kind byte (``j`` JSON, ``b`` raw bytes, ``e`` an OSError's errno), the request's seq, a 24-bit
 big-endian length and the payload. ``["sync", token]`` (the firmware resynchronising after an
 interrupted call or a soft reset) is answered with the raw bytes ``\0sync`` + token. One :class:`SimHost` serves one interpreter run; the scenario is the run's ``sim.json``.
+
+A board whose radio is an AT modem (``boards/sim_rak3172.json``, ``boards/sim_wio_e5.json``) gets the
+modem simulator of :mod:`gateway.sim.modems` on its UART ``modem``: it talks LoRaWAN to the
+network-server simulator named by the scenario's ``network`` (``{"port": N}``), with the scenario's
+``modem`` faults. It keeps its session across the node's soft resets, as a powered modem does.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ __all__ = ["LINK_ENV", "SimHost"]
 
 LINK_ENV = "CITYNODE_SIM_LINK"
 _EIO = 5
+_ENODEV = 19
 _NO_SEQ = 0xFF  # the seq of a reply to a line that could not be read (a request's seq is 1..127)
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class SimHost:
         self._thread: threading.Thread | None = None
         self._wifi: Any = None
         self._ble: Any = None
+        self._modem: Any = None
 
     @classmethod
     def for_fs(cls, fs: Path) -> SimHost:
@@ -71,14 +78,33 @@ class SimHost:
         firmware's first request (a flash may write them after the interpreter started)."""
         return cls(fs=fs)
 
+    def _files(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        scenario = self._scenario if self._scenario is not None else _read_json(self._fs / "sim.json") if self._fs else {}
+        board = self._board if self._board is not None else _read_json(self._fs / "board.json") if self._fs else {}
+        return scenario, board
+
     @property
     def hal(self) -> Any:
         """The citynode_sim.sim.SimHal whose devices the firmware reads."""
         if self._hal is None:
-            scenario = self._scenario if self._scenario is not None else _read_json(self._fs / "sim.json") if self._fs else {}
-            board = self._board if self._board is not None else _read_json(self._fs / "board.json") if self._fs else {}
+            scenario, board = self._files()
             self._hal = _sim_hal_class()(board, seed=scenario.get("seed", 1), values=scenario.get("values", {}))
         return self._hal
+
+    @property
+    def modem(self) -> Any:
+        """The AT modem simulator on the board's modem UART (gateway.sim.modems), made at first use."""
+        if self._modem is None:
+            from gateway.sim.modems import ModemStack, make_modem
+
+            scenario, board = self._files()
+            network = scenario.get("network")
+            if not isinstance(network, dict) or not isinstance(network.get("port"), int):
+                raise OSError(_ENODEV, "modem: no network-server simulator in sim.json (network.port)")
+            stack = ModemStack(network["port"], time_scale=scenario.get("time_scale", 5),
+                               skip_ms=scenario.get("skip_ms", 1500))
+            self._modem = make_modem(board.get("radio", {}).get("chip"), stack, scenario.get("modem"))
+        return self._modem
 
     @property
     def pass_fds(self) -> tuple[int, int]:
@@ -108,6 +134,9 @@ class SimHost:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._modem is not None:
+            self._modem.close()
+            self._modem = None
 
     def __enter__(self) -> SimHost:
         return self
@@ -134,7 +163,10 @@ class SimHost:
                         clock = self.hal.clock
                         if t_us > clock.now_us:
                             clock.now_us = t_us
-                        reply = self._answer(dev, method, args)
+                        if dev == "uart:modem":
+                            reply = self._modem_answer(t_us, method, args)
+                        else:
+                            reply = self._answer(dev, method, args)
                 except OSError as exc:
                     reply = self._json(exc.errno if isinstance(exc.errno, int) else _EIO, b"e")
                 except Exception:  # a simulator bug or a garbled line reaches the firmware as a bus error
@@ -159,6 +191,20 @@ class SimHost:
     def _nothing(self, dev: Any) -> bytes:
         quiet = getattr(dev, "quiet_until_ms", None)
         return self._json([None, quiet() if quiet is not None else 0])
+
+    def _modem_answer(self, t_us: int, method: str, args: list[Any]) -> bytes:
+        modem = self.modem
+        modem.node_ms = t_us // 1000
+        if method == "open":
+            return self._json(None)
+        if method == "any":
+            return self._json(modem.any())
+        if method == "read":
+            data = modem.read(args[0])
+            return self._raw(data) if data else self._json([None, 0])
+        if method == "write":
+            return self._json(modem.write(bytes.fromhex(args[0])))
+        raise ValueError(f"sim host: no modem.{method}")
 
     def _answer(self, dev: str, method: str, args: list[Any]) -> bytes:
         if dev == "hal" and method == "new":  # a new SimHal per HAL the firmware builds, as in-process

@@ -114,7 +114,8 @@ def test_lorawan_run_never_says_joined_without_a_join_accept(tmp_path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--cycles", "0"], "--cycles: expected at least 1"),
-    (["--lorawan", "--board", "heltec_wifi_lora_32_v3"], "--lorawan: needs --board sim"),
+    (["--lorawan", "--board", "heltec_wifi_lora_32_v3"], "heltec_wifi_lora_32_v3 is a real board"),
+    (["--board", "sim_rak3172"], "--board sim_rak3172: its AT modem needs a network; add --lorawan"),
     (["--values", "/nonexistent/values.json"], "--values /nonexistent/values.json"),
 ])
 def test_device_run_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:

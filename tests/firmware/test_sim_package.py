@@ -86,11 +86,10 @@ def test_the_device_package_holds_no_module_only_a_simulation_uses() -> None:
     packages = {n for n, p in device.items() if p.name == "__init__.py"}
     role_and_driver_modules = {n for n in device if n.startswith(("citynode.roles.", "citynode.drivers."))}
     hal_backends = {"citynode.hal.mpy", "citynode.hal.cpy", "citynode.hal.cpy_bme680"}
-    at_modem = {"citynode.lorawan_at"}  # the AT-modem link (RAK3172, Wio-E5): a library, not wired into boot yet
     # The FUOTA packages (TS003/TS004/TS005, signed updates): a library the app's downlink handler loads
     # lazily once the MAC's Class C session lands (issue 19; docs/design/fuota.md).
     fuota = {n for n in device if n.startswith("citynode.fuota.")}
-    assert orphans - packages - role_and_driver_modules - hal_backends - at_modem - fuota == set(), (
+    assert orphans - packages - role_and_driver_modules - hal_backends - fuota == set(), (
         "device modules nothing on a device imports"
     )
     assert not any(p.stem.startswith("sim") for p in DEVICE.rglob("*.py")), "simulator modules in the device package"
@@ -136,7 +135,8 @@ def test_the_frozen_32_bit_build_holds_citynode_and_not_the_simulation() -> None
 
 def test_only_the_virtual_board_gets_the_simulation_package(tmp_path: Path) -> None:
     boards = {p.stem: load_board(p.stem) for p in boards_dir().glob("*.json")}
-    assert [name for name, board in boards.items() if is_virtual_board(board)] == ["sim"]
+    # the sim board and its AT-modem variants (sim_rak3172, sim_wio_e5): the unix port's boards
+    assert sorted(name for name, board in boards.items() if is_virtual_board(board)) == ["sim", "sim_rak3172", "sim_wio_e5"]
     device_tree = build_firmware(tmp_path / "board")
     assert not [m.path for m in device_tree if "citynode_sim" in m.path]
     virtual_tree = build_firmware(tmp_path / "virtual", sim=True)
@@ -154,7 +154,7 @@ def test_citynode_flash_copies_the_simulation_to_the_virtual_device_only(tmp_pat
         files = app_files(load_board(name), extra, app)
         sim = sorted(f for f in files if f.startswith("lib/citynode_sim/"))
         assert "lib/citynode/app.mpy" in files and "main.py" in files, name
-        if name == "sim":
+        if name in ("sim", "sim_rak3172", "sim_wio_e5"):  # the virtual boards (unix port)
             assert sim == sorted(f"lib/citynode_sim/{p.stem}.mpy" for p in SIM.glob("*.py"))
         else:
             assert sim == [], f"{name}: a real board got {sim}"

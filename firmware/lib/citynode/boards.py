@@ -7,7 +7,8 @@ import json
 ROLES = ("air_quality", "bin_fill", "passenger_count", "crowd_count")
 MCUS = ("esp32", "esp32s3", "unix")
 RUNTIMES = ("micropython", "circuitpython", "unix")
-RADIO_CHIPS = ("sx1276", "sx1262", "virtual")
+RADIO_CHIPS = ("sx1276", "sx1262", "virtual", "rak3172", "wio_e5")
+AT_MODEMS = ("rak3172", "wio_e5")  # modules with their own LoRaWAN stack, driven over a UART (citynode.lorawan_at)
 TCXO_MV = (1600, 1700, 1800, 2200, 2400, 2700, 3000, 3300)  # SX1261/2 13.3.6
 RF_SWITCHES = ("dio2", "none")
 
@@ -106,10 +107,19 @@ def validate_board(data, board="board"):
 
     radio = c.section(data, "radio", "radio")
     chip = c.str_in(radio, "chip", "radio.chip", RADIO_CHIPS)
-    if (chip == "virtual") != (mcu == "unix"):
+    if chip not in AT_MODEMS and (chip == "virtual") != (mcu == "unix"):
         c.fail("radio.chip", "the virtual radio is for the unix port only, and the unix port has no SPI radio")
+    if chip in AT_MODEMS and mcu == "unix" and not data.get("sim"):
+        c.fail("sim", "an AT modem on the unix port is the host's simulator: the board needs \"sim\": true")
     c.integer(radio, "max_power_dbm", "radio.max_power_dbm", -9, 22)
-    if chip == "virtual":
+    if chip in AT_MODEMS:
+        # RAK3172 (RUI3): UART2 at 115200 8N1 by default; Wio-E5: 9600 8N1 (LoRa-E5 AT spec)
+        u = c.section(radio, "uart", "radio.uart")
+        c.integer(u, "id", "radio.uart.id", 0 if mcu == "unix" else 1, 2)  # ESP32 UART0 carries the REPL
+        c.pin(u, "tx", "radio.uart.tx", output=True)
+        c.pin(u, "rx", "radio.uart.rx")
+        c.integer(u, "baudrate", "radio.uart.baudrate", 1200, 921600)
+    elif chip == "virtual":
         if not isinstance(radio.get("host"), str):
             c.fail("radio.host", "missing")
         c.integer(radio, "port", "radio.port", 1, 65535)
@@ -164,6 +174,11 @@ def validate_board(data, board="board"):
             c.integer(u, "baudrate", key + ".baudrate", 1200, 921600)
     if data.get("uart") and data.get("gps") and data["uart"].get("id") == data["gps"].get("uart_id"):
         c.fail("gps.uart_id", "UART %d is already the sensor UART" % data["gps"]["uart_id"])
+    if chip in AT_MODEMS:
+        modem_uart = radio["uart"]["id"]
+        for key, field, what in (("uart", "id", "sensor"), ("gps", "uart_id", "GPS")):
+            if data.get(key) and data[key].get(field) == modem_uart:
+                c.fail("radio.uart.id", "UART %d is already the %s UART" % (modem_uart, what))
 
     battery = c.section(data, "battery", "battery")
     method = c.str_in(battery, "method", "battery.method", ("adc", "pmu"))

@@ -71,12 +71,18 @@ def _battery(board, hal):
     return reader.read_volts
 
 
+def _simulated(board):
+    """The sim board and its variants (boards/sim_*.json: "sim": true, e.g. with an AT modem)."""
+    return board.get("name") == "sim" or bool(board.get("sim"))
+
+
 def build_link(cfg, board, hal, sim, battery=None):
-    """The LoRaWAN link for this board: the software MAC over its radio, an AT modem, or (sim board
-    without a network simulator) the console stand-in that prints every uplink."""
+    """The LoRaWAN link for this board: the software MAC over its radio, an AT modem (RAK3172, Wio-E5:
+    citynode.lorawan_at), or (a simulated board without a network simulator) the console stand-in
+    that prints every uplink."""
     from citynode import links
 
-    if board.get("name") == "sim" and not sim.get("network"):
+    if _simulated(board) and not sim.get("network"):
         return links.ConsoleLink(max_payload=sim.get("max_payload", 51), downlinks=sim.get("downlinks", ()))
     return links.lorawan_link(cfg, board, hal, sim, battery)
 
@@ -90,7 +96,7 @@ def start(cycles=None):
     except ValueError as exc:  # config, driver and board errors name their field: "ConfigError: ..."
         print("%s: %s" % (type(exc).__name__, exc))
         return 1
-    sim = files.read(SIM_PATH, {}) if board.get("name") == "sim" else {}
+    sim = files.read(SIM_PATH, {}) if _simulated(board) else {}
     if cycles is None:
         cycles = sim.get("cycles")
     print("citynode %s role=%s board=%s dev_eui=%s" % (

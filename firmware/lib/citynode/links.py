@@ -39,9 +39,17 @@ class ConsoleLink:
         return None
 
 
+AT_MODEMS = ("rak3172", "wio_e5")  # radio.chip of boards whose LoRa module runs its own LoRaWAN stack
+
+
 def lorawan_link(cfg, board, hal, sim, battery=None):
-    """The software LoRaWAN MAC over the board's radio (citynode.maclink.lorawan_link)."""
-    from citynode.maclink import lorawan_link
+    """The board's LoRaWAN link: an AT modem's own stack over a UART (citynode.lorawan_at) or the
+    software MAC over an SX127x/SX126x or the virtual radio (citynode.maclink). Only the module the
+    board needs is imported."""
+    if board["radio"]["chip"] in AT_MODEMS:
+        from citynode.lorawan_at import lorawan_link
+    else:
+        from citynode.maclink import lorawan_link
 
     return lorawan_link(cfg, board, hal, sim, battery)
 

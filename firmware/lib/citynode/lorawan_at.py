@@ -6,9 +6,16 @@
 # Sources: RAKwireless RUI3 AT command manual (RAK3172), Seeed "LoRa-E5 AT Command Specification" v1.0,
 # LoRaWAN Regional Parameters RP002-1.0.3 (EU868 maximum payload sizes).
 # Keys passed to setup() are written to the modem and never logged or echoed back.
+#
+# Boot: a board whose radio.chip is "rak3172" or "wio_e5" gets this link (citynode.links.lorawan_link
+# -> lorawan_link() below). The first join() checks that the modem answers and writes the OTAA
+# credentials, so a modem that is missing or busy at boot is a "join failed: ..." line and a retry
+# at the next cycle, not a dead node; `joined` is true only once the modem reported its join.
+# Every error here is a citynode.links.LinkError (an OSError), which the app reports and retries.
 import time
 
 from citynode.compat import const
+from citynode.links import LinkError as _LinkError
 
 _CMD_TIMEOUT_MS = const(3000)
 _BUSY_RETRIES = const(5)
@@ -20,7 +27,7 @@ _SEND_TIMEOUT_MS = const(45000)  # confirmed uplink with NbTrans retries and RX2
 EU868_MAX_PAYLOAD = (51, 51, 51, 115, 222, 222, 222, 222)
 
 
-class LinkError(Exception):
+class LinkError(_LinkError):
     """The LoRaWAN link could not do what was asked. ``code`` is the modem's error text, if any."""
 
     def __init__(self, message, code=None):
@@ -91,8 +98,9 @@ class ATModem:
     MODEM = "?"
 
     def __init__(self, uart, clock=None, cmd_timeout_ms=_CMD_TIMEOUT_MS, join_timeout_ms=_JOIN_TIMEOUT_MS,
-                 send_timeout_ms=_SEND_TIMEOUT_MS):
+                 send_timeout_ms=_SEND_TIMEOUT_MS, out=None):
         self._uart = uart
+        self._out = out  # print-like: why a join failed (the app then prints "join failed")
         self._clock = clock if clock is not None else _clock_default()
         self._rx = b""
         self._cmd_timeout_ms = cmd_timeout_ms
@@ -104,6 +112,27 @@ class ATModem:
         self.last_rssi = None  # of the last downlink, dBm
         self.last_snr = None  # dB
         self.busy_retries = 0  # how often the modem answered "busy" (diagnostics)
+        self._credentials = None  # (deveui, joineui, appkey, adr): written by the first join()
+
+    def credentials(self, deveui, joineui, appkey, adr=True):
+        """Keep the OTAA credentials (checked now) for join() to write to the modem: boot only builds
+        the link, the first join() talks to the modem."""
+        self._credentials = (_check_hex("dev_eui", deveui, 8), _check_hex("join_eui", joineui, 8),
+                             _check_hex("app_key", appkey, 16), adr)
+
+    def join(self):
+        """OTAA join: True once the modem reports it joined, False when its join failed. With
+        credentials(), first checks that the modem answers and writes them (again after a failure)."""
+        if self._credentials is not None:
+            self.probe()
+            self.setup(*self._credentials)
+            self._credentials, creds = None, self._credentials
+            try:
+                return self._join()
+            except LinkError:
+                self._credentials = creds
+                raise
+        return self._join()
 
     # ---- the link interface ----
 
@@ -256,12 +285,14 @@ class RAK3172(ATModem):
                     self._downlink = (port, payload)
 
     def probe(self):
-        """Check the modem answers on the UART (raises ModemTimeoutError with a wiring hint)."""
+        """Check the modem answers on the UART (raises ModemTimeoutError with a wiring hint); returns
+        its name, for the self-test's radio check."""
         self._drain()
         try:
             self.command("AT", 1000)
         except ModemTimeoutError:
             raise ModemTimeoutError("%s: no answer to AT: check UART TX/RX wiring and 115200 baud" % self.MODEM)
+        return self.MODEM
 
     def setup(self, deveui, joineui, appkey, adr=True):
         """OTAA credentials and EU868 Class A (RUI3: NJM=1 OTAA, BAND=4 EU868, CLASS=A)."""
@@ -277,13 +308,15 @@ class RAK3172(ATModem):
         self.command("AT+APPKEY=" + appkey)
         self.command("AT+ADR=%d" % (1 if adr else 0))
 
-    def join(self):
+    def _join(self):
         """OTAA join; True once +EVT:JOINED arrives, False on +EVT:JOIN_FAILED_* or timeout."""
         self._events = [e for e in self._events if not e.startswith("+EVT:JOIN")]
         # AT+JOIN=<join>:<auto-join>:<retry interval s>:<attempts>
         self.command("AT+JOIN=1:0:10:8")
         ev = self._wait_event(("+EVT:JOINED", "+EVT:JOIN_FAILED"), self.join_timeout_ms)
         self.joined = ev == "+EVT:JOINED"
+        if not self.joined and self._out is not None:
+            self._out("%s: no Join Accept (%s)" % (self.MODEM, ev or "no join event in time"))
         if self.joined:
             self._refresh_datarate()
         return self.joined
@@ -375,6 +408,7 @@ class WioE5(ATModem):
             self.command("AT", timeout_ms=1000)
         except ModemTimeoutError:
             raise ModemTimeoutError("%s: no answer to AT: check UART TX/RX wiring and 9600 baud" % self.MODEM)
+        return self.MODEM
 
     def setup(self, deveui, joineui, appkey, adr=True):
         """OTAA credentials and EU868 Class A."""
@@ -389,7 +423,7 @@ class WioE5(ATModem):
         self.command('AT+KEY=APPKEY,"%s"' % appkey)
         self.command("AT+ADR=%s" % ("ON" if adr else "OFF"))
 
-    def join(self):
+    def _join(self):
         """OTAA join: True after "+JOIN: Network joined" (or "Joined already"), False on "Join failed"."""
         answers = self.command("AT+JOIN", multi=True, timeout_ms=self.join_timeout_ms)
         ok = False
@@ -399,6 +433,8 @@ class WioE5(ATModem):
             elif text.startswith("Join failed"):
                 ok = False
         self.joined = ok
+        if not ok and self._out is not None:
+            self._out("%s: no Join Accept (+JOIN: %s)" % (self.MODEM, answers[-2] if len(answers) > 1 else "no answer"))
         if ok:
             self._refresh_datarate()
         return ok
@@ -450,3 +486,30 @@ class WioE5(ATModem):
                         pass
         self._refresh_datarate()
         return downlink
+
+
+def lorawan_link(cfg, board, hal, sim=None, battery=None):
+    """The AT modem named by the board's radio.chip ("rak3172" or "wio_e5") on its UART (radio.uart;
+    on a simulated board the host's modem simulator, hal.uart("modem")), with the OTAA credentials from
+    config.json. Nothing is sent to the modem before the first join()."""
+    from citynode.config import ConfigError
+
+    radio = board["radio"]
+    cls = RAK3172 if radio["chip"] == "rak3172" else WioE5
+    for key in ("dev_eui", "join_eui", "app_key"):
+        if not cfg.get(key):
+            raise ConfigError(key, "required for OTAA (from the provisioning bundle)")
+    if board.get("sim"):
+        uart, clock = hal.uart("modem"), hal.clock
+    else:
+        from machine import UART
+
+        u = radio["uart"]
+        uart = UART(u["id"], baudrate=u["baudrate"], tx=u["tx"], rx=u["rx"], timeout=0, rxbuf=512)
+        clock = None
+    modem = cls(uart, clock=clock, out=print)
+    try:
+        modem.credentials(cfg["dev_eui"], cfg["join_eui"], cfg["app_key"], cfg.get("adr", True) is not False)
+    except LinkConfigError as exc:
+        raise ConfigError(exc.field, str(exc))
+    return modem
