@@ -96,12 +96,15 @@ _ROMFS_BOOT = ("import sys, vfs, romfs_host\nvfs.mount(vfs.VfsRom(romfs_host.map
 
 
 def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: float = 600.0,
-                  romfs: Path | None = None, main: Path | None = None) -> Iterator[str]:
+                  romfs: Path | None = None, main: Path | None = None,
+                  interpreter: Path | None = None) -> Iterator[str]:
     """Run the compiled firmware's main.py in ``fs`` and yield its output lines as they come.
 
     ``romfs``: a ROMFS image of the device package (:func:`gateway.field.firmware_build.build_romfs`)
     mounted at /rom and imported from in place (needs a `make firmware-unix` build). ``main``: a
-    script run instead of main.py (bench/heap_census.py, which measures what the heap holds)."""
+    script run instead of main.py (bench/heap_census.py, which measures what the heap holds).
+    ``interpreter``: this MicroPython instead of :func:`find_micropython`'s (so that nodes on different
+    interpreters can run at once without touching the environment)."""
     tree = built_firmware()
     env = dict(os.environ)
     env["MICROPYPATH"] = f".frozen:{tree / 'lib'}"  # as on an ESP32: frozen modules first
@@ -110,7 +113,7 @@ def stream_device(fs: Path, *, heapsize: str = VIRTUAL_DEVICE_HEAP, timeout: flo
     with SimHost.for_fs(fs) as host:  # the sim board's peripherals, served to the firmware from here
         env.update(host.env)
         proc = subprocess.Popen(
-            [find_micropython(), "-X", f"heapsize={heapsize}", *script],
+            [str(interpreter or find_micropython()), "-X", f"heapsize={heapsize}", *script],
             cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             pass_fds=host.pass_fds,
         )
@@ -138,6 +141,7 @@ def stream_lorawan_device(
     fs: Path, *, heapsize: str | None = None, timeout: float = 600.0,
     downlinks: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
     time_scale: int = LORAWAN_TIME_SCALE, romfs: Path | None = None, main: Path | None = None,
+    interpreter: Path | None = None,
 ) -> Iterator[str]:
     """Run the node prepared in ``fs`` (``prepare_fs(..., lorawan=True)``) over the real LoRaWAN link:
     citynode's MAC on the UDP virtual radio, or on an AT-modem board the simulated modem's own stack
@@ -145,8 +149,8 @@ def stream_lorawan_device(
     ADR) started here on a free port and stopped when the run ends. ``heapsize``: by default
     the role's budget on the chosen interpreter (:func:`gateway.field.micropython.node_heap`). ``downlinks``
     ((fport, data), e.g. a config message) are queued for the node's first uplinks. The last line is
-    ``network joins=J uplinks=U downlinks=D`` as the simulator counted them. ``romfs``, ``main``: as
-    for :func:`stream_device`."""
+    ``network joins=J uplinks=U downlinks=D`` as the simulator counted them. ``romfs``, ``main``,
+    ``interpreter``: as for :func:`stream_device`."""
     from gateway.sim.nssim import NetworkServerSim
     from gateway.sim.nssim.registry import DeviceKeys
 
@@ -165,7 +169,7 @@ def stream_lorawan_device(
         for fport, data in downlinks:
             server.queue_downlink(eui, fport, data)
         yield from stream_device(fs, heapsize=heapsize or node_heap(cfg["role"]), timeout=timeout,
-                                 romfs=romfs, main=main)
+                                 romfs=romfs, main=main, interpreter=interpreter)
         yield (f"network joins={len(server.events_of('join', eui))} uplinks={len(server.events_of('up', eui))} "
                f"downlinks={len(server.events_of('txack', eui))}")
     finally:
