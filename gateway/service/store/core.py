@@ -27,6 +27,7 @@ from gateway.contract.records import Reading, Uplink
 from gateway.service.store import deadletters, devices, events, outbox, queries
 from gateway.service.store import prune as pruning
 from gateway.service.store.backend import Backend
+from gateway.service.store.rawcodec import RawCodec
 from gateway.service.store.sqlite import SqliteBackend
 from gateway.service.store.values import (
     DeadLetter,
@@ -55,6 +56,7 @@ class Store:
         self.path = backend.path
         self._db = backend
         self._d = backend.dialect
+        self._raw = RawCodec()
 
     # -- lifetime ------------------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class Store:
         )
         try:
             with self._db.tx() as cur:
-                return events.record_uplinks(cur, self._d, [record])[0]
+                return events.record_uplinks(cur, self._d, [record], self._raw)[0]
         except self._db.errors as exc:
             raise StoreError(f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}") from exc
 
@@ -148,7 +150,7 @@ class Store:
             return []
         try:
             with self._db.tx() as cur:
-                return events.record_uplinks(cur, self._d, records)
+                return events.record_uplinks(cur, self._d, records, self._raw)
         except self._db.errors:
             pass  # fall back to one record at a time; a real failure raises StoreError there
         return [
@@ -186,7 +188,7 @@ class Store:
         try:
             with self._db.tx() as cur:
                 return events.record_event(
-                    cur, self._d, kind, update, received, dedup_id, raw, encoding, dead_letter
+                    cur, self._d, kind, update, received, dedup_id, raw, encoding, dead_letter, self._raw
                 )
         except self._db.errors as exc:
             raise StoreError(f"cannot store {kind} event {dedup_id}: {exc}") from exc
