@@ -17,6 +17,7 @@ transaction, so asyncio code may call it directly or through :func:`asyncio.to_t
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,11 +35,13 @@ from gateway.service.store.values import (
     Device,
     DeviceUpdate,
     PruneResult,
+    StoredEvent,
     StoredReading,
     StoreError,
     UplinkRecord,
     format_time,
     now,
+    parse_time,
 )
 
 __all__ = ["Store"]
@@ -272,6 +275,30 @@ class Store:
     ) -> list[StoredReading]:
         """Readings, oldest first, filtered by device EUI, field name and ``time >= since``."""
         return queries.readings(self._db, device, field, since, limit, after_id)
+
+    def raw_event(self, event: int | str) -> StoredEvent | None:
+        """An event with its body exactly as received, by event id (an integer; the ``event_id`` of
+        the ``readings`` view) or by deduplication id (a text; an uplink's). None when not stored.
+
+        Raw bodies are stored compressed (:mod:`gateway.service.store.rawcodec`); this gives back the
+        bytes ChirpStack sent, JSON or protobuf as ``encoding`` says.
+        """
+        if isinstance(event, int):
+            where, key = "id = ?", event
+        else:
+            where, key = "kind = 'up' AND dedup_id = ?", event
+        rows = self._db.query(
+            self._d.sql(f"SELECT id, kind, dev_eui, dedup_id, received_at, encoding, raw FROM events WHERE {where}"),
+            (key,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        try:
+            raw, encoding = self._raw.decode(self._db, row[6], row[5])
+        except zlib.error as exc:
+            raise StoreError(f"raw event {row[0]} cannot be read back: {exc}") from exc
+        return StoredEvent(int(row[0]), row[1], row[2], row[3], parse_time(row[4]), encoding, raw)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first."""
