@@ -130,6 +130,15 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for name, parts in detail:
         lines.append(f"* {name}: " + ", ".join(f"{rel} {b:.0f}" for rel, b in parts))
+    lines += [
+        "",
+        "The goal is at most 0.8 KB per uplink. PostgreSQL does not reach it with the same rows: each row "
+        "carries a 23-byte tuple header plus a 4-byte item pointer and 8-byte alignment (the reading log's "
+        "6.4 rows per uplink pay that 6.4 times), its B-tree indexes hold wider entries than SQLite's, a "
+        "compressed raw event (~0.14 KB) is below the TOAST threshold and stays inline, and `devices` holds "
+        "dead row versions of the 500 device rows updated once per batch (reused after `VACUUM`, not given "
+        "back).",
+    ]
     body = "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:
