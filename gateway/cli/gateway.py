@@ -1,7 +1,8 @@
-"""``citynode gateway``: serve, export, deadletters, prune, downlink, watch.
+"""``citynode gateway``: serve, export, raw-event, deadletters, prune, downlink, watch.
 
 citynode gateway serve --config gw.toml
 citynode gateway export --config gw.toml --format csv --since 2026-05-01T00:00:00Z > readings.csv
+citynode gateway raw-event 4711 --config gw.toml > event.json
 citynode gateway deadletters --config gw.toml --limit 20
 citynode gateway prune --config gw.toml --keep-days 365 --dry-run
 citynode gateway downlink 0004a30b001c0530 '{"interval": 900, "adr": true}' --config gw.toml
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--field", help="only this field, e.g. temperature")
     p.add_argument("--out", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("raw-event", help="write a stored ChirpStack event exactly as it was received",
+                       description="Write the body of a stored ChirpStack event, byte for byte as the "
+                       "gateway received it (JSON or protobuf; the store keeps it compressed), to stdout "
+                       "or a file. EVENT is an event id (the event_id column of the readings) or an "
+                       "uplink's deduplication id. Exit status 2 when it is not stored.")
+    p.add_argument("event", metavar="EVENT", help="event id (digits) or deduplication id")
+    _store_args(p)
+    p.add_argument("--out", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_raw_event)
 
     p = sub.add_parser("deadletters", help="list what could not be processed, newest first",
                        description="List the dead letters (events the gateway could not decode and readings "
@@ -155,6 +167,35 @@ def cmd_export(args: argparse.Namespace) -> int:
                 os.close(devnull)
                 return 0
     print(f"exported {count} readings", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ raw-event
+
+_DEDUP_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:-]{0,127}")
+
+
+def cmd_raw_event(args: argparse.Namespace) -> int:
+    text = args.event.strip()
+    if text.isdigit():
+        key: int | str = int(text)
+    elif _DEDUP_ID.fullmatch(text):
+        key = text
+    else:
+        raise ConfigError(f"event {args.event!r}: not an event id (digits) nor a deduplication id")
+    with _open_store(args) as store:
+        event = store.raw_event(key)
+    if event is None:
+        raise ConfigError(f"event {text}: not in the store")
+    if event.raw is None:
+        raise ConfigError(f"event {text}: stored without its body")
+    print(f"event {event.id}: {event.kind} {event.dev_eui or '-'} {event.received_at.isoformat()}, "
+          f"{len(event.raw)} bytes of {event.encoding or 'unknown encoding'}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_bytes(event.raw)
+    else:
+        sys.stdout.buffer.write(event.raw)
+        sys.stdout.flush()
     return 0
 
 

@@ -9,7 +9,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from gateway.service.store import Store
 from gateway.service.store.export import CSV_COLUMNS, ExportFilter, export
 
+T1 = datetime(2026, 5, 4, 12, 2, tzinfo=UTC)  # the second of the three uplinks below
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
 
@@ -69,7 +70,8 @@ def csv_text(value) -> str:
     return str(value)
 
 
-@pytest.mark.parametrize("filters", [ExportFilter(), ExportFilter(device="0004A30B001C0530", field="tilt")])
+@pytest.mark.parametrize("filters", [ExportFilter(), ExportFilter(device="0004A30B001C0530", field="tilt"),
+                                     ExportFilter(field="temperature", since=T1)])
 def test_jsonl_and_csv_say_what_the_store_holds(store, make_uplink, make_reading, filters) -> None:
     fill(store, make_uplink, make_reading)
     expected = [

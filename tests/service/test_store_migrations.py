@@ -1,4 +1,4 @@
-"""A store written at today's schema (3, the narrow reading log) migrates to the current one keeping
+"""A store written at an earlier schema (3, the narrow reading log; 4) migrates to the current one keeping
 all its data, on SQLite and PostgreSQL; reads and paging work on the migrated rows."""
 
 from __future__ import annotations
@@ -102,6 +102,89 @@ def test_a_schema_3_postgres_database_keeps_everything(make_uplink, make_reading
             up = make_uplink(4, dev_eui="00000000000000aa")
             assert s.record_uplink(up, [make_reading(up)])
             assert [r.id for r in s.readings("00000000000000aa", after_id=5)] == [6]
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+# Schema 4 -> 5: raw events stored before stay as they were (readable as they are), a reading's time
+# equal to its uplink's becomes NULL (read back as that time), value_num moves into the view, and the
+# reading ids' sequence goes on where it was (the newest reading, id 7, was deleted before).
+RAW = b'{"deduplicationId": "d1", "object": {"temperature": 21.5}}'
+EXTRA = [
+    "INSERT INTO reading_log (id, event_id, time, field, value, value_num, unit, unit_code) VALUES "
+    "(6, 3, '2026-05-04T11:59:00.000000Z', 'pm10', '9.8', 9.8, NULL, NULL)",
+    "INSERT INTO reading_log (id, event_id, time, field, value, value_num, unit, unit_code) VALUES "
+    "(7, 3, '2026-05-04T12:03:00.000000Z', 'pm1_0', '1.0', 1.0, NULL, NULL)",
+    "DELETE FROM reading_log WHERE id = 7",
+]
+
+
+def check_5(s: Store) -> None:
+    assert s.schema_version == SCHEMA_VERSION
+    times = {r.id: (r.reading.field, r.reading.time.strftime("%H:%M")) for r in s.readings("00000000000000aa")}
+    assert times == {1: ("temperature", "12:01"), 2: ("tilt", "12:01"), 4: ("temperature", "12:03"),
+                     5: ("reset_cause", "12:03"), 6: ("pm10", "11:59")}  # fmt: skip
+    assert [r[0] for r in s.query("SELECT time FROM reading_log ORDER BY id")] == [None] * 5 + [
+        "2026-05-04T11:59:00.000000Z"
+    ]
+    view = [tuple(r) for r in s.query("SELECT id, time, value_num FROM readings ORDER BY id")]
+    assert view[0] == (1, "2026-05-04T12:01:00.000000Z", 21.5) and view[1][2] is None and view[4][2] is None
+    assert view[5] == (6, "2026-05-04T11:59:00.000000Z", 9.8)
+    event = s.raw_event("d1")
+    assert event.raw == RAW and event.encoding == "json" and event.id == 1
+    assert s.raw_event(2).raw is None
+    assert s.cursors() == {"ngsi": 2} and s.counts()["readings"] == 6
+
+
+def test_a_schema_4_sqlite_file_keeps_everything(tmp_path, make_uplink, make_reading) -> None:
+    path = tmp_path / "v4.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in SQLITE_MIGRATIONS[:4]:
+        for statement in statements(step):
+            conn.execute(statement)
+    for statement in data_statements() + EXTRA:
+        conn.execute(statement)
+    conn.execute("UPDATE events SET raw = ? WHERE id = 1", (RAW,))
+    conn.execute("PRAGMA user_version=4")
+    conn.close()
+    with Store.open(path) as s:
+        check_5(s)
+        columns = [r[1] for r in s.query("PRAGMA table_info(reading_log)")]
+        assert columns == ["id", "event_id", "time", "field", "value", "unit", "unit_code"]
+        up = make_uplink(4, dev_eui="00000000000000aa")
+        assert s.record_uplink(up, [make_reading(up)], raw=b"{}", encoding="json")
+        assert [r.id for r in s.readings("00000000000000aa", after_id=6)] == [8]
+        assert s.raw_event(up.deduplication_id).raw == b"{}"
+
+
+@pytest.mark.postgres
+def test_a_schema_4_postgres_database_keeps_everything(make_uplink, make_reading) -> None:
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
+            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
+            for version, step in enumerate(POSTGRES_MIGRATIONS[:4], 1):
+                for statement in statements(step):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (version,))
+            for statement in data_statements() + EXTRA:
+                conn.execute(statement)
+            conn.execute("UPDATE events SET raw = %s WHERE id = 1", (RAW,))
+            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), 7)")
+            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 3)")
+        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
+            check_5(s)
+            up = make_uplink(4, dev_eui="00000000000000aa")
+            assert s.record_uplink(up, [make_reading(up)], raw=b"{}", encoding="json")
+            assert [r.id for r in s.readings("00000000000000aa", after_id=6)] == [8]
+            assert s.raw_event(up.deduplication_id).raw == b"{}"
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE")

@@ -35,3 +35,10 @@ def test_make_bench_runner_loads_every_benchmark() -> None:
     runner = _load("run")
     for name in runner.BENCHMARKS:
         assert callable(runner.load(name).main), name
+
+
+def test_disk_per_uplink_bench_runs_on_a_few_events(capsys) -> None:
+    bench = _load("store_disk")
+    bench.main(["--n", "60", "--no-postgres", "--no-write"])
+    out = capsys.readouterr().out
+    assert "| json | SQLite |" in out and "| protobuf | SQLite |" in out and "* SQLite, json: " in out and "reading_log " in out

@@ -2,13 +2,13 @@
 
 The store's read API (:meth:`gateway.service.store.Store.readings`) pages the reading log oldest first, which
 is what sinks and exports need; a sparkline needs the *newest* N values of each field. The queries
-here walk the store's events index ``(dev_eui, message_type, received_at)`` and the reading log's
+here walk the store's events index ``(dev_eui, message_type, id)`` and the reading log's
 event index, so their cost depends on N and the number of message types, not on how long the device
 has been reporting:
 
 * the device's message types: one index seek each (``MIN(message_type) ... WHERE message_type > ?``,
   a loose index scan), instead of ``SELECT DISTINCT`` over all its uplinks;
-* each message type: its newest N uplinks (``ORDER BY received_at DESC LIMIT N``, read backwards
+* each message type: its newest N uplinks as stored (``ORDER BY id DESC LIMIT N``, read backwards
   along the index), which carry the link quality (RSSI, SNR, SF), and then their readings;
 * each field: the newest N of those readings (a field that a message carries in every uplink has
   exactly N; one that is sometimes absent, e.g. a sensor fault, has fewer).
@@ -149,7 +149,7 @@ def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistor
         events = _query(
             store,
             "SELECT id, received_at, rssi, snr, spreading_factor, gateway_count FROM events "
-            "WHERE dev_eui = ? AND message_type = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+            "WHERE dev_eui = ? AND message_type = ? ORDER BY id DESC LIMIT ?",
             (dev_eui, message_type, points),
         )
         for row in events:
@@ -159,7 +159,8 @@ def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistor
             chunk = ids[start : start + 500]
             for row in _query(
                 store,
-                f"SELECT id, time, field, value, unit FROM reading_log WHERE event_id IN ({', '.join('?' * len(chunk))})",
+                "SELECT v.id, COALESCE(v.time, e.received_at), v.field, v.value, v.unit FROM reading_log AS v "
+                f"JOIN events AS e ON e.id = v.event_id WHERE v.event_id IN ({', '.join('?' * len(chunk))})",
                 chunk,
             ):
                 name = str(row[2])

@@ -17,6 +17,7 @@ transaction, so asyncio code may call it directly or through :func:`asyncio.to_t
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,17 +28,20 @@ from gateway.contract.records import Reading, Uplink
 from gateway.service.store import deadletters, devices, events, outbox, queries
 from gateway.service.store import prune as pruning
 from gateway.service.store.backend import Backend
+from gateway.service.store.rawcodec import RawCodec
 from gateway.service.store.sqlite import SqliteBackend
 from gateway.service.store.values import (
     DeadLetter,
     Device,
     DeviceUpdate,
     PruneResult,
+    StoredEvent,
     StoredReading,
     StoreError,
     UplinkRecord,
     format_time,
     now,
+    parse_time,
 )
 
 __all__ = ["Store"]
@@ -55,6 +59,7 @@ class Store:
         self.path = backend.path
         self._db = backend
         self._d = backend.dialect
+        self._raw = RawCodec()
 
     # -- lifetime ------------------------------------------------------------------------------------
 
@@ -128,7 +133,7 @@ class Store:
         )
         try:
             with self._db.tx() as cur:
-                return events.record_uplinks(cur, self._d, [record])[0]
+                return events.record_uplinks(cur, self._d, [record], self._raw)[0]
         except self._db.errors as exc:
             raise StoreError(f"cannot store uplink {uplink.deduplication_id} of {uplink.dev_eui}: {exc}") from exc
 
@@ -148,7 +153,7 @@ class Store:
             return []
         try:
             with self._db.tx() as cur:
-                return events.record_uplinks(cur, self._d, records)
+                return events.record_uplinks(cur, self._d, records, self._raw)
         except self._db.errors:
             pass  # fall back to one record at a time; a real failure raises StoreError there
         return [
@@ -186,7 +191,7 @@ class Store:
         try:
             with self._db.tx() as cur:
                 return events.record_event(
-                    cur, self._d, kind, update, received, dedup_id, raw, encoding, dead_letter
+                    cur, self._d, kind, update, received, dedup_id, raw, encoding, dead_letter, self._raw
                 )
         except self._db.errors as exc:
             raise StoreError(f"cannot store {kind} event {dedup_id}: {exc}") from exc
@@ -270,6 +275,30 @@ class Store:
     ) -> list[StoredReading]:
         """Readings, oldest first, filtered by device EUI, field name and ``time >= since``."""
         return queries.readings(self._db, device, field, since, limit, after_id)
+
+    def raw_event(self, event: int | str) -> StoredEvent | None:
+        """An event with its body exactly as received, by event id (an integer; the ``event_id`` of
+        the ``readings`` view) or by deduplication id (a text; an uplink's). None when not stored.
+
+        Raw bodies are stored compressed (:mod:`gateway.service.store.rawcodec`); this gives back the
+        bytes ChirpStack sent, JSON or protobuf as ``encoding`` says.
+        """
+        if isinstance(event, int):
+            where, key = "id = ?", event
+        else:
+            where, key = "kind = 'up' AND dedup_id = ?", event
+        rows = self._db.query(
+            self._d.sql(f"SELECT id, kind, dev_eui, dedup_id, received_at, encoding, raw FROM events WHERE {where}"),
+            (key,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        try:
+            raw, encoding = self._raw.decode(self._db, row[6], row[5])
+        except zlib.error as exc:
+            raise StoreError(f"raw event {row[0]} cannot be read back: {exc}") from exc
+        return StoredEvent(int(row[0]), row[1], row[2], row[3], parse_time(row[4]), encoding, raw)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first."""

@@ -46,6 +46,7 @@ SQLITE = Dialect(
         "BIGINT": "INTEGER",
         "REAL": "REAL",
         "BLOB": "BLOB",
+        "VALUE_NUM": "CASE WHEN v.value GLOB '[-0-9]*' THEN CAST(v.value AS REAL) END",
     },
     bulk_ids=True,
 )
@@ -59,6 +60,7 @@ POSTGRES = Dialect(
         "BIGINT": "BIGINT",
         "REAL": "DOUBLE PRECISION",
         "BLOB": "BYTEA",
+        "VALUE_NUM": "CASE WHEN v.value ~ '^[-0-9]' THEN CAST(v.value AS DOUBLE PRECISION) END",
     },
     for_update=" FOR UPDATE",
 )

@@ -20,6 +20,7 @@ from gateway.service.store.backend import Cursor
 from gateway.service.store.devices import DeviceRow, apply_event, read_health, write_uplinks
 from gateway.service.store.dialect import Dialect
 from gateway.service.store.health import after_uplink, battery_of
+from gateway.service.store.rawcodec import RawCodec
 from gateway.service.store.rows import chunks, multi_row, pow2_chunks, reading_rows, uplink_event_values
 from gateway.service.store.values import DeviceUpdate, UplinkRecord, format_time, now
 
@@ -35,17 +36,19 @@ _EVENT_ROW_WITH_ID = f"(?, {_UPLINK_VALUES})"
 _EVENT_INSERT_RETURNING = (
     f"INSERT INTO events ({_UPLINK_COLUMNS}) VALUES ({_UPLINK_VALUES}) ON CONFLICT DO NOTHING RETURNING id"
 )
-_READING_INSERT = "INSERT INTO reading_log (event_id, time, field, value, value_num, unit, unit_code) VALUES "
-_READING_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_READING_INSERT = "INSERT INTO reading_log (event_id, time, field, value, unit, unit_code) VALUES "
+_READING_ROW = "(?, ?, ?, ?, ?, ?)"
 _OTHER_EVENT_INSERT = (
     "INSERT INTO events (kind, dev_eui, received_at, dedup_id, encoding, raw) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
 )
 
 
-def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord]) -> list[bool]:
+def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord], codec: RawCodec) -> list[bool]:
     """Store ``records`` in order inside the open transaction ``cur``; ``result[i]`` is False when
-    record ``i`` was a duplicate (of a stored event or of an earlier record) and changed nothing."""
+    record ``i`` was a duplicate (of a stored event or of an earlier record) and changed nothing.
+    Raw events are stored compressed by ``codec``."""
+    codec.begin(cur, d)
     seen = _stored_dedup_ids(cur, d, list({r.uplink.deduplication_id for r in records}))
     health = read_health(cur, d, list({r.uplink.dev_eui for r in records}))
     next_id = int(cur.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1 if d.bulk_ids else 0
@@ -71,7 +74,8 @@ def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord]) -> 
         if tags_json is None:
             tags_json = tags_json_of[tags_key] = json.dumps(up.tags, sort_keys=True)
         message_type = r.readings[0].message_type if r.readings else r.role
-        values = uplink_event_values(up, received, r.encoding, r.raw, message_type, tags_json)
+        raw, encoding = codec.encode(cur, d, r.raw, r.encoding)
+        values = uplink_event_values(up, received, encoding, raw, message_type, tags_json)
         if d.bulk_ids:
             event_id = next_id
             next_id += 1
@@ -83,7 +87,7 @@ def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord]) -> 
                 continue
             event_id = int(row[0])
         stored.append(True)
-        readings.extend(reading_rows(event_id, r.readings, times))
+        readings.extend(reading_rows(event_id, r.readings, received, times))
         change = after_uplink(health.get(up.dev_eui), up.f_cnt, battery_of(r.readings), r.role)
         health[up.dev_eui] = change.health
         device = rows.get(up.dev_eui)
@@ -125,10 +129,13 @@ def record_event(
     raw: bytes | None,
     encoding: str,
     dead_letter: tuple[str, str] | None,
+    codec: RawCodec,
 ) -> bool:
     """A non-uplink event and its change to the device; False when ``(kind, dedup_id)`` was stored."""
+    codec.begin(cur, d)
+    stored, column = codec.encode(cur, d, raw, encoding)
     row = cur.execute(
-        d.sql(_OTHER_EVENT_INSERT), (kind, update.dev_eui or None, received, dedup_id, encoding, raw)
+        d.sql(_OTHER_EVENT_INSERT), (kind, update.dev_eui or None, received, dedup_id, column, stored)
     ).fetchone()
     if row is None:
         return False

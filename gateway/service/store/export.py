@@ -25,7 +25,7 @@ CSV_COLUMNS = (
 
 # Column expressions over reading_log AS v JOIN events AS e (the readings view, spelled out).
 _SOURCE = {
-    "id": "v.id", "time": "v.time", "dev_eui": "e.dev_eui", "device_name": "e.device_name",
+    "id": "v.id", "time": "COALESCE(v.time, e.received_at)", "dev_eui": "e.dev_eui", "device_name": "e.device_name",
     "message_type": "e.message_type", "field": "v.field", "value": "v.value", "unit": "v.unit",
     "unit_code": "v.unit_code", "f_cnt": "e.f_cnt", "deduplication_id": "e.dedup_id", "rssi": "e.rssi",
     "snr": "e.snr", "gateway_id": "e.gateway_id", "spreading_factor": "e.spreading_factor", "tags": "e.tags",
@@ -57,7 +57,7 @@ def _where(f: ExportFilter, mark: str) -> tuple[str, str, list[Any]]:
         where.append(f"v.field = {mark}")
         params.append(f.field)
     if f.since is not None:
-        where.append(f"v.time >= {mark} AND e.received_at >= {mark}")
+        where.append(f"COALESCE(v.time, e.received_at) >= {mark} AND e.received_at >= {mark}")
         params += [format_time(f.since)] * 2
     return " AND ".join(where), "e.id, v.id" if f.device else "v.id", params
 

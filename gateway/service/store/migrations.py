@@ -189,7 +189,71 @@ _V4_POSTGRES = """
 """
 
 
-def _steps(dialect: Dialect, v3_copy: str, v4_own: str = "") -> tuple[str, ...]:
+# 5: less disk per uplink (bench/RESULTS.md, store_disk): about 4 KB -> under 0.8 KB per JSON uplink.
+# * Raw events are stored compressed against a preset dictionary (gateway.service.store.rawcodec):
+#   the dictionaries live in ``raw_dictionaries``, never changed or deleted; an event's ``encoding``
+#   names the one it was compressed with (``json+z2``); rows written before stay as they were.
+# * A reading's ``time`` is NULL when it is its uplink's receive time (nearly always): the view reads
+#   it back as that time.
+# * ``value_num`` (a REAL copy of every numeric value) is computed by the view instead of stored.
+# * ``events_device_type`` indexes (device, message type, event id) instead of (..., receive time):
+#   the live view's history takes a device's newest uplinks of a type in the order they were stored.
+# ``readings`` keeps its columns; ids (the sinks' cursors) and every other table stay as they were.
+_V5_HEAD = """
+    CREATE TABLE raw_dictionaries (
+        id          {EVENT_ID},
+        encoding    TEXT NOT NULL,       -- of the events it compresses: json | protobuf
+        origin      TEXT NOT NULL,       -- seed (shipped with the gateway) | store (made from its own events)
+        created_at  TEXT NOT NULL,
+        dictionary  {BLOB} NOT NULL
+    );
+    DROP VIEW readings;
+    DROP INDEX events_device_type;
+    CREATE INDEX events_device_type ON events (dev_eui, message_type, id);
+"""
+# SQLite cannot drop NOT NULL or a column in place: the log is copied (same ids, same sequence).
+_V5_LOG_SQLITE = """
+    CREATE TABLE reading_log_5 (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id   INTEGER NOT NULL REFERENCES events (id),
+        time       TEXT,                                -- NULL: the uplink's receive time
+        field      TEXT NOT NULL,
+        value      TEXT NOT NULL,                       -- JSON: number, bool or string
+        unit       TEXT,
+        unit_code  TEXT
+    );
+    INSERT INTO reading_log_5 (id, event_id, time, field, value, unit, unit_code)
+        SELECT v.id, v.event_id, CASE WHEN v.time = e.received_at THEN NULL ELSE v.time END, v.field, v.value,
+               v.unit, v.unit_code
+        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id ORDER BY v.id;
+    UPDATE sqlite_sequence SET seq = MAX(seq, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'reading_log'), 0))
+        WHERE name = 'reading_log_5';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'reading_log_5', seq FROM sqlite_sequence
+        WHERE name = 'reading_log' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'reading_log_5');
+    DROP TABLE reading_log;
+    ALTER TABLE reading_log_5 RENAME TO reading_log;
+    CREATE INDEX reading_log_event ON reading_log (event_id);
+"""
+_V5_LOG_POSTGRES = """
+    ALTER TABLE reading_log ALTER COLUMN time DROP NOT NULL;
+    UPDATE reading_log AS v SET time = NULL FROM events AS e WHERE e.id = v.event_id AND v.time = e.received_at;
+    ALTER TABLE reading_log DROP COLUMN value_num;
+"""
+# The readings view of schema 5: the columns of schema 3's. ``value_num``: a JSON number starts with
+# a digit or a minus sign (strings with a quote, booleans with t/f).
+READINGS_VIEW_5 = """
+    CREATE VIEW readings AS
+        SELECT v.id AS id, v.event_id AS event_id, e.dev_eui AS dev_eui, e.device_name AS device_name,
+               e.message_type AS message_type, COALESCE(v.time, e.received_at) AS time, v.field AS field,
+               v.value AS value, {VALUE_NUM} AS value_num, v.unit AS unit, v.unit_code AS unit_code,
+               e.dedup_id AS deduplication_id, e.f_cnt AS f_cnt, e.tags AS tags, e.rssi AS rssi,
+               e.snr AS snr, e.gateway_id AS gateway_id, e.spreading_factor AS spreading_factor,
+               e.frequency AS frequency, e.gateway_count AS gateway_count, e.received_at AS received_at
+        FROM reading_log AS v JOIN events AS e ON e.id = v.event_id
+"""
+
+
+def _steps(dialect: Dialect, v3_copy: str, v4_own: str, v5_log: str) -> tuple[str, ...]:
     return tuple(
         dialect.ddl(step)
         for step in (
@@ -197,12 +261,13 @@ def _steps(dialect: Dialect, v3_copy: str, v4_own: str = "") -> tuple[str, ...]:
             _V2,
             _V3_HEAD + v3_copy.replace("{", "{{").replace("}", "}}") + _V3_TAIL,
             _V4 + v4_own,
+            _V5_HEAD + v5_log + READINGS_VIEW_5 + ";",
         )
     )
 
 
-SQLITE_MIGRATIONS: tuple[str, ...] = _steps(SQLITE, _V3_COPY_SQLITE)
-POSTGRES_MIGRATIONS: tuple[str, ...] = _steps(POSTGRES, _V3_COPY_POSTGRES, _V4_POSTGRES)
+SQLITE_MIGRATIONS: tuple[str, ...] = _steps(SQLITE, _V3_COPY_SQLITE, "", _V5_LOG_SQLITE)
+POSTGRES_MIGRATIONS: tuple[str, ...] = _steps(POSTGRES, _V3_COPY_POSTGRES, _V4_POSTGRES, _V5_LOG_POSTGRES)
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "PostgreSQL and SQLite schemas move together"
 

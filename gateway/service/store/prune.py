@@ -11,6 +11,11 @@ from gateway.service.store.values import PruneResult, format_time
 __all__ = ["WINDOW", "prune"]
 
 WINDOW = 20_000  # ids per prune transaction: short enough not to stall a running gateway
+# A reading older than the cutoff: its own time, or (NULL) its uplink's receive time.
+_OLD = (
+    "(time < ? OR (time IS NULL AND EXISTS "
+    "(SELECT 1 FROM events AS e WHERE e.id = reading_log.event_id AND e.received_at < ?)))"
+)
 
 
 def prune(
@@ -31,15 +36,15 @@ def prune(
     top = min(int(last), delivered_up_to)
     while lo <= top:
         hi = min(lo + window - 1, top)
-        where = "FROM reading_log WHERE id >= ? AND id <= ? AND time < ?"
+        where = f"FROM reading_log WHERE id >= ? AND id <= ? AND {_OLD}"
         if dry_run:
-            readings += int(db.query(sql(f"SELECT COUNT(*) {where}"), (lo, hi, cutoff))[0][0])
+            readings += int(db.query(sql(f"SELECT COUNT(*) {where}"), (lo, hi, cutoff, cutoff))[0][0])
         else:
             with db.tx() as cur:
-                readings += max(cur.execute(sql(f"DELETE {where}"), (lo, hi, cutoff)).rowcount, 0)
+                readings += max(cur.execute(sql(f"DELETE {where}"), (lo, hi, cutoff, cutoff)).rowcount, 0)
         lo = hi + 1
     kept = int(
-        db.query(sql("SELECT COUNT(*) FROM reading_log WHERE id > ? AND time < ?"), (delivered_up_to, cutoff))[0][0]
+        db.query(sql(f"SELECT COUNT(*) FROM reading_log WHERE id > ? AND {_OLD}"), (delivered_up_to, cutoff, cutoff))[0][0]
     )
     # Events that still have readings: the undelivered ones. (A delivered reading that stays is newer
     # than the cutoff, and so is its event: a reading's time is its uplink's receive time or earlier.)

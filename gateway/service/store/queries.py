@@ -21,7 +21,7 @@ READING_COLUMNS = (
 
 # READING_COLUMNS of the readings view, from its two tables (the API's query names them directly).
 _JOINED_COLUMNS = (
-    "v.id, e.dev_eui, e.device_name, e.message_type, v.time, v.field, v.value, v.unit, v.unit_code, "
+    "v.id, e.dev_eui, e.device_name, e.message_type, COALESCE(v.time, e.received_at), v.field, v.value, v.unit, v.unit_code, "
     "e.dedup_id, e.f_cnt, e.tags, e.rssi, e.snr, e.gateway_id, e.spreading_factor, e.frequency, e.gateway_count"
 )
 
@@ -99,7 +99,7 @@ def readings_statement(
         params.append(field)
     if since is not None:
         # received_at: a reading is never newer than its uplink, so this only skips whole old uplinks.
-        where.append("v.time >= ? AND e.received_at >= ?")
+        where.append("COALESCE(v.time, e.received_at) >= ? AND e.received_at >= ?")
         params.extend((format_time(since), format_time(since)))
     params.append(limit)
     order = "e.id, v.id" if device else "v.id"

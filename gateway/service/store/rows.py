@@ -12,7 +12,7 @@ from typing import Any
 from gateway.contract.records import Reading, Uplink
 from gateway.service.store.values import format_time
 
-__all__ = ["chunks", "multi_row", "pow2_chunks", "reading_rows", "uplink_event_values", "value_json", "value_num"]
+__all__ = ["chunks", "multi_row", "pow2_chunks", "reading_rows", "uplink_event_values", "value_json"]
 
 MAX_ROWS = 512  # rows per multi-row INSERT: 512 x 19 values stays under SQLite's 32766 variables
 
@@ -54,17 +54,13 @@ def value_json(value: Any) -> str:
     return json.dumps(value)
 
 
-def value_num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def reading_rows(
-    event_id: int, readings: Sequence[Reading], times: dict[datetime, str] | None = None
+    event_id: int, readings: Sequence[Reading], received: str, times: dict[datetime, str] | None = None
 ) -> list[tuple[Any, ...]]:
-    """The ``reading_log`` rows of one uplink's readings: (event_id, time, field, value, value_num,
-    unit, unit_code).
+    """The ``reading_log`` rows of one uplink's readings: (event_id, time, field, value, unit, unit_code).
+
+    ``time`` is None where it is the uplink's receive time ``received`` (nearly always: the view and
+    every read take that time then), the reading's own otherwise. ``value_num`` is the view's.
 
     What the readings share with their uplink (device name, message type, deduplication id, FCnt,
     tags, radio metadata) is stored once, in the uplink's event row (:func:`uplink_event_values`).
@@ -80,12 +76,12 @@ def reading_rows(
         value = x.value
         kind = type(value)
         if kind is float and math.isfinite(value):  # the common case, inlined
-            text, number = repr(value), value
+            text = repr(value)
         elif kind is int:
-            text, number = str(value), float(value)
+            text = str(value)
         else:
-            text, number = value_json(value), value_num(value)
-        rows.append((event_id, t, x.field, text, number, x.unit, x.unit_code))
+            text = value_json(value)
+        rows.append((event_id, None if t == received else t, x.field, text, x.unit, x.unit_code))
     return rows
 
 

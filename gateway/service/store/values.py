@@ -16,6 +16,7 @@ __all__ = [
     "DeviceUpdate",
     "PruneResult",
     "StoreError",
+    "StoredEvent",
     "StoredReading",
     "UplinkRecord",
     "format_time",
@@ -135,6 +136,20 @@ class StoredReading:
             "frequency": self.radio.frequency,
             "gateway_count": self.radio.gateway_count,
         }
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A stored ChirpStack event with its body exactly as the gateway received it
+    (:meth:`gateway.service.store.Store.raw_event`)."""
+
+    id: int
+    kind: str  # up, join, status, ack, txack, log
+    dev_eui: str | None
+    deduplication_id: str | None
+    received_at: datetime
+    encoding: str  # of the body: json | protobuf ('' when not known)
+    raw: bytes | None  # None: the event was stored without its body
 
 
 @dataclass(frozen=True, slots=True)
