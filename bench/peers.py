@@ -342,7 +342,66 @@ def measure(
                 losses.append(run_loss(contender, broker.port, loss_events, workdir))
             finally:
                 broker.close()
-    return {"n": n, "rounds": rounds, "runs": runs, "losses": losses}
+    return {"n": n, "rounds": rounds, "runs": runs, "losses": losses, "profile": profile(min(n, 5000))}
+
+
+def profile(n: int = 5000, batch: int = 500) -> dict[str, float]:
+    """CPU µs per uplink of each step, in-process (no broker), thread CPU time: the gateway's
+    ``Pipeline`` (parse and validate the JSON event; decode the payload and build the readings; store a
+    batch of ``batch`` in one transaction) and the group-commit script's own code (its ``on_message``:
+    parse, decode, insert; the commit every 100)."""
+    import types
+    from datetime import UTC, datetime
+
+    from gateway.service.ingest.json_fast import uplink_from_json
+    from gateway.service.pipeline import Pipeline
+    from gateway.service.store import Store
+
+    bodies = [body for _t, _d, body in gt.build_events(n, "json", seed=13)]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="citynode-profile-") as tmp:
+        now = datetime.now(UTC)
+        start = time.thread_time()
+        for body in bodies:
+            uplink_from_json(body, now)
+        out["gateway: parse and validate the event (msgspec)"] = time.thread_time() - start
+        store = Store.open(str(Path(tmp) / "gw.sqlite"), synchronous="FULL")
+        pipeline = Pipeline(store)
+        prepare = commit = 0.0
+        for i in range(0, n, batch):
+            t0 = time.thread_time()
+            prepared = [pipeline.prepare("up", b, "json", "mqtt") for b in bodies[i : i + batch]]
+            t1 = time.thread_time()
+            pipeline.commit_many(prepared)
+            prepare += t1 - t0
+            commit += time.thread_time() - t1
+        store.close()
+        out["gateway: decode the payload, build the readings"] = prepare - out[
+            "gateway: parse and validate the event (msgspec)"]
+        out["gateway: store (dedup, event row with raw body, readings, device and FCnt health, commit)"] = commit
+        # The script's own code, run as it is (everything above its MQTT client), on the same bodies.
+        source = SCRIPTS["group_commit"].read_text(encoding="utf-8").split("\nclient = mqtt.Client")[0]
+        argv, sys.argv = sys.argv, ["peer", "127.0.0.1", "1", str(Path(tmp) / "script.sqlite"), "t"]
+        try:
+            scope: dict[str, object] = {"__file__": str(SCRIPTS["group_commit"]), "__name__": "peer"}
+            exec(compile(source, str(SCRIPTS["group_commit"]), "exec"), scope)
+        finally:
+            sys.argv = argv
+        db, on_message, pending = scope["db"], scope["on_message"], scope["pending"]
+        handle = commit = 0.0
+        for i, body in enumerate(bodies):
+            t0 = time.thread_time()
+            on_message(None, None, types.SimpleNamespace(payload=body, mid=i))  # type: ignore[operator]
+            t1 = time.thread_time()
+            handle += t1 - t0
+            if len(pending) >= 100:  # type: ignore[arg-type]
+                db.commit()  # type: ignore[attr-defined]
+                pending.clear()  # type: ignore[attr-defined]
+                commit += time.thread_time() - t1
+        db.close()  # type: ignore[attr-defined]
+        out["script: parse, decode, insert (on_message)"] = handle
+        out["script: commit every 100"] = commit
+    return {k: v / n * 1e6 for k, v in out.items()}
 
 
 def medians(runs: Sequence[Run]) -> dict[str, Run]:
@@ -421,6 +480,17 @@ def report(data: dict[str, object]) -> str:
             "its disk per uplink** (goal: at least 1×, 1×; why not: docs/design/performance.md, "
             "\"The peer table\").",
         ]
+    steps: dict[str, float] = data.get("profile") or {}  # type: ignore[assignment]
+    if steps:
+        lines += [
+            "",
+            "Where the CPU per uplink goes, in-process without the broker (`peers.profile`: the same events, "
+            "thread CPU time; the MQTT side adds the rest of the figures above):",
+            "",
+            "| step | CPU µs per uplink |",
+            "|---|---:|",
+        ]
+        lines += [f"| {step} | {us:.1f} |" for step, us in steps.items()]
     lines += ["", "Every run:", "", "| round | contender | uplinks/s | CPU µs per uplink | KB per uplink |",
               "|---:|---|---:|---:|---:|"]
     for r in runs:
