@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # rich and the field tools only when the command runs, not in every CLI process
+    from rich.console import Console
 
-from gateway.field.flash import SelfTest, open_device, run_selftest
+    from gateway.field.flash import SelfTest
 
 __all__ = ["register", "render"]
 
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _is_terminal() -> bool:
+    from rich.console import Console
+
     return Console().is_terminal
 
 
@@ -52,6 +55,8 @@ def _value(value: object) -> str:
 
 def render(console: Console, port: str, report: SelfTest) -> None:
     """The self-test as a table: one row per check with its live value or error."""
+    from rich.table import Table
+
     table = Table(title=f"{port}: {report.dev_eui or '?'} role {report.role or '?'} board {report.board or '?'} "
                         f"firmware {report.version}")
     table.add_column("check")
@@ -73,6 +78,10 @@ def render(console: Console, port: str, report: SelfTest) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gateway.field.flash import open_device, run_selftest
+
     console = Console(soft_wrap=not _is_terminal())  # a log or a pipe: whole lines, never cut
     with open_device(args.port) as transport:
         report = run_selftest(transport)

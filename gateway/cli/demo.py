@@ -14,9 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from gateway.contract import codec
 from gateway.contract.schema import load_schema
 from gateway.errors import ConfigError, DecodeError
@@ -54,6 +51,9 @@ def _main(args: argparse.Namespace) -> int:
 
 def _chain(args: argparse.Namespace) -> int:
     import asyncio
+
+    from rich.console import Console
+    from rich.table import Table
 
     from gateway.sim.demo import run_demo
 
@@ -147,6 +147,9 @@ def _with_units(msg_type: str, reading: dict[str, Any]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     if not console.is_terminal:  # a log or a pipe: no need to wrap at 80 columns
         console = Console(width=150)

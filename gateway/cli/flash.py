@@ -22,14 +22,15 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from gateway.errors import CitynodeError, ConfigError
 from gateway.field.firmware_build import build_firmware
 from gateway.field.flash import FlashResult, flash_node, normalise_eui
+
+if TYPE_CHECKING:  # rich only when the command runs, not in every CLI process (bench/memory.py)
+    from rich.console import Console
+
 
 __all__ = ["register", "read_tray"]
 
@@ -101,6 +102,8 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _flash(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     jobs = _jobs(args)
     console = Console()
     if not console.is_terminal:  # a log or a pipe: whole lines (no wrapping mid-dict), no cut DevEUIs
@@ -142,6 +145,9 @@ def _print_result(console: Console, result: FlashResult) -> None:
 
 
 def _flash_tray(console: Console, board: str, jobs: list[tuple[str, str]], options: dict) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     results: dict[str, FlashResult | str] = {}
     lock = threading.Lock()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

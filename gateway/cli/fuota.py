@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.errors import ConfigError
-from gateway.field import fuota
 
 if TYPE_CHECKING:
     from gateway.field.chirpstack_client import ChirpStackClient
@@ -156,12 +155,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from gateway.field import fuota  # cryptography (~7 MiB) only when used, not in every CLI process
+
     key_path, pub_path = fuota.write_keypair(args.out)
     print(f"private key {key_path} (keep it secret), public key {pub_path}: {pub_path.read_text().strip()}")
     return 0
 
 
 def _build(args: argparse.Namespace) -> int:
+    from gateway.field import fuota  # cryptography only when used
+
     key = fuota.load_private_key(args.key)
     data = fuota.build_package(args.base, args.target, key, base_version=args.base_version,
                                target_version=args.target_version)

@@ -17,14 +17,13 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:  # rich only when the command runs, not in every CLI process (bench/memory.py)
+    from rich.console import Console
+
 
 __all__ = ["register"]
 
@@ -74,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_profiles(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from gateway.field.profiles import write_profile_tree
 
     if args.out is None:
@@ -89,6 +90,8 @@ def _run_profiles(args: argparse.Namespace) -> int:
 
 
 def _run_provision(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from gateway.field.chirpstack_client import ChirpStackClient, resolve_token
     from gateway.field.inventory import load_inventory
     from gateway.field.provision import ProvisionError, load_codec_script, make_plan
@@ -152,6 +155,9 @@ def _known_boards() -> dict[str, list[str]] | None:
 
 
 def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"plan for tenant {plan.tenant_id}, application {plan.application_name!r}",
                   title_justify="left")
     table.add_column("object")
@@ -192,6 +198,8 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
 
 
 def _apply_with_progress(console: Console, client: Any, plan: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from gateway.field.provision import apply_plan
 
     total = len(plan.steps)
@@ -208,6 +216,8 @@ def _apply_with_progress(console: Console, client: Any, plan: Any) -> Any:
 
 
 def _print_report(console: Console, report: Any) -> None:
+    from rich.markup import escape
+
     done, failed, skipped = (report.by_status(s) for s in ("done", "failed", "skipped"))
     kinds = Counter(o.step.kind for o in done)
     summary = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "nothing"
@@ -223,6 +233,8 @@ def _print_report(console: Console, report: Any) -> None:
 
 def _print_keys(console: Console, plan: Any, dev_euis: set[str]) -> None:
     # Plain lines, not a table: they are copied into label printers and spreadsheets, never truncated.
+    from rich.markup import escape
+
     console.print("OTAA keys (secret: keep this output private): dev_eui join_eui app_key source name")
     for node in plan.nodes:
         if node.dev_eui in dev_euis and node.dev_eui in plan.keys:

@@ -108,3 +108,60 @@ def test_a_failed_commit_is_not_acknowledged_and_comes_back_exactly_once(
         assert fail_at < log.index(("commit", dedup)) < first_ack[dedup]
     assert set(acked) == set(published)
     assert sorted(store.dedup_ids("up")) == sorted(published)  # nothing lost, nothing twice
+
+
+def test_a_burst_is_read_at_most_a_few_batches_ahead_of_the_store_and_nothing_is_lost(
+    mosquitto, store, events, aq_payload, monkeypatch
+):
+    """Bounded read-ahead: while the store is slow, the ingest holds at most READ_AHEAD_BATCHES batches
+    of received messages (plus what one read of the socket brought) and stops reading the socket; the
+    broker keeps the rest. Every message is still committed before its PUBACK, in publish order."""
+    from gateway.service.ingest import mqtt_wire
+    from gateway.service.ingest.mqtt import READ_AHEAD_BATCHES
+
+    batch = 10
+    bound = READ_AHEAD_BATCHES * batch
+    held: list[tuple[int, int]] = []  # (messages held after a read, messages that read brought)
+    paused: list[bool] = []
+    original = mqtt_wire._Wire.data_received
+
+    def recording(self, data: bytes) -> None:
+        before = len(self.publishes)
+        original(self, data)
+        held.append((len(self.publishes), len(self.publishes) - before))
+        paused.append(self.paused)
+
+    monkeypatch.setattr(mqtt_wire._Wire, "data_received", recording)
+
+    async def main() -> tuple[list[tuple[str, str]], list[str]]:
+        app = uuid.uuid4().hex
+        log: list[tuple[str, str]] = []
+        config = MqttConfig(
+            enabled=True, host=mosquitto.host, port=mosquitto.port, client_id=f"gw-{uuid.uuid4().hex[:8]}",
+            topic=f"application/{app}/device/+/event/+", encoding="protobuf",
+        )
+        ingest = RecordingIngest(config, RecordingPipeline(store, log=log), batch_size=batch, log=log)
+        task = asyncio.create_task(ingest.run())
+        await asyncio.wait_for(ingest.connected.wait(), 15)
+        msgs = uplinks(events, app, 400, aq_payload)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier=f"pub-{app[:8]}") as pub:
+            for topic, _dedup, body in msgs:
+                await pub.publish(topic, body, qos=1)
+        deadline = asyncio.get_running_loop().time() + 120  # a deadlock guard, not a timing assertion
+        while sum(1 for what, _ in log if what == "ack") < len(msgs):
+            assert asyncio.get_running_loop().time() < deadline, f"not all acknowledged: {len(log)} entries"
+            await asyncio.sleep(0.02)
+        ingest.stop()
+        await asyncio.wait_for(task, 15)
+        return log, [dedup for _topic, dedup, _body in msgs]
+
+    log, published = asyncio.run(main())
+    assert held, "no data was read"
+    for total, brought in held:
+        assert total <= bound + brought, (total, brought, bound)
+    assert any(paused), "the burst never reached the bound: the test shows nothing"
+    position = {entry: i for i, entry in enumerate(log)}
+    for dedup in published:
+        assert position[("commit", dedup)] < position[("ack", dedup)], dedup
+    assert [d for what, d in log if what == "ack"] == published
+    assert sorted(store.dedup_ids("up")) == sorted(published)  # nothing lost, nothing twice

@@ -14,6 +14,11 @@
 * The connection is :class:`gateway.service.ingest.mqtt_wire.MqttConnection`, a lean MQTT 3.1.1 subscriber
   that parses packets in bulk (paho/aiomqtt cost about two thirds of the CPU per uplink on this path;
   see that module). :func:`mqtt_client` (aiomqtt) stays for the gateway's occasional publishes.
+* Bounded read-ahead: at most :data:`READ_AHEAD_BATCHES` batches (``batch_size`` each) received and not
+  yet taken; beyond that the socket is not read and the rest waits in the broker (its queue for this
+  session) or in TCP's buffers. Without the bound a burst filled the process with every message the
+  broker delivered ahead of the store (up to 13,900 of a burst of 20,000 in bench/memory.py, with
+  mosquitto's ``max_inflight_messages 1000``; ~25 MiB more peak RSS).
 * Reconnects with exponential back-off (1 s to 30 s) after a broker restart or a network failure.
 """
 
@@ -23,9 +28,7 @@ import asyncio
 import logging
 import ssl
 from datetime import UTC, datetime
-from typing import Any
-
-import aiomqtt
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import DecodeError
 from gateway.service.config import MqttConfig, TlsConfig
@@ -36,10 +39,16 @@ from gateway.service.ingest.reconnect import ReconnectingIngest
 from gateway.service.pipeline import Pipeline, Prepared, Result
 from gateway.service.store import StoreError
 
-__all__ = ["MqttIngest", "mqtt_client", "tls_context"]
+if TYPE_CHECKING:
+    import aiomqtt
+
+__all__ = ["READ_AHEAD_BATCHES", "MqttIngest", "mqtt_client", "tls_context"]
 
 log = logging.getLogger("citynode.ingest.mqtt")
 
+# Messages read off the socket ahead of the store, in batches: enough that a batch is always ready
+# when the previous commit returns, few enough that a burst does not pile up in the process.
+READ_AHEAD_BATCHES = 4
 
 
 def tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
@@ -57,7 +66,10 @@ def tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
 def mqtt_client(
     config: MqttConfig, *, client_id: str | None = None, persistent: bool = True
 ) -> aiomqtt.Client:
-    """An aiomqtt client for ``config`` (not yet connected; use ``async with``)."""
+    """An aiomqtt client for ``config`` (not yet connected; use ``async with``). aiomqtt (and paho) are
+    imported here, for the gateway's occasional publishes: the ingest's hot path does not use them."""
+    import aiomqtt
+
     return aiomqtt.Client(
         config.host,
         config.port,
@@ -87,7 +99,7 @@ class MqttIngest(ReconnectingIngest):
     """Consumes ChirpStack events from an MQTT broker into the pipeline until :meth:`stop` or cancellation."""
 
     label = "mqtt"
-    expected_errors = (MqttError, aiomqtt.MqttError, OSError)
+    expected_errors = (MqttError, OSError)  # the session runs on mqtt_wire only
 
     def __init__(
         self,
@@ -123,6 +135,7 @@ class MqttIngest(ReconnectingIngest):
             password=c.password.get() or None,
             tls=tls_context(c.tls),
             timeout=10,
+            max_pending=READ_AHEAD_BATCHES * self.batch_size,
         )
         try:
             await conn.subscribe(c.subscription, c.qos)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.service.sinks.base import DeliveryResult, Row, RowFailure, Sink
-from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
-from gateway.service.sinks.ngsild import NgsiLdConfig, NgsiLdSink
-from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+
+if TYPE_CHECKING:
+    from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
+    from gateway.service.sinks.ngsild import NgsiLdConfig, NgsiLdSink
+    from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = [
     "DeliveryResult",
@@ -31,6 +33,22 @@ __all__ = [
     "served_context_url",
     "worker_factories",
 ]
+
+
+# A sink's module (aiomqtt, aiohttp clients, the NGSI-LD models) is imported when it is used: a gateway
+# with no sink configured does not carry them (bench/memory.py).
+_LAZY = {
+    "MqttSink": "mqtt", "MqttSinkConfig": "mqtt", "NgsiLdConfig": "ngsild", "NgsiLdSink": "ngsild",
+    "SensorThingsConfig": "sensorthings", "SensorThingsSink": "sensorthings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def served_context_url(http: Any) -> str:
@@ -61,6 +79,8 @@ def worker_factories(config: Any) -> list[Callable[[Any], Awaitable[None]]]:
     deliveries in flight finish (bounded by the sinks' timeouts) so their cursors are saved; everything
     else stays pending in the store for the next start.
     """
+    if not getattr(config, "sinks", None):
+        return []  # nothing to validate or run: no sink module imported
     from gateway.service.outbox import Delivery
     from gateway.service.sinks.config import build_sinks
 

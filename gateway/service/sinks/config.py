@@ -24,9 +24,6 @@ from typing import Any
 from gateway.service.config import Section
 from gateway.service.outbox import Backoff
 from gateway.service.sinks.base import Sink
-from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
-from gateway.service.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL, NgsiLdConfig, NgsiLdSink
-from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
 
 __all__ = ["SinkSpec", "build_sinks"]
 
@@ -68,13 +65,16 @@ def _location(t: Section, data: Mapping[str, Any]) -> tuple[float, float] | None
 
 
 def build_sinks(sinks: Mapping[str, Any], *, store_path: str, environ: Mapping[str, str] | None = None,
-                citynode_context_url: str = DEFAULT_CITYNODE_CONTEXT_URL) -> list[SinkSpec]:
+                citynode_context_url: str | None = None) -> list[SinkSpec]:
     """The enabled sinks of a ``[sinks]`` table, validated, in file order.
 
     ``store_path`` is the gateway's SQLite file; the SensorThings id mapping goes there unless
     ``id_cache`` names another file. ``environ`` (default: the process environment) holds the secrets.
     ``citynode_context_url`` is where this gateway serves the citynode JSON-LD context (an NGSI-LD
-    sink's ``citynode_context_url`` overrides it, e.g. behind a proxy).
+    sink's ``citynode_context_url`` overrides it, e.g. behind a proxy); default
+    :data:`gateway.service.sinks.ngsild.DEFAULT_CITYNODE_CONTEXT_URL`.
+
+    A sink type's module is imported only when a sink of that type is configured.
     """
     env = os.environ if environ is None else environ
     specs: list[SinkSpec] = []
@@ -95,6 +95,9 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str, environ: Mapping[s
         }
         sink: Sink
         if kind == "ngsild":
+            from gateway.service.sinks.ngsild import DEFAULT_CITYNODE_CONTEXT_URL, NgsiLdConfig, NgsiLdSink
+
+            citynode_context_url = citynode_context_url or DEFAULT_CITYNODE_CONTEXT_URL
             context = data.get("context")
             if isinstance(context, str):
                 context = [context]
@@ -112,11 +115,15 @@ def build_sinks(sinks: Mapping[str, Any], *, store_path: str, environ: Mapping[s
                 default_location=_location(t, data), battery_empty_v=empty_v,
                 battery_full_v=t.float("battery_full_v", max(4.2, empty_v + 0.1), empty_v + 0.01, 6)))
         elif kind == "sensorthings":
+            from gateway.service.sinks.sensorthings import SensorThingsConfig, SensorThingsSink
+
             sink = SensorThingsSink(SensorThingsConfig(
                 url=_text(t, "url", required=True) or "", name=name, id_cache=_text(t, "id_cache", store_path),
                 username=t.secret("username"), password=t.secret("password"), token=t.secret("token"),
                 timeout_s=t.float("timeout_s", 10.0, 0.1, 600), default_location=_location(t, data)))
         else:
+            from gateway.service.sinks.mqtt import MqttSink, MqttSinkConfig
+
             sink = MqttSink(MqttSinkConfig(
                 host=_text(t, "host", required=True) or "", port=t.int("port", 1883, 1, 65535), name=name,
                 topic_prefix=_text(t, "topic_prefix", "citynode/readings") or "citynode/readings",
