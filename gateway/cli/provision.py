@@ -211,9 +211,9 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
         )
     generated = sum(1 for s in plan.key_sources.values() if s == "generated")
     generated_gen = sum(1 for s in plan.gen_key_sources.values() if s == "generated")
-    if generated or generated_gen:
-        console.print(f"{generated} new AppKey(s) and {generated_gen} new GenAppKey(s) will be generated "
-                      "(Python secrets module) and written to the bundles")
+    made = [f"{n} new {what}(s)" for n, what in ((generated, "AppKey"), (generated_gen, "GenAppKey")) if n]
+    if made:
+        console.print(f"{' and '.join(made)} will be generated (Python secrets module) and written to the bundles")
     no_pub = sum(1 for node in plan.nodes if node.dev_eui not in plan.fuota_pubs)
     if no_pub:
         console.print(
