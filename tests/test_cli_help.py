@@ -52,7 +52,8 @@ def test_the_defaults_people_asked_for(prog: str, option: str, default: str) -> 
 @pytest.mark.parametrize(("prog", "names"), [
     ("citynode", ["CITYNODE_ROOT", "CITYNODE_MICROPYTHON"]),
     ("citynode provision", ["CITYNODE_CHIRPSTACK_TOKEN", "CITYNODE_CHIRPSTACK_TOKEN_FILE",
-                            "CITYNODE_CHIRPSTACK_SERVER", "CITYNODE_CHIRPSTACK_TENANT_ID"]),
+                            "CITYNODE_CHIRPSTACK_SERVER", "CITYNODE_CHIRPSTACK_TENANT_ID",
+                            "CITYNODE_FUOTA_UPDATE_KEY"]),
     ("citynode chirpstack-sim", ["CITYNODE_CHIRPSTACK_TOKEN"]),
     ("citynode lorawan decode", ["CITYNODE_APPKEY", "CITYNODE_NWKSKEY", "CITYNODE_APPSKEY"]),
     ("citynode device run", ["CITYNODE_MICROPYTHON"]),

@@ -1,7 +1,7 @@
 """``citynode provision``: register an inventory of nodes in ChirpStack v4 and write their config bundles.
 
 ``citynode provision INVENTORY --server HOST:PORT --tenant-id UUID [--application NAME] [--dry-run]
-[--bundles DIR] [--show-keys]`` makes ChirpStack match the inventory (see :mod:`gateway.field.provision`).
+[--bundles DIR] [--update-key PREFIX.pub] [--show-keys]`` makes ChirpStack match the inventory (see :mod:`gateway.field.provision`).
 
 ``citynode provision profiles --out DIR`` writes the device-profile tree for ChirpStack's
 ``import-device-profiles`` command (see :mod:`gateway.field.profiles`).
@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
         help="create/update the application, device profiles, devices and OTAA keys in ChirpStack from an inventory",
         description=(
             "Make ChirpStack v4 match a node inventory (CSV or YAML): the application, one device profile per "
-            "role, devices with tags, OTAA keys; write one config bundle per node. Idempotent: rerun it at any "
+            "role (with the FUOTA packages TS003/TS004/TS005 v2), devices with tags, OTAA keys and the "
+            "GenAppKey FUOTA's multicast keys derive from; write one config bundle per node, with the update "
+            "key of --update-key. Idempotent: rerun it at any "
             "time. `citynode provision profiles --out DIR` instead writes a lorawan-device-profiles tree. "
             "The API token comes from $CITYNODE_CHIRPSTACK_TOKEN, --token-file or "
             "$CITYNODE_CHIRPSTACK_TOKEN_FILE; it is deliberately not an option (`ps` shows options). "
@@ -56,7 +58,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--bundles", type=Path, default=Path("bundles"),
                         help="directory for the node config bundles (default ./bundles; created 0700)")
-    parser.add_argument("--show-keys", action="store_true", help="print the OTAA AppKeys at the end")
+    parser.add_argument("--update-key", type=Path, metavar="PREFIX.pub",
+                        default=os.environ.get("CITYNODE_FUOTA_UPDATE_KEY") or None,
+                        help="public key file of `citynode fuota keygen`: every bundle gets it as fuota_pub, the "
+                             "key nodes check update packages with (default $CITYNODE_FUOTA_UPDATE_KEY; without "
+                             "either a bundle keeps the fuota_pub it has)")
+    parser.add_argument("--show-keys", action="store_true",
+                        help="print the OTAA AppKeys and the GenAppKeys at the end")
     parser.add_argument("--token-file", type=Path, help="file holding the ChirpStack API token")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (ChirpStack behind a TLS proxy)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per API call (default 10)")
@@ -93,11 +101,15 @@ def _run_provision(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gateway.field.chirpstack_client import ChirpStackClient, resolve_token
+    from gateway.field.fuota import load_public_key
     from gateway.field.inventory import load_inventory
     from gateway.field.provision import ProvisionError, load_codec_script, make_plan
 
     if not args.tenant_id:
         raise ConfigError("--tenant-id: give the ChirpStack tenant's UUID (or set CITYNODE_CHIRPSTACK_TENANT_ID)")
+    fuota_pub = None
+    if args.update_key is not None:
+        fuota_pub = load_public_key(Path(args.update_key)).hex()
     nodes = load_inventory(args.inventory, known_boards=_known_boards())
     codec_script = load_codec_script()
     token = resolve_token(token_file=args.token_file)
@@ -106,7 +118,7 @@ def _run_provision(args: argparse.Namespace) -> int:
         console.width = 120  # logs and pipes: wide enough that EUIs and names do not wrap
     with ChirpStackClient(args.server, token, tls=args.tls, timeout=args.timeout) as client:
         plan = make_plan(client, nodes, tenant_id=args.tenant_id, application_name=args.application,
-                         codec_script=codec_script, bundles_dir=args.bundles)
+                         codec_script=codec_script, bundles_dir=args.bundles, fuota_pub=fuota_pub)
         _print_plan(console, plan, verbose=args.verbose)
         if args.dry_run:
             console.print("dry run: nothing was changed")
@@ -184,7 +196,8 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
             f"note: {plan.unmanaged_devices} device(s) of the application are not in the inventory; "
             "provisioning never deletes, they are left as they are"
         )
-    rekeyed = [step.label for step in plan.steps if step.kind == "keys" and step.action == "update"]
+    rekeyed = [step.label for step in plan.steps if step.kind == "keys" and step.action == "update"
+               and any(change.startswith("nwk_key") for change in step.changes)]
     if rekeyed:
         # ChirpStack and the bundle get the new AppKey; the node still holds the old one in its flash.
         console.print(
@@ -192,9 +205,27 @@ def _print_plan(console: Console, plan: Any, *, verbose: bool) -> None:
             "its old key and stops joining (its next join request fails the MIC check) until it is "
             "reflashed with `citynode flash`: " + ", ".join(escape(label) for label in rekeyed)
         )
+    # A bundle that existed gets a new GenAppKey or update key: a node flashed from the old bundle still
+    # joins, but derives wrong multicast keys or checks packages with the old key until it is reflashed.
+    refuota = [step.label for step in plan.steps if step.kind == "bundle" and step.action == "update"
+               and {"gen_app_key", "fuota_pub"} & set(step.changes)]
+    if refuota:
+        console.print(
+            f"[yellow]warning[/]: {len(refuota)} node(s) get a new GenAppKey or update key (fuota_pub) in their "
+            "bundle: a node already flashed keeps joining, but cannot take a FUOTA update until it is "
+            "reflashed with `citynode flash`: " + ", ".join(escape(label) for label in refuota)
+        )
     generated = sum(1 for s in plan.key_sources.values() if s == "generated")
-    if generated:
-        console.print(f"{generated} new AppKey(s) will be generated (Python secrets module) and written to the bundles")
+    generated_gen = sum(1 for s in plan.gen_key_sources.values() if s == "generated")
+    made = [f"{n} new {what}(s)" for n, what in ((generated, "AppKey"), (generated_gen, "GenAppKey")) if n]
+    if made:
+        console.print(f"{' and '.join(made)} will be generated (Python secrets module) and written to the bundles")
+    no_pub = sum(1 for node in plan.nodes if node.dev_eui not in plan.fuota_pubs)
+    if no_pub:
+        console.print(
+            f"note: {no_pub} bundle(s) carry no update key (fuota_pub): give --update-key PREFIX.pub (from "
+            "`citynode fuota keygen`) so that those nodes can check FUOTA update packages"
+        )
 
 
 def _apply_with_progress(console: Console, client: Any, plan: Any) -> Any:
@@ -240,3 +271,8 @@ def _print_keys(console: Console, plan: Any, dev_euis: set[str]) -> None:
         if node.dev_eui in dev_euis and node.dev_eui in plan.keys:
             console.print(f"{node.dev_eui} {node.join_eui} {plan.keys[node.dev_eui]} "
                           f"{plan.key_sources[node.dev_eui]} {escape(node.name)}", soft_wrap=True)
+    console.print("GenAppKeys (FUOTA multicast root; secret as well): dev_eui gen_app_key source name")
+    for node in plan.nodes:
+        if node.dev_eui in dev_euis and node.dev_eui in plan.gen_keys:
+            console.print(f"{node.dev_eui} {plan.gen_keys[node.dev_eui]} {plan.gen_key_sources[node.dev_eui]} "
+                          f"{escape(node.name)}", soft_wrap=True)

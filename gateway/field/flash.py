@@ -70,7 +70,7 @@ PLATFORMS: dict[str, frozenset[str]] = {
 # bootloader sits at 0x1000, the ESP32-S3's at 0x0 (MicroPython download page, "Installation instructions").
 IMAGE_OFFSETS: dict[str, str] = {"esp32": "0x1000", "esp32s3": "0x0"}
 # Keys of config.json a bundle provides (firmware/lib/citynode/config.py validates them on the node).
-_BUNDLE_KEYS = ("role", "board", "dev_eui", "join_eui", "app_key", "region")
+_BUNDLE_KEYS = ("role", "board", "dev_eui", "join_eui", "app_key", "region", "gen_app_key", "fuota_pub")
 _SELFTEST_CODE = "import citynode.selftest as _s\n_s.run()\n"
 _RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 # Stopping a running node: Ctrl-C then Ctrl-A, again every _INTERRUPT_RETRY_S until the raw REPL answers,

@@ -33,6 +33,7 @@ __all__ = [
     "generate_keypair",
     "write_keypair",
     "load_private_key",
+    "load_public_key",
     "tree_version",
     "build_package",
     "read_package",
@@ -97,6 +98,32 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         raise ConfigError(f"signing key {path}: not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"signing key {path}: not an Ed25519 key (make one with `citynode fuota keygen`)")
+    return key
+
+
+def load_public_key(path: Path) -> bytes:
+    """The 32-byte Ed25519 public key of a ``PREFIX.pub`` file (64 hex digits, as ``keygen`` writes it).
+
+    ConfigError (one line) for a missing or unreadable file, for anything but 64 hex digits, and, with
+    a warning of its own, for the private key given by mistake (it must never reach a bundle).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"update key {path}: {exc.strerror or exc}") from None
+    if b"PRIVATE KEY" in raw:
+        raise ConfigError(f"update key {path}: this is the PRIVATE signing key; give the PREFIX.pub file "
+                          "`citynode fuota keygen` wrote next to it (the private key stays off the nodes)")
+    text = raw.decode("ascii", "replace").strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        shown = f"{len(text)} characters" if len(text) != 64 else "64 characters, not all hex digits"
+        raise ConfigError(f"update key {path}: expected the 64 hex digits of an Ed25519 public key "
+                          f"(the PREFIX.pub of `citynode fuota keygen`), got {shown}")
+    key = bytes.fromhex(text)
+    try:
+        Ed25519PublicKey.from_public_bytes(key)
+    except ValueError:
+        raise ConfigError(f"update key {path}: not a valid Ed25519 public key") from None
     return key
 
 

@@ -2,21 +2,23 @@
 
 One node per CSV row (or YAML list item) with these fields:
 
-=========  ========  =====================================================================
-field      required  meaning
-=========  ========  =====================================================================
-dev_eui    yes       DevEUI, 16 hex digits (``-``, ``:`` and spaces between bytes allowed)
-name       yes       device name in ChirpStack, at most 100 characters
-role       yes       ``air_quality``, ``bin_fill``, ``passenger_count`` or ``crowd_count``
-board      yes       board name (a ``boards/<board>.json`` when the checkout has boards)
-lat, lon   no        WGS84 degrees; both or neither (YAML also: ``location: {lat, lon}``)
-tags       no        CSV ``key=value;key=value``, YAML a mapping; CSV columns ``tag:<key>`` too
-join_eui   no        JoinEUI (AppEUI), 16 hex digits; default ``0000000000000000``
-app_key    no        OTAA AppKey, 32 hex digits; generated at provisioning when absent
-=========  ========  =====================================================================
+===========  ========  =====================================================================
+field        required  meaning
+===========  ========  =====================================================================
+dev_eui      yes       DevEUI, 16 hex digits (``-``, ``:`` and spaces between bytes allowed)
+name         yes       device name in ChirpStack, at most 100 characters
+role         yes       ``air_quality``, ``bin_fill``, ``passenger_count`` or ``crowd_count``
+board        yes       board name (a ``boards/<board>.json`` when the checkout has boards)
+lat, lon     no        WGS84 degrees; both or neither (YAML also: ``location: {lat, lon}``)
+tags         no        CSV ``key=value;key=value``, YAML a mapping; CSV columns ``tag:<key>`` too
+join_eui     no        JoinEUI (AppEUI), 16 hex digits; default ``0000000000000000``
+app_key      no        OTAA AppKey, 32 hex digits; generated at provisioning when absent
+gen_app_key  no        GenAppKey (root of the FUOTA multicast keys), 32 hex digits; generated
+                       at provisioning when absent
+===========  ========  =====================================================================
 
 CSV headers are matched case-insensitively and accept the usual spellings (``DevEUI``, ``AppKey``,
-``AppEUI``, ``latitude``). Blank rows and rows whose first cell starts with ``#`` are skipped.
+``AppEUI``, ``GenAppKey``, ``latitude``). Blank rows and rows whose first cell starts with ``#`` are skipped.
 
 Every problem in the file is collected and raised together as one :class:`InventoryError` whose
 message names the file, the row (CSV: the line number a spreadsheet shows; YAML: the item number)
@@ -71,7 +73,11 @@ _ALIASES = {
     "app_eui": "join_eui",
     "appkey": "app_key",
     "app_key": "app_key",
+    "genappkey": "gen_app_key",
+    "gen_app_key": "gen_app_key",
 }
+# Keys are never echoed in a message, not even a wrong one: it may be a real key with a typo.
+_SECRET_FIELDS = frozenset({"app_key", "gen_app_key"})
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class Node:
     join_eui: str = DEFAULT_JOIN_EUI
     app_key: str | None = field(default=None, repr=False)  # never in repr: reprs end up in logs
     source: str = ""  # "nodes.csv line 4", for messages
+    gen_app_key: str | None = field(default=None, repr=False)  # FUOTA: ChirpStack's 1.0.x multicast root
 
 
 class _Row:
@@ -147,12 +154,11 @@ class _Row:
             return None
         digits = text.replace("-", "").replace(":", "").replace(" ", "").lower()
         if not digits or any(c not in "0123456789abcdef" for c in digits):
-            self.bad(key, "not hexadecimal" if key == "app_key" else f"not hexadecimal: {text!r}")
+            self.bad(key, "not hexadecimal" if key in _SECRET_FIELDS else f"not hexadecimal: {text!r}")
             return None
         if len(digits) != length * 2:
-            what = "key" if key == "app_key" else "EUI"
-            # Keys are never echoed, not even a wrong one: it may be a real key with a typo.
-            shown = f"{len(digits)} digits" if key == "app_key" else f"{text!r} ({len(digits)} digits)"
+            what = "key" if key in _SECRET_FIELDS else "EUI"
+            shown = f"{len(digits)} digits" if key in _SECRET_FIELDS else f"{text!r} ({len(digits)} digits)"
             self.bad(key, f"{what} of wrong length: expected {length * 2} hex digits ({length} bytes), got {shown}")
             return None
         raw = bytes.fromhex(digits)
@@ -230,10 +236,12 @@ def _node(data: Mapping[str, Any], file: str, row_label: str, problems: list[Pro
     tags = _parse_tags(data.get("tags"), row)
     join_eui = row.hex_bytes(data, "join_eui", 8, required=False) or DEFAULT_JOIN_EUI
     app_key = row.hex_bytes(data, "app_key", 16, required=False)
+    gen_app_key = row.hex_bytes(data, "gen_app_key", 16, required=False)
     if len(problems) > before:
         return None
     assert dev_eui is not None
-    return Node(dev_eui, name, role, board, lat, lon, tags, join_eui, app_key, f"{file} {row_label}")
+    return Node(dev_eui, name, role, board, lat, lon, tags, join_eui, app_key, f"{file} {row_label}",
+                gen_app_key)
 
 
 def _finish(nodes: Iterable[Node], file: str, problems: list[Problem]) -> list[Node]:

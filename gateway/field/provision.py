@@ -14,15 +14,23 @@ What gets created (LoRaWAN 1.0.4, RP002-1.0.3 regional parameters, EU868, OTAA, 
 
 * the application (default name ``citynode``), tagged ``managed_by=citynode``;
 * one device profile per role, ``citynode-<role>``, with the JavaScript codec from
-  ``codecs/chirpstack/citynode.js``, the role's expected uplink interval and one device-status request
-  a day;
+  ``codecs/chirpstack/citynode.js``, the role's expected uplink interval, one device-status request
+  a day and the FUOTA application-layer packages (``app_layer_params``: TS003 clock sync, TS004
+  fragmentation, TS005 remote multicast setup, all v2, on fPorts 202/201/200) that ``citynode fuota
+  deploy`` requires. Not ``supports_class_c``: ChirpStack would then treat a 1.0.x node as Class C from
+  its join on; the multicast session (TS005 McClassCSessionReq) is what puts a node in Class C;
 * one device per node, named as in the inventory, tagged ``role``, ``board``, ``lat``, ``lon``,
   ``managed_by`` plus the inventory's own tags;
 * OTAA keys: for LoRaWAN 1.0.x ChirpStack keeps the AppKey in ``nwk_key`` (``app_key`` is the 1.1 AppKey
   and is sent as zeros). Keys come from, in order: the inventory, ChirpStack (a device that has keys
   keeps them), the node's existing bundle (a key already flashed is never replaced silently), and only
   then :func:`secrets.token_hex`;
-* a bundle ``<bundles>/<deveui>.json`` (directory 0700, file 0600) with everything the node needs to join.
+* the GenAppKey in the device keys' ``gen_app_key``: for a 1.0.x device ChirpStack derives the FUOTA
+  multicast keys (McRootKey) and the TS004 v2 data-block MIC key from it, so the node must hold the same
+  one. It comes from the same places in the same order as the AppKey;
+* a bundle ``<bundles>/<deveui>.json`` (directory 0700, file 0600) with everything the node needs to join,
+  its ``gen_app_key`` and, given ``fuota_pub`` (the hex Ed25519 public key of ``citynode fuota keygen``),
+  the key the node checks update packages with. Without a new one, a bundle keeps the ``fuota_pub`` it has.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from chirpstack_api import api, common
+from google.protobuf.message import Message
 
 from gateway.errors import CitynodeError, ConfigError
 from gateway.field.chirpstack_client import (
@@ -60,6 +69,7 @@ __all__ = [
     "RoleSettings",
     "Step",
     "apply_plan",
+    "app_layer_params",
     "bundle_for",
     "check_bundles_dir",
     "desired_application",
@@ -76,6 +86,9 @@ MANAGED_TAG = ("managed_by", "citynode")
 REGION = "EU868"
 MAC_VERSION = "1.0.4"
 _ZERO_KEY = "0" * 32  # the LoRaWAN 1.1 AppKey slot, unused by 1.0.x devices
+# ChirpStack's own default fPorts of the application-layer packages (storage AppLayerParams::default),
+# also the ones the specifications reserve: TS003 202, TS004 201, TS005 200.
+TS003_F_PORT, TS004_F_PORT, TS005_F_PORT = 202, 201, 200
 
 
 class ProvisionError(CitynodeError):
@@ -117,7 +130,7 @@ _PROFILE_FIELDS = (
     "name", "description", "region", "mac_version", "reg_params_revision", "adr_algorithm_id",
     "payload_codec_runtime", "payload_codec_script", "flush_queue_on_activate", "uplink_interval",
     "device_status_req_interval", "supports_otaa", "supports_class_b", "supports_class_c",
-    "auto_detect_measurements", "tags",
+    "auto_detect_measurements", "tags", "app_layer_params",
 )
 _DEVICE_FIELDS = ("name", "description", "device_profile_id", "join_eui", "tags")
 _APPLICATION_FIELDS = ("name", "description", "tags")
@@ -162,6 +175,16 @@ def desired_application(tenant_id: str, name: str) -> api.Application:
     )
 
 
+def app_layer_params() -> api.AppLayerParams:
+    """The FUOTA packages a citynode runs, as ChirpStack's device profile names them: v2 of TS003,
+    TS004 and TS005 (docs/design/fuota.md) on their standard fPorts."""
+    return api.AppLayerParams(
+        ts003_version=api.TS003_v200, ts003_f_port=TS003_F_PORT,  # (the proto spells this one "v200")
+        ts004_version=api.TS004_V200, ts004_f_port=TS004_F_PORT,
+        ts005_version=api.TS005_V200, ts005_f_port=TS005_F_PORT,
+    )
+
+
 def desired_profile(tenant_id: str, role: str, codec_script: str) -> api.DeviceProfile:
     s = ROLE_SETTINGS[role]
     return api.DeviceProfile(
@@ -179,8 +202,10 @@ def desired_profile(tenant_id: str, role: str, codec_script: str) -> api.DeviceP
         device_status_req_interval=s.status_requests_per_day,
         supports_otaa=True,
         supports_class_b=False,
+        # Class C only inside a FUOTA multicast session, never from the join on (see the module text).
         supports_class_c=False,
         auto_detect_measurements=True,
+        app_layer_params=app_layer_params(),
         # ChirpStack merges profile tags into every event's deviceInfo.tags: the gateway's status page
         # reads the configured interval from there (gateway.service.api.overview).
         tags={"role": role, "uplink_interval_s": str(s.uplink_interval_s), MANAGED_TAG[0]: MANAGED_TAG[1]},
@@ -208,14 +233,22 @@ def desired_device(node: Node, application_id: str, profile_id: str) -> api.Devi
     )
 
 
-def bundle_for(node: Node, app_key: str) -> dict[str, Any]:
-    """The node config bundle: what ``citynode flash`` copies onto the node so that it can join."""
+def bundle_for(node: Node, app_key: str, gen_app_key: str | None = None,
+               fuota_pub: str | None = None) -> dict[str, Any]:
+    """The node config bundle: what ``citynode flash`` copies onto the node so that it can join, and take
+    FUOTA updates (``gen_app_key``; ``fuota_pub`` when an update key was given)."""
     s = ROLE_SETTINGS[node.role]
+    extra: dict[str, Any] = {}
+    if gen_app_key is not None:
+        extra["gen_app_key"] = gen_app_key
+    if fuota_pub is not None:
+        extra["fuota_pub"] = fuota_pub
     return {
         "format": BUNDLE_FORMAT,
         "dev_eui": node.dev_eui,
         "join_eui": node.join_eui,
         "app_key": app_key,
+        **extra,
         "name": node.name,
         "role": node.role,
         "board": node.board,
@@ -271,6 +304,9 @@ class Plan:
     devices: dict[str, api.Device] = field(default_factory=dict)  # dev_eui -> existing device
     keys: dict[str, str] = field(default_factory=dict, repr=False)  # dev_eui -> AppKey to use
     key_sources: dict[str, str] = field(default_factory=dict)  # dev_eui -> inventory|chirpstack|bundle|generated
+    gen_keys: dict[str, str] = field(default_factory=dict, repr=False)  # dev_eui -> GenAppKey to use
+    gen_key_sources: dict[str, str] = field(default_factory=dict)  # as key_sources
+    fuota_pubs: dict[str, str] = field(default_factory=dict)  # dev_eui -> the bundle's fuota_pub (public)
     unmanaged_devices: int = 0  # devices in the application that the inventory does not list
 
     @property
@@ -316,16 +352,23 @@ def _read_bundle(path: Path) -> tuple[bytes | None, int | None]:
         return None, None
 
 
-def _bundle_key(content: bytes | None) -> str | None:
+def _bundle_key(content: bytes | None, name: str = "app_key", digits: int = 32) -> str | None:
+    """A hex field of an existing bundle (lower case), or None when absent or malformed."""
     if content is None:
         return None
     try:
-        key = json.loads(content).get("app_key")
+        key = json.loads(content).get(name)
     except (ValueError, AttributeError):
         return None
-    if isinstance(key, str) and len(key) == 32 and all(c in "0123456789abcdef" for c in key.lower()):
+    if isinstance(key, str) and len(key) == digits and all(c in "0123456789abcdef" for c in key.lower()):
         return key.lower()
     return None
+
+
+def _set_key(key: str | None) -> str | None:
+    """A key as ChirpStack returns it, None when unset (ChirpStack reads an unset key as all zeros)."""
+    key = (key or "").lower()
+    return None if not key or key == _ZERO_KEY else key
 
 
 def make_plan(
@@ -336,9 +379,13 @@ def make_plan(
     application_name: str,
     codec_script: str,
     bundles_dir: Path,
+    fuota_pub: str | None = None,
     new_key: Callable[[], str] = lambda: secrets.token_hex(16),
 ) -> Plan:
     """Compare the inventory with ChirpStack and the bundle directory; change nothing.
+
+    ``fuota_pub`` (64 hex digits, the update key's public half) goes into every bundle; without it a
+    bundle keeps the one it has.
 
     Raises ChirpStackError subclasses when ChirpStack cannot be read (bad token, unknown tenant,
     unreachable server), and ConfigError for an ambiguous application name.
@@ -395,33 +442,48 @@ def make_plan(
         want = desired_device(node, plan.application_id or "", profile.id if profile else "")
         if existing is None:
             plan.steps.append(Step("device", node.dev_eui, label, "create"))
-            actual_key = None
+            actual_key = actual_gen = None
         else:
             plan.devices[node.dev_eui] = existing
             changes = _diff(existing, want, _DEVICE_FIELDS)
             plan.steps.append(Step("device", node.dev_eui, label, "update" if changes else "unchanged", changes))
             keys = client.get_keys(node.dev_eui)
             actual_key = keys.nwk_key.lower() if keys is not None else None
+            actual_gen = _set_key(keys.gen_app_key) if keys is not None else None
 
         bundle_path = plan.bundles_dir / f"{node.dev_eui}.json"
         content, mode = _read_bundle(bundle_path)
+        # Both keys: the inventory's, else the one ChirpStack has, else the bundle's (a node may have been
+        # flashed with it), else a new one.
         candidates = [(node.app_key, "inventory"), (actual_key, "chirpstack"), (_bundle_key(content), "bundle")]
         key, source = next(((k, s) for k, s in candidates if k), (None, "generated"))
         if key is None:
             key = new_key()
         plan.keys[node.dev_eui], plan.key_sources[node.dev_eui] = key, source
+        candidates = [(node.gen_app_key, "inventory"), (actual_gen, "chirpstack"),
+                      (_bundle_key(content, "gen_app_key"), "bundle")]
+        gen, gen_source = next(((k, s) for k, s in candidates if k), (None, "generated"))
+        if gen is None:
+            gen = new_key()
+        plan.gen_keys[node.dev_eui], plan.gen_key_sources[node.dev_eui] = gen, gen_source
         if actual_key is None:
-            plan.steps.append(Step("keys", node.dev_eui, label, "create", (f"nwk_key ({source})",)))
-        elif actual_key != key:
-            plan.steps.append(Step("keys", node.dev_eui, label, "update", ("nwk_key (inventory)",)))
+            plan.steps.append(Step("keys", node.dev_eui, label, "create",
+                                   (f"nwk_key ({source})", f"gen_app_key ({gen_source})")))
         else:
-            plan.steps.append(Step("keys", node.dev_eui, label, "unchanged"))
+            changes = ("nwk_key (inventory)",) if actual_key != key else ()
+            if actual_gen != gen:
+                changes += (f"gen_app_key ({gen_source})",)
+            plan.steps.append(Step("keys", node.dev_eui, label, "update" if changes else "unchanged", changes))
 
-        want_bundle = _bundle_bytes(bundle_for(node, key))
+        pub = fuota_pub or _bundle_key(content, "fuota_pub", 64)
+        if pub is not None:
+            plan.fuota_pubs[node.dev_eui] = pub
+        bundle = bundle_for(node, key, gen, pub)
+        want_bundle = _bundle_bytes(bundle)
         if content is None:
             plan.steps.append(Step("bundle", node.dev_eui, label, "create"))
         else:
-            changes = () if content == want_bundle else _bundle_changes(content, bundle_for(node, key))
+            changes = () if content == want_bundle else _bundle_changes(content, bundle)
             if mode != 0o600:
                 changes += (f"permissions {mode:04o} -> 0600",)
             plan.steps.append(Step("bundle", node.dev_eui, label, "update" if changes else "unchanged", changes))
@@ -594,20 +656,25 @@ def _apply_step(client: ChirpStackClient, plan: Plan, step: Step, nodes: Mapping
                 _set(msg, name, _value(want, name))
             client.update_device(msg)
     elif step.kind == "keys":
-        keys = api.DeviceKeys(dev_eui=step.key, nwk_key=plan.keys[step.key], app_key=_ZERO_KEY)
+        # ChirpStack's update replaces all three keys: always send them all.
+        keys = api.DeviceKeys(dev_eui=step.key, nwk_key=plan.keys[step.key], app_key=_ZERO_KEY,
+                              gen_app_key=plan.gen_keys[step.key])
         if step.action == "create":
             client.create_keys(keys)
         else:
             client.update_keys(keys)
     elif step.kind == "bundle":
         node = nodes[step.key]
-        write_bundle(plan.bundles_dir / f"{node.dev_eui}.json", bundle_for(node, plan.keys[step.key]))
+        write_bundle(plan.bundles_dir / f"{node.dev_eui}.json",
+                     bundle_for(node, plan.keys[step.key], plan.gen_keys[step.key], plan.fuota_pubs.get(step.key)))
     else:  # pragma: no cover - the plan only makes the kinds above
         raise AssertionError(step.kind)
 
 
 def _set(message: Any, name: str, value: Any) -> None:
-    if isinstance(value, dict):
+    if isinstance(value, Message):  # a message field cannot be assigned, only copied into
+        getattr(message, name).CopyFrom(value)
+    elif isinstance(value, dict):
         target = getattr(message, name)
         target.clear()
         target.update(value)

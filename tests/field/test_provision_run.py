@@ -107,6 +107,7 @@ def test_bundles_hold_what_the_node_needs(sim, provision, inventory) -> None:
         "dev_eui": "70b3d57ed0000002",
         "join_eui": "70b3d57ed0001000",
         "app_key": sim.state.devices["70b3d57ed0000002"].keys.nwk_key,
+        "gen_app_key": sim.state.devices["70b3d57ed0000002"].keys.gen_app_key,  # FUOTA's multicast root
         "name": "bin-heinrich-koenig-platz-3",
         "role": "bin_fill",
         "board": "ttgo_lora32_v21",
