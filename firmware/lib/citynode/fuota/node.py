@@ -228,8 +228,11 @@ class FuotaNode:
         if fr is None or not fr.complete or self.installed is not None or self.refused is not None:
             return self.installed
         self._save(done=[fr.index, fr.received])
+        import gc
+
         from citynode.fuota import package, slots
 
+        gc.collect()
         store = fr.store
         if self.pub is None:
             reason = "no fuota_pub"
