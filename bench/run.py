@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 # Each module has main() that measures and writes its own RESULTS.md section.
 BENCHMARKS = [
     "payload_sizes", "airtime_budget", "firmware_heap", "gateway_throughput", "store_disk", "peers", "memory",
-    "store_reads_export", "status_page",
+    "store_reads_export", "status_page", "fuota_node",
 ]
 
 

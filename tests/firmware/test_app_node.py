@@ -274,3 +274,26 @@ except config.ConfigError as e:
     print(3, e.field)
 """)
     assert out == ["1 600", "2 900 ['config.json']", "3 default", "3 config.json"]
+
+
+def test_device_status_reports_the_running_app_slot_and_the_last_update(micropython: Any, node_dir: Path) -> None:
+    # citynode.fuota.slots' marker: app slot a runs 0.2.0, and a later package was refused (a file hash)
+    from gateway.contract import codec
+
+    (node_dir / "slots.json").write_text(json.dumps({"active": "a", "previous": None, "trial": False, "boots": 0,
+                                                     "versions": {"a": "0.2.0"}, "update": "refused_hash"}))
+    out = run(micropython, node_dir, "node, hal = make_node([READING])\nnode.boot()\n")
+    status = codec.decode(1, bytes.fromhex(out[1].split("hex=")[1]))["readings"][0]
+    assert (status["firmware"], status["update"]) == ("0.2.0", "refused_hash")
+
+
+def test_a_fuota_downlink_without_the_software_mac_loads_nothing(micropython: Any, node_dir: Path) -> None:
+    out = run(micropython, node_dir, """
+import sys
+node, hal = make_node([READING], downlinks=[{"after": 1, "fport": 200, "hex": "0200"}])
+node.boot()
+node.cycle()
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("citynode.fuota"))))
+""")
+    assert "downlink on fport 200 ignored: FUOTA needs the software MAC" in out
+    assert out[-1] == "[]"

@@ -16,6 +16,8 @@ from citynode.compat import const
 STATE_PATH = "state.json"
 _STATUS_FPORT = const(1)
 _DOWNLINK_FPORT = const(2)
+_FUOTA_PORTS = (200, 201, 202)  # TS005 multicast setup, TS004 fragmentation, TS003 clock (citynode.fuota)
+_SLOTS_PATH = "slots.json"  # citynode.fuota.slots: which app version runs, the last update's outcome
 _WDT_TIMEOUT_MS = const(120000)  # a cycle that hangs (sensor, radio) resets the node
 _MIN_SLEEP_S = const(5)
 _LOW_BATTERY_V = 3.3
@@ -47,6 +49,7 @@ class Node:
         self.reboot_requested = False
         self.collected = 0
         self.pace = pace  # virtual board only: virtual seconds per real second between cycles (demos)
+        self.fuota = None  # citynode.fuota.node.FuotaNode, made on the first FUOTA downlink
         self.started = now()
         role.configure(config)
 
@@ -96,6 +99,9 @@ class Node:
         urgent = self.role.urgent(reading)
         self._send_backlog(confirmed=self.config["confirmed"] or urgent)
         self.wdt.feed()
+        if self.fuota is not None:
+            self.fuota.send_answers(self._send)
+            self._fuota_done()
         return self._sleep_after(started)
 
     def _measure(self):
@@ -120,6 +126,8 @@ class Node:
             self.out("join failed: %s" % (exc,))
             return False
         self.out("joined" if ok else "join failed")
+        if ok and self.config.get("gen_app_key") and self._fuota() is not None:
+            self.fuota.ask_time()  # TS003: a node provisioned for FUOTA synchronises its GPS clock
         return ok
 
     def _send(self, fport, payload, confirmed=False):
@@ -177,14 +185,20 @@ class Node:
                 battery = round(self.battery(), 2)
             except Exception:
                 pass
+        slots = files.read(_SLOTS_PATH, None) or {}
+        firmware = FIRMWARE_VERSION
+        if slots.get("active"):
+            firmware = slots.get("versions", {}).get(slots["active"], firmware)
         status = {
-            "firmware": FIRMWARE_VERSION,
+            "firmware": firmware,
             "uptime": int(self.now() - self.started),
             "reset_cause": self.reset_cause if self.reset_cause in _RESET_CAUSES else "power_on",
             "faults": self.device_faults(battery),
         }
         if battery is not None:
             status["battery"] = battery
+        if slots.get("update"):
+            status["update"] = slots["update"]
         if self._send(_STATUS_FPORT, codec.encode("device_status", status)):
             self.state["last_status"] = self.now()
             self.backlog.clear_overflow()
@@ -192,7 +206,40 @@ class Node:
 
     # ---- downlinks ----------------------------------------------------------------------------
 
+    def _fuota(self):
+        """The FUOTA side of the node (imported on first use), or None when the link has no software MAC."""
+        if self.fuota is None:
+            mac = getattr(self.link, "mac", None)
+            if mac is None or not hasattr(mac, "listen"):
+                return None
+            import citynode
+            from citynode.fuota.node import FuotaNode
+
+            tree = None
+            path = getattr(citynode, "__file__", "")
+            cut = path.rfind("/citynode/")
+            if cut > 0 and not path.startswith(".frozen"):
+                tree = path[:cut]  # the flashed app's directory (lib/ on a node without a frozen app)
+            running = FIRMWARE_VERSION
+            slots = files.read(_SLOTS_PATH, None) or {}
+            if slots.get("active"):
+                running = slots.get("versions", {}).get(slots["active"], running)
+            self.fuota = FuotaNode(self.config, mac, self.now, running, tree, out=self.out)
+        return self.fuota
+
+    def _fuota_done(self):
+        if self.fuota.installed is not None:
+            self.reboot_requested = True  # into the new slot, on trial (citynode.fuota.slots)
+        elif self.fuota.refused is not None:
+            self.state["last_status"] = None  # report the refusal in the next status uplink
+
     def _apply_downlink(self, fport, data):
+        if fport in _FUOTA_PORTS:
+            if self._fuota() is None:
+                self.out("downlink on fport %d ignored: FUOTA needs the software MAC" % fport)
+            else:
+                self.fuota.downlink(fport, data)
+            return
         if fport != _DOWNLINK_FPORT:
             self.out("downlink on fport %d ignored" % fport)
             return
@@ -223,7 +270,14 @@ class Node:
         self.clock.sleep_ms(seconds * 1000)
 
     def sleep(self, seconds):
-        """Sleep until the next slot: deep sleep (a reset on wake) or light sleep (RAM kept)."""
+        """Sleep until the next slot: deep sleep (a reset on wake) or light sleep (RAM kept). While an
+        update is under way (citynode.fuota) the node stays awake: Class C windows, answers, install."""
+        if self.fuota is not None and self.fuota.busy():
+            mac = self.fuota.mac
+            t0 = mac.now_ms()
+            self.fuota.wait(seconds * 1000, self._send, self.wdt.feed)
+            self._fuota_done()
+            seconds = max(1, seconds - (mac.now_ms() - t0) // 1000)
         if self.reboot_requested:
             self.out("rebooting")
             self.hal.reset()  # does not return on a board; the sim HAL ends the run

@@ -72,6 +72,19 @@ def _hex(config, name, length):
         raise ConfigError(name, "expected %d hex digits" % (length * 2))
 
 
+def _fuota(config):
+    """The optional FUOTA keys (docs/design/fuota.md): gen_app_key and fuota_pub above (hex), and the
+    package versions the device profile names, the data-block size and the decoder's column budget."""
+    versions = config.get("fuota_versions")
+    if versions is not None and (not isinstance(versions, list) or len(versions) != 3
+                                 or any(v not in (1, 2) or type(v) is bool for v in versions)):
+        raise ConfigError("fuota_versions", "expected [TS003, TS004, TS005] versions, each 1 or 2")
+    for name, lo, hi in (("fuota_block_max", 1024, 1048576), ("fuota_max_missing", 1, 4096)):
+        value = config.get(name)
+        if value is not None and (type(value) is bool or not isinstance(value, int) or not lo <= value <= hi):
+            raise ConfigError(name, "expected an integer %d..%d, got %r" % (lo, hi, value))
+
+
 def validate(raw):
     """A complete, checked config dict from raw (as read from config.json); raises ConfigError."""
     if not isinstance(raw, dict):
@@ -93,8 +106,9 @@ def validate(raw):
     if config["region"] != "EU868":
         raise ConfigError("region", "only EU868 is supported")
     for name, length in (("dev_eui", 8), ("join_eui", 8), ("app_key", 16), ("dev_addr", 4),
-                         ("nwk_s_key", 16), ("app_s_key", 16)):
+                         ("nwk_s_key", 16), ("app_s_key", 16), ("gen_app_key", 16), ("fuota_pub", 32)):
         _hex(config, name, length)
+    _fuota(config)
     for name in ("start_delay_max", "queue_max"):
         value = config[name]
         if type(value) is bool or not isinstance(value, int) or not 0 <= value <= 3600:

@@ -62,9 +62,53 @@ def forget(names):
             delattr(package, leaf)
 
 
+def trial():
+    """An app installed over the air boots on trial (citynode.fuota.slots): it runs the self-test once;
+    if every check passes it stays, else the node goes back to the previous app. Returns True when the
+    node must reboot (rolled back)."""
+    from citynode import files
+
+    marker = files.read("slots.json", None)
+    if not marker or not marker.get("trial"):
+        return False
+    import gc
+
+    from citynode import selftest
+
+    try:
+        report = selftest.run()
+        ok = all(c.get("ok") for c in report["checks"])
+    except Exception as exc:  # a self-test that raises is a failed one
+        print("selftest: %s: %s" % (type(exc).__name__, exc))
+        ok = False
+    selftest = report = None
+    forget(("citynode.selftest",))
+    gc.collect()
+    from citynode.fuota import slots
+
+    if ok:
+        slots.confirm()
+        print("update confirmed")
+    else:
+        slots.rollback("selftest")
+        print("update rolled back: selftest failed")
+    forget(("citynode.fuota.slots", "citynode.fuota"))
+    return not ok
+
+
+def reboot():
+    try:
+        import machine
+    except ImportError:  # the unix port: the process ends, the harness starts main.py again
+        return 3
+    machine.reset()
+
+
 def main(cycles=None):
     import gc
 
+    if trial():
+        return reboot()
     from citynode import boot
 
     started = boot.start(cycles)

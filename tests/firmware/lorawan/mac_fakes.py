@@ -57,11 +57,11 @@ class FakeRadio:
             dsf, dbw = region.dr_params(ddr)
             self.pending.append([self.clock.t + delay, dfreq, dsf, dbw, phy])
 
-    def recv(self, timeout_ms):
+    def recv(self, timeout_ms, continuous=False):
         freq, sf, bw, _, _, _, iq, crc = self.cfg
         t = self.clock.t
         entry = {"op": "rx", "t_open": t, "timeout": timeout_ms, "freq": freq, "sf": sf, "bw": bw, "iq": iq,
-                 "crc": crc, "got": False}
+                 "crc": crc, "got": False, "continuous": continuous}
         self.log.append(entry)
         for p in self.pending:
             start, dfreq, dsf, dbw, phy = p

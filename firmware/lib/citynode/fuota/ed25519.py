@@ -129,7 +129,8 @@ def _decode_point(s, p, d):
 
 def verify(public_key, message, signature):
     """True when ``signature`` (64 bytes) is a valid Ed25519 signature of ``message`` by
-    ``public_key`` (32 bytes). Never raises on malformed input: it answers False."""
+    ``public_key`` (32 bytes). Never raises on malformed input: it answers False (MemoryError
+    propagates)."""
     try:
         if len(public_key) != 32 or len(signature) != 64:
             return False
@@ -163,5 +164,7 @@ def verify(public_key, message, signature):
                 q = _add(q, na, p, d2)
         x, y, z, _ = q
         return (x - r[0] * z) % p == 0 and (y - r[1] * z) % p == 0
+    except MemoryError:
+        raise  # not an answer about the signature: the caller reports it as such
     except Exception:
         return False

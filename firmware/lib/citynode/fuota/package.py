@@ -80,5 +80,7 @@ def check(store, length, public_key, running_version):
             return None, "trailing bytes"
         manifest["_offset"] = _HEAD + n + _SIG
         return manifest, None
+    except MemoryError:
+        return None, "out of memory"
     except Exception:
         return None, "malformed"

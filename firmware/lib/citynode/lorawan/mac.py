@@ -8,7 +8,8 @@
 # a session.SessionStore (RTC memory + flash), so a node survives deep sleep and power loss.
 #
 # Public interface (shared with the AT-modem backend): join(), send(fport, data, confirmed=False),
-# max_payload(), joined, datarate.
+# max_payload(), joined, datarate. Class C multicast windows (FUOTA): listen(until_ms, freq_hz, dr, on_frame),
+# which needs the radio's continuous receive mode (recv(timeout_ms, continuous=True)).
 from citynode.compat import const
 from citynode.lorawan import FrameError, LoRaWANError, airtime, crypto, frames, maccmd
 from citynode.lorawan import region as _eu868
@@ -428,6 +429,42 @@ class ClassA:
                     break
         self.radio.sleep()
         return result
+
+    # ------------------------------------------------------------------ Class C
+    def now_ms(self):
+        """The MAC's millisecond clock (the one its receive windows are timed on)."""
+        return self._now()
+
+    def wait_ms(self, ms):
+        """Idle ``ms`` on the MAC's clock (between Class C windows)."""
+        if ms > 0:
+            self._sleep(ms)
+
+    def listen(self, until_ms, freq_hz, dr, on_frame, chunk_ms=30000):
+        """A Class C window (LoRaWAN 1.0.4 §6, TS005 McClassCSession): continuous RX on ``freq_hz`` /
+        ``dr`` (downlink polarity: inverted IQ, no payload CRC) from now until the MAC clock reaches
+        ``until_ms``. Every frame heard is handed to ``on_frame(phy, rssi_dbm, snr_db)``; a true result
+        ends the window early (e.g. the data block is complete). The caller opens it between its Class A
+        exchanges (send() keeps its own RX1/RX2 windows) and the device is back in Class A when it
+        returns. The radio is put back to sleep. Returns the number of frames heard."""
+        sf, bw = self.region.dr_params(dr)
+        self.radio.configure(freq_hz, sf, bw, cr=_CR_4_5, tx_power_dbm=self._power_dbm(), preamble=_PREAMBLE,
+                             invert_iq=True, crc=False)
+        heard = 0
+        try:
+            while True:
+                left = until_ms - self._now()
+                if left <= 0:
+                    break
+                got = self.radio.recv(left if left < chunk_ms else chunk_ms, True)
+                if got is None:
+                    continue
+                heard += 1
+                if on_frame(got[0], got[1], got[2]):
+                    break
+        finally:
+            self.radio.sleep()
+        return heard
 
     # ------------------------------------------------------------------ downlink
     def _accept_downlink(self, phy, rssi, snr, window):

@@ -176,18 +176,21 @@ class Radio:
                 % (self.CHIP, toa_ms + toa_ms // 4 + _TX_MARGIN_MS, toa_ms, flags)
             )
 
-    def recv(self, timeout_ms):
+    def recv(self, timeout_ms, continuous=False):
         """Open one receive window of ``timeout_ms`` ms.
 
         Returns (payload bytes, rssi_dbm int, snr_db float) or None when nothing arrived in the
         window or the packet failed its CRC/header check. A packet whose preamble starts inside the
         window is received to its end. Raises RadioError if the chip never signals the end of the window.
+        ``continuous``: the chip's continuous receive mode (a Class C window, SX1276 RXCONTINUOUS,
+        SX126x SetRx(0xFFFFFF)): no symbol timeout, the window is timed in software and the first
+        packet received ends it.
         """
-        _check_int("timeout_ms", timeout_ms, 1, self.max_rx_timeout_ms(), " ms")
+        _check_int("timeout_ms", timeout_ms, 1, 86400000 if continuous else self.max_rx_timeout_ms(), " ms")
         self._check_configured()
         self._wake()
         self._irq_pending = False
-        hw_timeout = self._start_rx(timeout_ms)
+        hw_timeout = self._start_rx(timeout_ms, continuous)
         self.state = STATE_RX
         done = IRQ_RX_DONE | IRQ_TIMEOUT | IRQ_CRC_ERR | IRQ_HEADER_ERR
         max_packet_ms = self.time_on_air_us(_MAX_PAYLOAD) // 1000 + _TX_MARGIN_MS
@@ -312,7 +315,7 @@ class Radio:
     def _start_tx(self, data, timeout_ms):
         raise NotImplementedError
 
-    def _start_rx(self, timeout_ms):
+    def _start_rx(self, timeout_ms, continuous=False):
         """Start one RX window; return True if the chip itself ends the window on timeout."""
         raise NotImplementedError
 

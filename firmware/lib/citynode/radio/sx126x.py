@@ -314,7 +314,7 @@ class SX1262(Radio):
         self._update_register_bit(_REG_TX_MODULATION, 0x04, self.bw_hz != 500000)
         self._cmd(_SET_TX, self._timeout_word(timeout_ms))
 
-    def _start_rx(self, timeout_ms):
+    def _start_rx(self, timeout_ms, continuous=False):
         self._cmd(_SET_STANDBY, b"\x00")
         self._cmd(_CLEAR_IRQ_STATUS, b"\x03\xff")
         self._set_irq_mask(_IRQ_RX_DONE | _IRQ_TIMEOUT | _IRQ_CRC_ERR | _IRQ_HEADER_ERR | _IRQ_HEADER_VALID)
@@ -323,6 +323,11 @@ class SX1262(Radio):
         # 13.1.4: single RX with timeout; the timer stops on header detection, so a packet that
         # starts inside the window is received to its end. (15.3, the implicit-header timeout
         # workaround, does not apply: LoRaWAN uses explicit headers.)
+        if continuous:
+            # 13.1.4: timeout 0xFFFFFF is Rx Continuous (the chip stays in RX after each packet); the
+            # window is timed in software.
+            self._cmd(_SET_RX, b"\xff\xff\xff")
+            return False
         self._cmd(_SET_RX, self._timeout_word(timeout_ms))
         return True
 

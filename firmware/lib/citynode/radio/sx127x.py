@@ -240,7 +240,7 @@ class SX1276(Radio):
         self._write(_REG_PAYLOAD_LENGTH, len(data))
         self._set_mode(_MODE_TX)
 
-    def _start_rx(self, timeout_ms):
+    def _start_rx(self, timeout_ms, continuous=False):
         self._set_mode(_MODE_STDBY)
         self._write(_REG_IRQ_FLAGS, 0xFF)
         self._set_iq(False)
@@ -250,13 +250,13 @@ class SX1276(Radio):
         symbols = (timeout_ms * 1000 + tsym_us - 1) // tsym_us
         if symbols < 4:
             symbols = 4  # the detector needs a few symbols of preamble to lock
-        if symbols <= _MAX_SYMB_TIMEOUT:
+        if symbols <= _MAX_SYMB_TIMEOUT and not continuous:
             # 4.1.6: RXSINGLE ends by itself with RxTimeout after RegSymbTimeout symbols without preamble.
             self._write(_REG_MODEM_CONFIG2, self._modem_config2(symbols))
             self._write(_REG_SYMB_TIMEOUT_LSB, symbols & 0xFF)
             self._set_mode(_MODE_RX_SINGLE)
             return True
-        # Longer than 1023 symbols: continuous RX, the window is timed in software.
+        # Longer than 1023 symbols, or a Class C window: continuous RX, the window is timed in software.
         self._write(_REG_MODEM_CONFIG2, self._modem_config2(0))
         self._set_mode(_MODE_RX_CONTINUOUS)
         return False

@@ -53,6 +53,7 @@ REF_POWER_DBM = const(14)  # rssi_dbm / snr_db describe the link at this conduct
 _LOCK_SYMBOLS = const(3)  # a receiver still locks on a preamble it joins this many symbols late
 _MAX_DGRAM = const(1024)  # header (< 300 bytes) + PHYPayload (<= 255 bytes)
 _MAX_PENDING = const(8)
+_CONTINUOUS_STEP_MS = const(50)  # RX continuous: how often (node ms) the receiver looks at the air
 
 
 class UdpRadioError(Exception):
@@ -208,9 +209,12 @@ class UdpRadio:
         self.tx_count += 1
         self.state = "standby"
 
-    def recv(self, timeout_ms):
+    def recv(self, timeout_ms, continuous=False):
         """Listen for ``timeout_ms`` node-ms on the configured channel. Returns (phy, rssi_dbm, snr_db)
-        once a packet whose preamble starts in the window has been received to its end, else None."""
+        once a packet whose preamble starts in the window has been received to its end, else None.
+        ``continuous`` (a Class C window, the chips' RX continuous mode): the receiver polls the air in
+        steps of _CONTINUOUS_STEP_MS node-ms and returns the first packet as soon as it has been received,
+        instead of at the end of the window."""
         if not self.configured:
             raise UdpRadioError("recv: configure() first")
         if timeout_ms < 1:
@@ -221,8 +225,13 @@ class UdpRadio:
         t_close = t_open + timeout_ms
         late = _LOCK_SYMBOLS * airtime.symbol_time_us(self.sf, self.bw_hz) // 1000
         self._drain()
-        got = self._take(t_open - late, t_close)
-        if got is None:
+        got = self._take(t_open - late, clock.now_ms() if continuous else t_close)
+        while got is None and continuous and clock.now_ms() < t_close:
+            step = t_close - clock.now_ms()
+            clock.sleep_ms(step if step < _CONTINUOUS_STEP_MS else _CONTINUOUS_STEP_MS)
+            self._drain()
+            got = self._take(t_open - late, clock.now_ms())
+        if got is None and not continuous:
             # Listen for the whole window (real time: the network may still be sending), then look
             # for a packet whose preamble started inside it.
             clock.sleep_ms(timeout_ms)
