@@ -1,4 +1,4 @@
-"""Shared fixtures of the whole suite.
+"""Shared fixtures of the whole suite (``pg_schema``: a throw-away PostgreSQL schema, at the end).
 
 * ``micropython``: the real MicroPython unix port with the firmware importable; ``repo_root``.
 * Gateway fixtures: a fresh SQLite ``store`` per test, uplink and reading builders (``make_uplink``,
@@ -520,3 +520,21 @@ def client(sim: ChirpStackSimulator) -> Iterator[ChirpStackClient]:
     """A ChirpStack API client connected to :func:`sim` with its token."""
     with ChirpStackClient(sim.address, CHIRPSTACK_TOKEN, timeout=5.0) as cs:
         yield cs
+
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"  # the machine's PostgreSQL, trust auth
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema; its DSN (search_path set) is yielded, the schema dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")

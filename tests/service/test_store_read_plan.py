@@ -12,24 +12,6 @@ from gateway.service.store.queries import readings_statement
 
 from ..conftest import T0, make_reading, make_uplink
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-
-
-@pytest.fixture
-def pg_schema():
-    """A fresh PostgreSQL schema; its DSN (search_path set) is yielded, the schema dropped afterwards."""
-    import uuid
-
-    import psycopg
-
-    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {name} CASCADE")
-
-
 DEVICES = [f"0004a30b001c{i:04x}" for i in range(4)]
 
 
