@@ -12,7 +12,7 @@ from gateway.contract.records import Reading
 from gateway.service.store import DeviceUpdate, PruneResult, Store
 
 from ..conftest import T0, make_uplink
-from .test_store_backends import pg_schema, store  # noqa: F401  (fixtures: both backends)
+from .test_store_backends import store  # noqa: F401  (fixture: both backends; pg_schema is in tests/conftest.py)
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)  # cutoffs an hour before a day's uplink: its battery reading is 60 s older
