@@ -138,10 +138,11 @@ def test_passenger_count_sums_doors_and_places_the_vehicle() -> None:
 
 def test_device_status_becomes_device() -> None:
     e = entity("device_status", {"firmware": [1, 4, 2], "uptime": 86400, "reset_cause": "watchdog",
-                                 "battery": 3.3})
+                                 "battery": 3.3, "update": "rolled_back_selftest"})
     assert e["id"] == "urn:ngsi-ld:Device:70b3d57ed0000001" and "refDevice" not in e
     assert e["firmwareVersion"]["value"] == "1.4.2" and e["resetCause"]["value"] == "watchdog"
     assert e["uptime"]["unitCode"] == "SEC"
+    assert e["firmwareUpdate"]["value"] == "rolled_back_selftest"  # a term of the citynode context
 
 
 def test_location_comes_from_device_tags_when_there_is_no_gps() -> None:

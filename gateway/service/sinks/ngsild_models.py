@@ -190,6 +190,9 @@ ENTITIES: dict[str, EntityMap] = {m.message: m for m in (
         _a("uptime", CITYNODE, "uptime", description="seconds since the node last started"),
         _a("resetCause", CITYNODE, "reset_cause",
            description="why the node last started: power_on, watchdog, deep_sleep, soft, brownout or panic"),
+        _a("firmwareUpdate", CITYNODE, "update",
+           description="outcome of the last over-the-air update: installed, rolled_back_selftest, "
+                       "rolled_back_crash, refused_base, refused_signature, refused_hash or refused_other"),
         _faults(),
     ), required=("controlledProperty",)),
 )}
