@@ -228,8 +228,8 @@ class Node:
         return self.fuota
 
     def _fuota_done(self):
-        if self.fuota.installed is not None:
-            self.reboot_requested = True  # into the new slot, on trial (citynode.fuota.slots)
+        if self.fuota.handed_over:
+            self.reboot_requested = True  # into the boot step that checks and installs the block (citynode.fuota.install)
         elif self.fuota.refused is not None:
             self.state["last_status"] = None  # report the refusal in the next status uplink
 

@@ -5,8 +5,9 @@ with the downlinks ChirpStack's flow sends one device (tests/firmware/fuota/serv
 FragSessionSetup (v2), McClassCSession, the fragments as multicast frames in the Class C window with
 fragments lost, FragSessionStatusReq. The node asks for the time before the session (its clock is not
 synchronised), opens continuous RX on the multicast channel at the session start, rebuilds the block,
-checks the signed package and installs it in an app slot; after the reboot into the new version its
-status answer says nothing is missing."""
+hands it over and reboots; the boot step (main.py's slot selection, before the app is built) checks the
+signed package and installs it in an app slot; in the new version its status answer says nothing is
+missing."""
 
 from __future__ import annotations
 
@@ -107,12 +108,19 @@ while True:
 clock.sleep(1000)
 node.wait(10 ** 7, send)  # Class C at the session start, until the block is complete
 fr = node.fuota.fragmentation
-done = [fr.complete, fr.received, node.installed, node.refused]
+done = [fr.complete, fr.received, node.handed_over, node.refused]
 synced = node.fuota.clock.synced
 windows = [r for r in radio.rxs()[rxs_before:] if r["continuous"]]
-# the node reboots into the new version (RAM lost, files kept); after the session the status request
-# (unicast) is answered from the completed block's record, after a random delay
+# the node reboots (RAM lost, files kept): main.py's slot selection checks and installs the block before
+# the app is built, then the app runs the new version; after the session the status request (unicast)
+# is answered from the completed block's record, after a random delay
 cnt = node.fuota.fragmentation.last_session_cnt
+with open("config.json", "w") as f:
+    f.write(json.dumps(cfg))
+from citynode.fuota import slots
+marker = slots.select(forget=False)
+booted = [marker.get("active"), marker.get("update"), marker.get("detail"), "fuota.bin" in os.listdir("."),
+          "install" in json.loads(open("fuota.json").read())]
 node = FuotaNode(cfg, mac, lambda: ARGS["wall"], "0.2.0", "factory", out=lambda *a: None)
 clock.t = max(clock.t, gps_ms(status[0]))
 node.downlink(201, unhexlify(status[1]))
@@ -120,7 +128,7 @@ delay = [a[0] - clock.t for a in node.answers]
 node.wait(60000, send)
 with open("app_a/toy/__init__.py") as f:
     new = f.read()
-print(json.dumps({"done": done, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
+print(json.dumps({"done": done, "booted": booted, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
                   "windows": [[w["freq"], w["sf"], w["bw"], w["iq"], w["crc"], w["got"]] for w in windows],
                   "t_first_window": windows[0]["t_open"] - gps_ms(ARGS["start"]),
                   "answers_left": node.answers, "busy": node.busy()}))
@@ -141,8 +149,10 @@ def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, l
     # for FUOTA is measured by the heap tests, on the frozen build)
     out = run_code(FAKES + CODE, heapsize="256k", stdin=stdin, cwd=tmp_path, timeout=300).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    complete, received, slot, refused = r["done"]
-    assert (complete, slot, refused) == (True, "a", None)
+    complete, received, handed_over, refused = r["done"]
+    assert (complete, handed_over, refused) == (True, True, None)
+    # the boot step installed it in slot a, on trial, and dropped the hand-over and the block
+    assert r["booted"] == ["a", "installed", "0.2.0", False, False]
     assert r["new"].startswith("V = '0.2.0'")
     assert received >= m - len(lost)
     # the answers went up in Class A uplinks: McGroupSetupAns, FragSessionSetupAns, AppTimeReq (the

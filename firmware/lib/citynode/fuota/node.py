@@ -1,6 +1,7 @@
 # FUOTA in the node application: the three packages (citynode.fuota.Fuota) wired to the MAC's Class A
 # uplinks and Class C windows, the GPS clock they run on, and the step from a complete data block to a
-# running update (package.check -> install -> reboot into the new slot on trial).
+# running update (a hand-over to the boot step, which checks the package and installs it before the app
+# is built: citynode.fuota.install.pending).
 #
 # The app imports this module on the first downlink on fPort 200, 201 or 202 (or, on a node provisioned
 # for FUOTA, to send AppTimeReq after its join), so a node that is never updated loads none of it.
@@ -16,9 +17,8 @@
 # the new version. Group keys and an unfinished session live in RAM: a reboot during a session loses it.
 from citynode import files
 from citynode.compat import const
+from citynode.fuota.store import BLOCK_PATH, STATE_PATH
 
-STATE_PATH = "fuota.json"
-BLOCK_PATH = "fuota.bin"
 _GPS_MINUS_UNIX = const(-315964782)  # GPS s = Unix s - 315964800 + 18 leap seconds (since 2017)
 _STEP_MS = const(30000)  # longest wait or window between two watchdog feeds
 _PORT_MULTICAST = const(200)
@@ -67,8 +67,8 @@ class FuotaNode:
         self.state = files.read(root + STATE_PATH, None) or {}
         self.answers = []  # [due MAC ms, fPort, payload], sent as Class A uplinks
         self._gps0 = (int(wall_s()) + _GPS_MINUS_UNIX) * 1000 - mac.now_ms()
-        self.installed = None  # the slot a complete, checked package went to (reboot into it)
-        self.refused = None  # why the complete package was refused
+        self.handed_over = False  # the complete block is handed over to the boot step: reboot
+        self.refused = None  # why the complete block was refused here (no fuota_pub)
 
     # ---- the GPS clock ----------------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ class FuotaNode:
         """True while the node must stay awake for FUOTA: answers to send, a session pending or open."""
         fr = self.fuota.fragmentation
         return bool(self.answers) or self.session() is not None or (
-            fr is not None and fr.active and fr.complete and self.installed is None and self.refused is None)
+            fr is not None and fr.active and fr.complete and not self.handed_over and self.refused is None)
 
     def _on_frame(self, phy, rssi, snr):
         mc = self.fuota.multicast
@@ -200,8 +200,7 @@ class FuotaNode:
             if feed is not None:
                 feed()
             self.send_answers(send)
-            self.finish()
-            if self.installed is not None:
+            if self.finish():
                 return
             if not self.busy():
                 return
@@ -219,38 +218,31 @@ class FuotaNode:
                 mac.wait_ms(until - now)
         self.finish()
 
-    # ---- a complete data block -> a running update --------------------------------------------------
+    # ---- a complete data block -> the boot step ----------------------------------------------------
 
     def finish(self):
-        """Once the block is complete: check the package (signature, base, hashes) and install it in the
-        inactive slot, on trial; or record why it was refused. Returns the new slot or None."""
+        """Once the block is complete: hand it over to the boot step (citynode.fuota.install.pending, run
+        by slots.select before the app is built) with one atomic write of fuota.json, and ask for the
+        reboot (``handed_over``); without ``fuota_pub`` the block is refused here. Returns
+        ``handed_over``."""
         fr = self.fuota.fragmentation
-        if fr is None or not fr.complete or self.installed is not None or self.refused is not None:
-            return self.installed
-        self._save(done=[fr.index, fr.received])
-        import gc
-
-        from citynode.fuota import package, slots
-
-        gc.collect()
-        store = fr.store
+        if fr is None or not fr.complete or self.handed_over or self.refused is not None:
+            return self.handed_over
         if self.pub is None:
-            reason = "no fuota_pub"
-        else:
-            manifest, reason = package.check(store, fr.length, self.pub, self.running)
-        if reason is not None:
-            self.refused = reason
-            slots.refused(reason, self.root)
-            self.out("update refused: %s" % reason)
-            return None
-        from citynode.fuota import install
+            from citynode.fuota import slots
 
-        try:
-            self.installed = install.install(manifest, store, self.factory_tree, self.root)
-        except (OSError, install.InstallError) as exc:
-            self.refused = "install: %s" % (exc,)
+            self._save(done=[fr.index, fr.received])
+            self.refused = "no fuota_pub"
             slots.refused(self.refused, self.root)
-            self.out("update failed: %s" % (exc,))
-            return None
-        self.out("update %s installed in slot %s: rebooting" % (manifest["target"], self.installed))
-        return self.installed
+            self.out("update refused: %s" % self.refused)
+            return False
+        close = getattr(fr.store, "close", None)
+        if close is not None:
+            close()  # the whole block on flash before the hand-over names it
+        m = files.read(self.root + "slots.json", None) or {}
+        self._save(done=[fr.index, fr.received],
+                   install={"seq": (m.get("block") or 0) + 1, "length": fr.length, "running": self.running,
+                            "tree": self.factory_tree})
+        self.handed_over = True
+        self.out("update received (%d bytes): rebooting to check and install it" % fr.length)
+        return True
