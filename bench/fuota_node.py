@@ -16,7 +16,8 @@ the boot step (fuota.json). The FUOTA peak is the largest live heap above the ba
 (gc.collect()); the ballast is one block and the harness's own code is compiled into the heap, so the
 emulation is somewhat pessimistic. Then the boot step as main.py runs it (citynode.fuota.slots.select:
 the package check and the install into app_a, no app built) on the files the session left, in 64 KB
-and in the smallest heap (1 KB steps) it installs in, timed; and package.check alone, timed.
+and in the smallest heap (1 KB steps) it installs in, timed; and package.check alone, timed (the fastest
+of 3 runs each).
 """
 
 from __future__ import annotations
@@ -239,9 +240,13 @@ def heap_case(size: int, frag: int, ballast: int, cmax: int) -> dict:
         # the reboot: the boot step checks and installs what the session handed over
         (fs / "config.json").write_text(json.dumps({"fuota_pub": pair.public_raw.hex()}))
         saved = {name: (fs / name).read_bytes() for name in ("fuota.json", "fuota.bin")}
-        check = run_frozen(CHECK_SCRIPT, fs).stdout.split()
-        result["check_ms"] = int(check[1]) if check[:1] == ["check_ms"] and check[2] == "None" else None
-        result["installed"], result["boot_ms"], result["outcome"] = boot_step(fs, saved, 64)
+        checks = [run_frozen(CHECK_SCRIPT, fs).stdout.split() for _ in range(3)]  # the fastest of 3
+        ok = [int(c[1]) for c in checks if c[:1] == ["check_ms"] and c[2] == "None"]
+        result["check_ms"] = min(ok) if len(ok) == 3 else None
+        boots = [boot_step(fs, saved, 64) for _ in range(3)]
+        result["installed"], _, result["outcome"] = boots[0]
+        times = [b[1] for b in boots if b[0]]
+        result["boot_ms"] = min(times) if len(times) == 3 else None
         lo, hi = 8, 64  # the smallest heap (1 KB steps) the boot step installs in
         while hi - lo > 1:
             mid = (lo + hi) // 2

@@ -106,6 +106,20 @@ while True:
     node.downlink(port, unhexlify(payload))  # unicast, in a Class A window after an uplink
     node.send_answers(send)
 clock.sleep(1000)
+resumed = None
+if ARGS["reboot_at"]:  # the power goes in the middle of the session (RAM lost, files kept)
+    node.wait(gps_ms(ARGS["start"] + 35) - clock.t, send)  # a checkpoint after 35 s
+    node.checkpoint = lambda: None  # then none before the cut: the fragments since then are lost
+    node.wait(gps_ms(ARGS["start"] + ARGS["reboot_at"]) - clock.t, send)
+    before = node.fuota.fragmentation.received
+    wall = ARGS["wall"] + (clock.t - t0) // 1000
+    node = FuotaNode(cfg, mac, lambda: wall, "0.1.0", "factory", out=lambda *a: None)
+    node._gps0 += 20000  # its clock guessed again from the wall clock, 20 s off: it asks for the time
+    fr = node.fuota.fragmentation
+    node.downlink(201, b"\x01\x01")  # FragSessionStatusReq (Participants 1, FragIndex 0)
+    status_ans = node.answers.pop()[2]
+    resumed = [before, fr.active, fr.received, fr.nb_frag, status_ans.hex(),
+               [a[1] for a in node.answers], node.session() is not None]
 node.wait(10 ** 7, send)  # Class C at the session start, until the block is complete
 fr = node.fuota.fragmentation
 done = [fr.complete, fr.received, node.handed_over, node.refused]
@@ -128,22 +142,25 @@ delay = [a[0] - clock.t for a in node.answers]
 node.wait(60000, send)
 with open("app_a/toy/__init__.py") as f:
     new = f.read()
-print(json.dumps({"done": done, "booted": booted, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
+print(json.dumps({"done": done, "booted": booted, "resumed": resumed, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
                   "windows": [[w["freq"], w["sf"], w["bw"], w["iq"], w["crc"], w["got"]] for w in windows],
                   "t_first_window": windows[0]["t_open"] - gps_ms(ARGS["start"]),
                   "answers_left": node.answers, "busy": node.busy()}))
 """
 
 
-@pytest.mark.parametrize("lost", [set(), {2, 5, 9, 30}])
-def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, lost) -> None:
+@pytest.mark.parametrize(("lost", "reboot_at"), [(set(), 0), ({2, 5, 9, 30}, 0), ({2, 5, 9, 30}, 62)])
+def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, lost, reboot_at) -> None:
+    """``reboot_at``: the power goes that many seconds after the session start (13 fragments in, the
+    last checkpoint 35 s in) and the node resumes the session from fuota.json: the multicast group's
+    keys and frame counter, the Class C window and the uncoded fragments of the last checkpoint."""
     data, pub = package
     gps0 = WALL + GPS_MINUS_UNIX
     start = gps0 + 200
     downlinks = SERVER.chirpstack_flow(2, data, GEN, MC_KEY, MC_ADDR, 50, 50, start, gps0, lost)
     m = -(-len(data) // 50)
     stdin = json.dumps({"gen": GEN.hex(), "pub": pub.hex(), "wall": WALL, "gps0": gps0, "start": start,
-                        "old": "V = '0.1.0'\n" + "# 1\n" * 200}) + "\n"
+                        "old": "V = '0.1.0'\n" + "# 1\n" * 200, "reboot_at": reboot_at}) + "\n"
     stdin += "".join(f"{p} {g} {b.hex()}\n" for p, g, b in downlinks) + "\n"
     # 256 KB: the unix port compiles the MAC and the packages from source here (the heap a node needs
     # for FUOTA is measured by the heap tests, on the frozen build)
@@ -171,3 +188,12 @@ def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, l
     assert sum(w[5] for w in r["windows"]) >= m - len(lost)
     assert (r["answers_left"], r["busy"]) == ([], False)
     assert r["cnt"] == [0, 0]  # TS004 v2 SessionCnt, kept across the reboot (replay protection)
+    if reboot_at:
+        before, active, kept, nb_frag, status, queued, pending = r["resumed"]
+        # the session is resumed with the uncoded fragments of the last checkpoint (35 s in)
+        assert (active, nb_frag, pending) == (True, m, True)
+        assert 0 < kept < before
+        # FragSessionStatusReq is answered truthfully: no error, received = kept, missing = M - kept
+        ans = bytes.fromhex(status)
+        assert (ans[0], ans[1], int.from_bytes(ans[2:4], "little"), ans[4]) == (0x01, 0, kept, m - kept)
+        assert queued == [202]  # its clock is a guess again: AppTimeReq before the window

@@ -11,10 +11,20 @@
 # network answers with the correction even when it is 0). A McClassCSessionReq that arrives before the
 # clock is synchronised asks for the time again.
 #
-# State that survives a reboot (fuota.json, atomic writes): the TS004 v2 SessionCnt of the last accepted
-# FragSessionSetupReq (replay protection) and, once a block is complete, its FragIndex and fragment
-# count, so that the FragSessionStatusReq after the Class C session is answered after the reboot into
-# the new version. Group keys and an unfinished session live in RAM: a reboot during a session loses it.
+# State that survives a reboot (fuota.json, atomic writes, as citynode.files writes every small record):
+# the TS004 v2 SessionCnt of the last accepted FragSessionSetupReq (replay protection); the multicast
+# groups ("mc": McAddr, the derived session keys, the FCnt range and the last accepted McFCnt) and their
+# Class C sessions ("mc_c"), written when a McGroupSetup/Delete or McClassCSession is accepted; an
+# unfinished fragmentation session ("frag": the FragSessionSetupReq's parameters and the bitmap of the
+# uncoded fragments already in the block file), written at the setup and at checkpoints (after each
+# Class C window, at most every 30 s, the block file flushed first); and, once a block is complete,
+# its FragIndex and fragment count ("done") with the hand-over to the boot step ("install"), so that the
+# FragSessionStatusReq after the Class C session is answered after the reboot into the new version.
+# A reboot during a session resumes it: the groups, the window and the uncoded fragments received up to
+# the last checkpoint are kept; the coded fragments (rows of the decoder's matrix, in RAM) and those
+# received since the checkpoint are lost and made up by the redundancy. The McFCnt kept is the one of
+# the last checkpoint, so a replay of a frame received after it is taken again: its fragment is one
+# the block already holds or needs (a fragment is data, not a command).
 from citynode import files
 from citynode.compat import const
 from citynode.fuota.store import BLOCK_PATH, STATE_PATH
@@ -24,6 +34,12 @@ _STEP_MS = const(30000)  # longest wait or window between two watchdog feeds
 _PORT_MULTICAST = const(200)
 _PORT_FRAG = const(201)
 _PORT_CLOCK = const(202)
+
+
+def _hex(b):
+    from binascii import hexlify
+
+    return hexlify(b).decode()
 
 
 def app_time_req(token, gps_s):
@@ -69,6 +85,52 @@ class FuotaNode:
         self._gps0 = (int(wall_s()) + _GPS_MINUS_UNIX) * 1000 - mac.now_ms()
         self.handed_over = False  # the complete block is handed over to the boot step: reboot
         self.refused = None  # why the complete block was refused here (no fuota_pub)
+        self._saved_received = -1  # fragments received at the last checkpoint
+        self._restore()
+
+    # ---- across a reboot ---------------------------------------------------------------------------
+
+    def _restore(self):
+        """Take back the multicast groups, the Class C session and the fragmentation session of
+        fuota.json (a reboot during a session); a session still pending asks for the time again."""
+        st = self.state
+        f = self.fuota
+        if st.get("mc"):
+            f.handle(_PORT_MULTICAST, b"")  # makes the package object
+            f.multicast.restore(st["mc"], st.get("mc_c"))
+        if st.get("frag"):
+            from binascii import unhexlify
+
+            f.handle(_PORT_FRAG, b"")
+            fr = f.fragmentation
+            fr.last_session_cnt = st.get("session_cnt", -1)
+            try:
+                ok = fr.restore(unhexlify(st["frag"][0]), unhexlify(st["frag"][1]))
+            except (TypeError, ValueError, IndexError):
+                ok = False
+            if ok:
+                self._saved_received = fr.received
+                self.out("fuota: session resumed, %d of %d fragments kept" % (fr.received, fr.nb_frag))
+            else:
+                self._save(frag=None)
+        if self.session() is not None:
+            self.ask_time()
+        elif st.get("mc_c"):
+            self._save(mc_c=None)  # the session is over: a later boot need not load FUOTA for it
+
+    def checkpoint(self):
+        """Persist the fragments received so far (their bitmap, after the block file is flushed) and the
+        multicast groups' frame counters, when more fragments came since the last checkpoint."""
+        fr = self.fuota.fragmentation
+        if fr is None or not fr.active or fr.complete or fr.received == self._saved_received:
+            return
+        flush = getattr(fr.store, "flush", None)
+        if flush is not None:
+            flush()
+        mc = self.fuota.multicast
+        self._save(frag=[_hex(fr.setup), _hex(fr.known())],
+                   mc=mc.state() if mc is not None else None)
+        self._saved_received = fr.received
 
     # ---- the GPS clock ----------------------------------------------------------------------------
 
@@ -108,8 +170,17 @@ class FuotaNode:
                 ans = f.handle(port, data, self.gps())
             if fr.last_session_cnt != self.state.get("session_cnt", -1):
                 self._save(session_cnt=fr.last_session_cnt, done=None)
+            if not multicast:  # a session set up (its parameters, no fragment yet) or deleted
+                saved = self.state.get("frag")
+                if fr.active and not fr.complete and (saved is None or saved[0] != _hex(fr.setup)):
+                    self._save(frag=[_hex(fr.setup), _hex(fr.known())])
+                    self._saved_received = fr.received
+                elif not fr.active and saved is not None:
+                    self._save(frag=None)
         else:
             ans = f.handle(port, data, self.gps())
+            if port == _PORT_MULTICAST and not multicast and f.multicast is not None:
+                self._save(mc=f.multicast.state(), mc_c=f.multicast.windows())
         if f.clock is not None and f.clock.correction:
             self._gps0 += f.clock.take_correction() * 1000
         if port == _PORT_MULTICAST and f.multicast is not None and self.session() is not None:
@@ -212,6 +283,7 @@ class FuotaNode:
             s = self.session()
             if s is not None and s[0] <= now:
                 mac.listen(min(until, s[1]), s[2], s[3], self._on_frame)
+                self.checkpoint()  # at most every _STEP_MS: what a reboot would lose
             else:
                 if s is not None and s[0] < until:
                     until = s[0]
@@ -240,7 +312,7 @@ class FuotaNode:
         if close is not None:
             close()  # the whole block on flash before the hand-over names it
         m = files.read(self.root + "slots.json", None) or {}
-        self._save(done=[fr.index, fr.received],
+        self._save(done=[fr.index, fr.received], frag=None, mc_c=None,
                    install={"seq": (m.get("block") or 0) + 1, "length": fr.length, "running": self.running,
                             "tree": self.factory_tree})
         self.handed_over = True

@@ -70,6 +70,11 @@ class FileStore:
         self._f.seek(offset)
         self._f.readinto(out)
 
+    def flush(self):
+        """Make the fragments written so far durable (before a checkpoint names them)."""
+        if self._f is not None:
+            self._f.flush()
+
     def close(self):
         if self._f is not None:
             self._f.close()
