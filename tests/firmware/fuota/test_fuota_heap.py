@@ -41,7 +41,7 @@ def new_app(d: Path, size: int, seed: int) -> Path:
 
 def handed_over(fs: Path, package: bytes, pub: bytes) -> None:
     """What the running app leaves when the block is complete (citynode.fuota.node.FuotaNode.finish); the
-    factory app is frozen, so the package carries the whole new tree ("tree": null)."""
+    factory app is frozen ("tree": null), so the package carries the whole new tree (a full package)."""
     fs.mkdir()
     (fs / "config.json").write_text(json.dumps({"fuota_pub": pub.hex()}))
     (fs / "fuota.bin").write_bytes(package)
@@ -63,7 +63,7 @@ def test_the_boot_step_checks_and_installs_the_update_in_64k_on_the_32_bit_froze
     (tmp_path / "v1" / "VERSION").write_text("0.1.0")
     pair = fuota.generate_keypair()
     package = fuota.build_package(tmp_path / "v1", new_app(tmp_path / "v2", size, size),
-                                  load_pem_private_key(pair.private_pem, None))
+                                  load_pem_private_key(pair.private_pem, None), full=True)
     fs = tmp_path / "fs"
     handed_over(fs, package, pair.public_raw)
     proc = boot(fs, BUDGET)

@@ -39,6 +39,7 @@ def pkg(tmp_path_factory) -> dict:
     old, new = _tree(d / "v1", "0.1.0", OLD), _tree(d / "v2", "0.2.0", NEW)
     other = _tree(d / "v0", "0.0.9", OLD)
     return {"good": fuota.build_package(old, new, key).hex(), "pub": pair.public_raw.hex(),
+            "full": fuota.build_package(old, new, key, full=True).hex(),
             "wrong_base": fuota.build_package(other, new, key).hex(),
             "foreign": fuota.build_package(old, new, load_pem_private_key(fuota.generate_keypair().private_pem,
                                                                           None)).hex()}
@@ -238,13 +239,13 @@ class Frag:  # a TS004 session whose block is complete in the block file
     index = 0
     received = 7
     length = len(data)
-def hand_over(root, running="0.1.0", pub=ARGS["pub"]):
+def hand_over(root, running="0.1.0", pub=ARGS["pub"], tree="factory"):
     # the running app: the block is complete -> one write of fuota.json hands it over (no check here)
     with _open(root + "fuota.bin", "wb") as f:
         f.write(data)
     with _open(root + "config.json", "w") as f:
         f.write(json.dumps({"fuota_pub": pub}))
-    node = FuotaNode({"fuota_pub": pub}, Mac(), lambda: 1767225600, running, root + "factory",
+    node = FuotaNode({"fuota_pub": pub}, Mac(), lambda: 1767225600, running, root + tree if tree else None,
                      out=lambda *a: None, root=root)
     fr = Frag()
     fr.store = store.FileStore(root + "fuota.bin", len(data))
@@ -302,6 +303,26 @@ m = slots.read(root)
 print(json.dumps([handed, refused, m["update"], "install" in files.read(root + "fuota.json")]))
 """)
     assert r == [False, "no fuota_pub", "refused_other", False]
+
+
+@pytest.mark.parametrize(("name", "frozen", "want"), [
+    ("good", True, ["refused_other", "partial package, frozen app", None, False, "old"]),
+    ("full", True, ["installed", "0.2.0", "a", True, "new"]),
+    ("full", False, ["installed", "0.2.0", "a", True, "new"]),
+])
+def test_a_node_whose_factory_app_is_frozen_takes_only_a_full_package(micropython, tmp_path, pkg, name, frozen,
+                                                                      want) -> None:
+    # The factory app frozen into the image (the app passes no tree) cannot be copied into a slot: a
+    # partial package is refused after its check, nothing written; a full one (`citynode fuota build
+    # --full`) is installed alone, as it is on a node whose app is on the filesystem. ("factory/" here
+    # stands for the frozen app's modules: the tree the node runs while no slot is active.)
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+root = fresh("n")
+hand_over(root, tree=None if ARGS["frozen"] else "factory")
+m = slots.select(root, forget=False)
+print(json.dumps([m["update"], m["detail"], m["active"], isdir(root + "app_a"), booted(root)]))
+""".replace('ARGS["frozen"]', repr(frozen)), name=name)
+    assert r == want
 
 
 @pytest.mark.parametrize(("name", "final"), [("good", "new"), ("tampered", "old")])

@@ -2,6 +2,11 @@
 # then switching to it (citynode.fuota.slots): the step from a reassembled data block to a running
 # update.
 #
+# A frozen factory app (in the firmware image, not on the filesystem) cannot be copied into a slot: a
+# node running it takes only a full package (manifest "full": true, `citynode fuota build --full`: every
+# file of the new tree) and refuses a partial one ("partial package, frozen app": refused_other). A
+# full package is installed alone, nothing of the running tree is copied.
+#
 # Order, so that a power cut at any write leaves the old app or the new one, never a mix:
 #   1. the package was verified (signature, base version, every hash, paths) before this runs;
 #   2. the inactive slot is emptied and filled: the running tree's files (those neither replaced nor
@@ -117,7 +122,7 @@ def stage(manifest, store, running_tree, root=""):
     buf = bytearray(_CHUNK)
     new = {f[0] for f in manifest["files"]}
     gone = set(manifest.get("delete", ()))
-    if running_tree is not None and _isdir(running_tree):
+    if running_tree is not None and _isdir(running_tree) and manifest.get("full") is not True:
         for rel in _walk(running_tree):
             if rel in new or rel in gone or rel == "VERSION" or rel.endswith(".tmp"):
                 continue
@@ -189,6 +194,10 @@ def _check_install(p, root, out):
             manifest, reason = package.check(store, length, unhexlify(pub), p.get("running"))
             package = None
             gc.collect()
+        if reason is None and manifest.get("full") is not True and not slots.read(root).get("active") \
+                and not p.get("tree"):
+            # the factory app is frozen into the image: there is no tree to copy the unchanged files from
+            reason = "partial package, frozen app"
         if reason is None:
             try:
                 slot = install(manifest, store, p.get("tree"), root, seq)
