@@ -53,7 +53,7 @@ from citynode.fuota import install, package, slots, store
 ARGS = json.loads(sys.stdin.readline())
 OLD, NEW = ARGS["old"], ARGS["new"]
 
-class Cut(Exception):
+class Cut(BaseException):  # a power cut: no handler of the code under test may catch it
     pass
 
 class Power:  # counts the writes; the power goes at write number `at` (0: never)
@@ -303,6 +303,18 @@ m = slots.read(root)
 print(json.dumps([handed, refused, m["update"], "install" in files.read(root + "fuota.json")]))
 """)
     assert r == [False, "no fuota_pub", "refused_other", False]
+
+
+def test_a_boot_step_that_fails_unexpectedly_boots_the_old_app_and_reports_it(micropython, tmp_path, pkg) -> None:
+    # a hand-over entry the step cannot read: no boot loop; the entry is dropped, the refusal reported
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+root = fresh("n")
+files.write(root + "fuota.json", {"session_cnt": 0, "install": "garbage"})
+m = slots.select(root, forget=False)
+m2 = slots.select(root, forget=False)
+print(json.dumps([m["update"], m["detail"], m["active"], files.read(root + "fuota.json"), booted(root)]))
+""")
+    assert r == ["refused_other", "boot step: AttributeError", None, {"session_cnt": 0}, "old"]
 
 
 @pytest.mark.parametrize(("name", "frozen", "want"), [

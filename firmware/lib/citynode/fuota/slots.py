@@ -129,7 +129,16 @@ def select(root="", forget=True):
     if state and state.get("install"):
         from citynode.fuota import install
 
-        install.pending(state, root)
+        try:
+            install.pending(state, root)
+        except Exception as exc:  # never a boot loop: drop the hand-over, report it, boot the app
+            print("update boot step failed: %s: %s" % (type(exc).__name__, exc))
+            try:
+                refused("boot step: %s" % (type(exc).__name__,), root)
+                state.pop("install", None)
+                files.write(root + "fuota.json", state)
+            except Exception:
+                pass
         install = state = None
         _reset()
     state = None
