@@ -40,13 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     key.set_defaults(func=_keygen)
 
     build = actions.add_parser("build", help="build a signed package of the files changed between two app trees",
-                               description="Build a package of the files that differ between two app trees (and the deletions), with a manifest of base version, target version and file hashes, signed with Ed25519.")
-    build.add_argument("--from", dest="base", type=Path, required=True, help="the app tree nodes run now")
+                               description="Build a package of the files that differ between two app trees (and the deletions), with a manifest of base version, target version and file hashes, signed with Ed25519. A node whose factory app is frozen into its firmware image cannot copy it into an app slot, so its first update must be a --full package (the whole tree); it refuses a partial one (update: refused_other).")
+    build.add_argument("--from", dest="base", type=Path,
+                       help="the app tree nodes run now (with --full, only its VERSION is read)")
     build.add_argument("--to", dest="target", type=Path, required=True, help="the app tree to update them to")
     build.add_argument("--key", type=Path, required=True, help="the private key (from `citynode fuota keygen`)")
     build.add_argument("--out", type=Path, required=True, help="the package file to write")
     build.add_argument("--base-version", help="version of --from (default: its VERSION file)")
     build.add_argument("--target-version", help="version of --to (default: its VERSION file)")
+    build.add_argument("--full", action="store_true",
+                       help="carry every file of --to, not only the changed ones: needed by nodes whose factory "
+                            "app is frozen into the firmware image (they refuse a partial package); --from may "
+                            "then be left out if --base-version is given")
     build.set_defaults(func=_build)
 
     deploy = actions.add_parser(
@@ -165,14 +170,21 @@ def _keygen(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from gateway.field import fuota  # cryptography only when used
 
+    if args.base is None and not (args.full and args.base_version):
+        raise ConfigError("fuota build: give --from, or --full with --base-version")
     key = fuota.load_private_key(args.key)
     data = fuota.build_package(args.base, args.target, key, base_version=args.base_version,
-                               target_version=args.target_version)
+                               target_version=args.target_version, full=args.full)
     try:
         args.out.write_bytes(data)
     except OSError as exc:
         raise ConfigError(f"{args.out}: {exc.strerror}") from None
     pub = key.public_key().public_bytes_raw()
     pkg = fuota.read_package(data, pub)
-    print(f"{args.out}: {pkg.base} -> {pkg.target}, {len(pkg.files)} files, {len(pkg.delete)} deleted, {len(data)} bytes")
+    kind = "full" if pkg.full else "partial"
+    print(f"{args.out}: {pkg.base} -> {pkg.target}, {kind}, {len(pkg.files)} files, {len(pkg.delete)} deleted, "
+          f"{len(data)} bytes")
+    if not pkg.full:
+        print("note: a partial package installs only on a node that runs its app from files (lib/ or an app slot); "
+              "a node whose factory app is frozen refuses it (update: refused_other): build its first update with --full")
     return 0

@@ -63,6 +63,12 @@ class Package:
     delete: tuple[str, ...]
     manifest: dict[str, object]
 
+    @property
+    def full(self) -> bool:
+        """Whether it carries the whole target tree (``build_package(full=True)``): the only kind a node
+        whose factory app is frozen installs."""
+        return self.manifest.get("full") is True
+
 
 def generate_keypair() -> KeyPair:
     key = Ed25519PrivateKey.generate()
@@ -152,23 +158,34 @@ def tree_version(root: Path, given: str | None) -> str:
     return version
 
 
-def build_package(base_dir: Path, target_dir: Path, key: Ed25519PrivateKey, *, base_version: str | None = None,
-                  target_version: str | None = None) -> bytes:
-    """The signed package taking ``base_dir``'s tree to ``target_dir``'s: changed and new files, deletions."""
-    base_v = tree_version(base_dir, base_version)
+def build_package(base_dir: Path | None, target_dir: Path, key: Ed25519PrivateKey, *, base_version: str | None = None,
+                  target_version: str | None = None, full: bool = False) -> bytes:
+    """The signed package taking ``base_dir``'s tree to ``target_dir``'s: changed and new files, deletions.
+
+    ``full``: every file of ``target_dir`` (``base_dir`` then only gives the base version and may be
+    None when ``base_version`` is given), marked ``"full": true`` in the manifest: the node installs the
+    target tree alone, without copying its running one. A node whose factory app is frozen into its
+    firmware image has no running tree to copy and refuses a package that is not full (its first
+    update; later ones start from the slot it runs)."""
+    if base_dir is None and not (full and base_version):
+        raise PackageError("no base tree: give --from, or --full with --base-version")
+    base_v = base_version if base_dir is None else tree_version(base_dir, base_version)
     target_v = tree_version(target_dir, target_version)
     if base_v == target_v:
         raise PackageError(f"base and target are both version {base_v}")
-    old, new = _tree(base_dir), _tree(target_dir)
+    old = {} if full else _tree(base_dir)  # type: ignore[arg-type]
+    new = _tree(target_dir)
     changed = [(p, data) for p, data in new.items() if old.get(p) != data]
     deleted = sorted(p for p in old if p not in new)
-    manifest = {
+    manifest: dict[str, object] = {
         "format": FORMAT,
         "base": base_v,
         "target": target_v,
         "files": [[p, len(data), hashlib.sha256(data).hexdigest()] for p, data in changed],
         "delete": deleted,
     }
+    if full:
+        manifest["full"] = True
     body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     if len(body) > MAX_MANIFEST:
         raise PackageError(f"manifest of {len(body)} bytes: the node reads at most {MAX_MANIFEST}")

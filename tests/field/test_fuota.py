@@ -60,7 +60,10 @@ def test_build_packages_the_changed_and_new_files_and_the_deletions(tmp_path: Pa
     out = tmp_path / "app.cnup"
     assert main(["fuota", "build", "--from", str(base), "--to", str(target), "--key", str(tmp_path / "k.key"),
                  "--out", str(out)]) == 0
-    assert "0.1.0 -> 0.2.0, 2 files, 1 deleted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "0.1.0 -> 0.2.0, partial, 2 files, 1 deleted" in printed
+    # a node whose factory app is frozen refuses a partial package: the tool says so
+    assert "frozen refuses it (update: refused_other): build its first update with --full" in printed
     data = out.read_bytes()
     pkg = fuota.read_package(data, bytes.fromhex((tmp_path / "k.pub").read_text()))
     assert (pkg.base, pkg.target) == ("0.1.0", "0.2.0")
@@ -127,3 +130,31 @@ def test_a_tree_without_a_version_needs_one_on_the_command_line(tmp_path: Path, 
     assert main(["fuota", "build", "--from", str(base), *common]) == 2
     assert "no VERSION file" in capsys.readouterr().err
     assert main(["fuota", "build", "--from", str(base), "--base-version", "0.1.0", *common]) == 0
+
+
+@pytest.mark.parametrize("base_args", [["--from", "{base}"], ["--base-version", "0.1.0"]])
+def test_a_full_package_carries_the_whole_target_tree(tmp_path: Path, trees, capsys, base_args) -> None:
+    # for a node whose factory app is frozen into its image: nothing of the running tree can be copied
+    base, target = trees
+    main(["fuota", "keygen", "--out", str(tmp_path / "k")])
+    out = tmp_path / "app.cnup"
+    argv = [a.format(base=base) for a in base_args]
+    assert main(["fuota", "build", *argv, "--full", "--to", str(target), "--key", str(tmp_path / "k.key"),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "0.1.0 -> 0.2.0, full, 3 files, 0 deleted" in printed and "--full" not in printed
+    pkg = fuota.read_package(out.read_bytes(), bytes.fromhex((tmp_path / "k.pub").read_text()))
+    assert pkg.full and pkg.manifest["full"] is True
+    assert pkg.files == {"lib/citynode/app.mpy": b"A1", "lib/citynode/codec.mpy": b"C2", "lib/citynode/new.mpy": b"N2"}
+    assert pkg.delete == ()
+
+
+def test_build_without_a_base_needs_full_and_a_base_version(tmp_path: Path, trees, capsys) -> None:
+    _, target = trees
+    main(["fuota", "keygen", "--out", str(tmp_path / "k")])
+    common = ["--to", str(target), "--key", str(tmp_path / "k.key"), "--out", str(tmp_path / "p")]
+    capsys.readouterr()
+    assert main(["fuota", "build", "--full", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give --from, or --full with --base-version" in err[0]
+    assert not (tmp_path / "p").exists()

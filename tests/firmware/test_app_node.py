@@ -297,3 +297,39 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("citynode.fuota")
 """)
     assert "downlink on fport 200 ignored: FUOTA needs the software MAC" in out
     assert out[-1] == "[]"
+
+
+def test_a_reset_during_an_update_session_resumes_it_at_boot(micropython: Any, node_dir: Path) -> None:
+    # fuota.json holds the multicast group and a Class C session still ahead (citynode.fuota.node): the
+    # node, provisioned for FUOTA, loads FuotaNode at boot, which takes them back and asks for the time;
+    # without a session in fuota.json nothing of FUOTA is loaded
+    gps = 1767225600 - 315964782
+    group = [0x01020304, "00" * 16, "11" * 16, 0, 2**32 - 1, 7]
+    (node_dir / "fuota.json").write_text(json.dumps({"session_cnt": 0, "mc": [group],
+                                                     "mc_c": [[gps + 3600, gps + 3600 + 1024, 869525000, 3]]}))
+    code = """
+import sys
+class Mac:
+    def now_ms(self):
+        return 0
+    def listen(self, *a):
+        pass
+class Link:
+    mac = Mac()
+    joined = True
+raw = {"role": "bin_fill", "board": "sim", "start_delay_max": 0, "gen_app_key": "00" * 16}
+node, hal = make_node([READING], link=Link(), raw=raw)
+node._status_due = lambda: False
+node.boot()
+f = node.fuota
+print(json.dumps(None if f is None else [f.fuota.multicast.groups[0][0], f.fuota.multicast._fcnt[0],
+                                          f.session()[2:], f.busy(), [a[1] for a in f.answers]]))
+"""
+    from gateway.field.micropython import run_code
+
+    def boot() -> str:  # 256 KB: the app and the FUOTA modules are compiled from source here (64-bit port)
+        return run_code(PRELUDE + code, heapsize="256k", cwd=node_dir).stdout.strip().splitlines()[-1]
+
+    assert json.loads(boot()) == [0x01020304, 7, [869525000, 3], True, [202]]
+    (node_dir / "fuota.json").write_text(json.dumps({"session_cnt": 0, "mc": [group]}))
+    assert boot() == "null"

@@ -18,6 +18,7 @@ _STATUS_FPORT = const(1)
 _DOWNLINK_FPORT = const(2)
 _FUOTA_PORTS = (200, 201, 202)  # TS005 multicast setup, TS004 fragmentation, TS003 clock (citynode.fuota)
 _SLOTS_PATH = "slots.json"  # citynode.fuota.slots: which app version runs, the last update's outcome
+_FUOTA_STATE_PATH = "fuota.json"  # citynode.fuota.store.STATE_PATH: an update session across a reset
 _WDT_TIMEOUT_MS = const(120000)  # a cycle that hangs (sensor, radio) resets the node
 _MIN_SLEEP_S = const(5)
 _LOW_BATTERY_V = 3.3
@@ -65,6 +66,11 @@ class Node:
                 self._sleep_light(delay)
             self.state["last_status"] = None  # report the reset
         files.write(STATE_PATH, self.state)
+        if self.config.get("gen_app_key"):
+            fuota = files.read(_FUOTA_STATE_PATH, None)
+            if fuota and (fuota.get("frag") or fuota.get("mc_c")):
+                self._fuota()  # an update session was under way before the reset: FuotaNode resumes it
+            fuota = None
         if self._status_due() and self._ensure_joined():
             self._send_status()
 
@@ -228,8 +234,8 @@ class Node:
         return self.fuota
 
     def _fuota_done(self):
-        if self.fuota.installed is not None:
-            self.reboot_requested = True  # into the new slot, on trial (citynode.fuota.slots)
+        if self.fuota.handed_over:
+            self.reboot_requested = True  # into the boot step that checks and installs the block (citynode.fuota.install)
         elif self.fuota.refused is not None:
             self.state["last_status"] = None  # report the refusal in the next status uplink
 

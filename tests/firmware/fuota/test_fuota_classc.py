@@ -5,8 +5,9 @@ with the downlinks ChirpStack's flow sends one device (tests/firmware/fuota/serv
 FragSessionSetup (v2), McClassCSession, the fragments as multicast frames in the Class C window with
 fragments lost, FragSessionStatusReq. The node asks for the time before the session (its clock is not
 synchronised), opens continuous RX on the multicast channel at the session start, rebuilds the block,
-checks the signed package and installs it in an app slot; after the reboot into the new version its
-status answer says nothing is missing."""
+hands it over and reboots; the boot step (main.py's slot selection, before the app is built) checks the
+signed package and installs it in an app slot; in the new version its status answer says nothing is
+missing."""
 
 from __future__ import annotations
 
@@ -105,14 +106,35 @@ while True:
     node.downlink(port, unhexlify(payload))  # unicast, in a Class A window after an uplink
     node.send_answers(send)
 clock.sleep(1000)
+resumed = None
+if ARGS["reboot_at"]:  # the power goes in the middle of the session (RAM lost, files kept)
+    node.wait(gps_ms(ARGS["start"] + 35) - clock.t, send)  # a checkpoint after 35 s
+    node.checkpoint = lambda: None  # then none before the cut: the fragments since then are lost
+    node.wait(gps_ms(ARGS["start"] + ARGS["reboot_at"]) - clock.t, send)
+    before = node.fuota.fragmentation.received
+    wall = ARGS["wall"] + (clock.t - t0) // 1000
+    node = FuotaNode(cfg, mac, lambda: wall, "0.1.0", "factory", out=lambda *a: None)
+    node._gps0 += 20000  # its clock guessed again from the wall clock, 20 s off: it asks for the time
+    fr = node.fuota.fragmentation
+    node.downlink(201, b"\x01\x01")  # FragSessionStatusReq (Participants 1, FragIndex 0)
+    status_ans = node.answers.pop()[2]
+    resumed = [before, fr.active, fr.received, fr.nb_frag, status_ans.hex(),
+               [a[1] for a in node.answers], node.session() is not None]
 node.wait(10 ** 7, send)  # Class C at the session start, until the block is complete
 fr = node.fuota.fragmentation
-done = [fr.complete, fr.received, node.installed, node.refused]
+done = [fr.complete, fr.received, node.handed_over, node.refused]
 synced = node.fuota.clock.synced
 windows = [r for r in radio.rxs()[rxs_before:] if r["continuous"]]
-# the node reboots into the new version (RAM lost, files kept); after the session the status request
-# (unicast) is answered from the completed block's record, after a random delay
+# the node reboots (RAM lost, files kept): main.py's slot selection checks and installs the block before
+# the app is built, then the app runs the new version; after the session the status request (unicast)
+# is answered from the completed block's record, after a random delay
 cnt = node.fuota.fragmentation.last_session_cnt
+with open("config.json", "w") as f:
+    f.write(json.dumps(cfg))
+from citynode.fuota import slots
+marker = slots.select(forget=False)
+booted = [marker.get("active"), marker.get("update"), marker.get("detail"), "fuota.bin" in os.listdir("."),
+          "install" in json.loads(open("fuota.json").read())]
 node = FuotaNode(cfg, mac, lambda: ARGS["wall"], "0.2.0", "factory", out=lambda *a: None)
 clock.t = max(clock.t, gps_ms(status[0]))
 node.downlink(201, unhexlify(status[1]))
@@ -120,29 +142,34 @@ delay = [a[0] - clock.t for a in node.answers]
 node.wait(60000, send)
 with open("app_a/toy/__init__.py") as f:
     new = f.read()
-print(json.dumps({"done": done, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
+print(json.dumps({"done": done, "booted": booted, "resumed": resumed, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
                   "windows": [[w["freq"], w["sf"], w["bw"], w["iq"], w["crc"], w["got"]] for w in windows],
                   "t_first_window": windows[0]["t_open"] - gps_ms(ARGS["start"]),
                   "answers_left": node.answers, "busy": node.busy()}))
 """
 
 
-@pytest.mark.parametrize("lost", [set(), {2, 5, 9, 30}])
-def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, lost) -> None:
+@pytest.mark.parametrize(("lost", "reboot_at"), [(set(), 0), ({2, 5, 9, 30}, 0), ({2, 5, 9, 30}, 62)])
+def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, lost, reboot_at) -> None:
+    """``reboot_at``: the power goes that many seconds after the session start (13 fragments in, the
+    last checkpoint 35 s in) and the node resumes the session from fuota.json: the multicast group's
+    keys and frame counter, the Class C window and the uncoded fragments of the last checkpoint."""
     data, pub = package
     gps0 = WALL + GPS_MINUS_UNIX
     start = gps0 + 200
     downlinks = SERVER.chirpstack_flow(2, data, GEN, MC_KEY, MC_ADDR, 50, 50, start, gps0, lost)
     m = -(-len(data) // 50)
     stdin = json.dumps({"gen": GEN.hex(), "pub": pub.hex(), "wall": WALL, "gps0": gps0, "start": start,
-                        "old": "V = '0.1.0'\n" + "# 1\n" * 200}) + "\n"
+                        "old": "V = '0.1.0'\n" + "# 1\n" * 200, "reboot_at": reboot_at}) + "\n"
     stdin += "".join(f"{p} {g} {b.hex()}\n" for p, g, b in downlinks) + "\n"
     # 256 KB: the unix port compiles the MAC and the packages from source here (the heap a node needs
     # for FUOTA is measured by the heap tests, on the frozen build)
     out = run_code(FAKES + CODE, heapsize="256k", stdin=stdin, cwd=tmp_path, timeout=300).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    complete, received, slot, refused = r["done"]
-    assert (complete, slot, refused) == (True, "a", None)
+    complete, received, handed_over, refused = r["done"]
+    assert (complete, handed_over, refused) == (True, True, None)
+    # the boot step installed it in slot a, on trial, and dropped the hand-over and the block
+    assert r["booted"] == ["a", "installed", "0.2.0", False, False]
     assert r["new"].startswith("V = '0.2.0'")
     assert received >= m - len(lost)
     # the answers went up in Class A uplinks: McGroupSetupAns, FragSessionSetupAns, AppTimeReq (the
@@ -161,3 +188,12 @@ def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, l
     assert sum(w[5] for w in r["windows"]) >= m - len(lost)
     assert (r["answers_left"], r["busy"]) == ([], False)
     assert r["cnt"] == [0, 0]  # TS004 v2 SessionCnt, kept across the reboot (replay protection)
+    if reboot_at:
+        before, active, kept, nb_frag, status, queued, pending = r["resumed"]
+        # the session is resumed with the uncoded fragments of the last checkpoint (35 s in)
+        assert (active, nb_frag, pending) == (True, m, True)
+        assert 0 < kept < before
+        # FragSessionStatusReq is answered truthfully: no error, received = kept, missing = M - kept
+        ans = bytes.fromhex(status)
+        assert (ans[0], ans[1], int.from_bytes(ans[2:4], "little"), ans[4]) == (0x01, 0, kept, m - kept)
+        assert queued == [202]  # its clock is a guess again: AppTimeReq before the window

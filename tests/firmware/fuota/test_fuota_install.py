@@ -39,6 +39,7 @@ def pkg(tmp_path_factory) -> dict:
     old, new = _tree(d / "v1", "0.1.0", OLD), _tree(d / "v2", "0.2.0", NEW)
     other = _tree(d / "v0", "0.0.9", OLD)
     return {"good": fuota.build_package(old, new, key).hex(), "pub": pair.public_raw.hex(),
+            "full": fuota.build_package(old, new, key, full=True).hex(),
             "wrong_base": fuota.build_package(other, new, key).hex(),
             "foreign": fuota.build_package(old, new, load_pem_private_key(fuota.generate_keypair().private_pem,
                                                                           None)).hex()}
@@ -52,7 +53,7 @@ from citynode.fuota import install, package, slots, store
 ARGS = json.loads(sys.stdin.readline())
 OLD, NEW = ARGS["old"], ARGS["new"]
 
-class Cut(Exception):
+class Cut(BaseException):  # a power cut: no handler of the code under test may catch it
     pass
 
 class Power:  # counts the writes; the power goes at write number `at` (0: never)
@@ -227,6 +228,51 @@ print(json.dumps([reboot, m["active"], m["update"], m["detail"], booted(root)]))
     assert r == [True, None, "rolled_back_selftest", "0.2.0", "old"]
 
 
+HAND_OVER = r"""
+from citynode.fuota.node import FuotaNode
+class Mac:
+    def now_ms(self):
+        return 0
+class Frag:  # a TS004 session whose block is complete in the block file
+    complete = True
+    active = True
+    index = 0
+    received = 7
+    length = len(data)
+def hand_over(root, running="0.1.0", pub=ARGS["pub"], tree="factory"):
+    # the running app: the block is complete -> one write of fuota.json hands it over (no check here)
+    with _open(root + "fuota.bin", "wb") as f:
+        f.write(data)
+    with _open(root + "config.json", "w") as f:
+        f.write(json.dumps({"fuota_pub": pub}))
+    node = FuotaNode({"fuota_pub": pub}, Mac(), lambda: 1767225600, running, root + tree if tree else None,
+                     out=lambda *a: None, root=root)
+    fr = Frag()
+    fr.store = store.FileStore(root + "fuota.bin", len(data))
+    node.fuota.fragmentation = fr
+    return node.finish(), node.refused, isdir(root + "app_a")
+def left(root):  # what the boot step leaves behind: the hand-over entry, the block
+    st = files.read(root + "fuota.json")
+    return ["install" in st, "fuota.bin" in os.listdir(root)]
+"""
+
+
+def test_the_app_hands_the_block_over_and_the_boot_step_installs_it(micropython, tmp_path, pkg) -> None:
+    # the app writes nothing but fuota.json; the next boot (main.py's slots.select, before the app is
+    # imported) checks the package, installs it on trial, drops the hand-over and the block
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+root = fresh("n")
+handed, refused, staged = hand_over(root)
+before = slots.read(root)
+st = files.read(root + "fuota.json")
+m = slots.select(root, forget=False)
+print(json.dumps([handed, refused, staged, before["active"], st["install"]["seq"], st["done"],
+                  m["active"], m["trial"], m["boots"], m["update"], m["detail"], m["block"], left(root),
+                  booted(root)]))
+""")
+    assert r == [True, None, False, None, 1, [0, 7], "a", True, 1, "installed", "0.2.0", 1, [False, False], "new"]
+
+
 @pytest.mark.parametrize(("name", "running", "code"), [
     ("good", "0.0.9", "refused_base"),  # the package's base is not the running version
     ("wrong_base", "0.1.0", "refused_base"),
@@ -238,29 +284,94 @@ def test_a_refused_package_writes_nothing_and_is_reported(micropython, tmp_path,
         b = bytearray.fromhex(pkg["good"])
         b[-1] ^= 1
         pkg = dict(pkg, tampered=b.hex())
-    r = _run(micropython, tmp_path, pkg, r"""
-from citynode.fuota.node import FuotaNode
-class Mac:
-    def now_ms(self):
-        return 0
-class Frag:  # a TS004 session whose block is complete in the store
-    complete = True
-    active = True
-    index = 0
-    received = 7
-    store = s
-    length = len(data)
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
 root = fresh("n")
-node = FuotaNode({"fuota_pub": ARGS["pub"]}, Mac(), lambda: 1767225600, ARGS["running"], root + "factory",
-                 out=lambda *a: None, root=root)
-node.fuota.fragmentation = Frag()
-slot = node.finish()
-m = slots.read(root)
-print(json.dumps([slot, node.refused, m["update"], m["active"], isdir(root + "app_a"), booted(root)]))
+handed, refused, staged = hand_over(root, ARGS["running"])
+m = slots.select(root, forget=False)
+print(json.dumps([handed, m["update"], m["detail"], m["active"], isdir(root + "app_a"), left(root), booted(root)]))
 """.replace('ARGS["running"]', repr(running)), name=name)
-    slot, refused, update, active, staged, running_now = r
-    assert (slot, update, active, staged, running_now) == (None, code, None, False, "old")
-    assert refused
+    handed, update, detail, active, staged, leftover, running_now = r
+    assert (handed, update, active, staged, leftover, running_now) == (True, code, None, False, [False, False], "old")
+    assert detail
+
+
+def test_without_fuota_pub_the_app_refuses_the_block_itself(micropython, tmp_path, pkg) -> None:
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+root = fresh("n")
+handed, refused, staged = hand_over(root, pub=None)
+m = slots.read(root)
+print(json.dumps([handed, refused, m["update"], "install" in files.read(root + "fuota.json")]))
+""")
+    assert r == [False, "no fuota_pub", "refused_other", False]
+
+
+def test_a_boot_step_that_fails_unexpectedly_boots_the_old_app_and_reports_it(micropython, tmp_path, pkg) -> None:
+    # a hand-over entry the step cannot read: no boot loop; the entry is dropped, the refusal reported
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+root = fresh("n")
+files.write(root + "fuota.json", {"session_cnt": 0, "install": "garbage"})
+m = slots.select(root, forget=False)
+m2 = slots.select(root, forget=False)
+print(json.dumps([m["update"], m["detail"], m["active"], files.read(root + "fuota.json"), booted(root)]))
+""")
+    assert r == ["refused_other", "boot step: AttributeError", None, {"session_cnt": 0}, "old"]
+
+
+@pytest.mark.parametrize(("name", "frozen", "want"), [
+    ("good", True, ["refused_other", "partial package, frozen app", None, False, "old"]),
+    ("full", True, ["installed", "0.2.0", "a", True, "new"]),
+    ("full", False, ["installed", "0.2.0", "a", True, "new"]),
+])
+def test_a_node_whose_factory_app_is_frozen_takes_only_a_full_package(micropython, tmp_path, pkg, name, frozen,
+                                                                      want) -> None:
+    # The factory app frozen into the image (the app passes no tree) cannot be copied into a slot: a
+    # partial package is refused after its check, nothing written; a full one (`citynode fuota build
+    # --full`) is installed alone, as it is on a node whose app is on the filesystem. ("factory/" here
+    # stands for the frozen app's modules: the tree the node runs while no slot is active.)
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+root = fresh("n")
+hand_over(root, tree=None if ARGS["frozen"] else "factory")
+m = slots.select(root, forget=False)
+print(json.dumps([m["update"], m["detail"], m["active"], isdir(root + "app_a"), booted(root)]))
+""".replace('ARGS["frozen"]', repr(frozen)), name=name)
+    assert r == want
+
+
+@pytest.mark.parametrize(("name", "final"), [("good", "new"), ("tampered", "old")])
+def test_a_power_cut_at_any_write_of_the_boot_step_resumes_it(micropython, tmp_path, pkg, name, final) -> None:
+    # The power goes at write k of the boot step (check, stage, swap, the hand-over's removal) for every
+    # k; the next boot runs the step again or finds it done: it ends with exactly the new app installed
+    # once (a good package) or the old one and the refusal reported (a tampered one), never a mix, and
+    # nothing is left of the hand-over.
+    if name == "tampered":
+        b = bytearray.fromhex(pkg["good"])
+        b[-1] ^= 1
+        pkg = dict(pkg, tampered=b.hex())
+    r = _run(micropython, tmp_path, pkg, HAND_OVER + r"""
+results = []
+k = 0
+while True:
+    k += 1
+    root = fresh("k%d" % k)
+    hand_over(root)
+    P.n = 0
+    P.at = k
+    try:
+        slots.select(root, forget=False)
+        cut = False
+    except Cut:
+        cut = True
+    which = booted(root)  # the next boot, no cut: the step resumes or is done
+    m = slots.read(root)
+    results.append([k, cut, which, m["update"], m.get("block"), m.get("versions"), left(root)])
+    if not cut:
+        break
+print(json.dumps(results))
+""", name=name)
+    assert len(r) > (20 if final == "new" else 3)  # every write of the step was a cut point
+    code, versions = ("installed", {"a": "0.2.0"}) if final == "new" else ("refused_hash", {})
+    assert all(x[2:] == [final, code, 1, versions, [False, False]] for x in r), [x for x in r if x[2:] != [final, code, 1, versions, [False, False]]]
+    assert r[-1][1] is False
 
 
 def test_a_power_cut_at_any_write_leaves_the_old_or_the_new_app(micropython, tmp_path, pkg) -> None:

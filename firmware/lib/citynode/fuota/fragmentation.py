@@ -181,7 +181,7 @@ class Fragmentation:
                 if pos + need > size:
                     break
                 out[n] = _CID_SETUP
-                out[n + 1] = self._setup(payload, pos)
+                out[n + 1] = self._setup(payload, pos, need)
                 n += 2
                 pos += need
             elif cid == _CID_DELETE:
@@ -236,7 +236,7 @@ class Fragmentation:
             out[n + 4] = miss
         return n + 5
 
-    def _setup(self, b, pos):
+    def _setup(self, b, pos, need, resume=False):
         idx = (b[pos] >> 4) & 0x03
         m = le(b, pos + 1, 2)
         size = b[pos + 3]
@@ -270,8 +270,12 @@ class Fragmentation:
             self._row = bytearray(rb)
             self._d1 = bytearray(size)
             self._d2 = bytearray(size)
-            ok = self.store.prepare(m * size)
-        except MemoryError:
+            if resume:  # the block file of the session set up before a reboot
+                self.store.open("r+b")
+                ok = True
+            else:
+                ok = self.store.prepare(m * size)
+        except (MemoryError, OSError):
             ok = False
         if not ok:
             self._reset()
@@ -289,12 +293,44 @@ class Fragmentation:
         self.mic = bytes(b[pos + 12:pos + 16]) if self.version == 2 else None
         if cnt >= 0:
             self.last_session_cnt = cnt
+        self.setup = bytes(b[pos:pos + need])  # the request's parameters: the app persists them
         self._cols = cols
         self._rb = rb
         self._ncols = 0
         self._npivots = 0
         self._nknown = 0
         return status
+
+    # --- across a reboot ---------------------------------------------------------------------------
+
+    def known(self):
+        """The bitmap of the uncoded fragments already in the store (bit j: fragment j + 1), for the app
+        to persist with ``setup`` after the store is flushed. Coded fragments (in the matrix, in RAM)
+        are not in it."""
+        return bytes(self._known) if self.active and not self.complete else None
+
+    def restore(self, setup, known):
+        """Resume the session set up by ``setup`` (the FragSessionSetupReq's parameters, as ``setup`` was)
+        in the existing block file, with the uncoded fragments of ``known`` counted as received. True
+        when resumed; the fragments received since ``known`` was taken must come again (redundancy)."""
+        saved = self.last_session_cnt
+        self.last_session_cnt = -1
+        need = 16 if self.version == 2 else 10
+        status = self._setup(setup, 0, need, resume=True) if len(setup) == need else 0x3F
+        self.last_session_cnt = max(saved, self.last_session_cnt)
+        if status & 0x3F or len(known) != len(self._known):
+            self._reset()
+            return False
+        self._known[:] = known
+        n = 0
+        for i in range(self.nb_frag):
+            if known[i >> 3] & (1 << (i & 7)):
+                n += 1
+        self._nknown = n
+        self.received = n
+        if n == self.nb_frag:
+            self._solve()
+        return True
 
     # --- the decoder -----------------------------------------------------------------------------
 

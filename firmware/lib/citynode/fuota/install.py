@@ -2,6 +2,11 @@
 # then switching to it (citynode.fuota.slots): the step from a reassembled data block to a running
 # update.
 #
+# A frozen factory app (in the firmware image, not on the filesystem) cannot be copied into a slot: a
+# node running it takes only a full package (manifest "full": true, `citynode fuota build --full`: every
+# file of the new tree) and refuses a partial one ("partial package, frozen app": refused_other). A
+# full package is installed alone, nothing of the running tree is copied.
+#
 # Order, so that a power cut at any write leaves the old app or the new one, never a mix:
 #   1. the package was verified (signature, base version, every hash, paths) before this runs;
 #   2. the inactive slot is emptied and filled: the running tree's files (those neither replaced nor
@@ -10,6 +15,16 @@
 #   3. one atomic write of the marker makes the slot active, on trial (slots.swap).
 # Only step 3 touches what the node boots; a cut before it leaves the staged slot unused (it is
 # emptied again by the next install).
+#
+# Where it runs: in the boot after the block is complete, before the app is imported (pending(), called
+# by slots.select from main.py), so that the check (Ed25519 in big integers, SHA-512, SHA-256 per file)
+# has the heap to itself instead of sharing it with the MAC, the role and the drivers. The running app
+# only hands the block over: one atomic write of fuota.json with an "install" entry
+# {"seq", "length", "running", "tree"} (citynode.fuota.node.FuotaNode.finish), then it reboots.
+# pending() checks, installs (or records the refusal) with "block": seq in the same atomic write of
+# slots.json, then drops the block file and the entry. A power cut anywhere in it: the next boot finds
+# the entry again; when slots.json already carries its seq the outcome is recorded and only the
+# clean-up is left, else the check and install run again from the start (the block is still whole).
 import os
 
 from citynode.compat import const
@@ -107,7 +122,7 @@ def stage(manifest, store, running_tree, root=""):
     buf = bytearray(_CHUNK)
     new = {f[0] for f in manifest["files"]}
     gone = set(manifest.get("delete", ()))
-    if running_tree is not None and _isdir(running_tree):
+    if running_tree is not None and _isdir(running_tree) and manifest.get("full") is not True:
         for rel in _walk(running_tree):
             if rel in new or rel in gone or rel == "VERSION" or rel.endswith(".tmp"):
                 continue
@@ -143,11 +158,74 @@ def stage(manifest, store, running_tree, root=""):
     return slot
 
 
-def install(manifest, store, factory_tree=None, root=""):
+def install(manifest, store, factory_tree=None, root="", block=None):
     """Stage and switch (on trial; the node reboots into it next). Returns the new slot's name."""
     m = slots.read(root)
     active = m.get("active")
     running = slots.slot_dir(active, root) if active else factory_tree
     slot = stage(manifest, store, running, root)
-    slots.swap(slot, manifest["target"], root)
+    slots.swap(slot, manifest["target"], root, block)
     return slot
+
+
+def _check_install(p, root, out):
+    """Check the handed-over block and install it; the outcome goes to slots.json with ``p["seq"]``."""
+    import gc
+    from binascii import unhexlify
+
+    from citynode import files
+    from citynode.fuota import package
+    from citynode.fuota.store import BLOCK_PATH, FileStore
+
+    seq = p.get("seq")
+    pub = (files.read(root + "config.json", None) or {}).get("fuota_pub")
+    length = p.get("length", 0)
+    store = FileStore(root + BLOCK_PATH, length)
+    reason = None
+    try:
+        if not pub:
+            reason = "no fuota_pub"
+        else:
+            try:
+                store.open()
+            except OSError:
+                reason = "no block"
+        if reason is None:
+            manifest, reason = package.check(store, length, unhexlify(pub), p.get("running"))
+            package = None
+            gc.collect()
+        if reason is None and manifest.get("full") is not True and not slots.read(root).get("active") \
+                and not p.get("tree"):
+            # the factory app is frozen into the image: there is no tree to copy the unchanged files from
+            reason = "partial package, frozen app"
+        if reason is None:
+            try:
+                slot = install(manifest, store, p.get("tree"), root, seq)
+                out("update %s installed in slot %s" % (manifest["target"], slot))
+            except (OSError, InstallError) as exc:
+                reason = "install: %s" % (exc,)
+            except MemoryError:
+                reason = "out of memory"
+    finally:
+        store.close()
+    if reason is not None:
+        slots.refused(reason, root, seq)
+        out("update refused: %s" % reason)
+
+
+def pending(state, root="", out=print):
+    """The boot step: ``state`` is fuota.json with an "install" entry (the hand-over). Checks the block and
+    installs it in the inactive slot on trial, or records why it was refused (slots.json), then drops the
+    entry and the block. Runs before the app is imported; safe to run again after a power cut."""
+    from citynode import files
+    from citynode.fuota.store import BLOCK_PATH, STATE_PATH
+
+    p = state["install"]
+    if slots.read(root).get("block") != p.get("seq"):  # else: done before a power cut
+        _check_install(p, root, out)
+    try:  # the outcome is recorded: the block is not needed any more (removed first, so that a cut
+        os.remove(root + BLOCK_PATH)  # between the two leaves the entry, not a stray block)
+    except OSError:
+        pass
+    del state["install"]
+    files.write(root + STATE_PATH, state)

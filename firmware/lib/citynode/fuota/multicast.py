@@ -188,6 +188,38 @@ class MulticastSetup:
         put_le(out, n + 2, min(wait, 0xFFFFFF), 3)
         return n + 5
 
+    def state(self):
+        """The groups as JSON for the node's flash (citynode.fuota.node): per group None or
+        [McAddr, McAppSKey hex, McNwkSKey hex, minMcFCount, maxMcFCount, last McFCnt or None]."""
+        from binascii import hexlify
+
+        out = []
+        for i in range(self.max_groups):
+            g = self.groups[i]
+            out.append(None if g is None else [g[0], hexlify(g[1]).decode(), hexlify(g[2]).decode(), g[3], g[4],
+                                               self._fcnt[i]])
+        return out
+
+    def windows(self):
+        """The Class C sessions as JSON: per group None or [start GPS s, end GPS s, Hz, DR]."""
+        return [None if w is None else list(w) for w in self.class_c]
+
+    def restore(self, groups, windows=None):
+        """Take back ``state()`` and ``windows()`` saved before a reboot (malformed entries are dropped)."""
+        from binascii import unhexlify
+
+        for i in range(min(self.max_groups, len(groups or ()))):
+            g = groups[i]
+            try:
+                self.groups[i] = (int(g[0]), unhexlify(g[1]), unhexlify(g[2]), int(g[3]), int(g[4]))
+                self._fcnt[i] = None if g[5] is None else int(g[5])
+            except (TypeError, ValueError, IndexError):
+                self.groups[i] = None
+        for i in range(min(self.max_groups, len(windows or ()))):
+            w = windows[i]
+            if self.groups[i] is not None and w is not None and len(w) == 4:
+                self.class_c[i] = tuple(w)
+
     def open_frame(self, phy, now_gps_s=None):
         """A multicast downlink received in a Class C window: ``(group id, FPort, FRMPayload)`` when its
         DevAddr is a group's McAddr, it is an unconfirmed data down without FOpts or ACK (TS005: no MAC

@@ -1,6 +1,7 @@
 # FUOTA in the node application: the three packages (citynode.fuota.Fuota) wired to the MAC's Class A
 # uplinks and Class C windows, the GPS clock they run on, and the step from a complete data block to a
-# running update (package.check -> install -> reboot into the new slot on trial).
+# running update (a hand-over to the boot step, which checks the package and installs it before the app
+# is built: citynode.fuota.install.pending).
 #
 # The app imports this module on the first downlink on fPort 200, 201 or 202 (or, on a node provisioned
 # for FUOTA, to send AppTimeReq after its join), so a node that is never updated loads none of it.
@@ -10,20 +11,35 @@
 # network answers with the correction even when it is 0). A McClassCSessionReq that arrives before the
 # clock is synchronised asks for the time again.
 #
-# State that survives a reboot (fuota.json, atomic writes): the TS004 v2 SessionCnt of the last accepted
-# FragSessionSetupReq (replay protection) and, once a block is complete, its FragIndex and fragment
-# count, so that the FragSessionStatusReq after the Class C session is answered after the reboot into
-# the new version. Group keys and an unfinished session live in RAM: a reboot during a session loses it.
+# State that survives a reboot (fuota.json, atomic writes, as citynode.files writes every small record):
+# the TS004 v2 SessionCnt of the last accepted FragSessionSetupReq (replay protection); the multicast
+# groups ("mc": McAddr, the derived session keys, the FCnt range and the last accepted McFCnt) and their
+# Class C sessions ("mc_c"), written when a McGroupSetup/Delete or McClassCSession is accepted; an
+# unfinished fragmentation session ("frag": the FragSessionSetupReq's parameters and the bitmap of the
+# uncoded fragments already in the block file), written at the setup and at checkpoints (after each
+# Class C window, at most every 30 s, the block file flushed first); and, once a block is complete,
+# its FragIndex and fragment count ("done") with the hand-over to the boot step ("install"), so that the
+# FragSessionStatusReq after the Class C session is answered after the reboot into the new version.
+# A reboot during a session resumes it: the groups, the window and the uncoded fragments received up to
+# the last checkpoint are kept; the coded fragments (rows of the decoder's matrix, in RAM) and those
+# received since the checkpoint are lost and made up by the redundancy. The McFCnt kept is the one of
+# the last checkpoint, so a replay of a frame received after it is taken again: its fragment is one
+# the block already holds or needs (a fragment is data, not a command).
 from citynode import files
 from citynode.compat import const
+from citynode.fuota.store import BLOCK_PATH, STATE_PATH
 
-STATE_PATH = "fuota.json"
-BLOCK_PATH = "fuota.bin"
 _GPS_MINUS_UNIX = const(-315964782)  # GPS s = Unix s - 315964800 + 18 leap seconds (since 2017)
 _STEP_MS = const(30000)  # longest wait or window between two watchdog feeds
 _PORT_MULTICAST = const(200)
 _PORT_FRAG = const(201)
 _PORT_CLOCK = const(202)
+
+
+def _hex(b):
+    from binascii import hexlify
+
+    return hexlify(b).decode()
 
 
 def app_time_req(token, gps_s):
@@ -67,8 +83,54 @@ class FuotaNode:
         self.state = files.read(root + STATE_PATH, None) or {}
         self.answers = []  # [due MAC ms, fPort, payload], sent as Class A uplinks
         self._gps0 = (int(wall_s()) + _GPS_MINUS_UNIX) * 1000 - mac.now_ms()
-        self.installed = None  # the slot a complete, checked package went to (reboot into it)
-        self.refused = None  # why the complete package was refused
+        self.handed_over = False  # the complete block is handed over to the boot step: reboot
+        self.refused = None  # why the complete block was refused here (no fuota_pub)
+        self._saved_received = -1  # fragments received at the last checkpoint
+        self._restore()
+
+    # ---- across a reboot ---------------------------------------------------------------------------
+
+    def _restore(self):
+        """Take back the multicast groups, the Class C session and the fragmentation session of
+        fuota.json (a reboot during a session); a session still pending asks for the time again."""
+        st = self.state
+        f = self.fuota
+        if st.get("mc"):
+            f.handle(_PORT_MULTICAST, b"")  # makes the package object
+            f.multicast.restore(st["mc"], st.get("mc_c"))
+        if st.get("frag"):
+            from binascii import unhexlify
+
+            f.handle(_PORT_FRAG, b"")
+            fr = f.fragmentation
+            fr.last_session_cnt = st.get("session_cnt", -1)
+            try:
+                ok = fr.restore(unhexlify(st["frag"][0]), unhexlify(st["frag"][1]))
+            except (TypeError, ValueError, IndexError):
+                ok = False
+            if ok:
+                self._saved_received = fr.received
+                self.out("fuota: session resumed, %d of %d fragments kept" % (fr.received, fr.nb_frag))
+            else:
+                self._save(frag=None)
+        if self.session() is not None:
+            self.ask_time()
+        elif st.get("mc_c"):
+            self._save(mc_c=None)  # the session is over: a later boot need not load FUOTA for it
+
+    def checkpoint(self):
+        """Persist the fragments received so far (their bitmap, after the block file is flushed) and the
+        multicast groups' frame counters, when more fragments came since the last checkpoint."""
+        fr = self.fuota.fragmentation
+        if fr is None or not fr.active or fr.complete or fr.received == self._saved_received:
+            return
+        flush = getattr(fr.store, "flush", None)
+        if flush is not None:
+            flush()
+        mc = self.fuota.multicast
+        self._save(frag=[_hex(fr.setup), _hex(fr.known())],
+                   mc=mc.state() if mc is not None else None)
+        self._saved_received = fr.received
 
     # ---- the GPS clock ----------------------------------------------------------------------------
 
@@ -108,8 +170,17 @@ class FuotaNode:
                 ans = f.handle(port, data, self.gps())
             if fr.last_session_cnt != self.state.get("session_cnt", -1):
                 self._save(session_cnt=fr.last_session_cnt, done=None)
+            if not multicast:  # a session set up (its parameters, no fragment yet) or deleted
+                saved = self.state.get("frag")
+                if fr.active and not fr.complete and (saved is None or saved[0] != _hex(fr.setup)):
+                    self._save(frag=[_hex(fr.setup), _hex(fr.known())])
+                    self._saved_received = fr.received
+                elif not fr.active and saved is not None:
+                    self._save(frag=None)
         else:
             ans = f.handle(port, data, self.gps())
+            if port == _PORT_MULTICAST and not multicast and f.multicast is not None:
+                self._save(mc=f.multicast.state(), mc_c=f.multicast.windows())
         if f.clock is not None and f.clock.correction:
             self._gps0 += f.clock.take_correction() * 1000
         if port == _PORT_MULTICAST and f.multicast is not None and self.session() is not None:
@@ -161,7 +232,7 @@ class FuotaNode:
         """True while the node must stay awake for FUOTA: answers to send, a session pending or open."""
         fr = self.fuota.fragmentation
         return bool(self.answers) or self.session() is not None or (
-            fr is not None and fr.active and fr.complete and self.installed is None and self.refused is None)
+            fr is not None and fr.active and fr.complete and not self.handed_over and self.refused is None)
 
     def _on_frame(self, phy, rssi, snr):
         mc = self.fuota.multicast
@@ -200,8 +271,7 @@ class FuotaNode:
             if feed is not None:
                 feed()
             self.send_answers(send)
-            self.finish()
-            if self.installed is not None:
+            if self.finish():
                 return
             if not self.busy():
                 return
@@ -213,44 +283,38 @@ class FuotaNode:
             s = self.session()
             if s is not None and s[0] <= now:
                 mac.listen(min(until, s[1]), s[2], s[3], self._on_frame)
+                self.checkpoint()  # at most every _STEP_MS: what a reboot would lose
             else:
                 if s is not None and s[0] < until:
                     until = s[0]
                 mac.wait_ms(until - now)
         self.finish()
 
-    # ---- a complete data block -> a running update --------------------------------------------------
+    # ---- a complete data block -> the boot step ----------------------------------------------------
 
     def finish(self):
-        """Once the block is complete: check the package (signature, base, hashes) and install it in the
-        inactive slot, on trial; or record why it was refused. Returns the new slot or None."""
+        """Once the block is complete: hand it over to the boot step (citynode.fuota.install.pending, run
+        by slots.select before the app is built) with one atomic write of fuota.json, and ask for the
+        reboot (``handed_over``); without ``fuota_pub`` the block is refused here. Returns
+        ``handed_over``."""
         fr = self.fuota.fragmentation
-        if fr is None or not fr.complete or self.installed is not None or self.refused is not None:
-            return self.installed
-        self._save(done=[fr.index, fr.received])
-        import gc
-
-        from citynode.fuota import package, slots
-
-        gc.collect()
-        store = fr.store
+        if fr is None or not fr.complete or self.handed_over or self.refused is not None:
+            return self.handed_over
         if self.pub is None:
-            reason = "no fuota_pub"
-        else:
-            manifest, reason = package.check(store, fr.length, self.pub, self.running)
-        if reason is not None:
-            self.refused = reason
-            slots.refused(reason, self.root)
-            self.out("update refused: %s" % reason)
-            return None
-        from citynode.fuota import install
+            from citynode.fuota import slots
 
-        try:
-            self.installed = install.install(manifest, store, self.factory_tree, self.root)
-        except (OSError, install.InstallError) as exc:
-            self.refused = "install: %s" % (exc,)
+            self._save(done=[fr.index, fr.received])
+            self.refused = "no fuota_pub"
             slots.refused(self.refused, self.root)
-            self.out("update failed: %s" % (exc,))
-            return None
-        self.out("update %s installed in slot %s: rebooting" % (manifest["target"], self.installed))
-        return self.installed
+            self.out("update refused: %s" % self.refused)
+            return False
+        close = getattr(fr.store, "close", None)
+        if close is not None:
+            close()  # the whole block on flash before the hand-over names it
+        m = files.read(self.root + "slots.json", None) or {}
+        self._save(done=[fr.index, fr.received], frag=None, mc_c=None,
+                   install={"seq": (m.get("block") or 0) + 1, "length": fr.length, "running": self.running,
+                            "tree": self.factory_tree})
+        self.handed_over = True
+        self.out("update received (%d bytes): rebooting to check and install it" % fr.length)
+        return True

@@ -2,7 +2,8 @@
 #
 # Layout on the node's filesystem (paths relative to its root):
 #   slots.json      the marker: {"active": "a"|"b"|null, "previous": ..., "trial": bool, "boots": n,
-#                   "versions": {"a": "0.2.0", ...}, "update": outcome for the status uplink}
+#                   "versions": {"a": "0.2.0", ...}, "update": outcome for the status uplink,
+#                   "block": the sequence number of the last block handed over to the boot step}
 #   app_a/, app_b/  two app trees (the package paths, e.g. citynode/app.mpy, below them)
 #   the factory app (null): the tree the node was flashed with (frozen or in lib/), never written.
 #
@@ -10,7 +11,9 @@
 # leaves either the old or the new marker: the node runs the old app or the new one, never a mix.
 # Staging (citynode.fuota.install) only writes the slot that is not active.
 #
-# Boot (main.py calls select() before it imports the app): a slot on trial counts its boots; after
+# Boot (main.py calls select() before it imports the app): a data block handed over by the running app
+# (fuota.json "install") is checked and installed first (citynode.fuota.install.pending), with the heap
+# to itself: no MAC, role or drivers are built yet. Then a slot on trial counts its boots; after
 # MAX_TRIAL_BOOTS boots without a confirm() (the new app crashed before its self-test passed) the marker
 # goes back to the previous slot. The app runs the self-test in trial mode and calls confirm() or
 # rollback("selftest").
@@ -52,13 +55,15 @@ def inactive(m):
     return "b" if m.get("active") == "a" else "a"
 
 
-def swap(slot, version, root=""):
-    """Make ``slot`` (staged, checked) the active app, on trial: one atomic marker write."""
+def swap(slot, version, root="", block=None):
+    """Make ``slot`` (staged, checked) the active app, on trial: one atomic marker write. ``block``: the
+    hand-over's sequence number (install.pending), recorded in the same write."""
     m = read(root)
     versions = dict(m.get("versions") or {})
     versions[slot] = version
     write({"active": slot, "previous": m.get("active"), "trial": True, "boots": 0, "versions": versions,
-           "update": "installed", "detail": version}, root)
+           "update": "installed", "detail": version, "block": block if block is not None else m.get("block")},
+          root)
 
 
 def confirm(root=""):
@@ -84,8 +89,9 @@ def rollback(why, root=""):
     return m
 
 
-def refused(reason, root=""):
-    """Record a refused package for the status uplink: ``reason`` as package.check gives it."""
+def refused(reason, root="", block=None):
+    """Record a refused package for the status uplink: ``reason`` as package.check gives it (``block``:
+    the hand-over's sequence number, recorded in the same write)."""
     if reason.startswith("base "):
         code = "refused_base"
     elif reason == "bad signature":
@@ -97,13 +103,45 @@ def refused(reason, root=""):
     m = read(root)
     m["update"] = code
     m["detail"] = reason
+    if block is not None:
+        m["block"] = block
     write(m, root)
 
 
+def _reset():
+    # After the boot step: a board reboots into the trial with a clean heap; the unix port (no
+    # machine.reset) goes on in the same process, the step's modules dropped below.
+    try:
+        import machine
+
+        machine.reset()
+    except (ImportError, AttributeError):
+        pass
+
+
 def select(root="", forget=True):
-    """At boot, before the app is imported: count a trial boot (rolling back after MAX_TRIAL_BOOTS),
-    put the active slot first on sys.path and drop the modules already imported from the factory
-    tree (this one included) so that the app is imported from the slot. Returns the marker."""
+    """At boot, before the app is imported: check and install a data block the app handed over
+    (citynode.fuota.install.pending; then reboot), count a trial boot (rolling back after
+    MAX_TRIAL_BOOTS), put the active slot first on sys.path and drop the modules already imported from
+    the factory tree (this one included) so that the app is imported from the slot. Returns the
+    marker."""
+    state = files.read(root + "fuota.json", None)  # citynode.fuota.store.STATE_PATH
+    if state and state.get("install"):
+        from citynode.fuota import install
+
+        try:
+            install.pending(state, root)
+        except Exception as exc:  # never a boot loop: drop the hand-over, report it, boot the app
+            print("update boot step failed: %s: %s" % (type(exc).__name__, exc))
+            try:
+                refused("boot step: %s" % (type(exc).__name__,), root)
+                state.pop("install", None)
+                files.write(root + "fuota.json", state)
+            except Exception:
+                pass
+        install = state = None
+        _reset()
+    state = None
     m = read(root)
     if m.get("trial"):
         m["boots"] = m.get("boots", 0) + 1
