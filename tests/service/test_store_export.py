@@ -122,15 +122,21 @@ def fill_free_text(store, make_uplink, make_reading) -> None:
         store.record_uplink(up, [make_reading(up, field, 20.0 + n), make_reading(up, "reset_cause", "a,b", None, None)])
 
 
+@pytest.mark.parametrize("units_plain", [True, False])
 @pytest.mark.parametrize("filters", [ExportFilter(), ExportFilter(device="0004a30b001c0531"),
                                      ExportFilter(field="temperature", since=T1)])
-def test_pages_with_text_to_quote_say_what_the_store_holds(store, make_uplink, make_reading, filters, monkeypatch) -> None:
+def test_pages_with_text_to_quote_say_what_the_store_holds(
+    store, make_uplink, make_reading, filters, units_plain, monkeypatch
+) -> None:
     """Pages of 3, 6, 12 ... rows: those holding a name, id or field to quote are built with the
-    quoting line, the others with the plain one; together they are the store's readings, in order."""
+    quoting line, the others with the plain one; together they are the store's readings, in order.
+    (``units_plain=False``: as if the payload contract had a unit to quote; every line quotes units.)"""
     import gateway.service.store.export as export_module
 
     monkeypatch.setattr(export_module, "_FIRST_PAGE", 3)
     monkeypatch.setattr(export_module, "_CHUNK", 12)
+    if not units_plain:
+        monkeypatch.setattr(export_module, "_contract_plain", lambda special: False)
     fill_free_text(store, make_uplink, make_reading)
     expected = [r.to_json() for r in store.readings(filters.device, filters.field, filters.since, 10_000)]
     assert len(expected) > 12

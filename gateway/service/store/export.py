@@ -124,7 +124,7 @@ def _sqlite_csv_line(fast: bool) -> str:
                         f"ELSE {x} END")  # fmt: skip
         elif c == "tags":  # JSON text: quoted unless it is {}
             args.append(f"CASE WHEN {x} = '{{}}' THEN {x} ELSE '\"' || replace({x}, '\"', '\"\"') || '\"' END")
-        elif c in free and not fast:
+        elif c in free and not (fast and c in _FREE_TEXT):  # the page's check covers _FREE_TEXT
             args.append(_csv_quoted(x))
         else:
             args.append(x)
@@ -206,8 +206,10 @@ def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[b
         for fast, line in lines.items()
     }
     device = " AND dev_eui = ?" if f.device else ""
+    # Only uplinks hold readings: the joins, status and other events in the range (no names, no radio
+    # metadata) are not the page's.
     check = (
-        f"SELECT EXISTS (SELECT 1 FROM events WHERE id BETWEEN ? AND ?{device} AND ({nulls}"
+        f"SELECT EXISTS (SELECT 1 FROM events WHERE id BETWEEN ? AND ?{device} AND kind = 'up' AND ({nulls}"
         "device_name GLOB ? OR message_type GLOB ? OR dedup_id GLOB ? OR gateway_id GLOB ?))"
     )
     count, last_event, last_reading, size = 0, 0, 0, _FIRST_PAGE
