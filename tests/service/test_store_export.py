@@ -151,3 +151,27 @@ def test_pages_with_text_to_quote_say_what_the_store_holds(
     text = io.StringIO(newline="")
     csv.writer(text, lineterminator="\n").writerows([CSV_COLUMNS, *rows[1:]])
     assert out.getvalue().decode() == text.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("filters", [ExportFilter(), ExportFilter(device="0004a30b001c0531"),
+                                     ExportFilter(field="temperature", since=T1)])
+def test_sqlite_export_pages_and_their_check_walk_indexes(tmp_path, make_uplink, make_reading, fmt, filters) -> None:
+    """A page reads the log along an index, never sorting; the page's check reads the page's range
+    of event ids (of the device's, with a device filter), not every uplink of the store."""
+    from gateway.service.store.export import sqlite_statements
+
+    with Store.open(tmp_path / "g.sqlite") as store:
+        fill_free_text(store, make_uplink, make_reading)  # no ANALYZE: a store as the gateway leaves it
+        pages, check = sqlite_statements(fmt, filters)
+        for sql in pages.values():
+            plan = [row[3] for row in store.query("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?"))]
+            assert not [step for step in plan if "TEMP B-TREE" in step], plan
+            assert not [step for step in plan if step.startswith("SCAN") and " e" in step], plan
+        plan = [row[3] for row in store.query("EXPLAIN QUERY PLAN " + check, [0] * check.count("?"))]
+        ranges = ["SEARCH events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]
+        if filters.device:  # the planner's pick of two ranges, both the page's
+            ranges.append("SEARCH events USING COVERING INDEX events_device_id (dev_eui=? AND id>? AND id<?)")
+            ranges.append("SEARCH events USING INDEX events_device_id (dev_eui=? AND id>? AND id<?)")
+        searches = [step for step in plan if step.startswith(("SEARCH", "SCAN events"))]
+        assert len(searches) == 1 and searches[0] in ranges, plan

@@ -174,20 +174,14 @@ def _sqlite_json_line(fast: bool) -> str:
     return "printf('{" + ", ".join(parts) + "}' || char(10), " + ", ".join(args) + ")"
 
 
-def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
-    """Write the readings matching ``f`` to ``out``; returns how many. Each line is built by SQLite,
-    and :data:`_CHUNK` lines at a time are joined by it (``group_concat`` over the ordered page):
-    Python only writes the text out, with no object per reading.
+def sqlite_statements(fmt: str, f: ExportFilter) -> tuple[dict[bool, str], str]:
+    """The page statements (by ``fast``) and the page check that :func:`export_sqlite` runs.
 
-    Each page is first built by the fast line (free text as it is), with a flag for a field name
-    that needs quoting; the page's uplinks (one index range) are then checked for a device name,
-    message type, deduplication or gateway id that does (and, for JSON, for a NULL). Either found,
-    the page is built again with the line that quotes every such text where it needs it (rare:
-    names with a comma, uplinks without radio metadata)."""
-    where, order, params = _where(f, "?")
-    special = _CSV_SPECIAL if fmt == "csv" else _JSON_SPECIAL
+    A page's parameters: the special-character pattern, the filter's, the keyset (last event and
+    reading: ``(e, e, v)`` with a device, ``(v,)`` without), the page size. The check's: the page's
+    lowest and highest event id, the device (with a device filter), the pattern four times."""
+    where, order, _ = _where(f, "?")
     if fmt == "csv":
-        out.write((",".join(CSV_COLUMNS) + "\n").encode())
         lines = {fast: _sqlite_csv_line(fast) for fast in (True, False)}
         nulls = ""
     else:
@@ -207,11 +201,30 @@ def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[b
     }
     device = " AND dev_eui = ?" if f.device else ""
     # Only uplinks hold readings: the joins, status and other events in the range (no names, no radio
-    # metadata) are not the page's.
+    # metadata) are not the page's. ``+kind``: the range of ids (or of the device's ids) is the
+    # index to use, not (kind, dedup_id), which would read every uplink for each page.
     check = (
-        f"SELECT EXISTS (SELECT 1 FROM events WHERE id BETWEEN ? AND ?{device} AND kind = 'up' AND ({nulls}"
+        f"SELECT EXISTS (SELECT 1 FROM events WHERE id BETWEEN ? AND ?{device} AND +kind = 'up' AND ({nulls}"
         "device_name GLOB ? OR message_type GLOB ? OR dedup_id GLOB ? OR gateway_id GLOB ?))"
     )
+    return pages, check
+
+
+def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
+    """Write the readings matching ``f`` to ``out``; returns how many. Each line is built by SQLite,
+    and a page of lines at a time (up to :data:`_CHUNK`) is joined by it (``group_concat`` over the
+    ordered page): Python only writes the text out, with no object per reading.
+
+    Each page is first built by the fast line (free text as it is), with a flag for a field name
+    that needs quoting; the page's uplinks (one index range) are then checked for a device name,
+    message type, deduplication or gateway id that does (and, for JSON, for a NULL). Either found,
+    the page is built again with the line that quotes every such text where it needs it (rare:
+    names with a comma, uplinks without radio metadata)."""
+    _, _, params = _where(f, "?")
+    special = _CSV_SPECIAL if fmt == "csv" else _JSON_SPECIAL
+    if fmt == "csv":
+        out.write((",".join(CSV_COLUMNS) + "\n").encode())
+    pages, check = sqlite_statements(fmt, f)
     count, last_event, last_reading, size = 0, 0, 0, _FIRST_PAGE
     device_param = params[:1] if f.device else []
     while True:
