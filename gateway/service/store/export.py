@@ -1,9 +1,11 @@
 """Exports of the reading log as CSV or JSON lines, streamed: memory stays flat at any size.
 
 The rows are formatted by the database, not by Python objects per reading: SQLite builds each
-JSON line with ``json_object`` and hands CSV rows as plain tuples to :mod:`csv`; PostgreSQL streams
-``COPY ... TO STDOUT`` straight to the output. The stored ``value`` and ``tags`` are JSON text
-already and go out as they are (a string value unquoted in CSV).
+line with one ``printf`` and joins a page of lines into one text (``group_concat``), which Python
+writes out as it is; PostgreSQL streams ``COPY ... TO STDOUT`` straight to the output. The stored
+``value`` and ``tags`` are JSON text already and go out as they are (a string value unquoted in CSV).
+Text that needs CSV quoting or JSON escaping (a device name with a comma ...) is quoted as
+:mod:`csv` and ``json_quote`` would: see :func:`export_sqlite` for how pages without any go faster.
 """
 
 from __future__ import annotations
@@ -62,13 +64,25 @@ def _where(f: ExportFilter, mark: str) -> tuple[str, str, list[Any]]:
     return " AND ".join(where), "e.id, v.id" if f.device else "v.id", params
 
 
-# Columns whose text may hold a comma, a quote or a line break (the others are numbers, fixed-format
-# times, hex EUIs and the schema's names; units too when the payload contract's units hold none:
-# normalize takes every unit from it, see _contract_units_plain).
-_FREE_TEXT = {"device_name", "deduplication_id", "gateway_id"}
+# Columns whose text may hold a comma, a quote or a line break: what the device, ChirpStack or a
+# codec's ``object`` named (the others are numbers, fixed-format times, hex EUIs, JSON; units too
+# when the payload contract's units hold none: normalize takes every unit from it, see
+# _contract_units_plain).
+_FREE_TEXT = {"device_name", "deduplication_id", "gateway_id", "message_type", "field"}
 _UNIT_COLUMNS = {"unit", "unit_code"}
 _JSON_STRINGS = {"time", "dev_eui", "device_name", "message_type", "field", "unit", "unit_code",
                  "deduplication_id", "gateway_id"}  # fmt: skip
+# What makes a text need CSV quoting (as csv's QUOTE_MINIMAL quotes) or JSON escaping (json_quote):
+# GLOB patterns, bound as parameters.
+_CSV_SPECIAL = '*[,"\n\r]*'
+_JSON_CHARS = '"\\' + "".join(chr(c) for c in range(1, 32))
+_JSON_SPECIAL = '*["\\\x01-\x1f]*'  # a range: GLOB tries each class member in turn
+# Readings per SELECT: the first page small (the first lines come at once, ``export | head`` ends
+# at once), each next one twice as big up to a text of a few MB, whatever the export's size.
+_FIRST_PAGE, _CHUNK = 1_000, 20_000
+# What the fast JSON line writes as it is (a string between quotes, a number): NULL takes the other line.
+_EVENT_COLUMNS_NULL_IN_JSON = ("device_name", "message_type", "dedup_id", "gateway_id", "f_cnt", "rssi", "snr",
+                               "spreading_factor", "frequency", "gateway_count")  # fmt: skip
 
 
 def _csv_quoted(x: str) -> str:
@@ -79,8 +93,8 @@ def _csv_quoted(x: str) -> str:
     )
 
 
-def _contract_units_plain() -> bool:
-    """True when no unit or unit code of the payload contract needs CSV quoting."""
+def _contract_plain(special: str) -> bool:
+    """True when no unit or unit code of the payload contract holds a character of ``special``."""
     from gateway.contract.schema import load_schema
 
     texts: list[str] = []
@@ -88,21 +102,29 @@ def _contract_units_plain() -> bool:
         for spec in message.fields:
             for item in (spec, *getattr(spec, "items", ())):
                 texts += [getattr(item, "unit", None) or "", getattr(item, "unit_code", None) or ""]
-    return not any(ch in text for text in texts for ch in ',"\r\n')
+    return not any(ch in special for text in texts for ch in text)
 
 
-def _sqlite_csv_line() -> str:
-    """One CSV line as one ``printf`` (NULL prints as nothing; REAL with 15 significant digits)."""
+def _contract_units_plain() -> bool:
+    """True when no unit or unit code of the payload contract needs CSV quoting."""
+    return _contract_plain(',"\r\n')
+
+
+def _sqlite_csv_line(fast: bool) -> str:
+    """One CSV line as one ``printf`` (NULL prints as nothing; REAL with 15 significant digits).
+
+    ``fast``: the free-text columns as they are, for readings whose texts need no quoting (the
+    caller checks); otherwise each is quoted where it needs it."""
     free = _FREE_TEXT if _contract_units_plain() else _FREE_TEXT | _UNIT_COLUMNS
     args = []
     for c in CSV_COLUMNS:
         x = _SOURCE[c]
         if c == "value":  # a JSON string value goes out as its text (json_extract unquotes it)
-            args.append(f"CASE WHEN substr({x}, 1, 1) = '\"' THEN {_csv_quoted(f'json_extract({x}, {chr(39)}${chr(39)})')} "
+            args.append(f"CASE WHEN unicode({x}) = 34 THEN {_csv_quoted(f'json_extract({x}, {chr(39)}${chr(39)})')} "
                         f"ELSE {x} END")  # fmt: skip
         elif c == "tags":  # JSON text: quoted unless it is {}
             args.append(f"CASE WHEN {x} = '{{}}' THEN {x} ELSE '\"' || replace({x}, '\"', '\"\"') || '\"' END")
-        elif c in free:
+        elif c in free and not (fast and c in _FREE_TEXT):  # the page's check covers _FREE_TEXT
             args.append(_csv_quoted(x))
         else:
             args.append(x)
@@ -129,20 +151,93 @@ def _json_template() -> str:
     return "{" + ", ".join(f'"{k}": %s' for k in _JSON_KEYS) + "}"
 
 
+def _sqlite_json_line(fast: bool) -> str:
+    """One JSON line as one ``printf``. ``fast``: for readings of uplinks whose texts need no
+    escaping and whose strings and numbers are not NULL (the caller checks): the strings go between
+    quotes written in the template and the numbers as they are, about twice as fast as quoting and
+    testing each. A unit may be NULL (a unitless field)."""
+    if not fast:
+        return f"printf('{_json_template()}' || char(10), {', '.join(_json_args('json_quote'))})"
+    units_plain = _contract_plain(_JSON_CHARS)
+    parts, args = [], []
+    for k in _JSON_KEYS:
+        x = _SOURCE[k]
+        if k in ("unit", "unit_code"):
+            parts.append(f'"{k}": %s')
+            args.append(f"""ifnull('"' || {x} || '"', 'null')""" if units_plain else f"ifnull(json_quote({x}), 'null')")
+        elif k in _JSON_STRINGS:
+            parts.append(f'"{k}": "%s"')
+            args.append(x)
+        else:  # id, value and tags (JSON text), numbers
+            parts.append(f'"{k}": %s')
+            args.append(x)
+    return "printf('{" + ", ".join(parts) + "}' || char(10), " + ", ".join(args) + ")"
+
+
+def sqlite_statements(fmt: str, f: ExportFilter) -> tuple[dict[bool, str], str]:
+    """The page statements (by ``fast``) and the page check that :func:`export_sqlite` runs.
+
+    A page's parameters: the special-character pattern, the filter's, the keyset (last event and
+    reading: ``(e, e, v)`` with a device, ``(v,)`` without), the page size. The check's: the page's
+    lowest and highest event id, the device (with a device filter), the pattern four times."""
+    where, order, _ = _where(f, "?")
+    if fmt == "csv":
+        lines = {fast: _sqlite_csv_line(fast) for fast in (True, False)}
+        nulls = ""
+    else:
+        lines = {fast: _sqlite_json_line(fast) for fast in (True, False)}
+        nulls = "".join(f"{c} IS NULL OR " for c in _EVENT_COLUMNS_NULL_IN_JSON)
+    # The next page starts after the last row of this one, in the page's order: (event, reading)
+    # for a device (its events' index gives the range), the reading for the rest. Its last reading is
+    # the page's newest, as reading ids grow with event ids (queries.readings pages the same way).
+    # group_concat joins the rows in the order the ordered subquery yields them.
+    after = "e.id >= ? AND (e.id > ? OR v.id > ?)" if f.device else "v.id > ?"
+    pages = {
+        fast: f"SELECT CAST(group_concat(line, '') AS BLOB), count(*), min(eid), max(eid), max(vid), max(bad) "
+        f"FROM (SELECT {line} AS line, e.id AS eid, v.id AS vid, v.field GLOB ? AS bad "
+        f"FROM reading_log AS v JOIN events AS e ON e.id = v.event_id "
+        f"WHERE {where} AND {after} ORDER BY {order} LIMIT ?)"
+        for fast, line in lines.items()
+    }
+    device = " AND dev_eui = ?" if f.device else ""
+    # Only uplinks hold readings: the joins, status and other events in the range (no names, no radio
+    # metadata) are not the page's. ``+kind``: the range of ids (or of the device's ids) is the
+    # index to use, not (kind, dedup_id), which would read every uplink for each page.
+    check = (
+        f"SELECT EXISTS (SELECT 1 FROM events WHERE id BETWEEN ? AND ?{device} AND +kind = 'up' AND ({nulls}"
+        "device_name GLOB ? OR message_type GLOB ? OR dedup_id GLOB ? OR gateway_id GLOB ?))"
+    )
+    return pages, check
+
+
 def export_sqlite(conn: sqlite3.Connection, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
-    """Write the readings matching ``f`` to ``out``; returns how many. Each line is built by SQLite."""
-    where, order, params = _where(f, "?")
-    joined = "FROM reading_log AS v JOIN events AS e ON e.id = v.event_id"
+    """Write the readings matching ``f`` to ``out``; returns how many. Each line is built by SQLite,
+    and a page of lines at a time (up to :data:`_CHUNK`) is joined by it (``group_concat`` over the
+    ordered page): Python only writes the text out, with no object per reading.
+
+    Each page is first built by the fast line (free text as it is), with a flag for a field name
+    that needs quoting; the page's uplinks (one index range) are then checked for a device name,
+    message type, deduplication or gateway id that does (and, for JSON, for a NULL). Either found,
+    the page is built again with the line that quotes every such text where it needs it (rare:
+    names with a comma, uplinks without radio metadata)."""
+    _, _, params = _where(f, "?")
+    special = _CSV_SPECIAL if fmt == "csv" else _JSON_SPECIAL
     if fmt == "csv":
         out.write((",".join(CSV_COLUMNS) + "\n").encode())
-        line = _sqlite_csv_line()
-    else:
-        line = f"printf('{_json_template()}' || char(10), {', '.join(_json_args('json_quote'))})"
-    cur = conn.execute(f"SELECT {line} {joined} WHERE {where} ORDER BY {order}", params)
-    count = 0
-    while rows := cur.fetchmany(_BATCH):
-        out.write("".join([r[0] for r in rows]).encode())
-        count += len(rows)
+    pages, check = sqlite_statements(fmt, f)
+    count, last_event, last_reading, size = 0, 0, 0, _FIRST_PAGE
+    device_param = params[:1] if f.device else []
+    while True:
+        keyset = [last_event, last_event, last_reading] if f.device else [last_reading]
+        page = [special, *params, *keyset, size]
+        text, n, low_event, last_event, last_reading, bad = conn.execute(pages[True], page).fetchone()
+        if not n:
+            break
+        if bad or conn.execute(check, [low_event, last_event, *device_param, *[special] * 4]).fetchone()[0]:
+            text = conn.execute(pages[False], page).fetchone()[0]
+        out.write(text)
+        count += n
+        size = min(2 * size, _CHUNK)
     out.flush()
     return count
 
@@ -191,5 +286,3 @@ def export(store: Any, fmt: str, f: ExportFilter, out: IO[bytes]) -> int:
         return export_sqlite(conn, fmt, f, out)
     finally:
         conn.close()
-
-
