@@ -3,7 +3,8 @@
 By default the whole chain (:mod:`gateway.sim.demo`): a virtual fleet of nodes running the real
 firmware on the MicroPython unix port sends through the citynode LoRaWAN MAC and a UDP virtual radio to
 the network-server simulator, which posts ChirpStack v4 events to the citynode gateway; a live view
-shows what the gateway stored, and a summary checks that nothing was lost. ``--codec`` shows the
+shows what the gateway stored, and a summary checks that nothing was lost; ``--fuota`` updates the running
+fleet over the air on the way (:mod:`gateway.sim.demo`). ``--codec`` shows the
 payload contract alone: typical readings encoded on MicroPython, decoded by the gateway.
 """
 
@@ -29,8 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Run the whole chain on this machine: a virtual fleet of nodes running the real firmware "
         "on the MicroPython unix port joins and sends through the citynode LoRaWAN MAC to the network-server "
         "simulator, which posts ChirpStack v4 events to a citynode gateway; a live view shows what is stored "
-        "and a summary compares what was sent with what was stored. Exit status: 0 nothing lost, 1 uplinks "
-        "sent and stored differ, 2 bad option or the demo could not start (one line why).",
+        "and a summary compares what was sent with what was stored. With --fuota the running fleet is updated over "
+        "the air on the way (a signed package, ChirpStack's FUOTA flow, fragments lost) and a table says what "
+        "became of each node. Exit status: 0 nothing lost (and with --fuota every node updated), 1 uplinks "
+        "sent and stored differ, a node failed or was not updated, 2 bad option or the demo could not start "
+        "(one line why).",
     )
     parser.add_argument("--minutes", type=float, help="how long the fleet runs (default 1; with --fuota the "
                         "limit, default 6: the run ends once every node runs the new version)")
