@@ -269,6 +269,10 @@ class VirtualFleet:
                     node.process.wait()
         for thread in self._threads:
             thread.join(timeout=2)
+        for node in self.nodes:  # a node restarted (after an update) just as the fleet was stopped
+            if node.process is not None and node.process.poll() is None:
+                node.process.kill()
+                node.process.wait()
         for host in self._hosts:
             host.close()
         self._hosts.clear()
