@@ -84,6 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "virtual_only: needs the virtual board's scripting")
     config.addinivalue_line("markers", "network: the virtual node talks LoRaWAN to the network-server simulator")
     config.addinivalue_line("markers", "heap(size): the virtual node's heap (default: its role's budget, node_heap)")
+    config.addinivalue_line("markers", "fuota: the virtual node is provisioned for updates over the air (a GenAppKey "
+                            "and the update key of the fuota_update fixture), runs a steady clock on the 32-bit "
+                            "build without citynode frozen in")
     config.addinivalue_line("markers", f"{PENDING_MARK}(reason): waits for firmware support; left out of the run")
 
 
@@ -270,6 +273,28 @@ def _marker_arg(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
     return mark.args[0] if mark is not None and mark.args else default
 
 
+FUOTA_SCALE = 10  # a node ready for updates: node time runs 10x real time, steadily (citynode_sim.udp)
+FUOTA_INTERVAL_S = 60  # and reports once a minute of node time, so each FUOTA step takes seconds
+FUOTA_GEN_APP_KEY = "000102030405060708090a0b0c0d0e0f"
+
+
+@pytest.fixture(scope="session")
+def fuota_update(app_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """An update of the HIL app tree: a signing key pair, the package from the tree the node runs
+    (0.1.0) to the same with a changed module (0.2.0), as `citynode fuota keygen` and `build` make them."""
+    from gateway.field import fuota
+    from gateway.sim.fuota_update import update_trees
+
+    work = tmp_path_factory.mktemp("hil-update")
+    key_path, pub_path = fuota.write_keypair(work / "city")
+    base, target = update_trees(app_tree, work)
+    package = fuota.build_package(base, target, fuota.load_private_key(key_path))
+    return {"package": package, "pub": fuota.load_public_key(pub_path).hex(), "gen_app_key": FUOTA_GEN_APP_KEY,
+            "base": fuota.tree_version(base, None), "target": fuota.tree_version(target, None),
+            "scale": FUOTA_SCALE, "interval_s": FUOTA_INTERVAL_S, "dev_eui": VIRTUAL_EUI.lower(),
+            "app_key": virtual_bundle(DEFAULT_ROLE)["app_key"]}
+
+
 @pytest.fixture
 def network_server(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The LoRaWAN network-server simulator (gateway.sim.nssim) on a free UDP port, knowing the virtual node."""
@@ -297,16 +322,34 @@ def dut(request: pytest.FixtureRequest, tmp_path: Path, app_tree: Path) -> Itera
     if spec == "virtual":
         fs = tmp_path / "fs"
         shutil.copytree(app_tree, fs)  # what `citynode flash` copies (tests/field checks flash itself)
-        (fs / "config.json").write_text(json.dumps(config_from_bundle(virtual_bundle(role), "sim")))
+        config = config_from_bundle(virtual_bundle(role), "sim")
+        updatable = request.node.get_closest_marker("fuota") is not None
+        if updatable:  # `citynode provision --update-key`'s bundle: a GenAppKey and the update key
+            update = request.getfixturevalue("fuota_update")
+            config.update(gen_app_key=update["gen_app_key"], fuota_pub=update["pub"], interval=FUOTA_INTERVAL_S)
+        (fs / "config.json").write_text(json.dumps(config))
         (fs / "board.json").write_text(json.dumps(load_board("sim")))
         if request.node.get_closest_marker("network"):
             server = request.getfixturevalue("network_server")
             # links.lorawan_link: the sim board's UdpRadio to the simulator; receive windows 5x faster.
             scenario = {**scenario, "network": {"port": server.port}, "time_scale": 5, "skip_ms": 1500}
+            if updatable:  # a steady clock: the network server times the Class C fragments by it
+                scenario = {**scenario, "time_scale": FUOTA_SCALE, "pace": FUOTA_SCALE,
+                            "clock_epoch_ms": int(time.time() * 1000)}
+                del scenario["skip_ms"]
         (fs / "sim.json").write_text(json.dumps(scenario))
         # every virtual node gets its role's budget (64k on the 32-bit frozen build, node_heap), on the
-        # LoRaWAN link or not; the sim board's simulators run on the host (gateway/sim/simhost.py)
-        heap = _marker_arg(request, "heap", node_heap(role))
+        # LoRaWAN link or not; the sim board's simulators run on the host (gateway/sim/simhost.py); a node
+        # ready for updates runs its app's bytecode in the heap, on the 32-bit build without citynode
+        # frozen in, at gateway.sim.fleet.UPDATE_HEAP
+        if updatable:
+            from gateway.sim.fleet import UPDATE_HEAP, update_interpreter
+
+            try:
+                request.getfixturevalue("monkeypatch").setenv("CITYNODE_MICROPYTHON", str(update_interpreter()))
+            except CitynodeError as exc:
+                pytest.skip(str(exc))
+        heap = _marker_arg(request, "heap", UPDATE_HEAP if updatable else node_heap(role))
         with VirtualDevice(fs, heapsize=heap, boot=False) as device:
             d = DUT(device.port, log_path, device)
             try:

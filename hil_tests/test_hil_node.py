@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -145,3 +146,53 @@ def test_join_through_the_network_server_simulator_then_uplink(dut, network_serv
     eui = "70b3d57ed0000042"
     assert network_server.events_of("join", eui)
     assert network_server.wait_for(lambda: network_server.events_of("up", eui), timeout_s=30)
+
+
+# ---- an update over the air --------------------------------------------------------------------
+
+@pytest.mark.virtual_only
+@pytest.mark.network
+@pytest.mark.fuota
+@pytest.mark.scenario({})  # runs until the test ends (a reboot into the new version included)
+def test_an_update_over_the_air_is_installed_rebooted_into_confirmed_and_reported(
+        dut, network_server, fuota_update) -> None:
+    """A deployment through the ChirpStack API simulator's FuotaService, carried out by the network-server
+    simulator with 10 % of the fragments lost: the node takes the Class C session, checks the signed
+    package, installs it in a slot, reboots into it, passes its self-test and reports the new version
+    and `update: installed` in its device_status; ChirpStack sees the device complete and tags it."""
+    from chirpstack_api import api
+
+    from gateway.field import fuota_deploy
+    from gateway.field.chirpstack_client import ChirpStackClient
+    from gateway.field.provision import desired_profile, load_codec_script
+    from gateway.sim.chirpstack import DEFAULT_TENANT_ID, ChirpStackSimulator
+    from gateway.sim.nssim.fuota import FuotaRunner
+
+    eui, scale, interval_s = fuota_update["dev_eui"], fuota_update["scale"], fuota_update["interval_s"]
+    target = fuota_update["target"]
+    dut.expect(r"joined", timeout=60)
+    with ChirpStackSimulator(token="hil") as api_sim, ChirpStackClient(api_sim.address, "hil") as cs:
+        runner = FuotaRunner(api_sim.state, network_server, uplink_interval_s=2.5 * interval_s / scale,
+                             session_lead_s=3.0 * interval_s, fragment_spacing_s=5.0, fragment_loss=0.1,
+                             exact_loss=True, seed=1, node_time_scale=scale).attach()
+        try:
+            app = cs.create_application(api.Application(tenant_id=DEFAULT_TENANT_ID, name="hil"))
+            profile = cs.create_device_profile(desired_profile(DEFAULT_TENANT_ID, "bin_fill", load_codec_script()))
+            cs.create_device(api.Device(dev_eui=eui, name="dut", application_id=app, device_profile_id=profile))
+            key = fuota_update["app_key"]
+            cs.create_keys(api.DeviceKeys(dev_eui=eui, nwk_key=key, app_key=key,
+                                          gen_app_key=fuota_update["gen_app_key"]))
+            [(dep, _profile, _n)] = fuota_deploy.deploy(cs, fuota_update["package"], app, list(cs.list_devices(app)),
+                                                        redundancy_pct=50, target=target)
+            dut.expect(rf"update {re.escape(target)} installed in slot [ab]: rebooting", timeout=120)
+            dut.expect(r"update confirmed", timeout=60)
+            status = uplink(dut, 1)["readings"][0]
+            assert status["firmware"] == target and status["update"] == "installed"
+            runner.wait(dep, timeout_s=120)
+            [row] = cs.list_fuota_devices(dep)
+            assert row.error_msg == "" and row.HasField("completed_at")
+            assert cs.get_device(eui).tags["app_version"] == target  # type: ignore[union-attr]
+            sent, dropped = runner.fragments_sent(dep)
+            assert dropped[eui] == round(0.1 * (sent[eui] + dropped[eui]))
+        finally:
+            runner.close()

@@ -3,7 +3,8 @@
 By default the whole chain (:mod:`gateway.sim.demo`): a virtual fleet of nodes running the real
 firmware on the MicroPython unix port sends through the citynode LoRaWAN MAC and a UDP virtual radio to
 the network-server simulator, which posts ChirpStack v4 events to the citynode gateway; a live view
-shows what the gateway stored, and a summary checks that nothing was lost. ``--codec`` shows the
+shows what the gateway stored, and a summary checks that nothing was lost; ``--fuota`` updates the running
+fleet over the air on the way (:mod:`gateway.sim.demo`). ``--codec`` shows the
 payload contract alone: typical readings encoded on MicroPython, decoded by the gateway.
 """
 
@@ -29,15 +30,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Run the whole chain on this machine: a virtual fleet of nodes running the real firmware "
         "on the MicroPython unix port joins and sends through the citynode LoRaWAN MAC to the network-server "
         "simulator, which posts ChirpStack v4 events to a citynode gateway; a live view shows what is stored "
-        "and a summary compares what was sent with what was stored. Exit status: 0 nothing lost, 1 uplinks "
-        "sent and stored differ, 2 bad option or the demo could not start (one line why).",
+        "and a summary compares what was sent with what was stored. With --fuota the running fleet is updated over "
+        "the air on the way (a signed package, ChirpStack's FUOTA flow, fragments lost) and a table says what "
+        "became of each node. Exit status: 0 nothing lost (and with --fuota every node updated), 1 uplinks "
+        "sent and stored differ, a node failed or was not updated, 2 bad option or the demo could not start "
+        "(one line why).",
     )
-    parser.add_argument("--minutes", type=float, default=1.0, help="how long the fleet runs (default 1)")
-    parser.add_argument("--nodes", type=int, default=20, help="virtual nodes, all four roles (default 20)")
+    parser.add_argument("--minutes", type=float, help="how long the fleet runs (default 1; with --fuota the "
+                        "limit, default 6: the run ends once every node runs the new version)")
+    parser.add_argument("--nodes", type=int, help="virtual nodes, all four roles (default 20; with --fuota 8)")
     parser.add_argument("--mqtt", metavar="URL", help="deliver events through an MQTT broker (mqtt://host:port)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the store and node filesystems in DIR "
                         "(default: a temporary directory, removed at the end)")
     parser.add_argument("--no-live", action="store_true", help="no live view (logs, CI)")
+    parser.add_argument("--fuota", action="store_true", help="update the running fleet over the air: a signed "
+                        "package of a changed module (0.1.0 -> 0.2.0) deployed through the API simulator's "
+                        "FuotaService, Class C multicast with fragments lost, each node installs it, reboots "
+                        "into it and reports it; nothing the fleet sends meanwhile may be lost (needs `make "
+                        "firmware-unix`: the nodes run on its 32-bit build)")
+    parser.add_argument("--loss", type=float, default=10.0, metavar="PCT", help="with --fuota: percent of the "
+                        "multicast fragments dropped (default 10)")
     parser.add_argument("--codec", action="store_true", help="show only the payload contract: typical readings encoded by the firmware on MicroPython and "
                         "decoded by the gateway, with sizes and heap use (no network, a few seconds).")
     parser.set_defaults(func=_main)
@@ -45,7 +57,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _main(args: argparse.Namespace) -> int:
     if args.codec:
+        if args.fuota:
+            raise ConfigError("--codec and --fuota are two different demos: give one")
         return _demo(args)
+    if args.loss != 10.0 and not args.fuota:
+        raise ConfigError("--loss applies to --fuota only")
+    if args.minutes is None:
+        args.minutes = 6.0 if args.fuota else 1.0
+    if args.nodes is None:
+        args.nodes = 8 if args.fuota else 20
+    if args.fuota:
+        if args.nodes < 4:
+            raise ConfigError(f"--nodes: --fuota updates every role, so at least 4 nodes (got {args.nodes})")
+        if not 0 <= args.loss < 50:
+            raise ConfigError(f"--loss: a percentage in [0, 50) (got {args.loss:g})")
     return _chain(args)
 
 
@@ -63,7 +88,8 @@ def _chain(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console = Console(width=150)
     result = asyncio.run(run_demo(minutes=args.minutes, nodes=args.nodes, mqtt_url=args.mqtt, keep=args.keep,
-                                  console=console, live=not args.no_live))
+                                  console=console, live=not args.no_live, fuota=args.fuota,
+                                  fragment_loss=args.loss / 100))
     table = Table(title="summary", show_header=False)
     table.add_row("virtual nodes", str(result.nodes))
     table.add_row("uplinks the nodes sent", str(result.node_uplinks))
@@ -92,6 +118,11 @@ def _chain(args: argparse.Namespace) -> int:
                           f"reports interval {d.reflected}[/]")
         else:
             console.print(f"[yellow]downlink {settings} to {d.node} ({d.dev_eui}): {d.note}[/]")
+    if args.fuota:
+        _print_updates(console, result)
+        console.print("(A node resumes its LoRaWAN session after the reboot from flash, its uplink counter "
+                      "stepped ahead, as after any reset: the FCnt gaps above are those skipped counters. What "
+                      "was sent is compared with what was stored in the summary.)", highlight=False)
     failed = result.failed_nodes
     if failed:
         names = ", ".join(f"{v.name} ({v.problem})" for v in failed)
@@ -100,12 +131,32 @@ def _chain(args: argparse.Namespace) -> int:
     if result.node_uplinks == 0:
         console.print("[red]no node sent an uplink: nothing to compare[/]")
         return 1
+    if args.fuota and not all(u.ok for u in result.updates):
+        console.print("[red]the update did not reach every node: see the table above[/]")
+        return 1
     if result.nothing_lost:
         console.print("[green]every node sent what its interval asks for; nothing lost: every uplink the "
                       "network delivered is in the gateway's store, decoded[/]")
         return 0
     console.print("[red]uplinks sent and stored differ: see the store's dead letters[/]")
     return 1
+
+
+def _print_updates(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    base, target = result.update_versions
+    table = Table(title=f"the update over the air: {base} -> {target}")
+    for column in ("node", "role", "fragments sent/dropped", "ChirpStack", "reboots", "runs", "update", "verdict"):
+        table.add_column(column, no_wrap=column == "node")
+    for u in result.updates:
+        table.add_row(u.name, u.role, f"{u.fragments_sent}/{u.fragments_dropped}", u.deployment, str(u.reboots),
+                      u.firmware or "-", u.update or "-", "ok" if u.ok else "[red]not updated[/]")
+    console.print(table)
+    done = sum(1 for u in result.updates if u.ok)
+    colour = "green" if done == len(result.updates) else "red"
+    console.print(f"[{colour}]{done} of {len(result.updates)} nodes run {target} (checked, installed, rebooted "
+                  f"into, self-test passed, reported in their device_status)[/]")
 
 
 _NODE_SCRIPT = """

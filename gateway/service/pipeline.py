@@ -46,6 +46,17 @@ Outcome = Literal["stored", "duplicate", "dead_letter", "ignored"]
 OBJECT_CODEC = "chirpstack-object"
 
 
+# The application-layer packages of FUOTA (TS005 multicast setup, TS004 fragmentation, TS003 clock
+# synchronisation) on the fPorts `citynode provision` gives them in the device profiles'
+# app_layer_params (gateway.field.provision.app_layer_params): the network server's, not readings.
+APP_LAYER_FPORTS = frozenset((200, 201, 202))
+
+
+def _not_readings(fport: int) -> bool:
+    """FPort 0 (MAC commands) and the FUOTA packages' fPorts: stored and counted, never decoded."""
+    return fport == 0 or fport in APP_LAYER_FPORTS
+
+
 def _citynode_decode(fport: int, payload: bytes) -> dict[str, Any]:
     from gateway.contract import codec  # imported late: the codec loads the schema on first use
 
@@ -206,8 +217,9 @@ class Pipeline:
     ) -> Prepared:
         """Decode and normalise an uplink's payload (``event`` is needed only for ChirpStack's ``object``;
         ``codec``: the device's codec when the caller already looked it up)."""
-        if uplink.f_port == 0:
-            # FPort 0 carries MAC commands only (LoRaWAN 1.0.4 4.3.2): nothing to decode, still counted.
+        if _not_readings(uplink.f_port):
+            # FPort 0 carries MAC commands only (LoRaWAN 1.0.4 4.3.2), 200..202 the FUOTA packages'
+            # answers: nothing to decode, still counted.
             return Prepared("up", source, raw, now, event=event, uplink=uplink, encoding=encoding)
         readings: list[Reading] = []
         role = None
@@ -265,7 +277,7 @@ class Pipeline:
         with self.store.batch():
             run: list[int] = []  # consecutive decodable-or-not uplinks: stored with one bulk call
             for index, p in enumerate(prepared):
-                if p.dead is None and p.kind == "up" and p.uplink is not None and p.uplink.f_port != 0:
+                if p.dead is None and p.kind == "up" and p.uplink is not None and not _not_readings(p.uplink.f_port):
                     run.append(index)
                     continue
                 self._commit_uplinks(prepared, run, results)
@@ -305,7 +317,7 @@ class Pipeline:
     def _store_uplink(self, p: Prepared) -> Result:
         uplink = p.uplink
         assert uplink is not None
-        if uplink.f_port == 0:
+        if _not_readings(uplink.f_port):
             stored = self.store.record_uplink(uplink, [], raw=p.raw, encoding=p.encoding)
             return self._stored_result(uplink, stored, 0, "ignored")
         stored = self.store.record_uplink(

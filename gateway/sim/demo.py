@@ -17,6 +17,16 @@ stopped: "nothing lost" with nodes that sent nothing is no verdict. Each run has
 
 The network-server simulator stands in for ChirpStack, which cannot run here; everything else is the
 code that runs in the city.
+
+With ``fuota`` the demo updates the running fleet over the air instead of sending the config downlink:
+a fleet provisioned for updates (a GenAppKey per node and the update key, in the nodes' configs and in
+the API simulator's device keys), a package of a changed module signed as ``citynode fuota build``
+signs it (0.1.0 -> 0.2.0), ``citynode fuota deploy``'s deployments (one per role's device profile)
+through the API simulator's FuotaService, carried out by the network-server simulator's
+:class:`~gateway.sim.nssim.fuota.FuotaRunner` with ``fragment_loss`` of the fragments dropped; every
+node checks the package, installs it, reboots into it, passes its self-test and reports the new
+version in its device_status, while the gateway keeps storing what the fleet sends. Each node's
+outcome is in :attr:`DemoResult.updates`.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from gateway.sim.nssim import HttpDelivery, MqttDelivery, NetworkServerSim
 from gateway.sim.nssim.commands import connect_api_queue
 from gateway.sim.nssim.registry import device_from_mapping
 
-__all__ = ["DEMO_DOWNLINK", "DemoDownlink", "DemoResult", "run_demo"]
+__all__ = ["DEMO_DOWNLINK", "DemoDownlink", "DemoResult", "NodeUpdate", "run_demo"]
 
 # The config downlink the demo sends to its first crowd counter (or first node): a new interval, which
 # the crowd and passenger counters report in every uplink ("interval" field), so the next uplink shows it.
@@ -71,6 +81,26 @@ class DemoDownlink:
 
 
 @dataclass(frozen=True)
+class NodeUpdate:
+    """What became of one node in the demo's update over the air."""
+
+    name: str
+    dev_eui: str
+    role: str
+    deployment: str  # ChirpStack's result for the device: "complete", "failed: <why>", "in progress: <step>"
+    firmware: str  # the version in the node's newest device_status
+    update: str  # that status's update field ("installed", "refused_signature", ...), "" when none
+    reboots: int
+    fragments_sent: int  # the multicast fragments sent to it, and those dropped (simulated loss)
+    fragments_dropped: int
+    target: str
+
+    @property
+    def ok(self) -> bool:
+        return self.deployment == "complete" and self.firmware == self.target and self.update == "installed"
+
+
+@dataclass(frozen=True)
 class DemoResult:
     """What the demo measured end to end."""
 
@@ -88,6 +118,8 @@ class DemoResult:
     verdicts: tuple[NodeVerdict, ...] = ()  # per node: expected, sent, what went wrong
     downlink: DemoDownlink | None = None
     kept: bool = False  # the store is still at store_path (--keep)
+    updates: tuple[NodeUpdate, ...] = ()  # with fuota: each node's outcome
+    update_versions: tuple[str, str] = ("", "")  # with fuota: (from, to)
 
     @property
     def failed_nodes(self) -> tuple[NodeVerdict, ...]:
@@ -105,7 +137,8 @@ class DemoResult:
     def ok(self) -> bool:
         """Nothing lost on the way, and every node did its job (joined, kept sending what its interval
         asks for, did not crash)."""
-        return self.nothing_lost and not self.failed_nodes and self.node_uplinks > 0
+        return (self.nothing_lost and not self.failed_nodes and self.node_uplinks > 0
+                and all(u.ok for u in self.updates))
 
 
 def _free_port() -> int:
@@ -204,6 +237,132 @@ class _DownlinkRun:
                         note=note)
 
 
+# The update demo's pace: node time runs 10 times real time (receive windows of 100 ms real), every
+# node reports once a minute of node time, so ChirpStack's steps (one Class A uplink each) and the
+# Class C session (fragments 5 s apart, ChirpStack's default margin) fit in a few minutes.
+_UPDATE_SCALE = 10.0
+_UPDATE_INTERVAL_S = 60
+_UPDATE_REDUNDANCY = 50  # % : covers the dropped fragments and those a node misses while it sends
+
+
+class _UpdateRun:
+    """The demo's update over the air: the signed package, the provisioning, the deployments, the outcome."""
+
+    def __init__(self, package: bytes, pub: bytes, base: str, target: str, fragment_loss: float) -> None:
+        self.package = package
+        self.pub = pub
+        self.base = base
+        self.target = target
+        self.fragment_loss = fragment_loss
+        self.deployments: list[str] = []
+        self.done_at: float | None = None
+        self.fleet: VirtualFleet | None = None
+        self.sim: NetworkServerSim | None = None
+        self.runner: Any = None
+        self.client: Any = None
+        self.app_id = ""
+
+    @classmethod
+    def prepare(cls, work: Path, fragment_loss: float) -> _UpdateRun:
+        """A signing key pair, the two app trees and the package between them (``citynode fuota keygen``
+        and ``build``'s code)."""
+        from gateway.field import fuota
+        from gateway.field.firmware_build import built_firmware
+        from gateway.sim.fuota_update import update_trees
+
+        work.mkdir(parents=True, exist_ok=True)
+        key_path, pub_path = fuota.write_keypair(work / "city")
+        base, target = update_trees(built_firmware(), work)
+        package = fuota.build_package(base, target, fuota.load_private_key(key_path))
+        (work / "app.cnup").write_bytes(package)
+        return cls(package, fuota.load_public_key(pub_path), fuota.tree_version(base, None),
+                   fuota.tree_version(target, None), fragment_loss)
+
+    def provision(self, fleet: VirtualFleet, sim: NetworkServerSim, chirpstack: Any, token: str,
+                  console: Console) -> None:
+        """The application, the role profiles (TS003/TS004/TS005) and the devices with their keys in the
+        API simulator; the FUOTA runner joined to both simulators."""
+        from gateway.field.chirpstack_client import ChirpStackClient
+        from gateway.sim.chirpstack import DEFAULT_TENANT_ID
+        from gateway.sim.fuota_update import provision_fleet
+        from gateway.sim.nssim.fuota import FuotaRunner
+
+        self.fleet, self.sim = fleet, sim
+        self.client = ChirpStackClient(chirpstack.address, token)
+        self.app_id = provision_fleet(self.client, fleet, DEFAULT_TENANT_ID, name="citynode-demo")
+        # steps wait 2.5 node uplink intervals (real s); the session starts 3 intervals after its setup
+        self.runner = FuotaRunner(
+            chirpstack.state, sim, uplink_interval_s=2.5 * _UPDATE_INTERVAL_S / _UPDATE_SCALE,
+            session_lead_s=3.0 * _UPDATE_INTERVAL_S, fragment_spacing_s=5.0, fragment_loss=self.fragment_loss,
+            seed=fleet.run_id, node_time_scale=_UPDATE_SCALE, exact_loss=True,
+            on_event=lambda line: console.print(line, highlight=False),
+        ).attach()
+
+    def step(self) -> None:
+        """Deploy once every node has sent an uplink (it is on the network); note when all is done."""
+        assert self.fleet is not None and self.sim is not None
+        if not self.deployments:
+            if all(self.sim.events_of("up", n.dev_eui) for n in self.fleet.nodes):
+                from gateway.field import fuota_deploy
+
+                devices = list(self.client.list_devices(self.app_id))
+                made = fuota_deploy.deploy(self.client, self.package, self.app_id, devices,
+                                           redundancy_pct=_UPDATE_REDUNDANCY, target=self.target)
+                self.deployments = [dep for dep, _profile, _n in made]
+            return
+        if self.done_at is None and self._all_updated():
+            self.done_at = time.monotonic()
+
+    def _all_updated(self) -> bool:
+        assert self.fleet is not None
+        with self.runner.state.lock:
+            complete = all(self.runner.state.fuota[d].completed_at is not None for d in self.deployments)
+        return complete and all(self._status(n.dev_eui).get("firmware") == self.target for n in self.fleet.nodes)
+
+    def finished(self) -> bool:
+        """Every deployment complete and every node reporting the new version, one cycle ago (so that
+        the live view shows uplinks of the new version)."""
+        return self.done_at is not None and time.monotonic() - self.done_at > _UPDATE_INTERVAL_S / _UPDATE_SCALE
+
+    def _status(self, dev_eui: str) -> dict[str, Any]:
+        from gateway.contract import codec
+
+        assert self.sim is not None
+        for e in reversed(self.sim.events_of("up", dev_eui)):
+            if e.message.f_port == 1:
+                return dict(codec.decode(1, bytes(e.message.data))["readings"][0])
+        return {}
+
+    def outcome(self) -> list[NodeUpdate]:
+        from gateway.field import fuota_deploy
+
+        assert self.fleet is not None
+        results: dict[str, str] = {}
+        sent: dict[str, int] = {}
+        dropped: dict[str, int] = {}
+        for dep in self.deployments:
+            for d in fuota_deploy.status(self.client, dep).devices:
+                results[d.dev_eui] = d.result
+            s, x = self.runner.fragments_sent(dep)
+            sent.update(s)
+            dropped.update(x)
+        out = []
+        for n in self.fleet.nodes:
+            st = self._status(n.dev_eui)
+            out.append(NodeUpdate(n.name, n.dev_eui, n.role, results.get(n.dev_eui, "not deployed"),
+                                  str(st.get("firmware", "")), str(st.get("update", "")), n.reboots,
+                                  sent.get(n.dev_eui, 0), dropped.get(n.dev_eui, 0), self.target))
+        return out
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+    def close_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
 def _replace(d: DemoDownlink, **changes: Any) -> DemoDownlink:
     from dataclasses import replace
 
@@ -213,9 +372,13 @@ def _replace(d: DemoDownlink, **changes: Any) -> DemoDownlink:
 async def run_demo(
     *, minutes: float = 1.0, nodes: int = 20, mqtt_url: str | None = None, keep: Path | None = None,
     console: Console | None = None, live: bool = True, on_tick: Callable[[float], None] | None = None,
-    heapsize: str | None = None,
+    heapsize: str | None = None, fuota: bool = False, fragment_loss: float = 0.1,
 ) -> DemoResult:
     """Run the chain for ``minutes`` (Ctrl-C stops it early) and return what it measured.
+
+    ``fuota``: update the fleet over the air (see the module text), with ``fragment_loss`` of the
+    multicast fragments dropped; the run then ends once every node runs the new version (``minutes``
+    is the limit).
 
     ``heapsize`` overrides the nodes' MicroPython heap (tests: a node that runs out of memory).
     Without ``keep`` everything is written to a temporary directory that is removed before returning
@@ -224,7 +387,8 @@ async def run_demo(
     console = console or Console()
     root = keep or Path(tempfile.mkdtemp(prefix="citynode-demo-"))
     try:
-        return await _run(minutes, nodes, mqtt_url, root, keep is not None, console, live, on_tick, heapsize)
+        return await _run(minutes, nodes, mqtt_url, root, keep is not None, console, live, on_tick, heapsize,
+                          fragment_loss if fuota else None)
     finally:
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -232,7 +396,7 @@ async def run_demo(
 
 async def _run(
     minutes: float, nodes: int, mqtt_url: str | None, root: Path, kept: bool, console: Console, live: bool,
-    on_tick: Callable[[float], None] | None, heapsize: str | None,
+    on_tick: Callable[[float], None] | None, heapsize: str | None, fragment_loss: float | None,
 ) -> DemoResult:
     from gateway.sim.chirpstack import ChirpStackSimulator
 
@@ -260,13 +424,23 @@ async def _run(
                     HttpDelivery(f"http://127.0.0.1:{http_port}/chirpstack",
                                  headers={"Authorization": f"Bearer {token}"}))
             ns_port = _free_port()
-            fleet = (VirtualFleet(root / "fleet", nodes, ns_port) if heapsize is None
-                     else VirtualFleet(root / "fleet", nodes, ns_port, heapsize=heapsize))
+            update: _UpdateRun | None = None
+            if fragment_loss is not None:
+                update = await asyncio.to_thread(_UpdateRun.prepare, root / "update", fragment_loss)
+                fleet = VirtualFleet(root / "fleet", nodes, ns_port, time_scale=_UPDATE_SCALE,
+                                     update_pub=update.pub, interval_s=_UPDATE_INTERVAL_S, heapsize=heapsize)
+            else:
+                fleet = (VirtualFleet(root / "fleet", nodes, ns_port) if heapsize is None
+                         else VirtualFleet(root / "fleet", nodes, ns_port, heapsize=heapsize))
             devices = [device_from_mapping(entry, f"node {i}") for i, entry in enumerate(fleet.registry())]
             sim = NetworkServerSim(devices, port=ns_port, sinks=[sink])
             sim.sinks.append(connect_api_queue(chirpstack.state, sim))
-            downlink = _DownlinkRun(fleet, sim, chirpstack.address, api_token)
-            await asyncio.to_thread(downlink.provision)
+            downlink = None
+            if update is not None:
+                await asyncio.to_thread(update.provision, fleet, sim, chirpstack, api_token, console)
+            else:
+                downlink = _DownlinkRun(fleet, sim, chirpstack.address, api_token)
+                await asyncio.to_thread(downlink.provision)
             async with sim:
                 console.print(
                     f"[bold]citynode demo[/]: {nodes} virtual nodes (the real firmware on the MicroPython unix "
@@ -281,21 +455,27 @@ async def _run(
                 verdicts: list[NodeVerdict] = []
 
                 def tick() -> None:
-                    downlink.step()
+                    if downlink is not None:
+                        downlink.step()
+                    if update is not None:
+                        update.step()
                     if on_tick:
                         on_tick(time.monotonic() - started)
+
+                def going() -> bool:
+                    return time.monotonic() < deadline and (update is None or not update.finished())
 
                 try:
                     if live:
                         view = LiveView(service.store, title="citynode demo: what the gateway stored")
                         with Live(_view(view, fleet, sim, started), console=console,
                                   refresh_per_second=2, transient=False) as screen:
-                            while time.monotonic() < deadline:
+                            while going():
                                 await asyncio.sleep(1.0)
                                 screen.update(_view(view, fleet, sim, started))
                                 await asyncio.to_thread(tick)
                     else:
-                        while time.monotonic() < deadline:
+                        while going():
                             await asyncio.sleep(1.0)
                             await asyncio.to_thread(tick)
                 except asyncio.CancelledError:  # Ctrl-C: stop everything cleanly, then report
@@ -303,10 +483,16 @@ async def _run(
                 finally:
                     verdicts = fleet.verdicts()
                     await asyncio.to_thread(fleet.stop)
+                    if update is not None:
+                        update.close()
             await asyncio.sleep(1.0)  # the last events reach the store
             counts = service.store.counts()
             report = summary(service.store)
-            outcome = downlink.outcome(service.store)
+            outcome = downlink.outcome(service.store) if downlink is not None else None
+            updates: tuple[NodeUpdate, ...] = ()
+            if update is not None:
+                updates = tuple(await asyncio.to_thread(update.outcome))
+                update.close_client()
     return DemoResult(
         nodes=nodes,
         node_uplinks=sum(n.uplinks for n in fleet.nodes),
@@ -322,4 +508,6 @@ async def _run(
         verdicts=tuple(verdicts),
         downlink=outcome,
         kept=kept,
+        updates=updates,
+        update_versions=(update.base, update.target) if update is not None else ("", ""),
     )

@@ -168,6 +168,14 @@ def test_fport_zero_mac_only_uplink_is_counted_without_readings(pipeline, store,
     assert res.outcome == "ignored" and store.dead_letters() == [] and store.event_count("up") == 1
 
 
+@pytest.mark.parametrize("fport", [200, 201, 202])
+def test_fuota_answers_on_the_app_layer_fports_are_counted_without_readings(pipeline, store, events, fport):
+    """TS005/TS004/TS003 answers (McGroupSetupAns, FragSessionStatusAns, AppTimeReq) on the fPorts
+    `citynode provision` gives those packages: the network server's business, not readings."""
+    res = pipeline.handle("up", events.body(events.up(f_port=fport, data=b"\x02\x00")), "json", "mqtt")
+    assert res.outcome == "ignored" and store.dead_letters() == [] and store.event_count("up") == 1
+
+
 def test_a_crashing_codec_is_a_dead_letter_not_a_crash(store, events):
     def broken(fport, data):
         raise ZeroDivisionError("division by zero")

@@ -6,8 +6,8 @@ use (``citynode_sim.udp.UdpRadio`` and its clock), the firmware's LoRaWAN frames
 FUOTA packages (``citynode.fuota``) for every answer and for the Class C window's frames. What they
 add by hand is what h/fuotanode is adding to the firmware (the Class C session in the MAC and the
 app's wiring): send AppTimeReq, answer on the next uplink, listen continuously on the multicast
-channel from SessionTime to its end. The end-to-end run with a real MicroPython node is below,
-skipped until that firmware exists.
+channel from SessionTime to its end. The end-to-end run with real MicroPython app nodes (the firmware's
+own FUOTA side, install and reboot included) is ``test_a_deployment_to_micropython_nodes``.
 """
 
 from __future__ import annotations
@@ -225,13 +225,95 @@ def test_loss_beyond_the_redundancy_fails_the_device_with_chirpstacks_message(ap
         n.close()
 
 
-@pytest.mark.skip(reason="needs h/fuotanode's node side (ClassA.listen for the Class C window, citynode.fuota.node."
-                         "FuotaNode wired into the app) merged, and a way to run those app nodes against the "
-                         "runner: mp_node.py has no FUOTA command, and VirtualFleet's nodes get no gen_app_key "
-                         "in the API simulator and run a paced clock, not the steady scale the runner's "
-                         "fragment pacing assumes (the demo of issue 19, citynode demo --fuota)")
-def test_a_deployment_to_micropython_nodes() -> None:
-    raise AssertionError("not reached")
+def _status(sim: NetworkServerSim, dev_eui: str) -> dict[str, Any] | None:
+    """The newest device_status (fPort 1) the node sent, decoded by the gateway's codec."""
+    from gateway.contract import codec
+
+    for e in reversed(sim.events_of("up", dev_eui)):
+        if e.message.f_port == 1:
+            return codec.decode(1, bytes(e.message.data))["readings"][0]
+    return None
+
+
+@pytest.mark.slow
+def test_a_deployment_to_micropython_nodes(api_sim: ChirpStackSimulator, tmp_path: Path) -> None:
+    """Two app nodes (``main.py`` of the built firmware on the MicroPython unix port, the sim board, the
+    software MAC over the UDP virtual radio) provisioned once (GenAppKey and update key in their config
+    and in the API simulator's device keys) are updated from 0.1.0 to 0.2.0 by ``citynode fuota deploy``'s
+    deployment, carried out by the runner with 10 % of the fragments lost: each checks the signed package,
+    installs it in a slot, reboots into it, passes its self-test and reports it.
+
+    The nodes run the 32-bit build without citynode frozen in (the app's .mpy files in lib/, which a
+    slot copies) at 192 KB of heap (gateway.sim.fleet.UPDATE_HEAP: a plain node measures 146-149 KB
+    there; the package check and install inside the running app need more). The
+    fragments are ChirpStack's default 5 s apart, so a node's own Class A uplinks during the session
+    (one a minute) cost it at most one fragment each, on top of the 10 % lost; 50 % redundancy
+    covers both.
+    """
+    import subprocess
+
+    from gateway.errors import ConfigError
+    from gateway.sim.fleet import update_interpreter
+
+    try:
+        update_interpreter()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+
+    from gateway.field import fuota_deploy
+    from gateway.field.firmware_build import built_firmware
+    from gateway.sim.fleet import VirtualFleet
+    from gateway.sim.fuota_update import BASE_VERSION, TARGET_VERSION, provision_fleet, update_trees
+
+    cli = [sys.executable, "-m", "gateway.cli", "fuota"]
+    subprocess.run([*cli, "keygen", "--out", str(tmp_path / "city")], check=True, capture_output=True)
+    base, target = update_trees(built_firmware(), tmp_path)
+    subprocess.run([*cli, "build", "--from", str(base), "--to", str(target), "--key", str(tmp_path / "city.key"),
+                    "--out", str(tmp_path / "app.cnup")], check=True, capture_output=True)
+    package = (tmp_path / "app.cnup").read_bytes()
+    pub = bytes.fromhex((tmp_path / "city.pub").read_text().strip())
+
+    ns = NetworkServerSim(port=0)
+    handle = ns.run_in_thread()
+    fleet = VirtualFleet(tmp_path / "fleet", 2, ns.port, roles=("bin_fill",), time_scale=10.0, update_pub=pub,
+                         interval_s=60)
+    runner = FuotaRunner(api_sim.state, ns, uplink_interval_s=15.0, session_lead_s=180.0, fragment_spacing_s=5.0,
+                         fragment_loss=0.1, seed=3, node_time_scale=fleet.time_scale).attach()
+    cs = ChirpStackClient(api_sim.address, TOKEN, timeout=5.0)
+    try:
+        for entry in fleet.registry():
+            ns.add_device(device_from_mapping(entry))
+        app = provision_fleet(cs, fleet, DEFAULT_TENANT_ID)
+        fleet.prepare()
+        fleet.start()
+        ns.wait_for(lambda: all(ns.events_of("up", n.dev_eui) for n in fleet.nodes), timeout_s=60)
+        [(dep, _profile, count)] = fuota_deploy.deploy(cs, package, app, list(cs.list_devices(app)),
+                                                      redundancy_pct=50, target=TARGET_VERSION)
+        assert count == 2
+        runner.wait(dep, timeout_s=240)
+        ns.wait_for(lambda: all((_status(ns, n.dev_eui) or {}).get("firmware") == TARGET_VERSION
+                                for n in fleet.nodes), timeout_s=60)
+        sent, dropped = runner.fragments_sent(dep)
+        rows = {r.dev_eui: r for r in cs.list_fuota_devices(dep)}
+        for n in fleet.nodes:
+            tail = "\n".join(list(n.lines)[-15:])
+            assert dropped[n.dev_eui] > 0, f"{n.name}: no fragment lost"
+            assert rows[n.dev_eui].error_msg == "", f"{n.name}: {rows[n.dev_eui].error_msg}\n{tail}"
+            assert rows[n.dev_eui].HasField("completed_at")
+            assert cs.get_device(n.dev_eui).tags["app_version"] == TARGET_VERSION  # type: ignore[union-attr]
+            status = _status(ns, n.dev_eui)
+            assert status is not None and status["firmware"] == TARGET_VERSION, tail
+            assert status["update"] == "installed", tail
+            assert n.reboots == 1 and n.exit_code is None, tail
+            assert any(line.startswith(f"update {TARGET_VERSION} installed") for line in n.updates), n.updates
+            assert "update confirmed" in n.updates, n.updates
+        assert BASE_VERSION != TARGET_VERSION
+        assert cs.get_fuota_deployment(dep).HasField("completed_at")
+    finally:
+        fleet.stop()
+        runner.close()
+        cs.close()
+        handle.stop()
 
 
 def test_a_silent_device_times_out_step_by_step_with_chirpstacks_messages(api_sim: ChirpStackSimulator) -> None:

@@ -104,6 +104,20 @@ def test_virtual_clock_advances_by_what_is_waited() -> None:
         udp.VirtualClock(scale=0)
 
 
+def test_a_steady_virtual_clock_is_scale_times_real_time_since_its_epoch_and_survives_a_reboot() -> None:
+    import time
+
+    epoch = time.time_ns() // 1_000_000 - 2000  # the fleet started two real seconds ago
+    c = udp.VirtualClock(scale=10, skip_ms=100, epoch_ms=epoch)
+    start = c.now_ms()
+    assert start >= 20000  # 2 s x 10: time passed although the node never waited
+    c.sleep_ms(300)  # waits until that node time (skip_ms is ignored: no jumps)
+    assert c.now_ms() >= start + 300
+    assert c.wall_s() == epoch // 1000 + c.now_ms() // 1000
+    rebooted = udp.VirtualClock(scale=10, epoch_ms=epoch)  # a new process, the same epoch (sim.json)
+    assert rebooted.now_ms() >= c.now_ms()  # goes on where it was, as an RTC would
+
+
 def test_cli_needs_devices_and_runs_for_a_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["ns-sim", "--port", "0"]) == 2
     assert "--devices: give at least one" in capsys.readouterr().err

@@ -101,3 +101,50 @@ def test_the_demo_cli_exits_nonzero_naming_the_failed_nodes(tmp_path: Path) -> N
     assert re.search(r"2 of 2 node\(s\) did not do their job: aq-\w+-1 \((crashed|never joined)", text), text
     assert "store removed (use --keep DIR to keep it)" in " ".join(text.replace("│", " ").split())
     assert list(env_tmp.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_fuota_demo_updates_every_node_of_a_running_fleet_and_loses_nothing(tmp_path: Path) -> None:
+    """`citynode demo --fuota`: eight nodes, two of each role, running 0.1.0 and reporting, are updated
+    to 0.2.0 over the air (one deployment per role's profile through the API simulator's FuotaService,
+    10 % of each node's fragments dropped); each node checks the signed package, installs it, reboots
+    into it, passes its self-test and reports the new version, and every uplink the fleet sent
+    meanwhile is in the gateway's store."""
+    from gateway.errors import ConfigError
+    from gateway.sim.fleet import update_interpreter
+
+    try:
+        update_interpreter()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    out = subprocess.run([CITYNODE, "demo", "--fuota", "--no-live", "--keep", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    text = " ".join(out.stdout.replace("│", " ").split())
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+    assert "8 of 8 nodes run 0.2.0" in text, text[-4000:]
+    assert "nothing lost" in text
+    # exactly 10 % of each node's fragments dropped (3 of 32 at 50 % redundancy), and every node complete
+    rows = re.findall(r"(\S+-\w{6}-\d) (air_quality|bin_fill|passenger_count|crowd_count) (\d+)/(\d+) complete 1 "
+                      r"0\.2\.0 installed ok", text)
+    assert len(rows) == 8 and {r[1] for r in rows} == {"air_quality", "bin_fill", "passenger_count", "crowd_count"}, text
+    assert all(int(sent) + int(dropped) == 32 and int(dropped) == 3 for _n, _r, sent, dropped in rows), rows
+    from gateway.service.store import Store
+
+    store = Store.open(tmp_path / "gateway.sqlite")
+    try:
+        assert len(store.devices()) == 8 and all(d.uplinks >= 3 for d in store.devices())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fuota", "--nodes", "3"], "--nodes: --fuota updates every role, so at least 4 nodes (got 3)"),
+    (["--fuota", "--loss", "60"], "--loss: a percentage in [0, 50) (got 60)"),
+    (["--loss", "5"], "--loss applies to --fuota only"),
+    (["--fuota", "--codec"], "--codec and --fuota are two different demos: give one"),
+])
+def test_bad_fuota_demo_options_are_one_line_and_exit_2(argv: list[str], message: str) -> None:
+    out = subprocess.run([CITYNODE, "demo", *argv], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""
+    assert out.stderr.strip().splitlines() == [f"citynode demo: error: {message}"], out.stderr

@@ -90,10 +90,11 @@ def lorawan_link(cfg, board, hal, sim, battery=None):
     clock = None
     extra = {}
     if radio_board["radio"]["chip"] == "virtual":
-        # The virtual radio and the MAC share one node clock; `time_scale` speeds RX windows up.
+        # The virtual radio and the MAC share one node clock; `time_scale` speeds RX windows up;
+        # `clock_epoch_ms` makes it steady (scale x real time, across reboots: FUOTA's Class C timing).
         from citynode_sim.udp import VirtualClock
 
-        clock = VirtualClock(sim.get("time_scale", 1), sim.get("skip_ms"))
+        clock = VirtualClock(sim.get("time_scale", 1), sim.get("skip_ms"), sim.get("clock_epoch_ms"))
         extra = {"sleep_ms": clock.sleep_ms, "wall_s": clock.wall_s}
     radio = open_radio(radio_board, make_spi, make_pin, clock=clock)
     store = SessionStore(FileStore("lorawan.rec"), RTCStore(hal.rtc()), step=100)

@@ -22,7 +22,9 @@ downlink datagram whose ``tmst_ms`` is that GPS time in that node's clock, on th
 multicast frequency and data rate, ``fragment_spacing_s`` apart (ChirpStack's
 ``multicast_class_c_margin``). ``fragment_loss`` drops that share of the (node, fragment) transmissions,
 chosen by a random generator seeded with (seed, DevEUI, fragment), as fading would: the same
-pattern on every run, whatever the threads' timing. The sender keeps at most ``_AHEAD`` fragments
+pattern on every run, whatever the threads' timing. With ``exact_loss`` each node loses exactly that
+share of its fragments (rounded), at places drawn from a generator seeded with (seed, DevEUI): a demo
+that says "10 % dropped" then drops 10 % on every node, not 10 % on average. The sender keeps at most ``_AHEAD`` fragments
 ahead of each node's estimated clock (a virtual radio buffers few datagrams), which assumes the node's
 clock runs at ``node_time_scale`` times real time during the session.
 
@@ -116,7 +118,7 @@ class FuotaRunner:
     def __init__(self, state: SimState, sim: NetworkServerSim, *, uplink_interval_s: float | None = None,
                  session_lead_s: float | None = None, fragment_spacing_s: float = 5.0,
                  fragment_loss: float = 0.0, seed: int = 0, node_time_scale: float = 1.0,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None, exact_loss: bool = False) -> None:
         if not 0.0 <= fragment_loss < 1.0:
             raise ValueError(f"fragment_loss: {fragment_loss!r} not in [0, 1)")
         self.state = state
@@ -126,6 +128,7 @@ class FuotaRunner:
         self.fragment_spacing_s = fragment_spacing_s
         self.fragment_loss = fragment_loss
         self.node_time_scale = node_time_scale
+        self.exact_loss = exact_loss
         self.on_event = on_event
         self._seed = seed
         self._runs: dict[str, _Run] = {}
@@ -484,6 +487,10 @@ class FuotaRunner:
             run.sent[eui] = 0
             run.dropped[eui] = 0
         nxt = dict.fromkeys(members, 0)
+        lost: dict[str, set[int]] = {}
+        if self.exact_loss:
+            n_lost = round(self.fragment_loss * len(phys))
+            lost = {e: set(random.Random(f"{self._seed}:{e}").sample(range(len(phys)), n_lost)) for e in members}
         while not self._stop.is_set() and any(nxt[e] < len(phys) for e in members):
             for eui in members:
                 i = nxt[eui]
@@ -494,7 +501,8 @@ class FuotaRunner:
                 if times[i] - now > _AHEAD * spacing:
                     continue
                 nxt[eui] = i + 1
-                if random.Random(f"{self._seed}:{eui}:{i}").random() < self.fragment_loss:
+                if (i in lost[eui] if self.exact_loss
+                        else random.Random(f"{self._seed}:{eui}:{i}").random() < self.fragment_loss):
                     run.dropped[eui] += 1
                     continue
                 if self.sim.send_class_c(eui, phys[i], d.multicast_frequency, d.multicast_dr, times[i]):

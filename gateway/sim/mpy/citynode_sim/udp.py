@@ -77,21 +77,44 @@ class VirtualClock:
     by ``scale``, never makes the MAC open a window late. ``skip_ms``: a wait longer than this sleeps
     only ``skip_ms`` node ms in real time and jumps over the rest (None = never skip).
     Pass ``now_ms`` and ``sleep_ms`` to the MAC and the clock to UdpRadio.
+
+    ``epoch_ms`` (a Unix time in ms) makes the clock **steady**: node time is ``scale`` times the real
+    time since ``epoch_ms``, whatever the node does (computation, sleeps outside the MAC, a reboot:
+    a restarted node with the same ``epoch_ms`` goes on where it was, as a board's RTC would), and
+    ``sleep_ms`` waits until that time; ``skip_ms`` is then ignored. A FUOTA session needs it: the
+    network server times the Class C fragments by its estimate of the node's clock (the last uplink's
+    time plus the real time since, times ``scale``), which a clock that jumps or stops would miss.
     """
 
-    def __init__(self, scale=1, skip_ms=None):
+    def __init__(self, scale=1, skip_ms=None, epoch_ms=None):
         if not scale >= 1:
             raise UdpRadioError("scale: must be >= 1 (got %r)" % (scale,))
         self.scale = scale
         self.skip_ms = skip_ms
+        self.epoch_ms = epoch_ms
         self._t = 0
-        self._wall0 = int(time.time())
+        self._wall0 = int(time.time()) if epoch_ms is None else epoch_ms // 1000
+        if epoch_ms is not None:
+            self._t = self._steady()
+
+    def _steady(self):
+        return int((time.time_ns() // 1000000 - self.epoch_ms) * self.scale)
 
     def now_ms(self):
+        if self.epoch_ms is not None:
+            t = self._steady()
+            if t > self._t:
+                self._t = t
         return self._t
 
     def sleep_ms(self, ms):
         if ms <= 0:
+            return
+        if self.epoch_ms is not None:
+            target = self.now_ms() + int(ms)
+            _sleep_real_ms((target - self._steady()) / self.scale)
+            if target > self._t:
+                self._t = target
             return
         real = ms
         if self.skip_ms is not None and ms > self.skip_ms:
@@ -102,7 +125,7 @@ class VirtualClock:
     def wall_s(self):
         """Seconds since the epoch in node time (ClassA's ``wall_s``): the real time at construction
         plus the node time since."""
-        return self._wall0 + self._t // 1000
+        return self._wall0 + self.now_ms() // 1000
 
     def real_ms(self, node_ms):
         """Real milliseconds that ``node_ms`` node milliseconds take."""
