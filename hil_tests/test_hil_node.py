@@ -172,7 +172,7 @@ def test_an_update_over_the_air_is_installed_rebooted_into_confirmed_and_reporte
     target = fuota_update["target"]
     dut.expect(r"joined", timeout=60)
     with ChirpStackSimulator(token="hil") as api_sim, ChirpStackClient(api_sim.address, "hil") as cs:
-        runner = FuotaRunner(api_sim.state, network_server, uplink_interval_s=2.5 * interval_s / scale,
+        runner = FuotaRunner(api_sim.state, network_server, uplink_interval_s=4.0 * interval_s / scale,
                              session_lead_s=3.0 * interval_s, fragment_spacing_s=5.0, fragment_loss=0.1,
                              exact_loss=True, seed=1, node_time_scale=scale).attach()
         try:
@@ -183,8 +183,9 @@ def test_an_update_over_the_air_is_installed_rebooted_into_confirmed_and_reporte
             cs.create_keys(api.DeviceKeys(dev_eui=eui, nwk_key=key, app_key=key,
                                           gen_app_key=fuota_update["gen_app_key"]))
             [(dep, _profile, _n)] = fuota_deploy.deploy(cs, fuota_update["package"], app, list(cs.list_devices(app)),
-                                                        redundancy_pct=50, target=target)
-            dut.expect(rf"update {re.escape(target)} installed in slot [ab]: rebooting", timeout=120)
+                                                        redundancy_pct=100, target=target)
+            dut.expect(r"update received \(\d+ bytes\): rebooting to check and install it", timeout=120)
+            dut.expect(rf"update {re.escape(target)} installed in slot [ab]", timeout=60)  # the boot step
             dut.expect(r"update confirmed", timeout=60)
             status = uplink(dut, 1)["readings"][0]
             assert status["firmware"] == target and status["update"] == "installed"

@@ -242,7 +242,8 @@ class _DownlinkRun:
 # Class C session (fragments 5 s apart, ChirpStack's default margin) fit in a few minutes.
 _UPDATE_SCALE = 10.0
 _UPDATE_INTERVAL_S = 60
-_UPDATE_REDUNDANCY = 50  # % : covers the dropped fragments and those a node misses while it sends
+_UPDATE_REDUNDANCY = 100  # % : the dropped fragments, those a node misses while it sends, and the margin the
+# random parity matrix needs (at 50 % one node in a few runs could not rebuild its block)
 
 
 class _UpdateRun:
@@ -290,9 +291,9 @@ class _UpdateRun:
         self.fleet, self.sim = fleet, sim
         self.client = ChirpStackClient(chirpstack.address, token)
         self.app_id = provision_fleet(self.client, fleet, DEFAULT_TENANT_ID, name="citynode-demo")
-        # steps wait 2.5 node uplink intervals (real s); the session starts 3 intervals after its setup
+        # steps wait 4 node uplink intervals (real s: room for a loaded machine); the session starts 3 intervals after its setup
         self.runner = FuotaRunner(
-            chirpstack.state, sim, uplink_interval_s=2.5 * _UPDATE_INTERVAL_S / _UPDATE_SCALE,
+            chirpstack.state, sim, uplink_interval_s=4.0 * _UPDATE_INTERVAL_S / _UPDATE_SCALE,
             session_lead_s=3.0 * _UPDATE_INTERVAL_S, fragment_spacing_s=5.0, fragment_loss=self.fragment_loss,
             seed=fleet.run_id, node_time_scale=_UPDATE_SCALE, exact_loss=True,
             on_event=lambda line: console.print(line, highlight=False),

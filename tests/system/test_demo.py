@@ -104,6 +104,7 @@ def test_the_demo_cli_exits_nonzero_naming_the_failed_nodes(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(480)  # the demo's own limit is 6 minutes: a failing run ends with its report, not killed
 def test_the_fuota_demo_updates_every_node_of_a_running_fleet_and_loses_nothing(tmp_path: Path) -> None:
     """`citynode demo --fuota`: eight nodes, two of each role, running 0.1.0 and reporting, are updated
     to 0.2.0 over the air (one deployment per role's profile through the API simulator's FuotaService,
@@ -123,11 +124,13 @@ def test_the_fuota_demo_updates_every_node_of_a_running_fleet_and_loses_nothing(
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     assert "8 of 8 nodes run 0.2.0" in text, text[-4000:]
     assert "nothing lost" in text
-    # exactly 10 % of each node's fragments dropped (3 of 32 at 50 % redundancy), and every node complete
+    # exactly 10 % of each node's fragments dropped (3 of 32 or 33 at 50 % redundancy: the count follows the
+    # package, a recompiled module of today's firmware), the same fragments for all, and every node complete
     rows = re.findall(r"(\S+-\w{6}-\d) (air_quality|bin_fill|passenger_count|crowd_count) (\d+)/(\d+) complete 1 "
                       r"0\.2\.0 installed ok", text)
     assert len(rows) == 8 and {r[1] for r in rows} == {"air_quality", "bin_fill", "passenger_count", "crowd_count"}, text
-    assert all(int(sent) + int(dropped) == 32 and int(dropped) == 3 for _n, _r, sent, dropped in rows), rows
+    totals = {int(sent) + int(dropped) for _n, _r, sent, dropped in rows}
+    assert len(totals) == 1 and all(int(dropped) == round(0.1 * min(totals)) for *_x, dropped in rows), rows
     from gateway.service.store import Store
 
     store = Store.open(tmp_path / "gateway.sqlite")

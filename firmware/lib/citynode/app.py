@@ -234,7 +234,7 @@ class Node:
         return self.fuota
 
     def _fuota_done(self):
-        if self.fuota.handed_over:
+        if self.fuota.handed_over and not self.fuota.answers:  # queued answers go up before the reboot
             self.reboot_requested = True  # into the boot step that checks and installs the block (citynode.fuota.install)
         elif self.fuota.refused is not None:
             self.state["last_status"] = None  # report the refusal in the next status uplink

@@ -123,6 +123,12 @@ if ARGS["reboot_at"]:  # the power goes in the middle of the session (RAM lost, 
 node.wait(10 ** 7, send)  # Class C at the session start, until the block is complete
 fr = node.fuota.fragmentation
 done = [fr.complete, fr.received, node.handed_over, node.refused]
+# the status request reaches the node after the block is complete, before it reboots: the answer (due
+# after its random delay) goes up before the reboot, since ChirpStack asks only once
+node.downlink(201, unhexlify(status[1]))
+n_sent = len(sent)
+node.wait(60000, send)
+early = [[p for p, _, _ in sent[n_sent:]], node.answers]
 synced = node.fuota.clock.synced
 windows = [r for r in radio.rxs()[rxs_before:] if r["continuous"]]
 # the node reboots (RAM lost, files kept): main.py's slot selection checks and installs the block before
@@ -142,7 +148,7 @@ delay = [a[0] - clock.t for a in node.answers]
 node.wait(60000, send)
 with open("app_a/toy/__init__.py") as f:
     new = f.read()
-print(json.dumps({"done": done, "booted": booted, "resumed": resumed, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
+print(json.dumps({"done": done, "early": early, "booted": booted, "resumed": resumed, "cnt": [cnt, node.state.get("session_cnt")], "sent": sent, "delay": delay, "new": new, "synced": synced,
                   "windows": [[w["freq"], w["sf"], w["bw"], w["iq"], w["crc"], w["got"]] for w in windows],
                   "t_first_window": windows[0]["t_open"] - gps_ms(ARGS["start"]),
                   "answers_left": node.answers, "busy": node.busy()}))
@@ -168,6 +174,7 @@ def test_a_class_c_session_delivers_and_installs_the_update(tmp_path, package, l
     r = json.loads(out.strip().splitlines()[-1])
     complete, received, handed_over, refused = r["done"]
     assert (complete, handed_over, refused) == (True, True, None)
+    assert r["early"] == [[201], []]  # a status request before the reboot is answered before it
     # the boot step installed it in slot a, on trial, and dropped the hand-over and the block
     assert r["booted"] == ["a", "installed", "0.2.0", False, False]
     assert r["new"].startswith("V = '0.2.0'")

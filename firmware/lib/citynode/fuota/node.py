@@ -271,8 +271,8 @@ class FuotaNode:
             if feed is not None:
                 feed()
             self.send_answers(send)
-            if self.finish():
-                return
+            if self.finish() and not self.answers:
+                return  # the answers queued before the reboot (a status request after the block) go first
             if not self.busy():
                 return
             now = mac.now_ms()
