@@ -70,6 +70,18 @@ def csv_text(value) -> str:
     return str(value)
 
 
+def exported_csv(store, filters: ExportFilter, expected: list[dict]) -> tuple[list[list[str]], str]:
+    """Export as JSON lines (checked against ``expected``, the store's own readings) and as CSV; the
+    CSV's rows (header first) and its text."""
+    out = io.BytesIO()
+    assert export(store, "jsonl", filters, out) == len(expected)
+    assert [json.loads(line) for line in out.getvalue().decode().splitlines()] == expected
+    out = io.BytesIO()
+    assert export(store, "csv", filters, out) == len(expected)
+    text = out.getvalue().decode()
+    return list(csv.reader(io.StringIO(text, newline=""))), text
+
+
 @pytest.mark.parametrize("filters", [ExportFilter(), ExportFilter(device="0004A30B001C0530", field="tilt"),
                                      ExportFilter(field="temperature", since=T1)])
 def test_jsonl_and_csv_say_what_the_store_holds(store, make_uplink, make_reading, filters) -> None:
@@ -77,12 +89,7 @@ def test_jsonl_and_csv_say_what_the_store_holds(store, make_uplink, make_reading
     expected = [
         r.to_json() for r in store.readings(filters.device, filters.field, filters.since, 10_000)
     ]
-    out = io.BytesIO()
-    assert export(store, "jsonl", filters, out) == len(expected)
-    assert [json.loads(line) for line in out.getvalue().decode().splitlines()] == expected
-    out = io.BytesIO()
-    assert export(store, "csv", filters, out) == len(expected)
-    rows = list(csv.reader(io.StringIO(out.getvalue().decode(), newline="")))
+    rows, written = exported_csv(store, filters, expected)
     assert tuple(rows[0]) == CSV_COLUMNS and "frequency" in CSV_COLUMNS and "gateway_count" in CSV_COLUMNS
     assert rows[1:] == [[csv_text(doc[c]) for c in CSV_COLUMNS] for doc in expected]
 
@@ -140,17 +147,12 @@ def test_pages_with_text_to_quote_say_what_the_store_holds(
     fill_free_text(store, make_uplink, make_reading)
     expected = [r.to_json() for r in store.readings(filters.device, filters.field, filters.since, 10_000)]
     assert len(expected) > 12
-    out = io.BytesIO()
-    assert export(store, "jsonl", filters, out) == len(expected)
-    assert [json.loads(line) for line in out.getvalue().decode().splitlines()] == expected
-    out = io.BytesIO()
-    assert export(store, "csv", filters, out) == len(expected)
-    rows = list(csv.reader(io.StringIO(out.getvalue().decode(), newline="")))
+    rows, written = exported_csv(store, filters, expected)
     assert rows[1:] == [[csv_text(doc[c]) for c in CSV_COLUMNS] for doc in expected]
     # and byte for byte what Python's csv module writes for those values
     text = io.StringIO(newline="")
     csv.writer(text, lineterminator="\n").writerows([CSV_COLUMNS, *rows[1:]])
-    assert out.getvalue().decode() == text.getvalue()
+    assert written == text.getvalue()
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
