@@ -15,8 +15,8 @@ GenAppKey (``gen_app_key``, in its config and in :meth:`VirtualFleet.registry`, 
 simulator's device keys are made) and the update key (``fuota_pub``). Its nodes run their app from the
 filesystem (``lib/``, the tree an update's slot copies; a frozen app cannot be copied) on the 32-bit
 build without citynode frozen in (``build/micropython-unix32-stock``, ``make firmware-unix``) at
-:data:`UPDATE_HEAP` (a plain node measures 146-149 KB there; the package check and install inside the
-running app need more: with 176 KB one node of two ran out of memory), on a **steady** clock (``time_scale`` times real time, also between cycles and across a reboot:
+:data:`UPDATE_HEAP` (a plain node measures 146-149 KB there, the FUOTA side comes on top of it: at 160 KB
+the nodes run out of memory importing it after the join; docs/design/fuota.md), on a **steady** clock (``time_scale`` times real time, also between cycles and across a reboot:
 the network server times the Class C fragments by it), and a node that reboots (``machine.reset()``
 after an install, exit 64; a rollback, exit 3) is started again, as a board restarts.
 """

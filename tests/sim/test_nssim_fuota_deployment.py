@@ -245,7 +245,7 @@ def test_a_deployment_to_micropython_nodes(api_sim: ChirpStackSimulator, tmp_pat
 
     The nodes run the 32-bit build without citynode frozen in (the app's .mpy files in lib/, which a
     slot copies) at 192 KB of heap (gateway.sim.fleet.UPDATE_HEAP: a plain node measures 146-149 KB
-    there; the package check and install inside the running app need more). The
+    there, and the FUOTA side comes on top of it: docs/design/fuota.md). The
     fragments are ChirpStack's default 5 s apart, so a node's own Class A uplinks during the session
     (one a minute) cost it at most one fragment each, on top of the 10 % lost; 100 % redundancy
     covers both with the margin the random parity matrix needs.

@@ -300,9 +300,9 @@ class FuotaNode:
         fr = self.fuota.fragmentation
         if fr is None or not fr.complete or self.handed_over or self.refused is not None:
             return self.handed_over
-        if self.pub is None:
-            from citynode.fuota import slots
+        from citynode.fuota import slots
 
+        if self.pub is None:
             self._save(done=[fr.index, fr.received])
             self.refused = "no fuota_pub"
             slots.refused(self.refused, self.root)
@@ -311,9 +311,8 @@ class FuotaNode:
         close = getattr(fr.store, "close", None)
         if close is not None:
             close()  # the whole block on flash before the hand-over names it
-        m = files.read(self.root + "slots.json", None) or {}
         self._save(done=[fr.index, fr.received], frag=None, mc_c=None,
-                   install={"seq": (m.get("block") or 0) + 1, "length": fr.length, "running": self.running,
+                   install={"seq": (slots.read(self.root).get("block") or 0) + 1, "length": fr.length, "running": self.running,
                             "tree": self.factory_tree})
         self.handed_over = True
         self.out("update received (%d bytes): rebooting to check and install it" % fr.length)
