@@ -115,7 +115,7 @@ def test_a_version_1_file_migrates_to_the_current_schema_keeping_its_readings(
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert indexes >= {"events_device_type", "reading_log_event"}
+        assert indexes >= {"events_device_shape", "reading_log_event"}
         assert not indexes & {"readings_time", "readings_device_field_time", "events_device"}
         old = s.readings()
         assert [(r.id, r.reading.field, r.reading.value) for r in old] == [(7, "temperature", 21.5), (9, "tilt", True)]

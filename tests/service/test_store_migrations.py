@@ -1,4 +1,4 @@
-"""A store written at an earlier schema (3, the narrow reading log; 4) migrates to the current one keeping
+"""A store written at an earlier schema (3, the narrow reading log; 4; 5) migrates to the current one keeping
 all its data, on SQLite and PostgreSQL; reads and paging work on the migrated rows."""
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def test_a_schema_3_sqlite_file_keeps_everything(tmp_path, make_uplink, make_rea
     with Store.open(path) as s:
         check(s)
         indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"events_device_id", "reading_log_event", "events_device_type"} <= indexes
+        assert {"events_device_id", "reading_log_event", "events_device_shape"} <= indexes
+        assert "events_device_type" not in indexes
         up = make_uplink(4, dev_eui="00000000000000aa")
         assert s.record_uplink(up, [make_reading(up)])
         assert [r.id for r in s.readings("00000000000000aa", after_id=5)] == [6]
@@ -185,6 +186,102 @@ def test_a_schema_4_postgres_database_keeps_everything(make_uplink, make_reading
             assert s.record_uplink(up, [make_reading(up)], raw=b"{}", encoding="json")
             assert [r.id for r in s.readings("00000000000000aa", after_id=6)] == [8]
             assert s.raw_event(up.deduplication_id).raw == b"{}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+# Schema 5 -> 6: every stored uplink gets its message shape (message type + field names) from its
+# readings; ``field=`` pages and the firmware query then go by shape, and an uplink stored after the
+# migration finds the shape the migration made (the key is written the same way by SQL and Python).
+SHAPED = ROWS + [
+    (4, "00000000000000aa", [(6, "temperature", "22.5"), (7, "tilt", "false")]),
+    (5, "00000000000000aa", [(8, "température", "1.0")]),  # a name outside ASCII
+]
+NO_READINGS = (
+    "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw, message_type) VALUES "
+    "(6, 'up', '00000000000000aa', '2026-05-04T12:06:00.000000Z', 'd6', 'json', NULL, 'device_status')"
+)
+A_JOIN = (
+    "INSERT INTO events (id, kind, dev_eui, received_at, dedup_id, encoding, raw) VALUES "
+    "(7, 'join', '00000000000000aa', '2026-05-04T12:07:00.000000Z', 'j7', 'json', NULL)"
+)
+
+
+def shaped_statements() -> list[str]:
+    out = []
+    for event, dev, readings in SHAPED:
+        out.append(EVENT.format(id=event, dev=dev))
+        # schema 5's reading log has no value_num
+        out += [READING.format(id=i, event=event, field=f, value=v).replace("value_num, ", "").replace(
+            "NULL, NULL, NULL)", "NULL, NULL)") for i, f, v in readings]  # fmt: skip
+    return out + [NO_READINGS, A_JOIN] + OTHER
+
+
+def check_6(s: Store, make_uplink, make_reading) -> None:
+    assert s.schema_version == SCHEMA_VERSION
+    by_event = {int(r[0]): r[1] for r in s.query("SELECT id, shape FROM events ORDER BY id")}
+    shapes = {int(r[0]): (r[1], r[2]) for r in s.query("SELECT id, message_type, fields FROM shapes")}
+    assert {e: shapes[by_event[e]] for e in (1, 2, 3, 4, 5, 6)} == {
+        1: ("air_quality", '["temperature","tilt"]'), 2: ("air_quality", '["temperature"]'),
+        3: ("air_quality", '["reset_cause","temperature"]'), 4: ("air_quality", '["temperature","tilt"]'),
+        5: ("air_quality", '["température"]'), 6: ("device_status", "[]"),
+    }  # fmt: skip
+    assert by_event[7] is None  # not an uplink
+    carriers = {str(r[0]) for r in s.query("SELECT field FROM shape_fields WHERE shape = ?", (by_event[3],))}
+    assert carriers == {"reset_cause", "temperature"}
+    assert [r.id for r in s.readings("00000000000000aa", "tilt")] == [2, 7]
+    assert [r.id for r in s.readings("00000000000000aa", "temperature")] == [1, 4, 6]
+    assert [r.id for r in s.readings("00000000000000aa", "température")] == [8]
+    # new uplinks of shapes the migration made find them; a new shape is added once
+    up = make_uplink(10, dev_eui="00000000000000aa")
+    assert s.record_uplink(up, [make_reading(up, "tilt", True), make_reading(up)])
+    up = make_uplink(11, dev_eui="00000000000000aa")
+    assert s.record_uplink(up, [make_reading(up, "température", 2.0)])
+    up = make_uplink(12, dev_eui="00000000000000bb")
+    assert s.record_uplink(up, [make_reading(up, "pm10", 9.0)])
+    assert len(s.query("SELECT id FROM shapes")) == len(shapes) + 1
+    assert [r.reading.value for r in s.readings("00000000000000aa", "tilt")] == [True, False, True]
+
+
+def test_a_schema_5_sqlite_file_gets_message_shapes(tmp_path, make_uplink, make_reading) -> None:
+    path = tmp_path / "v5.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in SQLITE_MIGRATIONS[:5]:
+        for statement in statements(step):
+            conn.execute(statement)
+    for statement in shaped_statements():
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version=5")
+    conn.close()
+    with Store.open(path) as s:
+        check_6(s, make_uplink, make_reading)
+        indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "events_device_shape" in indexes and "events_device_type" not in indexes
+
+
+@pytest.mark.postgres
+def test_a_schema_5_postgres_database_gets_message_shapes(make_uplink, make_reading) -> None:
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
+            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
+            for version, step in enumerate(POSTGRES_MIGRATIONS[:5], 1):
+                for statement in statements(step):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (version,))
+            for statement in shaped_statements():
+                conn.execute(statement)
+            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), 8)")
+            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 7)")
+        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
+            check_6(s, make_uplink, make_reading)
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE")

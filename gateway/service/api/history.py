@@ -2,14 +2,15 @@
 
 The store's read API (:meth:`gateway.service.store.Store.readings`) pages the reading log oldest first, which
 is what sinks and exports need; a sparkline needs the *newest* N values of each field. The queries
-here walk the store's events index ``(dev_eui, message_type, id)`` and the reading log's
-event index, so their cost depends on N and the number of message types, not on how long the device
-has been reporting:
+here walk the store's events index ``(dev_eui, shape, id)`` (an uplink's *shape* is its message type
+with its field names, :mod:`gateway.service.store.shapes`) and the reading log's event index, so
+their cost depends on N and the number of shapes, not on how long the device has been reporting:
 
-* the device's message types: one index seek each (``MIN(message_type) ... WHERE message_type > ?``,
-  a loose index scan), instead of ``SELECT DISTINCT`` over all its uplinks;
-* each message type: its newest N uplinks as stored (``ORDER BY id DESC LIMIT N``, read backwards
-  along the index), which carry the link quality (RSSI, SNR, SF), and then their readings;
+* the device's shapes and their message types: one index seek each (:meth:`Store.device_shapes`, a
+  loose index scan), instead of ``SELECT DISTINCT`` over all its uplinks;
+* each message type: the newest N uplinks of each of its shapes as stored (``ORDER BY id DESC LIMIT
+  N``, read backwards along the index), merged to the type's newest N, which carry the link quality
+  (RSSI, SNR, SF), and then their readings;
 * each field: the newest N of those readings (a field that a message carries in every uplink has
   exactly N; one that is sometimes absent, e.g. a sensor fault, has fewer).
 
@@ -19,6 +20,7 @@ through the store's one query method.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,18 +108,27 @@ def _query(store: Store, sql: str, params: Sequence[Any]) -> list[Any]:
     return store.query(sql, params)
 
 
-def _message_types(store: Store, dev_eui: str) -> list[str]:
-    types: list[str] = []
-    last = ""
-    while len(types) < _MAX_TYPES:
-        row = _query(
-            store, "SELECT MIN(message_type) FROM events WHERE dev_eui = ? AND message_type > ?", (dev_eui, last)
-        )
-        if not row or row[0][0] is None:
-            break
-        last = str(row[0][0])
-        types.append(last)
-    return types
+def _uplinks_by_type(store: Store, dev_eui: str, points: int) -> dict[str, list[Any]]:
+    """Message type -> the newest ``points`` uplinks of that type (id, received_at, rssi, snr, spreading
+    factor, gateway count), newest first: per message shape along ``events_device_shape``, merged;
+    a device with more shapes than the loose scan takes is read per type along its uplinks."""
+    shapes = store.device_shapes(dev_eui)
+    if shapes is None:
+        types = [str(r[0]) for r in _query(
+            store, "SELECT DISTINCT message_type FROM events WHERE dev_eui = ? AND message_type IS NOT NULL", (dev_eui,)
+        )][:_MAX_TYPES]  # fmt: skip
+        return {t: _query(store, _UPLINKS + "message_type = ? ORDER BY id DESC LIMIT ?", (dev_eui, t, points))
+                for t in types}  # fmt: skip
+    out: dict[str, list[Any]] = {}
+    for shape, message_type in shapes.items():
+        if message_type not in out and len(out) == _MAX_TYPES:
+            continue
+        rows = _query(store, _UPLINKS + "shape = ? ORDER BY id DESC LIMIT ?", (dev_eui, shape, points))
+        out[message_type] = heapq.nlargest(points, [*out.get(message_type, []), *rows], key=lambda r: int(r[0]))
+    return out
+
+
+_UPLINKS = "SELECT id, received_at, rssi, snr, spreading_factor, gateway_count FROM events WHERE dev_eui = ? AND "
 
 
 def _schema_position(message_type: str, field: str) -> tuple[int, int, int]:
@@ -145,13 +156,7 @@ def device_history(store: Store, dev_eui: str, points: int = 60) -> DeviceHistor
     uplinks: list[tuple[str, LinkPoint]] = []  # (message type, link of one uplink)
     by_field: dict[str, list[tuple[datetime, int, str, Any, str | None]]] = {}  # time, id, type, value, unit
     role_fields: dict[str, set[str]] = {}
-    for message_type in _message_types(store, dev_eui):
-        events = _query(
-            store,
-            "SELECT id, received_at, rssi, snr, spreading_factor, gateway_count FROM events "
-            "WHERE dev_eui = ? AND message_type = ? ORDER BY id DESC LIMIT ?",
-            (dev_eui, message_type, points),
-        )
+    for message_type, events in sorted(_uplinks_by_type(store, dev_eui, points).items()):
         for row in events:
             uplinks.append((message_type, LinkPoint(parse_time(row[1]), row[2], row[3], row[4], int(row[5] or 0))))
         ids = [int(row[0]) for row in events]

@@ -8,7 +8,7 @@ module per concern, each written once for both engines:
 * :mod:`.events`: uplinks with their readings (one path for one uplink and for a batch) and other events;
 * :mod:`.health`: what an uplink does to its device's frame-counter health (a pure function);
 * :mod:`.devices`: the device registry; :mod:`.deadletters`; :mod:`.outbox`: sink cursors;
-* :mod:`.queries`: the reading log and totals as the API reads them; :mod:`.prune`;
+* :mod:`.queries`: the reading log and totals as the API reads them; :mod:`.shapes`: message shapes; :mod:`.prune`;
 * :mod:`.migrations`: the schema, both engines side by side; :mod:`.dialect`: where they differ.
 
 The API is synchronous and thread-safe (one lock around the connection); each call is one short
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.contract.records import Reading, Uplink
-from gateway.service.store import deadletters, devices, events, outbox, queries
+from gateway.service.store import deadletters, devices, events, outbox, queries, shapes
 from gateway.service.store import prune as pruning
 from gateway.service.store.backend import Backend
 from gateway.service.store.rawcodec import RawCodec
@@ -263,6 +263,15 @@ class Store:
     def firmware_versions(self, dev_euis: Sequence[str] | None = None) -> dict[str, str]:
         """DevEUI -> the app version its newest device_status reported (None: every device)."""
         return queries.firmware_versions(self._db, dev_euis)
+
+    def device_shapes(self, dev_eui: str) -> dict[int, str] | None:
+        """The message shapes of ``dev_eui``'s uplinks (shape id -> message type, :mod:`.shapes`), one
+        index seek each; None when it has more than :data:`.shapes.MOST_PER_DEVICE`."""
+        found = shapes.device_shapes(self._db, dev_eui.lower())
+        if found is None:
+            return None
+        types = shapes.shape_types(self._db, found)
+        return {s: types[s] for s in found}
 
     def readings(
         self,

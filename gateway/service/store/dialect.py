@@ -47,6 +47,7 @@ SQLITE = Dialect(
         "REAL": "REAL",
         "BLOB": "BLOB",
         "VALUE_NUM": "CASE WHEN v.value GLOB '[-0-9]*' THEN CAST(v.value AS REAL) END",
+        "WITHOUT_ROWID": " WITHOUT ROWID",  # a table that is its primary key's index
     },
     bulk_ids=True,
 )
@@ -61,6 +62,7 @@ POSTGRES = Dialect(
         "REAL": "DOUBLE PRECISION",
         "BLOB": "BYTEA",
         "VALUE_NUM": "CASE WHEN v.value ~ '^[-0-9]' THEN CAST(v.value AS DOUBLE PRECISION) END",
+        "WITHOUT_ROWID": "",
     },
     for_update=" FOR UPDATE",
 )

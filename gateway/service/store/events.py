@@ -3,7 +3,8 @@
 One write path for uplinks, :func:`record_uplinks`, whether one uplink (the HTTP ingest) or a batch
 (the MQTT and AMQP ingests) and on either backend: duplicates are looked up with one query, the
 devices' health is read once and folded through :func:`gateway.service.store.health.after_uplink`
-uplink by uplink, and events, readings and device rows go in as multi-row inserts. SQLite allocates
+uplink by uplink, each uplink's shape (message type and field names, :mod:`.shapes`) is found once
+per write, and events, readings and device rows go in as multi-row inserts. SQLite allocates
 the event ids itself (it has one writer at a time and no sequence to keep in step); PostgreSQL
 inserts each event row on its own to take its id from the sequence.
 """
@@ -22,15 +23,16 @@ from gateway.service.store.dialect import Dialect
 from gateway.service.store.health import after_uplink, battery_of
 from gateway.service.store.rawcodec import RawCodec
 from gateway.service.store.rows import chunks, multi_row, pow2_chunks, reading_rows, uplink_event_values
+from gateway.service.store.shapes import ShapeIds
 from gateway.service.store.values import DeviceUpdate, UplinkRecord, format_time, now
 
 __all__ = ["record_event", "record_uplinks"]
 
 _UPLINK_COLUMNS = (
     "kind, dev_eui, received_at, dedup_id, encoding, raw, device_name, message_type, f_cnt, tags, rssi, snr, "
-    "gateway_id, spreading_factor, frequency, gateway_count"
+    "gateway_id, spreading_factor, frequency, gateway_count, shape"
 )
-_UPLINK_VALUES = "'up', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+_UPLINK_VALUES = "'up', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 _EVENT_INSERT_WITH_ID = f"INSERT INTO events (id, {_UPLINK_COLUMNS}) VALUES "
 _EVENT_ROW_WITH_ID = f"(?, {_UPLINK_VALUES})"
 _EVENT_INSERT_RETURNING = (
@@ -49,6 +51,7 @@ def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord], cod
     record ``i`` was a duplicate (of a stored event or of an earlier record) and changed nothing.
     Raw events are stored compressed by ``codec``."""
     codec.begin(cur, d)
+    shapes = ShapeIds(cur, d)
     seen = _stored_dedup_ids(cur, d, list({r.uplink.deduplication_id for r in records}))
     health = read_health(cur, d, list({r.uplink.dev_eui for r in records}))
     next_id = int(cur.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1 if d.bulk_ids else 0
@@ -75,7 +78,8 @@ def record_uplinks(cur: Cursor, d: Dialect, records: Sequence[UplinkRecord], cod
             tags_json = tags_json_of[tags_key] = json.dumps(up.tags, sort_keys=True)
         message_type = r.readings[0].message_type if r.readings else r.role
         raw, encoding = codec.encode(cur, d, r.raw, r.encoding)
-        values = uplink_event_values(up, received, encoding, raw, message_type, tags_json)
+        shape = shapes.of(message_type, r.readings)
+        values = uplink_event_values(up, received, encoding, raw, message_type, tags_json, shape)
         if d.bulk_ids:
             event_id = next_id
             next_id += 1

@@ -253,7 +253,65 @@ READINGS_VIEW_5 = """
 """
 
 
-def _steps(dialect: Dialect, v3_copy: str, v4_own: str, v5_log: str) -> tuple[str, ...]:
+
+# 6: message shapes, so that a device's readings of one field are found without walking its history.
+# An uplink's *shape* is its message type with the set of field names its readings carry
+# (``air_quality`` with or without ``battery``, ``device_status``, ...); a store holds a handful per
+# role. ``shapes`` numbers them (``fields``: the names as a JSON array, sorted by code point),
+# ``shape_fields`` lists which shapes carry a field, and each uplink's event row names its shape
+# (NULL: not an uplink, or an uplink without a message type). The index ``events_device_shape``
+# (device, shape, event id) replaces ``events_device_type``: a message type is a set of shapes, so
+# the live view still reads a type's newest uplinks along it, and ``field=`` pages read only the
+# uplinks whose shape carries the field (queries.readings). One index entry per uplink, as before,
+# with a small integer where the type's name was.
+_V6_HEAD = """
+    CREATE TABLE shapes (
+        id           {EVENT_ID},
+        message_type TEXT NOT NULL,
+        fields       TEXT NOT NULL,      -- JSON array of the field names, sorted by code point
+        UNIQUE (message_type, fields)
+    );
+    CREATE TABLE shape_fields (
+        field  TEXT NOT NULL,
+        shape  {BIGINT} NOT NULL REFERENCES shapes (id),
+        PRIMARY KEY (field, shape)
+    ){WITHOUT_ROWID};
+    ALTER TABLE events ADD COLUMN shape {BIGINT};
+"""
+# Each stored uplink's shape, from its readings (one lookup of the event index per uplink).
+_V6_FILL_SQLITE = """
+    CREATE TEMP TABLE shape_keys (event_id INTEGER PRIMARY KEY, message_type TEXT NOT NULL, fields TEXT NOT NULL);
+    INSERT INTO shape_keys (event_id, message_type, fields)
+        SELECT e.id, e.message_type,
+               (SELECT json_group_array(f) FROM (SELECT DISTINCT field AS f FROM reading_log
+                                                 WHERE event_id = e.id ORDER BY field))
+        FROM events AS e WHERE e.kind = 'up' AND e.message_type IS NOT NULL;
+    INSERT INTO shapes (message_type, fields) SELECT DISTINCT message_type, fields FROM shape_keys ORDER BY 1, 2;
+    INSERT INTO shape_fields (field, shape) SELECT DISTINCT j.value, s.id FROM shapes AS s, json_each(s.fields) AS j;
+    UPDATE events SET shape = (SELECT s.id FROM shape_keys AS k JOIN shapes AS s
+                               ON s.message_type = k.message_type AND s.fields = k.fields WHERE k.event_id = events.id)
+        WHERE id IN (SELECT event_id FROM shape_keys);
+    DROP TABLE shape_keys;
+"""
+_V6_FILL_POSTGRES = """
+    CREATE TEMP TABLE shape_keys ON COMMIT DROP AS
+        SELECT e.id AS event_id, e.message_type AS message_type,
+               COALESCE((SELECT '[' || string_agg(to_json(x.f)::text, ',' ORDER BY x.f COLLATE "C") || ']'
+                         FROM (SELECT DISTINCT field AS f FROM reading_log WHERE event_id = e.id) AS x), '[]') AS fields
+        FROM events AS e WHERE e.kind = 'up' AND e.message_type IS NOT NULL;
+    INSERT INTO shapes (message_type, fields) SELECT DISTINCT message_type, fields FROM shape_keys ORDER BY 1, 2;
+    INSERT INTO shape_fields (field, shape)
+        SELECT DISTINCT j.value, s.id FROM shapes AS s, json_array_elements_text(s.fields::json) AS j(value);
+    UPDATE events SET shape = s.id FROM shape_keys AS k JOIN shapes AS s
+        ON s.message_type = k.message_type AND s.fields = k.fields WHERE k.event_id = events.id;
+"""
+_V6_TAIL = """
+    DROP INDEX events_device_type;
+    CREATE INDEX events_device_shape ON events (dev_eui, shape, id);
+"""
+
+
+def _steps(dialect: Dialect, v3_copy: str, v4_own: str, v5_log: str, v6_fill: str) -> tuple[str, ...]:
     return tuple(
         dialect.ddl(step)
         for step in (
@@ -262,12 +320,15 @@ def _steps(dialect: Dialect, v3_copy: str, v4_own: str, v5_log: str) -> tuple[st
             _V3_HEAD + v3_copy.replace("{", "{{").replace("}", "}}") + _V3_TAIL,
             _V4 + v4_own,
             _V5_HEAD + v5_log + READINGS_VIEW_5 + ";",
+            _V6_HEAD + v6_fill + _V6_TAIL,
         )
     )
 
 
-SQLITE_MIGRATIONS: tuple[str, ...] = _steps(SQLITE, _V3_COPY_SQLITE, "", _V5_LOG_SQLITE)
-POSTGRES_MIGRATIONS: tuple[str, ...] = _steps(POSTGRES, _V3_COPY_POSTGRES, _V4_POSTGRES, _V5_LOG_POSTGRES)
+SQLITE_MIGRATIONS: tuple[str, ...] = _steps(SQLITE, _V3_COPY_SQLITE, "", _V5_LOG_SQLITE, _V6_FILL_SQLITE)
+POSTGRES_MIGRATIONS: tuple[str, ...] = _steps(
+    POSTGRES, _V3_COPY_POSTGRES, _V4_POSTGRES, _V5_LOG_POSTGRES, _V6_FILL_POSTGRES
+)
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "PostgreSQL and SQLite schemas move together"
 

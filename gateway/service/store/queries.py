@@ -3,16 +3,19 @@ pages) and the store's totals."""
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from gateway.contract.records import RadioMeta, Reading
 from gateway.service.store.backend import Backend
+from gateway.service.store.shapes import device_shapes, shapes_with_field
 from gateway.service.store.values import StoredReading, format_time, parse_time
 
-__all__ = ["READING_COLUMNS", "counts", "dedup_ids", "event_count", "firmware_versions", "readings", "readings_statement", "stored_reading"]
+__all__ = ["READING_COLUMNS", "counts", "dedup_ids", "event_count", "firmware_versions", "readings", "readings_statements", "stored_reading"]
 
 READING_COLUMNS = (
     "id, dev_eui, device_name, message_type, time, field, value, unit, unit_code, deduplication_id, "
@@ -64,33 +67,52 @@ def readings(
     and ``time >= since``; at most ``limit``. The next page starts after the last id returned.
 
     Keyset paging on indexes, never a sort: without a device the log is read along its primary key;
-    with one, the device's events are walked in id order (``events_device_id``) from the event of
-    the first reading after ``after_id``, and each event's readings in id order
-    (``reading_log_event``). That is the log order because reading ids grow with event ids. A page
-    costs what it returns (and the readings a ``field`` filter skips), whatever the device's history.
+    with one, the device's events are walked in id order from the event of the first reading after
+    ``after_id`` (``events_device_id``; with ``field``, ``events_device_shape`` for each of the
+    device's message shapes that carries the field, merged by id), and each event's readings in id
+    order (``reading_log_event``). That is the log order because reading ids grow with event ids. A
+    page costs what it returns whatever the device's history, also for a field the device seldom or
+    never sends (the readings a ``field`` filter skips are only those of other fields in the same
+    uplinks).
     """
-    statement = readings_statement(db, device, field, since, limit, after_id)
-    if statement is None:
-        return []
-    return [stored_reading(row) for row in db.query(*statement)]
+    statements = readings_statements(db, device, field, since, limit, after_id)
+    if len(statements) == 1:
+        rows = db.query(*statements[0])
+    else:  # one page per shape, each in id order: merged, cut at the limit
+        rows = list(islice(heapq.merge(*(db.query(*s) for s in statements), key=_first), limit))
+    return [stored_reading(row) for row in rows]
 
 
-def readings_statement(
+def _first(row: Sequence[Any]) -> Any:
+    return row[0]
+
+
+def readings_statements(
     db: Backend, device: str | None, field: str | None, since: datetime | None, limit: int, after_id: int
-) -> tuple[str, list[Any]] | None:
-    """The SQL and parameters :func:`readings` runs (None: nothing can follow ``after_id``)."""
+) -> list[tuple[str, list[Any]]]:
+    """The SQL and parameters :func:`readings` runs: one statement, or with a device and a field one
+    per shape of the device's uplinks that carries the field (each in log order; none when no
+    shape does or nothing can follow ``after_id``)."""
     d = db.dialect
-    params: list[Any] = []
     where: list[str] = []
+    params: list[Any] = []
+    order = "v.id"
+    shapes: list[int] | None = None
     if device:
+        device = device.lower()
+        if field:
+            # A device with very many shapes (a codec whose keys vary) is walked as without shapes.
+            known = device_shapes(db, device)
+            shapes = None if known is None else shapes_with_field(db, field, known)
+            if shapes == []:
+                return []
         # The first reading after the cursor (a primary-key seek) names the event to start from.
-        start = db.query(
-            d.sql("SELECT event_id FROM reading_log WHERE id > ? ORDER BY id LIMIT 1"), (after_id,)
-        )
+        start = db.query(d.sql("SELECT event_id FROM reading_log WHERE id > ? ORDER BY id LIMIT 1"), (after_id,))
         if not start:
-            return None
+            return []
         where += ["e.dev_eui = ?", "e.id >= ?", "v.id > ?"]
-        params += [device.lower(), int(start[0][0]), after_id]
+        params += [device, int(start[0][0]), after_id]
+        order = "e.id, v.id"
     else:
         where.append("v.id > ?")
         params.append(after_id)
@@ -101,13 +123,13 @@ def readings_statement(
         # received_at: a reading is never newer than its uplink, so this only skips whole old uplinks.
         where.append("COALESCE(v.time, e.received_at) >= ? AND e.received_at >= ?")
         params.extend((format_time(since), format_time(since)))
-    params.append(limit)
-    order = "e.id, v.id" if device else "v.id"
-    sql = (
-        f"SELECT {_JOINED_COLUMNS} FROM reading_log AS v JOIN events AS e ON e.id = v.event_id "
-        f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
-    )
-    return d.sql(sql), params
+    head = f"SELECT {_JOINED_COLUMNS} FROM reading_log AS v JOIN events AS e ON e.id = v.event_id WHERE "
+    tail = f" ORDER BY {order} LIMIT ?"
+    if shapes is None:
+        return [(d.sql(head + " AND ".join(where) + tail), [*params, limit])]
+    where.insert(1, "e.shape = ?")
+    sql = d.sql(head + " AND ".join(where) + tail)
+    return [(sql, [params[0], shape, *params[1:], limit]) for shape in shapes]
 
 
 def counts(db: Backend) -> dict[str, int]:
@@ -135,11 +157,13 @@ def dedup_ids(db: Backend, kind: str = "up") -> list[str]:
 
 
 # The app version a device reports: the "firmware" field of its newest device_status uplink (schema
-# device_status v1; a FUOTA update changes it). One index walk per device (events_device_id).
+# device_status v1; a FUOTA update changes it). The newest uplink of each device_status shape that
+# carries the field is one seek of events_device_shape (MAX(id)); the newest of those, its reading.
 _FIRMWARE_OF = (
-    "(SELECT v.value FROM events AS e JOIN reading_log AS v ON v.event_id = e.id "
-    "WHERE e.dev_eui = {dev} AND e.message_type = 'device_status' AND v.field = 'firmware' "
-    "ORDER BY e.id DESC LIMIT 1)"
+    "(SELECT v.value FROM reading_log AS v WHERE v.field = 'firmware' AND v.event_id = "
+    "(SELECT MAX((SELECT MAX(e.id) FROM events AS e WHERE e.dev_eui = {dev} AND e.shape = f.shape)) "
+    "FROM shape_fields AS f JOIN shapes AS s ON s.id = f.shape "
+    "WHERE f.field = 'firmware' AND s.message_type = 'device_status'))"
 )
 
 

@@ -86,9 +86,15 @@ def reading_rows(
 
 
 def uplink_event_values(
-    uplink: Uplink, received: str, encoding: str, raw: bytes | None, message_type: str | None, tags_json: str
+    uplink: Uplink,
+    received: str,
+    encoding: str,
+    raw: bytes | None,
+    message_type: str | None,
+    tags_json: str,
+    shape: int | None = None,
 ) -> tuple[Any, ...]:
-    """An uplink's ``events`` row after ``kind``."""
+    """An uplink's ``events`` row after ``kind`` (``shape``: its id in ``shapes``, :mod:`.shapes`)."""
     r = uplink.radio
     return (
         uplink.dev_eui,
@@ -106,4 +112,5 @@ def uplink_event_values(
         r.spreading_factor,
         r.frequency,
         r.gateway_count,
+        shape,
     )
