@@ -173,24 +173,14 @@ class _DownlinkRun:
         self.note = ""
 
     def provision(self) -> None:
-        """Create the application, one profile per role and the devices in the API simulator, as
-        ``citynode provision`` does in ChirpStack (the simulator refuses to queue for unknown devices)."""
-        from chirpstack_api import api, common
-
+        """The application, the role profiles and the devices with their keys in the API simulator
+        (:func:`~gateway.sim.fuota_update.provision_fleet`, the update run's path too)."""
         from gateway.field.chirpstack_client import ChirpStackClient
         from gateway.sim.chirpstack import DEFAULT_TENANT_ID
+        from gateway.sim.fuota_update import provision_fleet
 
         with ChirpStackClient(self.api_address, self.token) as client:
-            app_id = client.create_application(api.Application(tenant_id=DEFAULT_TENANT_ID, name="citynode-demo"))
-            profiles: dict[str, str] = {}
-            for node in self.fleet.nodes:
-                if node.role not in profiles:
-                    profiles[node.role] = client.create_device_profile(api.DeviceProfile(
-                        tenant_id=DEFAULT_TENANT_ID, name=f"citynode-{node.role}", region=common.EU868,
-                        uplink_interval=node.interval_s, supports_otaa=True,
-                    ))
-                client.create_device(api.Device(dev_eui=node.dev_eui, name=node.name, application_id=app_id,
-                                                device_profile_id=profiles[node.role], join_eui=node.join_eui))
+            provision_fleet(client, self.fleet, DEFAULT_TENANT_ID, name="citynode-demo")
 
     def step(self) -> None:
         """Queue the downlink once the node has sent its first uplink (so that it is on the network)."""

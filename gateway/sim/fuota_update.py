@@ -53,8 +53,12 @@ def update_trees(tree: Path, work: Path, target_version: str = TARGET_VERSION) -
 def provision_fleet(client: ChirpStackClient, fleet: VirtualFleet, tenant_id: str,
                     name: str = "citynode") -> str:
     """Create the application, one profile per role (``citynode provision``'s, with TS003/TS004/TS005
-    in ``app_layer_params``) and the fleet's devices with their keys (the GenAppKey too) in the API
-    simulator; returns the application id."""
+    in ``app_layer_params``) and the fleet's devices with their keys (the GenAppKey too, when the fleet
+    is provisioned for updates; else none, which ChirpStack takes as the all-zero key) in the API
+    simulator, as ``citynode provision`` does in ChirpStack; returns the application id.
+
+    Both the update run and the demo's config downlink provision through here (the API simulator
+    refuses to queue for a device it does not know)."""
     app_id = client.create_application(api.Application(tenant_id=tenant_id, name=name))
     profiles: dict[str, str] = {}
     script = load_codec_script()
