@@ -305,29 +305,24 @@ class _UpdateRun:
             self.done_at = time.monotonic()
 
     def _all_updated(self) -> bool:
-        assert self.fleet is not None
+        from gateway.sim.fuota_update import device_status
+
+        assert self.fleet is not None and self.sim is not None
         with self.runner.state.lock:
             complete = all(self.runner.state.fuota[d].completed_at is not None for d in self.deployments)
-        return complete and all(self._status(n.dev_eui).get("firmware") == self.target for n in self.fleet.nodes)
+        return complete and all(device_status(self.sim, n.dev_eui).get("firmware") == self.target
+                                for n in self.fleet.nodes)
 
     def finished(self) -> bool:
         """Every deployment complete and every node reporting the new version, one cycle ago (so that
         the live view shows uplinks of the new version)."""
         return self.done_at is not None and time.monotonic() - self.done_at > _UPDATE_INTERVAL_S / _UPDATE_SCALE
 
-    def _status(self, dev_eui: str) -> dict[str, Any]:
-        from gateway.contract import codec
-
-        assert self.sim is not None
-        for e in reversed(self.sim.events_of("up", dev_eui)):
-            if e.message.f_port == 1:
-                return dict(codec.decode(1, bytes(e.message.data))["readings"][0])
-        return {}
-
     def outcome(self) -> list[NodeUpdate]:
         from gateway.field import fuota_deploy
+        from gateway.sim.fuota_update import device_status
 
-        assert self.fleet is not None
+        assert self.fleet is not None and self.sim is not None
         results: dict[str, str] = {}
         sent: dict[str, int] = {}
         dropped: dict[str, int] = {}
@@ -339,7 +334,7 @@ class _UpdateRun:
             dropped.update(x)
         out = []
         for n in self.fleet.nodes:
-            st = self._status(n.dev_eui)
+            st = device_status(self.sim, n.dev_eui)
             out.append(NodeUpdate(n.name, n.dev_eui, n.role, results.get(n.dev_eui, "not deployed"),
                                   str(st.get("firmware", "")), str(st.get("update", "")), n.reboots,
                                   sent.get(n.dev_eui, 0), dropped.get(n.dev_eui, 0), self.target))
