@@ -173,24 +173,14 @@ class _DownlinkRun:
         self.note = ""
 
     def provision(self) -> None:
-        """Create the application, one profile per role and the devices in the API simulator, as
-        ``citynode provision`` does in ChirpStack (the simulator refuses to queue for unknown devices)."""
-        from chirpstack_api import api, common
-
+        """The application, the role profiles and the devices with their keys in the API simulator
+        (:func:`~gateway.sim.fuota_update.provision_fleet`, the update run's path too)."""
         from gateway.field.chirpstack_client import ChirpStackClient
         from gateway.sim.chirpstack import DEFAULT_TENANT_ID
+        from gateway.sim.fuota_update import provision_fleet
 
         with ChirpStackClient(self.api_address, self.token) as client:
-            app_id = client.create_application(api.Application(tenant_id=DEFAULT_TENANT_ID, name="citynode-demo"))
-            profiles: dict[str, str] = {}
-            for node in self.fleet.nodes:
-                if node.role not in profiles:
-                    profiles[node.role] = client.create_device_profile(api.DeviceProfile(
-                        tenant_id=DEFAULT_TENANT_ID, name=f"citynode-{node.role}", region=common.EU868,
-                        uplink_interval=node.interval_s, supports_otaa=True,
-                    ))
-                client.create_device(api.Device(dev_eui=node.dev_eui, name=node.name, application_id=app_id,
-                                                device_profile_id=profiles[node.role], join_eui=node.join_eui))
+            provision_fleet(client, self.fleet, DEFAULT_TENANT_ID, name="citynode-demo")
 
     def step(self) -> None:
         """Queue the downlink once the node has sent its first uplink (so that it is on the network)."""
@@ -315,29 +305,24 @@ class _UpdateRun:
             self.done_at = time.monotonic()
 
     def _all_updated(self) -> bool:
-        assert self.fleet is not None
+        from gateway.sim.fuota_update import device_status
+
+        assert self.fleet is not None and self.sim is not None
         with self.runner.state.lock:
             complete = all(self.runner.state.fuota[d].completed_at is not None for d in self.deployments)
-        return complete and all(self._status(n.dev_eui).get("firmware") == self.target for n in self.fleet.nodes)
+        return complete and all(device_status(self.sim, n.dev_eui).get("firmware") == self.target
+                                for n in self.fleet.nodes)
 
     def finished(self) -> bool:
         """Every deployment complete and every node reporting the new version, one cycle ago (so that
         the live view shows uplinks of the new version)."""
         return self.done_at is not None and time.monotonic() - self.done_at > _UPDATE_INTERVAL_S / _UPDATE_SCALE
 
-    def _status(self, dev_eui: str) -> dict[str, Any]:
-        from gateway.contract import codec
-
-        assert self.sim is not None
-        for e in reversed(self.sim.events_of("up", dev_eui)):
-            if e.message.f_port == 1:
-                return dict(codec.decode(1, bytes(e.message.data))["readings"][0])
-        return {}
-
     def outcome(self) -> list[NodeUpdate]:
         from gateway.field import fuota_deploy
+        from gateway.sim.fuota_update import device_status
 
-        assert self.fleet is not None
+        assert self.fleet is not None and self.sim is not None
         results: dict[str, str] = {}
         sent: dict[str, int] = {}
         dropped: dict[str, int] = {}
@@ -349,7 +334,7 @@ class _UpdateRun:
             dropped.update(x)
         out = []
         for n in self.fleet.nodes:
-            st = self._status(n.dev_eui)
+            st = device_status(self.sim, n.dev_eui)
             out.append(NodeUpdate(n.name, n.dev_eui, n.role, results.get(n.dev_eui, "not deployed"),
                                   str(st.get("firmware", "")), str(st.get("update", "")), n.reboots,
                                   sent.get(n.dev_eui, 0), dropped.get(n.dev_eui, 0), self.target))

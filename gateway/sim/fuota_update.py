@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from chirpstack_api import api
 
+from gateway.contract import codec
 from gateway.field.chirpstack_client import ChirpStackClient
 from gateway.field.firmware_build import compile_module
 from gateway.field.provision import desired_profile, load_codec_script
 from gateway.paths import firmware_dir
 from gateway.sim.fleet import VirtualFleet
 
-__all__ = ["BASE_VERSION", "TARGET_VERSION", "update_trees", "provision_fleet"]
+if TYPE_CHECKING:
+    from gateway.sim.nssim import NetworkServerSim
+
+__all__ = ["BASE_VERSION", "TARGET_VERSION", "device_status", "provision_fleet", "update_trees"]
 
 BASE_VERSION = "0.1.0"  # citynode.app.FIRMWARE_VERSION: what a node flashed from this checkout runs
 TARGET_VERSION = "0.2.0"
@@ -53,8 +58,12 @@ def update_trees(tree: Path, work: Path, target_version: str = TARGET_VERSION) -
 def provision_fleet(client: ChirpStackClient, fleet: VirtualFleet, tenant_id: str,
                     name: str = "citynode") -> str:
     """Create the application, one profile per role (``citynode provision``'s, with TS003/TS004/TS005
-    in ``app_layer_params``) and the fleet's devices with their keys (the GenAppKey too) in the API
-    simulator; returns the application id."""
+    in ``app_layer_params``) and the fleet's devices with their keys (the GenAppKey too, when the fleet
+    is provisioned for updates; else none, which ChirpStack takes as the all-zero key) in the API
+    simulator, as ``citynode provision`` does in ChirpStack; returns the application id.
+
+    Both the update run and the demo's config downlink provision through here (the API simulator
+    refuses to queue for a device it does not know)."""
     app_id = client.create_application(api.Application(tenant_id=tenant_id, name=name))
     profiles: dict[str, str] = {}
     script = load_codec_script()
@@ -67,3 +76,16 @@ def provision_fleet(client: ChirpStackClient, fleet: VirtualFleet, tenant_id: st
         client.create_keys(api.DeviceKeys(dev_eui=node.dev_eui, nwk_key=node.app_key, app_key=node.app_key,
                                           gen_app_key=node.gen_app_key))
     return app_id
+
+
+def device_status(sim: NetworkServerSim, dev_eui: str) -> dict[str, Any]:
+    """The newest device_status (fPort 1: firmware version, update outcome, ...) the node sent through
+    ``sim``, decoded by the gateway's codec; ``{}`` when it sent none yet.
+
+    Safe to call from :meth:`NetworkServerSim.wait_for`'s predicate (the simulator's lock is reentrant).
+    Raises :class:`~gateway.errors.DecodeError` for an fPort 1 payload the codec refuses.
+    """
+    for e in reversed(sim.events_of("up", dev_eui)):
+        if e.message.f_port == 1:
+            return dict(codec.decode(1, bytes(e.message.data))["readings"][0])
+    return {}

@@ -225,16 +225,6 @@ def test_loss_beyond_the_redundancy_fails_the_device_with_chirpstacks_message(ap
         n.close()
 
 
-def _status(sim: NetworkServerSim, dev_eui: str) -> dict[str, Any] | None:
-    """The newest device_status (fPort 1) the node sent, decoded by the gateway's codec."""
-    from gateway.contract import codec
-
-    for e in reversed(sim.events_of("up", dev_eui)):
-        if e.message.f_port == 1:
-            return codec.decode(1, bytes(e.message.data))["readings"][0]
-    return None
-
-
 @pytest.mark.slow
 def test_a_deployment_to_micropython_nodes(api_sim: ChirpStackSimulator, tmp_path: Path) -> None:
     """Two app nodes (``main.py`` of the built firmware on the MicroPython unix port, the sim board, the
@@ -263,7 +253,13 @@ def test_a_deployment_to_micropython_nodes(api_sim: ChirpStackSimulator, tmp_pat
     from gateway.field import fuota_deploy
     from gateway.field.firmware_build import built_firmware
     from gateway.sim.fleet import VirtualFleet
-    from gateway.sim.fuota_update import BASE_VERSION, TARGET_VERSION, provision_fleet, update_trees
+    from gateway.sim.fuota_update import (
+        BASE_VERSION,
+        TARGET_VERSION,
+        device_status,
+        provision_fleet,
+        update_trees,
+    )
 
     cli = [sys.executable, "-m", "gateway.cli", "fuota"]
     subprocess.run([*cli, "keygen", "--out", str(tmp_path / "city")], check=True, capture_output=True)
@@ -291,7 +287,7 @@ def test_a_deployment_to_micropython_nodes(api_sim: ChirpStackSimulator, tmp_pat
                                                       redundancy_pct=100, target=TARGET_VERSION)
         assert count == 2
         runner.wait(dep, timeout_s=240)
-        ns.wait_for(lambda: all((_status(ns, n.dev_eui) or {}).get("firmware") == TARGET_VERSION
+        ns.wait_for(lambda: all(device_status(ns, n.dev_eui).get("firmware") == TARGET_VERSION
                                 for n in fleet.nodes), timeout_s=60)
         sent, dropped = runner.fragments_sent(dep)
         rows = {r.dev_eui: r for r in cs.list_fuota_devices(dep)}
@@ -301,9 +297,9 @@ def test_a_deployment_to_micropython_nodes(api_sim: ChirpStackSimulator, tmp_pat
             assert rows[n.dev_eui].error_msg == "", f"{n.name}: {rows[n.dev_eui].error_msg}\n{tail}"
             assert rows[n.dev_eui].HasField("completed_at")
             assert cs.get_device(n.dev_eui).tags["app_version"] == TARGET_VERSION  # type: ignore[union-attr]
-            status = _status(ns, n.dev_eui)
-            assert status is not None and status["firmware"] == TARGET_VERSION, tail
-            assert status["update"] == "installed", tail
+            status = device_status(ns, n.dev_eui)
+            assert status.get("firmware") == TARGET_VERSION, tail
+            assert status.get("update") == "installed", tail
             assert n.reboots == 1 and n.exit_code is None, tail
             assert any(line.startswith(f"update {TARGET_VERSION} installed") for line in n.updates), n.updates
             assert "update confirmed" in n.updates, n.updates
