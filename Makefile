@@ -136,7 +136,7 @@ $(UNIX32_STOCK): $(MP_DIR)/.extracted build/micropython-usermods/.linked $(filte
 
 firmware-unix: $(UNIX32) $(UNIX32_STOCK)
 
-bench: $(STAMP) sysdeps
+bench: $(STAMP) sysdeps firmware-unix
 	$(BIN)/python bench/run.py
 
 clean:
