@@ -4,6 +4,10 @@ all its data, on SQLite and PostgreSQL; reads and paging work on the migrated ro
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,17 +62,52 @@ def check(s: Store) -> None:
     assert s.counts()["readings"] == 5 and s.counts()["uplinks"] == 3
 
 
-def test_a_schema_3_sqlite_file_keeps_everything(tmp_path, make_uplink, make_reading) -> None:
-    path = tmp_path / "v3.sqlite"
+def sqlite_file_at(path: Path, version: int, data: list[Any]) -> Path:
+    """A SQLite file migrated to ``version`` by the released steps, holding ``data`` (statements, or
+    (statement, parameters)), as a gateway of that version left it."""
     conn = sqlite3.connect(path, isolation_level=None)
-    for step in SQLITE_MIGRATIONS[:3]:
+    for step in SQLITE_MIGRATIONS[:version]:
         for statement in statements(step):
             conn.execute(statement)
-    for statement in data_statements():
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version=3")
+    for item in data:
+        conn.execute(*(item if isinstance(item, tuple) else (item,)))
+    conn.execute(f"PRAGMA user_version={version}")
     conn.close()
-    with Store.open(path) as s:
+    return path
+
+
+@contextmanager
+def postgres_store_at(version: int, data: list[Any], readings_seq: int, events_seq: int) -> Iterator[Store]:
+    """A PostgreSQL schema migrated to ``version`` by the released steps, holding ``data`` (statements,
+    or (statement, parameters)), with the id sequences where its writer left them; opened as a Store
+    (which migrates it to the current schema), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
+            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
+            for number, step in enumerate(POSTGRES_MIGRATIONS[:version], 1):
+                for statement in statements(step):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (number,))
+            for item in data:
+                conn.execute(*(item if isinstance(item, tuple) else (item,)))
+            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), %s)", (readings_seq,))
+            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), %s)", (events_seq,))
+        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
+            yield s
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def test_a_schema_3_sqlite_file_keeps_everything(tmp_path, make_uplink, make_reading) -> None:
+    with Store.open(sqlite_file_at(tmp_path / "v3.sqlite", 3, data_statements())) as s:
         check(s)
         indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"events_device_id", "reading_log_event", "events_device_shape"} <= indexes
@@ -80,32 +119,11 @@ def test_a_schema_3_sqlite_file_keeps_everything(tmp_path, make_uplink, make_rea
 
 @pytest.mark.postgres
 def test_a_schema_3_postgres_database_keeps_everything(make_uplink, make_reading) -> None:
-    import uuid
-
-    import psycopg
-
-    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    try:
-        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
-            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
-            for version, step in enumerate(POSTGRES_MIGRATIONS[:3], 1):
-                for statement in statements(step):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (version,))
-            for statement in data_statements():
-                conn.execute(statement)
-            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), 5)")
-            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 3)")
-        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
-            check(s)
-            up = make_uplink(4, dev_eui="00000000000000aa")
-            assert s.record_uplink(up, [make_reading(up)])
-            assert [r.id for r in s.readings("00000000000000aa", after_id=5)] == [6]
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+    with postgres_store_at(3, data_statements(), readings_seq=5, events_seq=3) as s:
+        check(s)
+        up = make_uplink(4, dev_eui="00000000000000aa")
+        assert s.record_uplink(up, [make_reading(up)])
+        assert [r.id for r in s.readings("00000000000000aa", after_id=5)] == [6]
 
 
 # Schema 4 -> 5: raw events stored before stay as they were (readable as they are), a reading's time
@@ -139,17 +157,8 @@ def check_5(s: Store) -> None:
 
 
 def test_a_schema_4_sqlite_file_keeps_everything(tmp_path, make_uplink, make_reading) -> None:
-    path = tmp_path / "v4.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in SQLITE_MIGRATIONS[:4]:
-        for statement in statements(step):
-            conn.execute(statement)
-    for statement in data_statements() + EXTRA:
-        conn.execute(statement)
-    conn.execute("UPDATE events SET raw = ? WHERE id = 1", (RAW,))
-    conn.execute("PRAGMA user_version=4")
-    conn.close()
-    with Store.open(path) as s:
+    data = [*data_statements(), *EXTRA, ("UPDATE events SET raw = ? WHERE id = 1", (RAW,))]
+    with Store.open(sqlite_file_at(tmp_path / "v4.sqlite", 4, data)) as s:
         check_5(s)
         columns = [r[1] for r in s.query("PRAGMA table_info(reading_log)")]
         assert columns == ["id", "event_id", "time", "field", "value", "unit", "unit_code"]
@@ -161,34 +170,13 @@ def test_a_schema_4_sqlite_file_keeps_everything(tmp_path, make_uplink, make_rea
 
 @pytest.mark.postgres
 def test_a_schema_4_postgres_database_keeps_everything(make_uplink, make_reading) -> None:
-    import uuid
-
-    import psycopg
-
-    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    try:
-        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
-            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
-            for version, step in enumerate(POSTGRES_MIGRATIONS[:4], 1):
-                for statement in statements(step):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (version,))
-            for statement in data_statements() + EXTRA:
-                conn.execute(statement)
-            conn.execute("UPDATE events SET raw = %s WHERE id = 1", (RAW,))
-            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), 7)")
-            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 3)")
-        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
-            check_5(s)
-            up = make_uplink(4, dev_eui="00000000000000aa")
-            assert s.record_uplink(up, [make_reading(up)], raw=b"{}", encoding="json")
-            assert [r.id for r in s.readings("00000000000000aa", after_id=6)] == [8]
-            assert s.raw_event(up.deduplication_id).raw == b"{}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+    data = [*data_statements(), *EXTRA, ("UPDATE events SET raw = %s WHERE id = 1", (RAW,))]
+    with postgres_store_at(4, data, readings_seq=7, events_seq=3) as s:
+        check_5(s)
+        up = make_uplink(4, dev_eui="00000000000000aa")
+        assert s.record_uplink(up, [make_reading(up)], raw=b"{}", encoding="json")
+        assert [r.id for r in s.readings("00000000000000aa", after_id=6)] == [8]
+        assert s.raw_event(up.deduplication_id).raw == b"{}"
 
 
 # Schema 5 -> 6: every stored uplink gets its message shape (message type + field names) from its
@@ -245,16 +233,7 @@ def check_6(s: Store, make_uplink, make_reading) -> None:
 
 
 def test_a_schema_5_sqlite_file_gets_message_shapes(tmp_path, make_uplink, make_reading) -> None:
-    path = tmp_path / "v5.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in SQLITE_MIGRATIONS[:5]:
-        for statement in statements(step):
-            conn.execute(statement)
-    for statement in shaped_statements():
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version=5")
-    conn.close()
-    with Store.open(path) as s:
+    with Store.open(sqlite_file_at(tmp_path / "v5.sqlite", 5, shaped_statements())) as s:
         check_6(s, make_uplink, make_reading)
         indexes = {row[0] for row in s.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "events_device_shape" in indexes and "events_device_type" not in indexes
@@ -262,26 +241,5 @@ def test_a_schema_5_sqlite_file_gets_message_shapes(tmp_path, make_uplink, make_
 
 @pytest.mark.postgres
 def test_a_schema_5_postgres_database_gets_message_shapes(make_uplink, make_reading) -> None:
-    import uuid
-
-    import psycopg
-
-    name = f"citynode_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    try:
-        with psycopg.connect(PG_DSN, autocommit=True, options=f"-csearch_path={name}") as conn:
-            conn.execute("CREATE TABLE citynode_schema (version INTEGER PRIMARY KEY)")
-            for version, step in enumerate(POSTGRES_MIGRATIONS[:5], 1):
-                for statement in statements(step):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO citynode_schema VALUES (%s)", (version,))
-            for statement in shaped_statements():
-                conn.execute(statement)
-            conn.execute("SELECT setval(pg_get_serial_sequence('reading_log', 'id'), 8)")
-            conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 7)")
-        with Store.open(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}") as s:
-            check_6(s, make_uplink, make_reading)
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+    with postgres_store_at(5, shaped_statements(), readings_seq=8, events_seq=7) as s:
+        check_6(s, make_uplink, make_reading)
