@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         "Same rows and columns (the 18 CSV columns, by id). The goal is at least 0.5× the engine's own; the "
-        "export's memory stays flat (SQLite hands pages of up to 20,000 lines as one text, PostgreSQL streams "
+        "export's memory stays flat (SQLite hands pages of up to 5,000 lines as one text, PostgreSQL streams "
         "`COPY`). Other helpers' jobs share the machine's 2 cores while this runs: the contenders take turns "
         "within each round and the ratio is of medians, so load that comes and goes hits them alike. On "
         "SQLite each line is one `printf` and a page one `group_concat`; pages whose names and ids need no "
