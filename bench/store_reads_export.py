@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 from gateway.contract.records import RadioMeta, Reading, Uplink  # noqa: E402
 from gateway.service.store import Store, UplinkRecord  # noqa: E402
+from gateway.service.store.export import _CHUNK as EXPORT_PAGE_LINES  # noqa: E402
 from gateway.service.store.export import CSV_COLUMNS  # noqa: E402
 
 T0 = datetime(2021, 1, 1, tzinfo=UTC)
@@ -307,9 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         "Same rows and columns (the 18 CSV columns, by id). The goal is at least 0.5× the engine's own; the "
-        "export's memory stays flat (SQLite hands pages of up to 5,000 lines as one text, PostgreSQL streams "
-        "`COPY`). Other helpers' jobs share the machine's 2 cores while this runs: the contenders take turns "
-        "within each round and the ratio is of medians, so load that comes and goes hits them alike. On "
+        f"export's memory stays flat (SQLite hands pages of up to {EXPORT_PAGE_LINES:,} lines as one text, "
+        "PostgreSQL streams `COPY`). Other jobs may share the machine's 2 cores while this runs: the "
+        "contenders take turns within each round and the ratio is of medians, so load that comes and goes hits them alike. On "
         "SQLite each line is one `printf` and a page one `group_concat`; pages whose names and ids need no "
         "CSV quoting or JSON escaping (checked per page) take a line without the quoting expressions "
         "(gateway/service/store/export.py).",

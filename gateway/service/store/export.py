@@ -79,8 +79,8 @@ _JSON_CHARS = '"\\' + "".join(chr(c) for c in range(1, 32))
 _JSON_SPECIAL = '*["\\\x01-\x1f]*'  # a range: GLOB tries each class member in turn
 # Readings per SELECT: the first page small (the first lines come at once, ``export | head`` ends
 # at once), each next one twice as big up to 5,000 (about 1 MB of CSV, 2 MB of JSON lines).
-# Bigger pages were slower, not faster: with 20,000 per page 1M readings took ~5 % (CSV) and ~10 %
-# (JSON lines) longer, at a peak RSS of 56 and 76 MiB against about 41 and 50 (bench/RESULTS.md).
+# Bigger pages were slower, not faster: with 20,000 per page 1M readings (the bench's store, 2026-12-06)
+# took ~5 % (CSV) and ~10 % (JSON lines) longer, at a peak RSS of 56 and 76 MiB against about 41 and 50.
 _FIRST_PAGE, _CHUNK = 1_000, 5_000
 # What the fast JSON line writes as it is (a string between quotes, a number): NULL takes the other line.
 _EVENT_COLUMNS_NULL_IN_JSON = ("device_name", "message_type", "dedup_id", "gateway_id", "f_cnt", "rssi", "snr",
